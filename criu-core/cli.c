@@ -1,0 +1,182 @@
+/*
+ * The cryo command line. Options follow CRIU's where the two overlap, so
+ * that people and tools used to CRIU feel at home:
+ *
+ *	cryo dump -t PID -D DIR [--leave-running] [--shell-job] [-o LOG] [-v]
+ *	cryo restore -D DIR [-d] [--shell-job] [--pidfile FILE]
+ *	cryo check
+ *	cryo show PATH
+ */
+#define LOG_PREFIX "cli: "
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cryo.h"
+#include "log.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: cryo COMMAND [OPTIONS]\n"
+"\n"
+"Commands:\n"
+"  dump -t PID -D DIR     checkpoint process PID into image directory DIR\n"
+"  restore -D DIR         restore the process saved in DIR\n"
+"  check                  probe the kernel features cryo needs\n"
+"  show PATH              print an image file or directory as JSON\n"
+"\n"
+"Options:\n"
+"  -t, --tree PID         the process to dump\n"
+"  -D, --images-dir DIR   image directory (default: .)\n"
+"  -W, --work-dir DIR     where -o and --pidfile paths are relative to (default: -D)\n"
+"  -o, --log-file FILE    write a full debug log to FILE\n"
+"  -v[NUM]                more output on stderr (-v, -vv, ... or -v4)\n"
+"  -R, --leave-running    dump: resume the process instead of killing it\n"
+"  -j, --shell-job        the process belongs to a shell session (terminal, session\n"
+"                         and group outside the dump); restore it into cryo's\n"
+"  -d, --restore-detached restore: return once the process runs (default: wait\n"
+"                         for it and exit with its status)\n"
+"      --pidfile FILE     restore: write the restored pid to FILE\n"
+"  -V, --version          print the version\n"
+"  -h, --help             this help\n");
+}
+
+int open_images_dir(const char *path, bool create)
+{
+	int fd;
+
+	if (create && mkdir(path, 0700) && errno != EEXIST)
+		return pr_perror("cannot create image directory %s", path);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return pr_perror("cannot open image directory %s", path);
+	return fd;
+}
+
+/* -o and --pidfile are relative to the work dir, as in CRIU */
+static char *work_path(const struct cryo_opts *o, const char *p)
+{
+	const char *dir = o->work_dir ? o->work_dir : o->images_dir;
+	char *out;
+
+	if (!p || p[0] == '/' || !strcmp(p, "-"))
+		return p ? xstrdup(p) : NULL;
+	if (asprintf(&out, "%s/%s", dir, p) < 0)
+		return NULL;
+	return out;
+}
+
+enum { OPT_PIDFILE = 1000 };
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "tree", required_argument, NULL, 't' },
+		{ "images-dir", required_argument, NULL, 'D' },
+		{ "work-dir", required_argument, NULL, 'W' },
+		{ "log-file", required_argument, NULL, 'o' },
+		{ "verbosity", optional_argument, NULL, 'v' },
+		{ "leave-running", no_argument, NULL, 'R' },
+		{ "shell-job", no_argument, NULL, 'j' },
+		{ "restore-detached", no_argument, NULL, 'd' },
+		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cryo_opts o = { .images_dir = ".", .verbosity = LOG_WARN };
+	_cleanup_free_ char *log_path = NULL, *pidfile = NULL;
+	int c, ret;
+
+	/* "+": stop at the first non-option only for the command-less form */
+	while ((c = getopt_long(argc, argv, "t:D:W:o:v::RjdVh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			o.pid = atoi(optarg);
+			if (o.pid <= 0) {
+				fprintf(stderr, "cryo: -t needs a process id, not '%s'\n", optarg);
+				return 1;
+			}
+			break;
+		case 'D':
+			o.images_dir = optarg;
+			break;
+		case 'W':
+			o.work_dir = optarg;
+			break;
+		case 'o':
+			o.log_file = optarg;
+			break;
+		case 'v':
+			if (!optarg)
+				o.verbosity++;
+			else if (optarg[0] == 'v')
+				o.verbosity += 1 + strspn(optarg, "v");
+			else
+				o.verbosity = atoi(optarg);
+			break;
+		case 'R':
+			o.leave_running = true;
+			break;
+		case 'j':
+			o.shell_job = true;
+			break;
+		case 'd':
+			o.detach = true;
+			break;
+		case OPT_PIDFILE:
+			o.pidfile = optarg;
+			break;
+		case 'V':
+			printf("Version: %s\n", CRYO_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 1;
+	}
+	o.command = argv[optind++];
+	if (o.verbosity > LOG_DEBUG)
+		o.verbosity = LOG_DEBUG;
+
+	if (!strcmp(o.command, "dump") && mkdir(o.images_dir, 0700) && errno != EEXIST) {
+		fprintf(stderr, "cryo: cannot create image directory %s: %s\n", o.images_dir, strerror(errno));
+		return 1;
+	}
+	log_path = work_path(&o, o.log_file);
+	pidfile = work_path(&o, o.pidfile);
+	o.pidfile = pidfile;
+	if (log_init(o.verbosity, log_path))
+		return 1;
+	pr_debug("cryo %s: %s", CRYO_VERSION, o.command);
+
+	if (!strcmp(o.command, "dump"))
+		ret = cmd_dump(&o);
+	else if (!strcmp(o.command, "restore"))
+		ret = cmd_restore(&o);
+	else if (!strcmp(o.command, "check"))
+		ret = cmd_check(&o, argc - optind, argv + optind);
+	else if (!strcmp(o.command, "show"))
+		ret = cmd_show(&o, argc - optind, argv + optind);
+	else {
+		fprintf(stderr, "cryo: unknown command '%s' (try cryo --help)\n", o.command);
+		ret = 1;
+	}
+	log_fini();
+	return ret;
+}

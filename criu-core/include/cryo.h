@@ -1,0 +1,28 @@
+/* Command-line options and the subcommand entry points. */
+#ifndef CRYO_H
+#define CRYO_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define CRYO_VERSION "0.1"
+
+struct cryo_opts {
+	const char *command;
+	pid_t pid;			/* -t/--tree */
+	const char *images_dir;		/* -D/--images-dir (default ".") */
+	const char *work_dir;		/* -W/--work-dir (default: images dir) */
+	const char *log_file;		/* -o/--log-file, relative to the work dir */
+	const char *pidfile;		/* --pidfile, relative to the work dir */
+	int verbosity;			/* 0..4; -v adds one, -vN sets N */
+	bool leave_running;		/* --leave-running */
+	bool shell_job;			/* -j/--shell-job */
+	bool detach;			/* -d/--restore-detached */
+};
+
+int cmd_check(struct cryo_opts *o, int argc, char **argv);
+int cmd_show(struct cryo_opts *o, int argc, char **argv);
+int cmd_dump(struct cryo_opts *o);
+int cmd_restore(struct cryo_opts *o);
+
+#endif

@@ -1,0 +1,64 @@
+/* The dump side: context and per-task state shared by the dump modules. */
+#ifndef CRYO_DUMP_H
+#define CRYO_DUMP_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "cryo.h"
+#include "image.h"
+#include "infect.h"
+#include "kerndat.h"
+#include "proc.h"
+#include "util.h"
+
+struct dump_task {
+	pid_t pid;
+	struct proc_stat stat;
+	struct proc_status status;
+	bool seized;
+	struct parasite_ctl *parasite;
+
+	CoreEntry *core;
+	MmEntry *mm;
+	FdEntry **fds;
+	size_t nr_fds;
+
+	/* pages to dump, planned before the parasite goes in */
+	struct parasite_chunk *chunks;
+	size_t nr_chunks;
+	unsigned long exec_addr;	/* a private executable address */
+};
+
+/* one open file description seen in the dump */
+struct dump_file {
+	uint32_t id;
+	int local_fd;			/* our reference to it (pidfd_getfd) */
+	dev_t dev;
+	ino_t ino;
+};
+
+struct dump_ctx {
+	const struct cryo_opts *opts;
+	struct kerndat kd;
+	int dirfd;
+	struct arena arena;		/* every protobuf message of the dump */
+	struct dump_task *root;
+
+	struct dump_file *files;	/* file descriptions, by id - 1 */
+	FileEntry **file_entries;
+	size_t nr_files;
+};
+
+/* mem.c */
+int mem_collect(struct dump_ctx *ctx, struct dump_task *t);
+int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t);
+/* files.c */
+int files_collect(struct dump_ctx *ctx, struct dump_task *t);
+int files_write(struct dump_ctx *ctx);
+void files_release(struct dump_ctx *ctx);
+/* task.c */
+int task_collect(struct dump_ctx *ctx, struct dump_task *t);
+int task_collect_parasite(struct dump_ctx *ctx, struct dump_task *t);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * File descriptors. files.c walks a task's fd table, recognizes shared open
+ * file descriptions and dispatches each one to the module of its kind
+ * through struct fd_kind_ops; on restore it opens each description once
+ * and installs it at every fd number that had it.
+ */
+#ifndef CRYO_FILES_H
+#define CRYO_FILES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "image.h"
+
+struct dump_ctx;
+struct restore_ctx;
+
+/* what files.c learned about one fd before handing it to its kind */
+struct fd_parms {
+	pid_t pid;
+	int fd;			/* number in the task */
+	int lfd;		/* cryo's reference to the same file (pidfd_getfd) */
+	struct stat st;
+	unsigned flags;		/* open(2) flags of the description, no O_CLOEXEC */
+	bool cloexec;
+	uint64_t pos;
+	const char *link;	/* readlink of /proc/PID/fd/N */
+};
+
+struct fd_kind_ops {
+	FdKind kind;
+	const char *name;
+	/* does this kind handle the fd? */
+	bool (*match)(const struct fd_parms *p);
+	/* fill the kind's part of fe */
+	int (*dump)(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe);
+	/* open the description; returns an fd (any number) or -errno, logged */
+	int (*open)(struct restore_ctx *ctx, pid_t pid, int fd, const FileEntry *fe);
+};
+
+extern const struct fd_kind_ops reg_fd_ops;
+extern const struct fd_kind_ops chr_fd_ops;
+extern const struct fd_kind_ops tty_fd_ops;
+
+#endif

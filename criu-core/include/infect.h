@@ -1,0 +1,48 @@
+/*
+ * Parasite control: inject the parasite blob into a seized task, run its
+ * commands, and remove it leaving the task exactly as it was.
+ */
+#ifndef CRYO_INFECT_H
+#define CRYO_INFECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "parasite-proto.h"
+
+struct parasite_ctl {
+	pid_t pid;
+	struct user_regs_struct regs;	/* as seized: put back by parasite_cure */
+	uint64_t sigmask;		/* as seized */
+	unsigned long remote;		/* parasite mapping in the task */
+	size_t size;
+	void *local;			/* the same mapping in cryo */
+	struct parasite_area *area;	/* local view of the shared area */
+	unsigned long remote_area;
+	unsigned long remote_stack_top;
+	int pipe_rd;			/* page pipe read end, in cryo */
+	size_t pipe_size;
+	bool pipe_open;			/* INIT ran: cure closes the pipe */
+	bool crashed;			/* parasite died on a signal */
+};
+
+/*
+ * Inject into a task in a ptrace stop. exec_addr: an address inside a
+ * private executable mapping of the task, used only if no syscall
+ * instruction is at hand. Returns NULL on error (logged; the task is left
+ * as it was).
+ */
+struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t pipe_size);
+int parasite_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd);
+/*
+ * vmsplice the chunks through the page pipe into out_fd (at its current
+ * offset); fills chunks[i].crc.
+ */
+int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
+			unsigned nr, int out_fd);
+/* Remove the parasite and put registers and signal mask back. Frees ctl. */
+int parasite_cure(struct parasite_ctl *ctl);
+
+#endif

@@ -1,0 +1,62 @@
+/* The restore side: context and per-task state shared by the restore modules. */
+#ifndef CRYO_RESTORE_H
+#define CRYO_RESTORE_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "cryo.h"
+#include "image.h"
+#include "kerndat.h"
+#include "restorer-proto.h"
+#include "util.h"
+
+struct rst_task {
+	pid_t pid;
+	PstreeEntry *pstree;
+	CoreEntry *core;
+	MmEntry *mm;
+	PagemapEntry **pagemap;
+	size_t nr_pagemap;
+	FdEntry **fds;
+	size_t nr_fds;
+};
+
+struct restore_ctx {
+	const struct cryo_opts *opts;
+	struct kerndat kd;
+	int dirfd;
+	InventoryEntry *inv;
+	FileEntry **files;
+	size_t nr_files;
+	struct rst_task *root;
+	struct arena arena;		/* messages read from the images */
+};
+
+/*
+ * Building the restorer's area in the child: a bump allocator over the
+ * space after struct restorer_args.
+ */
+struct rst_area {
+	char *base;			/* == address in the restored task */
+	size_t len, used;
+	struct restorer_args *args;
+};
+void *rst_area_alloc(struct rst_area *ra, size_t size);
+
+/* mem.c: map and fill every VMA in the premap reservation */
+size_t mem_premap_size(const struct rst_task *t);
+size_t mem_args_size(const struct rst_task *t);
+int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
+	       unsigned long premap_start);
+int mem_prepare_specials(struct rst_task *t, struct restorer_args *a, unsigned long scratch,
+			 size_t *scratch_len);
+int mem_exe_fd(struct restore_ctx *ctx, struct rst_task *t);
+/* files.c: install the task's fds; our own fds end up >= *keep_from */
+int files_restore(struct restore_ctx *ctx, struct rst_task *t, int *keep_fds, int nr_keep);
+int files_max_fd(const struct rst_task *t);
+/* task.c: fill the non-memory part of the restorer args */
+size_t task_args_size(const struct rst_task *t);
+int task_prepare_args(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra);
+
+#endif

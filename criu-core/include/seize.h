@@ -1,0 +1,40 @@
+/* Seizing tasks with ptrace, and the register/state accessors built on it. */
+#ifndef CRYO_SEIZE_H
+#define CRYO_SEIZE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#define SEIZE_OPTIONS	(PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP)
+
+/* PTRACE_SEIZE + PTRACE_INTERRUPT and wait until the task is in a ptrace stop. */
+int seize_task(pid_t pid);
+/* Interrupt an already seized, running task and wait for the stop. */
+int interrupt_task(pid_t pid);
+/* waitpid(__WALL) that retries on EINTR; logs and returns -errno on failure. */
+int wait_task(pid_t pid, int *status, int flags);
+/* Describe a wait status for error messages ("killed by signal 9", ...). */
+const char *describe_status(int status, char *buf, size_t len);
+/* Resume the task to syscall entry and on to syscall exit. */
+int ptrace_step_syscall(pid_t pid);
+
+int ptrace_get_regs(pid_t tid, struct user_regs_struct *r);
+int ptrace_set_regs(pid_t tid, const struct user_regs_struct *r);
+/* xstate buffer: *len in = size of buf, out = bytes the kernel filled */
+int ptrace_get_xstate(pid_t tid, void *buf, size_t *len);
+int ptrace_set_xstate(pid_t tid, const void *buf, size_t len);
+int ptrace_get_sigmask(pid_t tid, uint64_t *mask);
+int ptrace_set_sigmask(pid_t tid, uint64_t mask);
+
+/*
+ * Syscall restart, as the kernel would do it when the interrupted task goes
+ * back to user mode without running a signal handler. for_restore: a fresh
+ * task has no restart_block, so a restart_syscall() there would fail; the
+ * syscall returns -EINTR instead (the same thing the kernel does after a
+ * sigreturn).
+ */
+void regs_apply_restart(struct user_regs_struct *r, bool for_restore);
+
+#endif

@@ -1,0 +1,376 @@
+#define LOG_PREFIX "infect: "
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "infect.h"
+#include "log.h"
+#include "parasite-blob.h"
+#include "seize.h"
+#include "util.h"
+
+#define POLL_MS 50
+
+/*
+ * Run one syscall in the stopped task at a `syscall` instruction found at
+ * gadget, stepping it with PTRACE_SYSCALL so that no signal is involved.
+ */
+static int remote_syscall(struct parasite_ctl *ctl, unsigned long gadget, long nr,
+			  long a1, long a2, long a3, long a4, long a5, long a6, long *ret)
+{
+	struct user_regs_struct r = ctl->regs;
+
+	r.rip = gadget;
+	r.rax = nr;
+	r.orig_rax = -1;
+	r.rdi = a1;
+	r.rsi = a2;
+	r.rdx = a3;
+	r.r10 = a4;
+	r.r8 = a5;
+	r.r9 = a6;
+	if (ptrace_set_regs(ctl->pid, &r) || ptrace_step_syscall(ctl->pid) ||
+	    ptrace_get_regs(ctl->pid, &r))
+		return -EIO;
+	*ret = r.rax;
+	return 0;
+}
+
+/*
+ * The first syscall (the mmap of the parasite) needs a syscall instruction
+ * inside the task. If the task sits in a syscall, the one it executed is
+ * right behind rip; otherwise two bytes of a private executable page are
+ * borrowed for the duration of that one syscall.
+ */
+static int inject_mmap(struct parasite_ctl *ctl, unsigned long exec_addr, long *addr)
+{
+	const struct user_regs_struct *r = &ctl->regs;
+	unsigned long gadget = 0, word_addr = 0;
+	long word = 0, patched;
+	int ret;
+
+	if ((long)r->orig_rax >= 0) {
+		errno = 0;
+		word = ptrace(PTRACE_PEEKTEXT, ctl->pid, r->rip - 2, 0);
+		if (!errno && (word & 0xffff) == 0x050f)
+			gadget = r->rip - 2;
+	}
+	if (!gadget) {
+		if (!exec_addr) {
+			pr_err("pid %d: no executable mapping to run the parasite loader from", ctl->pid);
+			return -ENOEXEC;
+		}
+		word_addr = gadget = exec_addr;
+		errno = 0;
+		word = ptrace(PTRACE_PEEKTEXT, ctl->pid, word_addr, 0);
+		if (errno)
+			return pr_perror("pid %d: cannot read code at %#lx", ctl->pid, word_addr);
+		patched = (word & ~0xffffL) | 0x050f;
+		if (ptrace(PTRACE_POKETEXT, ctl->pid, word_addr, patched))
+			return pr_perror("pid %d: cannot write code at %#lx", ctl->pid, word_addr);
+	}
+	ret = remote_syscall(ctl, gadget, __NR_mmap, 0, ctl->size,
+			     PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED | MAP_ANONYMOUS, -1, 0, addr);
+	if (word_addr && ptrace(PTRACE_POKETEXT, ctl->pid, word_addr, word)) {
+		pr_perror("pid %d: cannot restore code at %#lx", ctl->pid, word_addr);
+		ret = -EIO;
+	}
+	return ret;
+}
+
+static int map_local(struct parasite_ctl *ctl)
+{
+	char path[96];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", ctl->pid, ctl->remote,
+		 ctl->remote + ctl->size);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return pr_perror("pid %d: cannot open the parasite mapping %s", ctl->pid, path);
+	ctl->local = mmap(NULL, ctl->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (ctl->local == MAP_FAILED) {
+		ctl->local = NULL;
+		return pr_perror("pid %d: cannot map the parasite locally", ctl->pid);
+	}
+	return 0;
+}
+
+static int remote_munmap(struct parasite_ctl *ctl)
+{
+	long ret;
+
+	if (remote_syscall(ctl, ctl->remote + parasite_off_syscall, __NR_munmap,
+			   ctl->remote, ctl->size, 0, 0, 0, 0, &ret))
+		return -EIO;
+	if (ret) {
+		pr_err("pid %d: cannot unmap the parasite at %#lx: error %ld", ctl->pid, ctl->remote, -ret);
+		return -EIO;
+	}
+	ctl->remote = 0;
+	return 0;
+}
+
+struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t pipe_size)
+{
+	struct parasite_ctl *ctl = xzalloc(sizeof(*ctl));
+	size_t area_off = PAGE_ALIGN(parasite_BLOB_SIZE);
+	size_t area_len = PAGE_ALIGN(sizeof(struct parasite_area));
+	long addr;
+
+	if (!ctl)
+		return NULL;
+	ctl->pid = pid;
+	ctl->pipe_rd = -1;
+	ctl->pipe_size = pipe_size;
+	ctl->size = area_off + area_len + PARASITE_STACK_SIZE;
+	if (ptrace_get_regs(pid, &ctl->regs) || ptrace_get_sigmask(pid, &ctl->sigmask))
+		goto err_free;
+	/*
+	 * Block every signal while the parasite runs, so none is delivered
+	 * into its code; what arrives stays pending for the task.
+	 */
+	if (ptrace_set_sigmask(pid, ~0ULL))
+		goto err_free;
+	if (inject_mmap(ctl, exec_addr, &addr))
+		goto err_regs;
+	if (addr < 0 && addr > -4096) {
+		pr_err("pid %d: mmap of %zu bytes for the parasite failed in the task: %s",
+		       pid, ctl->size, strerror(-addr));
+		goto err_regs;
+	}
+	ctl->remote = addr;
+	if (map_local(ctl))
+		goto err_unmap;
+	memcpy(ctl->local, parasite_blob, sizeof(parasite_blob));
+	ctl->area = (struct parasite_area *)((char *)ctl->local + area_off);
+	ctl->remote_area = ctl->remote + area_off;
+	ctl->remote_stack_top = ctl->remote + ctl->size - 16;
+	ctl->area->pipe_rd = ctl->area->pipe_wr = -1;
+	pr_debug("pid %d: parasite at %#lx (%zu bytes)", pid, ctl->remote, ctl->size);
+	return ctl;
+
+err_unmap:
+	remote_munmap(ctl);
+err_regs:
+	ptrace_set_regs(pid, &ctl->regs);
+	ptrace_set_sigmask(pid, ctl->sigmask);
+err_free:
+	free(ctl);
+	return NULL;
+}
+
+static const char *cmd_name(enum parasite_cmd cmd)
+{
+	switch (cmd) {
+	case PARASITE_CMD_INIT: return "init";
+	case PARASITE_CMD_DUMP_MISC: return "dump-misc";
+	case PARASITE_CMD_DUMP_PAGES: return "dump-pages";
+	}
+	return "?";
+}
+
+static int start_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd)
+{
+	struct user_regs_struct r = ctl->regs;
+
+	ctl->area->cmd = cmd;
+	ctl->area->ret = -EINPROGRESS;
+	ctl->area->msg[0] = 0;
+	__atomic_store_n(&ctl->area->done, 0, __ATOMIC_RELEASE);
+	r.rip = ctl->remote + parasite_off_entry;
+	r.rsp = ctl->remote_stack_top;
+	r.rdi = ctl->remote_area;
+	r.orig_rax = -1;
+	r.eflags &= ~(1UL << 10);	/* DF clear, as the ABI wants */
+	if (ptrace_set_regs(ctl->pid, &r))
+		return -EIO;
+	if (ptrace(PTRACE_CONT, ctl->pid, 0, 0))
+		return pr_perror("pid %d: cannot start parasite command %s", ctl->pid, cmd_name(cmd));
+	return 0;
+}
+
+/* Did the task stop or die on its own (a crash in the parasite)? */
+static int check_crash(struct parasite_ctl *ctl, enum parasite_cmd cmd)
+{
+	struct user_regs_struct r;
+	char why[96];
+	int st;
+	pid_t p = waitpid(ctl->pid, &st, WNOHANG | __WALL);
+
+	if (p == 0)
+		return 0;
+	if (p < 0)
+		return pr_perror("pid %d: waitpid", ctl->pid);
+	ctl->crashed = true;
+	if (WIFSTOPPED(st) && !ptrace_get_regs(ctl->pid, &r))
+		pr_err("pid %d: parasite command %s: the task %s at rip %#llx",
+		       ctl->pid, cmd_name(cmd), describe_status(st, why, sizeof(why)), r.rip);
+	else
+		pr_err("pid %d: parasite command %s: the task %s", ctl->pid, cmd_name(cmd),
+		       describe_status(st, why, sizeof(why)));
+	return -EIO;
+}
+
+static int finish_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd)
+{
+	struct timespec ts = { 0, POLL_MS * 1000000L };
+
+	while (!__atomic_load_n(&ctl->area->done, __ATOMIC_ACQUIRE)) {
+		syscall(SYS_futex, &ctl->area->done, FUTEX_WAIT, 0, &ts, NULL, 0);
+		if (!__atomic_load_n(&ctl->area->done, __ATOMIC_ACQUIRE) && check_crash(ctl, cmd))
+			return -EIO;
+	}
+	/* it now sits in pause(): take it back */
+	if (interrupt_task(ctl->pid)) {
+		ctl->crashed = true;
+		return -EIO;
+	}
+	if (ctl->area->ret) {
+		pr_err("pid %d: parasite command %s: %s", ctl->pid, cmd_name(cmd),
+		       ctl->area->msg[0] ? ctl->area->msg : strerror(-ctl->area->ret));
+		return ctl->area->ret;
+	}
+	return 0;
+}
+
+int parasite_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd)
+{
+	int ret;
+
+	if (cmd == PARASITE_CMD_INIT)
+		ctl->area->pipe_size = ctl->pipe_size;
+	ret = start_cmd(ctl, cmd);
+	if (!ret)
+		ret = finish_cmd(ctl, cmd);
+	if (ret)
+		return ret;
+	if (cmd == PARASITE_CMD_INIT) {
+		_cleanup_close_ int pidfd = sys_pidfd_open(ctl->pid, 0);
+
+		ctl->pipe_open = true;
+		if (pidfd < 0)
+			return pr_perror("pid %d: pidfd_open", ctl->pid);
+		ctl->pipe_rd = sys_pidfd_getfd(pidfd, ctl->area->pipe_rd, 0);
+		if (ctl->pipe_rd < 0)
+			return pr_perror("pid %d: cannot take the page pipe (fd %d)", ctl->pid,
+					 ctl->area->pipe_rd);
+		ctl->pipe_size = fcntl(ctl->pipe_rd, F_GETPIPE_SZ);
+	}
+	return 0;
+}
+
+int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
+			unsigned nr, int out_fd)
+{
+	_cleanup_close_ int devnull = -1;
+	uint64_t left = 0;
+	int ret;
+
+	if (nr > PARASITE_MAX_CHUNKS)
+		return -E2BIG;
+	for (unsigned i = 0; i < nr; i++)
+		left += chunks[i].len;
+	memcpy(ctl->area->chunks, chunks, nr * sizeof(*chunks));
+	ctl->area->nr_chunks = nr;
+	ret = start_cmd(ctl, PARASITE_CMD_DUMP_PAGES);
+	if (ret)
+		return ret;
+	while (left) {
+		ssize_t n = splice(ctl->pipe_rd, NULL, out_fd, NULL, left,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+		if (n > 0) {
+			left -= n;
+			continue;
+		}
+		if (n == 0)	/* the parasite closed its end: it failed */
+			break;
+		if (errno == EAGAIN) {
+			struct pollfd p = { .fd = ctl->pipe_rd, .events = POLLIN };
+
+			if (poll(&p, 1, POLL_MS) == 0 && check_crash(ctl, PARASITE_CMD_DUMP_PAGES))
+				return -EIO;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (devnull >= 0)
+			return pr_perror("pid %d: cannot drain the page pipe", ctl->pid);
+		ret = pr_perror("pid %d: cannot write pages to the image", ctl->pid);
+		/* drain into /dev/null so that the parasite can finish */
+		devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		out_fd = devnull;
+	}
+	if (finish_cmd(ctl, PARASITE_CMD_DUMP_PAGES))
+		return -EIO;
+	if (ret)
+		return ret;
+	if (left) {
+		pr_err("pid %d: page pipe ended with %lu bytes still expected", ctl->pid, left);
+		return -EIO;
+	}
+	for (unsigned i = 0; i < nr; i++)
+		chunks[i].crc = ctl->area->chunks[i].crc;
+	return 0;
+}
+
+/* close the page pipe INIT opened in the task */
+static int remote_close_pipe(struct parasite_ctl *ctl)
+{
+	int fds[2] = { ctl->area->pipe_rd, ctl->area->pipe_wr };
+	long ret;
+
+	for (int i = 0; i < 2; i++) {
+		if (fds[i] < 0)
+			continue;
+		if (remote_syscall(ctl, ctl->remote + parasite_off_syscall, __NR_close,
+				   fds[i], 0, 0, 0, 0, 0, &ret))
+			return -EIO;
+		if (ret)
+			pr_warn("pid %d: closing parasite fd %d: error %ld", ctl->pid, fds[i], -ret);
+	}
+	ctl->pipe_open = false;
+	return 0;
+}
+
+int parasite_cure(struct parasite_ctl *ctl)
+{
+	struct user_regs_struct r;
+	int ret = 0;
+
+	if (!ctl)
+		return 0;
+	r = ctl->regs;
+	if (ctl->crashed) {
+		/*
+		 * The task stopped on a signal inside the parasite (or died).
+		 * Regs and memory are put back below; the signal is dropped
+		 * when the caller resumes it with signal 0.
+		 */
+		pr_warn("pid %d: removing a parasite that crashed", ctl->pid);
+	}
+	if (ctl->pipe_open && remote_close_pipe(ctl))
+		ret = -EIO;
+	if (ctl->pipe_rd >= 0)
+		close(ctl->pipe_rd);
+	if (ctl->remote && remote_munmap(ctl))
+		ret = -EIO;
+	if (ctl->local)
+		munmap(ctl->local, ctl->size);
+	regs_apply_restart(&r, false);
+	if (ptrace_set_regs(ctl->pid, &r) || ptrace_set_sigmask(ctl->pid, ctl->sigmask))
+		ret = -EIO;
+	free(ctl);
+	return ret;
+}

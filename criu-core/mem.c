@@ -1,0 +1,738 @@
+/*
+ * Memory: the VMAs of a task and the pages in them.
+ *
+ * Dump: VMAs come from /proc/PID/smaps; the pages worth saving are found
+ * with the PAGEMAP_SCAN ioctl (present or swapped, not the zero page, not
+ * page cache of a file) and handed out by the parasite with vmsplice, one
+ * pagemap entry (and one crc32c) per chunk of at most CHUNK_MAX bytes.
+ *
+ * Restore: every VMA is mapped and filled inside one reserved range (the
+ * premap) that overlaps none of the target's addresses; the restorer then
+ * moves each one into place with mremap.
+ */
+#define LOG_PREFIX "mem: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "compat.h"
+#include "crc32c.h"
+#include "dump.h"
+#include "log.h"
+#include "mem-flags.h"
+#include "restore.h"
+
+#define CHUNK_MAX	(2UL << 20)
+#define HUGE_ALIGN	(2UL << 20)
+
+/* ---------------------------------------------------------------- dump */
+
+static const struct {
+	const char code[3];
+	uint32_t bit;
+} vmflag_madv[] = {
+	{ "hg", VMA_MADV_HUGEPAGE }, { "nh", VMA_MADV_NOHUGEPAGE },
+	{ "dc", VMA_MADV_DONTFORK }, { "wf", VMA_MADV_WIPEONFORK },
+	{ "dd", VMA_MADV_DONTDUMP }, { "mg", VMA_MADV_MERGEABLE },
+	{ "rr", VMA_MADV_RANDOM },   { "sr", VMA_MADV_SEQUENTIAL },
+	{ "lo", VMA_MADV_LOCKED },
+};
+
+struct vma_collect {
+	struct dump_ctx *ctx;
+	struct dump_task *t;
+	VmaEntry **vmas;
+	size_t nr;
+};
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* Sort one smaps entry into a VmaEntry kind, or explain why cryo can't. */
+static int classify_vma(pid_t pid, const struct proc_vma *v, VmaEntry *e, struct arena *a)
+{
+	const char *path = v->path;
+
+	e->flags = v->shared ? MAP_SHARED : MAP_PRIVATE;
+	if (path[0] == '[') {
+		static const struct { const char *name; VmaKind kind; } special[] = {
+			{ "[vdso]", VMA_KIND__VDSO }, { "[vvar]", VMA_KIND__VVAR },
+			{ "[vvar_vclock]", VMA_KIND__VVAR_VCLOCK }, { "[vsyscall]", VMA_KIND__VSYSCALL },
+		};
+
+		for (size_t i = 0; i < ARRAY_SIZE(special); i++)
+			if (!strcmp(path, special[i].name)) {
+				e->kind = special[i].kind;
+				e->name = arena_strdup(a, path);
+				return 0;
+			}
+		if (!strcmp(path, "[heap]") || !strcmp(path, "[stack]") ||
+		    !strncmp(path, "[anon:", 6) || !strncmp(path, "[anon_shmem:", 12)) {
+			e->kind = v->shared ? VMA_KIND__ANON_SHARED : VMA_KIND__ANON_PRIVATE;
+			e->flags |= MAP_ANONYMOUS;
+			e->name = arena_strdup(a, path);
+			return 0;
+		}
+		pr_err("pid %d: VMA %lx-%lx is a special mapping %s that cryo does not support",
+		       pid, v->start, v->end, path);
+		return -ENOTSUP;
+	}
+	if (vmflag_has(v, "io") || vmflag_has(v, "pf")) {
+		pr_err("pid %d: VMA %lx-%lx (%s) maps device memory (VM_IO/VM_PFNMAP), which cannot be dumped",
+		       pid, v->start, v->end, path[0] ? path : "anonymous");
+		return -ENOTSUP;
+	}
+	if (!path[0]) {
+		e->kind = v->shared ? VMA_KIND__ANON_SHARED : VMA_KIND__ANON_PRIVATE;
+		e->flags |= MAP_ANONYMOUS;
+		return 0;
+	}
+	if (v->shared && !strcmp(path, "/dev/zero (deleted)")) {
+		/* MAP_SHARED | MAP_ANONYMOUS is backed by an unlinked shmem file */
+		e->kind = VMA_KIND__ANON_SHARED;
+		e->flags |= MAP_ANONYMOUS;
+		return 0;
+	}
+	if (!strncmp(path, "/memfd:", 7)) {
+		pr_err("pid %d: VMA %lx-%lx maps memfd %s: not supported yet", pid, v->start, v->end, path);
+		return -ENOTSUP;
+	}
+	if (!strncmp(path, "/SYSV", 5)) {
+		pr_err("pid %d: VMA %lx-%lx maps SysV shared memory %s: not supported yet",
+		       pid, v->start, v->end, path);
+		return -ENOTSUP;
+	}
+	if (ends_with(path, " (deleted)")) {
+		pr_err("pid %d: VMA %lx-%lx maps deleted file %s: not supported yet",
+		       pid, v->start, v->end, path);
+		return -ENOTSUP;
+	}
+	if (path[0] != '/') {
+		pr_err("pid %d: VMA %lx-%lx: cannot understand mapping '%s'", pid, v->start, v->end, path);
+		return -ENOTSUP;
+	}
+	e->kind = v->shared ? VMA_KIND__FILE_SHARED : VMA_KIND__FILE_PRIVATE;
+	e->path = arena_strdup(a, path);
+	return 0;
+}
+
+/* The mapped file itself, through map_files: its identity, size and type. */
+static int stat_mapped_file(pid_t pid, const struct proc_vma *v, VmaEntry *e)
+{
+	char mf[96];
+	struct stat st;
+
+	snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, v->start, v->end);
+	if (stat(mf, &st))
+		return pr_perror("pid %d: VMA %lx-%lx (%s): cannot stat the mapped file", pid,
+				 v->start, v->end, v->path);
+	if (S_ISCHR(st.st_mode)) {
+		if (major(st.st_rdev) == 1 && minor(st.st_rdev) == 5 && !v->shared) {
+			/* a private /dev/zero mapping is plain anonymous memory */
+			e->kind = VMA_KIND__ANON_PRIVATE;
+			e->flags |= MAP_ANONYMOUS;
+			e->path = NULL;
+			return 0;
+		}
+		pr_err("pid %d: VMA %lx-%lx maps character device %s: not supported", pid,
+		       v->start, v->end, v->path);
+		return -ENOTSUP;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		pr_err("pid %d: VMA %lx-%lx maps %s, which is not a regular file", pid,
+		       v->start, v->end, v->path);
+		return -ENOTSUP;
+	}
+	e->has_dev = e->has_ino = e->has_file_size = e->has_fdflags = true;
+	e->dev = st.st_dev;
+	e->ino = st.st_ino;
+	e->file_size = st.st_size;
+	/* a shared mapping may be made writable later only if the file was opened so */
+	e->fdflags = (v->shared && vmflag_has(v, "mw")) ? O_RDWR : O_RDONLY;
+	return 0;
+}
+
+static int collect_one_vma(const struct proc_vma *v, void *arg)
+{
+	struct vma_collect *c = arg;
+	struct arena *a = &c->ctx->arena;
+	VmaEntry *e = arena_new(a, VmaEntry);
+	VmaEntry **nv;
+	int ret;
+
+	if (!e)
+		return -ENOMEM;
+	vma_entry__init(e);
+	e->start = v->start;
+	e->end = v->end;
+	e->pgoff = v->pgoff;
+	e->prot = v->prot;
+	ret = classify_vma(c->t->pid, v, e, a);
+	if (ret)
+		return ret;
+	if (e->path) {
+		ret = stat_mapped_file(c->t->pid, v, e);
+		if (ret)
+			return ret;
+	}
+	if (vmflag_has(v, "gd"))
+		e->flags |= MAP_GROWSDOWN;
+	if (vmflag_has(v, "nr"))
+		e->flags |= MAP_NORESERVE;
+	for (size_t i = 0; i < ARRAY_SIZE(vmflag_madv); i++)
+		if (vmflag_has(v, vmflag_madv[i].code))
+			e->madv |= vmflag_madv[i].bit;
+	e->has_madv = e->madv != 0;
+	if (e->madv & VMA_MADV_LOCKED) {
+		pr_err("pid %d: VMA %lx-%lx is mlock()ed: not supported yet", c->t->pid, v->start, v->end);
+		return -ENOTSUP;
+	}
+	if (!c->t->exec_addr && (v->prot & PROT_EXEC) && !v->shared && e->kind != VMA_KIND__VSYSCALL)
+		c->t->exec_addr = v->start;
+
+	nv = xrealloc_array(c->vmas, c->nr + 1, sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	c->vmas = nv;
+	c->vmas[c->nr++] = e;
+	return 0;
+}
+
+static int add_chunk(struct dump_task *t, uint64_t addr, uint64_t len, const VmaEntry *v)
+{
+	while (len) {
+		uint64_t n = MIN(len, CHUNK_MAX);
+		struct parasite_chunk *c;
+
+		if (t->nr_chunks % 1024 == 0) {
+			c = xrealloc_array(t->chunks, t->nr_chunks + 1024, sizeof(*c));
+			if (!c)
+				return -ENOMEM;
+			t->chunks = c;
+		}
+		c = &t->chunks[t->nr_chunks++];
+		memset(c, 0, sizeof(*c));
+		c->addr = addr;
+		c->len = n;
+		c->prot = v->prot;
+		if (!(v->prot & PROT_READ))
+			c->flags |= PARASITE_CHUNK_UNREADABLE;
+		addr += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * Which pages of a VMA hold data: present or swapped, and not the shared
+ * zero page. In private mappings page-cache pages (PAGE_IS_FILE) are the
+ * file's, not the task's, and are skipped too.
+ */
+static int scan_vma_pages(int pagemap_fd, struct dump_task *t, const VmaEntry *v)
+{
+	struct page_region regs[512];
+	uint64_t skip = PAGE_IS_PFNZERO;
+	struct pm_scan_arg arg;
+
+	if (v->kind == VMA_KIND__ANON_PRIVATE || v->kind == VMA_KIND__FILE_PRIVATE)
+		skip |= PAGE_IS_FILE;
+	for (uint64_t cur = v->start; cur < v->end;) {
+		long n;
+
+		memset(&arg, 0, sizeof(arg));
+		arg.size = sizeof(arg);
+		arg.start = cur;
+		arg.end = v->end;
+		arg.vec = (uint64_t)regs;
+		arg.vec_len = ARRAY_SIZE(regs);
+		arg.category_inverted = skip;
+		arg.category_mask = skip;
+		arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+		arg.return_mask = 0;
+		n = ioctl(pagemap_fd, PAGEMAP_SCAN, &arg);
+		if (n < 0)
+			return pr_perror("pid %d: PAGEMAP_SCAN of %lx-%lx", t->pid, cur, v->end);
+		for (long i = 0; i < n; i++) {
+			int ret = add_chunk(t, regs[i].start, regs[i].end - regs[i].start, v);
+
+			if (ret)
+				return ret;
+		}
+		if (arg.walk_end <= cur)
+			break;
+		cur = arg.walk_end;
+	}
+	return 0;
+}
+
+static bool vma_has_pages(const VmaEntry *v)
+{
+	return v->kind == VMA_KIND__ANON_PRIVATE || v->kind == VMA_KIND__FILE_PRIVATE ||
+	       v->kind == VMA_KIND__ANON_SHARED;
+}
+
+int mem_collect(struct dump_ctx *ctx, struct dump_task *t)
+{
+	struct vma_collect c = { .ctx = ctx, .t = t };
+	_cleanup_close_ int pagemap_fd = -1;
+	_cleanup_free_ char *auxv = NULL;
+	MmEntry *mm;
+	char path[64];
+	size_t len;
+	int ret;
+
+	mm = arena_new(&ctx->arena, MmEntry);
+	if (!mm)
+		return -ENOMEM;
+	mm_entry__init(mm);
+	t->mm = mm;
+	mm->start_code = t->stat.start_code;
+	mm->end_code = t->stat.end_code;
+	mm->start_data = t->stat.start_data;
+	mm->end_data = t->stat.end_data;
+	mm->start_stack = t->stat.start_stack;
+	mm->start_brk = t->stat.start_brk;
+	mm->brk = t->stat.start_brk;	/* the parasite reads the current brk */
+	mm->arg_start = t->stat.arg_start;
+	mm->arg_end = t->stat.arg_end;
+	mm->env_start = t->stat.env_start;
+	mm->env_end = t->stat.env_end;
+
+	ret = proc_read(t->pid, "auxv", &auxv, &len);
+	if (ret)
+		return ret;
+	mm->n_auxv = len / sizeof(uint64_t);
+	mm->auxv = arena_array(&ctx->arena, uint64_t, mm->n_auxv);
+	if (!mm->auxv)
+		return -ENOMEM;
+	memcpy(mm->auxv, auxv, mm->n_auxv * sizeof(uint64_t));
+	{
+		_cleanup_free_ char *exe = NULL;
+
+		ret = proc_readlink(t->pid, "exe", &exe);
+		if (ret)
+			return ret;
+		if (ends_with(exe, " (deleted)")) {
+			pr_err("pid %d: its executable %s was deleted: not supported yet", t->pid, exe);
+			return -ENOTSUP;
+		}
+		mm->exe_path = arena_strdup(&ctx->arena, exe);
+	}
+
+	ret = proc_for_each_vma(t->pid, collect_one_vma, &c);
+	if (!ret) {
+		mm->vmas = arena_array(&ctx->arena, VmaEntry *, c.nr);
+		if (mm->vmas) {
+			memcpy(mm->vmas, c.vmas, c.nr * sizeof(*c.vmas));
+			mm->n_vmas = c.nr;
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	free(c.vmas);
+	if (ret)
+		return ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", t->pid);
+	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pagemap_fd < 0)
+		return pr_perror("pid %d: cannot open %s", t->pid, path);
+	for (size_t i = 0; i < mm->n_vmas; i++) {
+		if (!vma_has_pages(mm->vmas[i]))
+			continue;
+		ret = scan_vma_pages(pagemap_fd, t, mm->vmas[i]);
+		if (ret)
+			return ret;
+	}
+	pr_info("pid %d: %zu VMAs, %zu page chunks to dump", t->pid, mm->n_vmas, t->nr_chunks);
+	return 0;
+}
+
+int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
+{
+	struct img *pages, *pagemap;
+	uint64_t bytes = 0, t0 = now_ns();
+	int ret = 0;
+
+	pages = img_create(ctx->dirfd, IMG_PAGES, t->pid);
+	if (!pages)
+		return -EIO;
+	pagemap = img_create(ctx->dirfd, IMG_PAGEMAP, t->pid);
+	if (!pagemap) {
+		img_close(pages);
+		return -EIO;
+	}
+	for (size_t done = 0; done < t->nr_chunks && !ret;) {
+		unsigned n = MIN(t->nr_chunks - done, PARASITE_MAX_CHUNKS);
+
+		ret = parasite_dump_pages(t->parasite, t->chunks + done, n, pages->fd);
+		for (unsigned i = 0; i < n && !ret; i++) {
+			const struct parasite_chunk *c = &t->chunks[done + i];
+			PagemapEntry pe = PAGEMAP_ENTRY__INIT;
+
+			pe.vaddr = c->addr;
+			pe.nr_pages = c->len / PAGE_SIZE;
+			pe.flags = PE_PRESENT;
+			pe.has_crc32c = true;
+			pe.crc32c = c->crc;
+			bytes += c->len;
+			ret = img_write(pagemap, &pe.base);
+		}
+		done += n;
+	}
+	if (img_close(pagemap))
+		ret = ret ? ret : -EIO;
+	if (img_close(pages))
+		ret = ret ? ret : -EIO;
+	if (!ret) {
+		uint64_t dt = now_ns() - t0;
+
+		pr_info("pid %d: dumped %lu MiB of memory in %lu ms", t->pid, bytes >> 20, dt / 1000000);
+	}
+	return ret;
+}
+
+/* ------------------------------------------------------------- restore */
+
+static bool vma_restorable(const VmaEntry *v)
+{
+	return v->kind == VMA_KIND__ANON_PRIVATE || v->kind == VMA_KIND__ANON_SHARED ||
+	       v->kind == VMA_KIND__FILE_PRIVATE || v->kind == VMA_KIND__FILE_SHARED;
+}
+
+static uint64_t vma_size(const VmaEntry *v)
+{
+	return v->end - v->start;
+}
+
+size_t mem_premap_size(const struct rst_task *t)
+{
+	size_t total = HUGE_ALIGN;
+
+	for (size_t i = 0; i < t->mm->n_vmas; i++) {
+		const VmaEntry *v = t->mm->vmas[i];
+
+		if (!vma_restorable(v))
+			continue;
+		total += vma_size(v);
+		if (vma_size(v) >= HUGE_ALIGN)
+			total += HUGE_ALIGN;
+	}
+	return total;
+}
+
+size_t mem_args_size(const struct rst_task *t)
+{
+	size_t n = t->mm->n_vmas * sizeof(struct rst_vma) + t->mm->n_auxv * sizeof(uint64_t) + 64;
+
+	for (size_t i = 0; i < t->mm->n_vmas; i++)
+		if (t->mm->vmas[i]->name)
+			n += strlen(t->mm->vmas[i]->name) + 16;
+	return n;
+}
+
+static int open_mapped_file(const struct rst_task *t, const VmaEntry *v)
+{
+	struct stat st;
+	int fd = open(v->path, (v->has_fdflags ? v->fdflags : O_RDONLY) | O_CLOEXEC);
+
+	if (fd < 0)
+		return pr_perror("pid %d: VMA %lx-%lx: cannot open mapped file %s", t->pid,
+				 v->start, v->end, v->path);
+	if (fstat(fd, &st)) {
+		close(fd);
+		return pr_perror("pid %d: cannot stat mapped file %s", t->pid, v->path);
+	}
+	if (v->has_file_size && (uint64_t)st.st_size != v->file_size) {
+		pr_err("pid %d: mapped file %s changed size since the dump (%lu bytes, now %ld)",
+		       t->pid, v->path, v->file_size, (long)st.st_size);
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
+/* map one VMA at addr, writable if it is to be filled */
+static int premap_vma(const struct rst_task *t, const VmaEntry *v, unsigned long addr, bool fill)
+{
+	int prot = v->prot | (fill ? PROT_READ | PROT_WRITE : 0);
+	int flags = (v->flags & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE)) |
+		    MAP_FIXED;
+	int fd = -1;
+	void *p;
+
+	if (v->kind == VMA_KIND__FILE_PRIVATE || v->kind == VMA_KIND__FILE_SHARED) {
+		fd = open_mapped_file(t, v);
+		if (fd < 0)
+			return fd;
+	}
+	p = mmap((void *)addr, vma_size(v), prot, flags, fd, fd >= 0 ? v->pgoff : 0);
+	if (fd >= 0)
+		close(fd);
+	if (p == MAP_FAILED)
+		return pr_perror("pid %d: cannot map VMA %lx-%lx (%s)", t->pid, v->start, v->end,
+				 v->path ? v->path : v->name ? v->name : "anonymous");
+	if (v->madv & (VMA_MADV_HUGEPAGE | VMA_MADV_NOHUGEPAGE))
+		madvise(p, vma_size(v), (v->madv & VMA_MADV_HUGEPAGE) ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	return 0;
+}
+
+/* Read the pages image into the premapped VMAs, checking every chunk. */
+static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vma *rv, size_t nr)
+{
+	struct img *pages = img_open(ctx->dirfd, IMG_PAGES, t->pid, false);
+	uint64_t off = IMG_PAGES_HDR_LEN, t0 = now_ns();
+	size_t vi = 0;
+	int ret = 0;
+
+	if (!pages)
+		return -EIO;
+	for (size_t i = 0; i < t->nr_pagemap; i++) {
+		const PagemapEntry *pe = t->pagemap[i];
+		uint64_t len = (uint64_t)pe->nr_pages * PAGE_SIZE;
+		char *dst;
+
+		if (!(pe->flags & PE_PRESENT))
+			continue;
+		/* entries and VMAs are both sorted by address */
+		while (vi < nr && rv[vi].end <= pe->vaddr)
+			vi++;
+		if (vi == nr || pe->vaddr < rv[vi].start || pe->vaddr + len > rv[vi].end) {
+			pr_err("pagemap-%d.img: entry %zu (%#lx, %u pages) lies outside the dumped VMAs",
+			       t->pid, i, pe->vaddr, pe->nr_pages);
+			ret = -EINVAL;
+			break;
+		}
+		dst = (char *)rv[vi].premap + (pe->vaddr - rv[vi].start);
+		ret = pread_all(pages->fd, dst, len, off);
+		if (ret) {
+			if (ret == -ENODATA)
+				pr_err("pages-%d.img is truncated: chunk %zu (%#lx) at offset %lu is missing",
+				       t->pid, i, pe->vaddr, off);
+			else
+				pr_err("pages-%d.img: cannot read chunk %zu at offset %lu: %s", t->pid, i,
+				       off, strerror(-ret));
+			break;
+		}
+		if (pe->has_crc32c && crc32c(0, dst, len) != pe->crc32c) {
+			pr_err("pages-%d.img is corrupted: checksum mismatch in the chunk at offset %lu (address %#lx, %u pages)",
+			       t->pid, off, pe->vaddr, pe->nr_pages);
+			ret = -EINVAL;
+			break;
+		}
+		off += len;
+	}
+	img_close(pages);
+	if (!ret)
+		pr_info("pid %d: read %lu MiB of pages in %lu ms", t->pid,
+			(off - IMG_PAGES_HDR_LEN) >> 20, (now_ns() - t0) / 1000000);
+	return ret;
+}
+
+static bool vma_filled(const struct rst_task *t, const VmaEntry *v, size_t *pi)
+{
+	/* is any pagemap entry inside v? (entries sorted; *pi walks along) */
+	while (*pi < t->nr_pagemap && t->pagemap[*pi]->vaddr < v->start)
+		(*pi)++;
+	return *pi < t->nr_pagemap && t->pagemap[*pi]->vaddr < v->end;
+}
+
+/* the mm fields PR_SET_MM_MAP sets (exe_fd is filled in by the caller) */
+static int prepare_mm_map(const struct rst_task *t, struct rst_area *ra)
+{
+	struct rst_mm_map *m = &ra->args->mm;
+	const MmEntry *mm = t->mm;
+	uint64_t *auxv = rst_area_alloc(ra, mm->n_auxv * sizeof(uint64_t));
+
+	if (!auxv)
+		return -ENOMEM;
+	memcpy(auxv, mm->auxv, mm->n_auxv * sizeof(uint64_t));
+	m->start_code = mm->start_code;
+	m->end_code = mm->end_code;
+	m->start_data = mm->start_data;
+	m->end_data = mm->end_data;
+	m->start_brk = mm->start_brk;
+	m->brk = mm->brk;
+	m->start_stack = mm->start_stack;
+	m->arg_start = mm->arg_start;
+	m->arg_end = mm->arg_end;
+	m->env_start = mm->env_start;
+	m->env_end = mm->env_end;
+	m->auxv = (uint64_t)auxv;
+	m->auxv_size = mm->n_auxv * sizeof(uint64_t);
+	return 0;
+}
+
+int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
+	       unsigned long premap_start)
+{
+	struct restorer_args *a = ra->args;
+	unsigned long cur = ALIGN_UP(premap_start, HUGE_ALIGN);
+	struct rst_vma *rv;
+	size_t nr = 0, pi = 0;
+	int ret;
+
+	rv = rst_area_alloc(ra, t->mm->n_vmas * sizeof(*rv));
+	if (!rv)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->mm->n_vmas; i++) {
+		const VmaEntry *v = t->mm->vmas[i];
+		struct rst_vma *r = &rv[nr];
+		bool fill;
+
+		if (!vma_restorable(v))
+			continue;
+		if (nr && v->start < rv[nr - 1].end) {
+			pr_err("mm-%d.img: VMA %lx-%lx overlaps the one before it", t->pid, v->start, v->end);
+			return -EINVAL;
+		}
+		if (vma_size(v) >= HUGE_ALIGN)	/* keep the 2 MiB alignment for THP */
+			cur += (v->start - cur) & (HUGE_ALIGN - 1);
+		fill = vma_filled(t, v, &pi);
+		if (fill && v->kind == VMA_KIND__FILE_SHARED) {
+			pr_err("pagemap-%d.img: pages dumped for shared file mapping %lx-%lx", t->pid,
+			       v->start, v->end);
+			return -EINVAL;
+		}
+		ret = premap_vma(t, v, cur, fill);
+		if (ret)
+			return ret;
+		r->start = v->start;
+		r->end = v->end;
+		r->premap = cur;
+		r->prot = v->prot | (fill ? PROT_READ | PROT_WRITE : 0);	/* fixed below */
+		r->madv = v->madv;
+		if (v->name && !strncmp(v->name, "[anon:", 6)) {
+			size_t len = strlen(v->name) - 7;
+			char *name = rst_area_alloc(ra, len + 1);
+
+			if (!name)
+				return -ENOMEM;
+			memcpy(name, v->name + 6, len);
+			r->anon_name = (uint64_t)name;
+		}
+		cur += vma_size(v);
+		nr++;
+	}
+	a->vmas = (uint64_t)rv;
+	a->nr_vmas = nr;
+	ret = prepare_mm_map(t, ra);
+	if (ret)
+		return ret;
+
+	ret = fill_pages(ctx, t, rv, nr);
+	if (ret)
+		return ret;
+	/* now the real protections */
+	for (size_t i = 0, j = 0; i < t->mm->n_vmas; i++) {
+		const VmaEntry *v = t->mm->vmas[i];
+
+		if (!vma_restorable(v))
+			continue;
+		if (rv[j].prot != v->prot && mprotect((void *)rv[j].premap, vma_size(v), v->prot))
+			return pr_perror("pid %d: mprotect of VMA %lx-%lx", t->pid, v->start, v->end);
+		rv[j].prot = v->prot;
+		j++;
+	}
+	return 0;
+}
+
+/* The child's own vdso/vvar, to be moved where the dumped task had its own. */
+static const struct {
+	const char *name;
+	VmaKind kind;
+} special_names[] = {
+	{ "[vdso]", VMA_KIND__VDSO },
+	{ "[vvar]", VMA_KIND__VVAR },
+	{ "[vvar_vclock]", VMA_KIND__VVAR_VCLOCK },
+};
+
+int mem_prepare_specials(struct rst_task *t, struct restorer_args *a, unsigned long scratch,
+			 size_t *scratch_len)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	size_t used = 0;
+
+	if (!f)
+		return pr_perror("cannot open /proc/self/maps");
+	a->nr_specials = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		char *name = strrchr(line, ' ');
+
+		if (!name || sscanf(line, "%lx-%lx", &s, &e) != 2)
+			continue;
+		name++;
+		name[strcspn(name, "\n")] = 0;
+		for (size_t k = 0; k < ARRAY_SIZE(special_names); k++) {
+			struct rst_special *sp;
+
+			if (strcmp(name, special_names[k].name))
+				continue;
+			if (a->nr_specials == RESTORER_MAX_SPECIAL) {
+				pr_err("too many special mappings in cryo itself");
+				return -E2BIG;
+			}
+			sp = &a->specials[a->nr_specials++];
+			sp->cur = s;
+			sp->size = e - s;
+			sp->dst = 0;
+			snprintf(sp->name, sizeof(sp->name), "%s", name);
+			used += sp->size;
+			for (size_t i = 0; i < t->mm->n_vmas; i++) {
+				const VmaEntry *v = t->mm->vmas[i];
+
+				if (v->kind != special_names[k].kind)
+					continue;
+				if (vma_size(v) != sp->size) {
+					pr_err("pid %d: the dumped %s is %lu bytes, this kernel's is %lu: "
+					       "restoring across kernels is not supported", t->pid, name,
+					       vma_size(v), sp->size);
+					return -ENOTSUP;
+				}
+				sp->dst = v->start;
+			}
+		}
+	}
+	/* a dumped special this kernel does not have cannot be recreated */
+	for (size_t i = 0; i < t->mm->n_vmas; i++) {
+		const VmaEntry *v = t->mm->vmas[i];
+		bool found = v->kind == VMA_KIND__VSYSCALL || vma_restorable(v);
+
+		for (uint32_t k = 0; !found && k < a->nr_specials; k++)
+			found = a->specials[k].dst == v->start;
+		if (!found) {
+			pr_err("pid %d: the dump has %s at %lx, which this kernel does not provide",
+			       t->pid, v->name ? v->name : "a special mapping", v->start);
+			return -ENOTSUP;
+		}
+	}
+	if (used > *scratch_len) {
+		pr_err("the vdso/vvar of cryo need %zu bytes of scratch, %zu reserved", used, *scratch_len);
+		return -E2BIG;
+	}
+	a->scratch = scratch;
+	*scratch_len = used;
+	return 0;
+}
+
+int mem_exe_fd(struct restore_ctx *ctx, struct rst_task *t)
+{
+	/* PR_SET_MM_MAP wants a real open file, not O_PATH */
+	int fd = open(t->mm->exe_path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return pr_perror("pid %d: cannot open its executable %s", t->pid, t->mm->exe_path);
+	return fd;
+}

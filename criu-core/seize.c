@@ -1,0 +1,204 @@
+#define LOG_PREFIX "seize: "
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <elf.h>
+#include <sys/syscall.h>
+
+#include "compat.h"
+#include "log.h"
+#include "proc.h"
+#include "seize.h"
+
+int wait_task(pid_t pid, int *status, int flags)
+{
+	pid_t r;
+
+	do
+		r = waitpid(pid, status, flags | __WALL);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return pr_perror("pid %d: waitpid", pid);
+	return r;
+}
+
+const char *describe_status(int st, char *buf, size_t len)
+{
+	if (WIFEXITED(st))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+	else if (WIFSTOPPED(st))
+		snprintf(buf, len, "stopped with signal %d (%s), event %d", WSTOPSIG(st) & 0x7f,
+			 strsignal(WSTOPSIG(st) & 0x7f), st >> 16);
+	else
+		snprintf(buf, len, "changed state 0x%x", st);
+	return buf;
+}
+
+/*
+ * Wait for the stop PTRACE_INTERRUPT asked for. A signal may be dequeued
+ * first (signal-delivery-stop): deliver it as the task would have and wait
+ * again; the interrupt stays pending and comes next.
+ */
+static int wait_interrupt_stop(pid_t pid)
+{
+	char why[96];
+	int st;
+
+	for (;;) {
+		if (wait_task(pid, &st, 0) < 0)
+			return -ECHILD;
+		if (!WIFSTOPPED(st)) {
+			pr_err("pid %d %s while being seized", pid, describe_status(st, why, sizeof(why)));
+			return -ESRCH;
+		}
+		if ((st >> 16) == PTRACE_EVENT_STOP)
+			return 0;
+		pr_debug("pid %d: delivering signal %d before the interrupt stop", pid, WSTOPSIG(st));
+		if (ptrace(PTRACE_CONT, pid, 0, WSTOPSIG(st)))
+			return pr_perror("pid %d: cannot resume to deliver signal %d", pid, WSTOPSIG(st));
+	}
+}
+
+int seize_task(pid_t pid)
+{
+	if (ptrace(PTRACE_SEIZE, pid, 0, SEIZE_OPTIONS)) {
+		int e = errno;
+		struct proc_status st;
+
+		if (e == ESRCH) {
+			pr_err("pid %d: no such process", pid);
+			return -ESRCH;
+		}
+		if (e == EPERM && !proc_parse_status(pid, &st)) {
+			proc_status_free(&st);
+			if (st.tracer) {
+				pr_err("pid %d: cannot seize: it is already traced by pid %d", pid, st.tracer);
+				return -EBUSY;
+			}
+		}
+		errno = e;
+		return pr_perror("pid %d: cannot seize with ptrace", pid);
+	}
+	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0)) {
+		int ret = pr_perror("pid %d: cannot interrupt", pid);
+
+		ptrace(PTRACE_DETACH, pid, 0, 0);
+		return ret;
+	}
+	if (wait_interrupt_stop(pid)) {
+		ptrace(PTRACE_DETACH, pid, 0, 0);
+		return -ESRCH;
+	}
+	return 0;
+}
+
+int interrupt_task(pid_t pid)
+{
+	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0))
+		return pr_perror("pid %d: cannot interrupt", pid);
+	return wait_interrupt_stop(pid);
+}
+
+int ptrace_step_syscall(pid_t pid)
+{
+	char why[96];
+	int st;
+
+	for (int stage = 0; stage < 2; stage++) {
+		if (ptrace(PTRACE_SYSCALL, pid, 0, 0))
+			return pr_perror("pid %d: PTRACE_SYSCALL", pid);
+		if (wait_task(pid, &st, 0) < 0)
+			return -ECHILD;
+		if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80)) {
+			pr_err("pid %d: injected syscall did not stop at its %s: the task %s", pid,
+			       stage ? "exit" : "entry", describe_status(st, why, sizeof(why)));
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+int ptrace_get_regs(pid_t tid, struct user_regs_struct *r)
+{
+	struct iovec iov = { r, sizeof(*r) };
+
+	if (ptrace(PTRACE_GETREGSET, tid, NT_PRSTATUS, &iov))
+		return pr_perror("tid %d: cannot read registers", tid);
+	return 0;
+}
+
+int ptrace_set_regs(pid_t tid, const struct user_regs_struct *r)
+{
+	struct iovec iov = { (void *)r, sizeof(*r) };
+
+	if (ptrace(PTRACE_SETREGSET, tid, NT_PRSTATUS, &iov))
+		return pr_perror("tid %d: cannot set registers", tid);
+	return 0;
+}
+
+int ptrace_get_xstate(pid_t tid, void *buf, size_t *len)
+{
+	struct iovec iov = { buf, *len };
+
+	if (ptrace(PTRACE_GETREGSET, tid, NT_X86_XSTATE, &iov))
+		return pr_perror("tid %d: cannot read FPU/xstate registers", tid);
+	*len = iov.iov_len;
+	return 0;
+}
+
+int ptrace_set_xstate(pid_t tid, const void *buf, size_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	if (ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &iov))
+		return pr_perror("tid %d: cannot set FPU/xstate registers (%zu bytes)", tid, len);
+	return 0;
+}
+
+int ptrace_get_sigmask(pid_t tid, uint64_t *mask)
+{
+	if (ptrace(PTRACE_GETSIGMASK, tid, sizeof(*mask), mask))
+		return pr_perror("tid %d: cannot read the signal mask", tid);
+	return 0;
+}
+
+int ptrace_set_sigmask(pid_t tid, uint64_t mask)
+{
+	if (ptrace(PTRACE_SETSIGMASK, tid, sizeof(mask), &mask))
+		return pr_perror("tid %d: cannot set the signal mask", tid);
+	return 0;
+}
+
+#define ERESTARTSYS		512
+#define ERESTARTNOINTR		513
+#define ERESTARTNOHAND		514
+#define ERESTART_RESTARTBLOCK	516
+
+void regs_apply_restart(struct user_regs_struct *r, bool for_restore)
+{
+	if ((long)r->orig_rax >= 0) {
+		switch ((long)r->rax) {
+		case -ERESTARTSYS:
+		case -ERESTARTNOINTR:
+		case -ERESTARTNOHAND:
+			r->rax = r->orig_rax;
+			r->rip -= 2;
+			break;
+		case -ERESTART_RESTARTBLOCK:
+			if (for_restore) {
+				r->rax = -EINTR;
+			} else {
+				r->rax = __NR_restart_syscall;
+				r->rip -= 2;
+			}
+			break;
+		}
+	}
+	r->orig_rax = -1;
+}

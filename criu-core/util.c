@@ -1,0 +1,241 @@
+#define LOG_PREFIX "util: "
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <sys/syscall.h>
+
+#include "log.h"
+#include "util.h"
+
+void *xzalloc(size_t size)
+{
+	void *p = calloc(1, size ? size : 1);
+
+	if (!p)
+		pr_err("out of memory allocating %zu bytes", size);
+	return p;
+}
+
+void *xrealloc_array(void *p, size_t nmemb, size_t size)
+{
+	void *n = reallocarray(p, nmemb ? nmemb : 1, size);
+
+	if (!n)
+		pr_err("out of memory allocating %zu x %zu bytes", nmemb, size);
+	return n;
+}
+
+char *xstrdup(const char *s)
+{
+	char *p = strdup(s ? s : "");
+
+	if (!p)
+		pr_err("out of memory");
+	return p;
+}
+
+int read_file_at(int dirfd, const char *path, char **buf, size_t *len)
+{
+	_cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+	size_t cap = 4096, n = 0;
+	char *b;
+
+	if (fd < 0)
+		return -errno;
+	b = malloc(cap + 1);
+	if (!b)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t r = read(fd, b + n, cap - n);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			free(b);
+			return r;
+		}
+		if (r == 0)
+			break;
+		n += r;
+		if (n == cap) {
+			char *nb = realloc(b, cap * 2 + 1);
+
+			if (!nb) {
+				free(b);
+				return -ENOMEM;
+			}
+			b = nb;
+			cap *= 2;
+		}
+	}
+	b[n] = 0;
+	*buf = b;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+int read_file(const char *path, char **buf, size_t *len)
+{
+	return read_file_at(AT_FDCWD, path, buf, len);
+}
+
+int readlink_alloc(const char *path, char **out)
+{
+	char buf[PATH_MAX_LEN];
+	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	*out = strdup(buf);
+	return *out ? 0 : -ENOMEM;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ENODATA;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int pread_all(int fd, void *buf, size_t len, off_t off)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ENODATA;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int sys_pidfd_open(pid_t pid, unsigned flags)
+{
+	return syscall(SYS_pidfd_open, pid, flags);
+}
+
+int sys_pidfd_getfd(int pidfd, int fd, unsigned flags)
+{
+	return syscall(SYS_pidfd_getfd, pidfd, fd, flags);
+}
+
+long sys_kcmp(pid_t a, pid_t b, int type, unsigned long x, unsigned long y)
+{
+	return syscall(SYS_kcmp, a, b, type, x, y);
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+int fd_move_above(int fd, int min, bool cloexec)
+{
+	int nfd;
+
+	if (fd >= min)
+		return fd;
+	nfd = fcntl(fd, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, min);
+	if (nfd < 0)
+		return -errno;
+	close(fd);
+	return nfd;
+}
+
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t size, used;
+	max_align_t data[];
+};
+
+#define ARENA_CHUNK (64u << 10)
+
+void *arena_alloc(struct arena *a, size_t size)
+{
+	struct arena_chunk *c = a->head;
+	void *p;
+
+	size = ALIGN_UP(size ? size : 1, sizeof(max_align_t));
+	if (!c || c->size - c->used < size) {
+		size_t cap = MAX(size, ARENA_CHUNK);
+
+		c = calloc(1, sizeof(*c) + cap);
+		if (!c) {
+			pr_err("out of memory allocating %zu bytes", size);
+			return NULL;
+		}
+		c->size = cap;
+		c->next = a->head;
+		a->head = c;
+	}
+	p = (char *)c->data + c->used;
+	c->used += size;
+	return p;
+}
+
+char *arena_strdup(struct arena *a, const char *s)
+{
+	size_t n = strlen(s ? s : "") + 1;
+	char *p = arena_alloc(a, n);
+
+	if (p)
+		memcpy(p, s ? s : "", n);
+	return p;
+}
+
+void arena_free(struct arena *a)
+{
+	while (a->head) {
+		struct arena_chunk *c = a->head;
+
+		a->head = c->next;
+		free(c);
+	}
+}

@@ -1,0 +1,92 @@
+/*
+ * Image files. Every file starts with a header:
+ *
+ *	char     magic[8];	"CRYO" + 4-character kind tag, e.g. "CRYOCORE"
+ *	uint32_t version;	format version of that kind
+ *	uint32_t hdr_len;	bytes before the first record (16, or 4096 for pages)
+ *
+ * then, for message images, records:
+ *
+ *	uint32_t len; uint32_t crc32c(payload); uint8_t payload[len]  (a protobuf message)
+ *
+ * and for the pages image, raw page bytes from offset 4096 (page aligned);
+ * their checksums live in the pagemap image. All integers little endian.
+ * Files are created mode 0600: they hold process memory.
+ */
+#ifndef CRYO_IMAGE_H
+#define CRYO_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "inventory.pb-c.h"
+#include "pstree.pb-c.h"
+#include "core.pb-c.h"
+#include "mm.pb-c.h"
+#include "pagemap.pb-c.h"
+#include "files.pb-c.h"
+
+enum img_type {
+	IMG_INVENTORY,
+	IMG_PSTREE,
+	IMG_CORE,
+	IMG_MM,
+	IMG_PAGEMAP,
+	IMG_PAGES,
+	IMG_FILES,
+	IMG_FDS,
+	IMG__MAX
+};
+
+#define IMG_HDR_LEN		16
+#define IMG_PAGES_HDR_LEN	4096
+#define IMG_MAX_RECORD		(64u << 20)
+
+struct img_desc {
+	const char *name;	/* file name, "%u" replaced by the id (pid) */
+	char tag[5];		/* magic suffix */
+	uint32_t version;
+	const ProtobufCMessageDescriptor *pb;	/* NULL: raw data (pages) */
+};
+
+extern const struct img_desc img_descs[IMG__MAX];
+
+struct img {
+	int fd;
+	enum img_type type;
+	bool writing;
+	char name[64];
+	/* reading: the whole file (message images) */
+	uint8_t *data;
+	size_t size, off;
+	/* writing: buffered */
+	uint8_t *wbuf;
+	size_t wlen;
+	int werr;
+};
+
+/* Create (mode 0600, truncating) an image in dirfd. NULL on error (logged). */
+struct img *img_create(int dirfd, enum img_type type, unsigned id);
+/*
+ * Open an image for reading and check its header. If optional and the file
+ * does not exist, returns NULL with errno ENOENT and logs nothing.
+ */
+struct img *img_open(int dirfd, enum img_type type, unsigned id, bool optional);
+/* Append one message; errors are reported by img_close. */
+int img_write(struct img *img, const ProtobufCMessage *msg);
+/* Read the next message: 1 and *msg set, 0 at the end, <0 on error (logged). */
+int img_read(struct img *img, ProtobufCMessage **msg);
+/* Read exactly one message (the whole image must be that one record). */
+int img_read_one(int dirfd, enum img_type type, unsigned id, ProtobufCMessage **msg);
+/* Flush (when writing) and close; returns <0 if any write failed. */
+int img_close(struct img *img);
+void img_free_msg(enum img_type type, ProtobufCMessage *msg);
+
+/* Identify an image from its first bytes; returns type or -1. */
+int img_identify(const void *hdr, size_t len, uint32_t *version);
+/* Build the file name of an image. */
+void img_name(enum img_type type, unsigned id, char *buf, size_t len);
+
+#endif
