@@ -104,7 +104,12 @@ $(B)/progs/%: test/progs/%.c test/progs/*.h
 	@echo "  CC      $<"
 	$(Q)$(CC) -O1 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Itest/progs -o $@ $< -lm
 
-all: $(B)/cryo $(PROGS)
+# ---- demo and benchmark helpers ----
+$(B)/sample-counter $(B)/bench-mem: $(B)/%: scripts/%.c
+	@echo "  CC      $<"
+	$(Q)$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -o $@ $<
+
+all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem
 .DEFAULT_GOAL := all
 
 deps:
@@ -113,12 +118,12 @@ deps:
 	fi
 
 test: deps all
-	cd test && python3 -m pytest -v $(PYTEST_ARGS)
+	cd test && /usr/bin/python3 -m pytest -v $(PYTEST_ARGS)
 
-bench: all
+bench: deps all
 	scripts/bench
 
-demo: all
+demo: deps all
 	scripts/demo
 
 install: $(B)/cryo

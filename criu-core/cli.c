@@ -45,17 +45,14 @@ static void usage(FILE *f)
 "  -d, --restore-detached restore: return once the process runs (default: wait\n"
 "                         for it and exit with its status)\n"
 "      --pidfile FILE     restore: write the restored pid to FILE\n"
+"      --feature NAME     check: probe one feature (exit 0 if it works)\n"
 "  -V, --version          print the version\n"
 "  -h, --help             this help\n");
 }
 
-int open_images_dir(const char *path, bool create)
+int open_images_dir(const char *path)
 {
-	int fd;
-
-	if (create && mkdir(path, 0700) && errno != EEXIST)
-		return pr_perror("cannot create image directory %s", path);
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return pr_perror("cannot open image directory %s", path);
 	return fd;
@@ -74,7 +71,7 @@ static char *work_path(const struct cryo_opts *o, const char *p)
 	return out;
 }
 
-enum { OPT_PIDFILE = 1000 };
+enum { OPT_PIDFILE = 1000, OPT_FEATURE };
 
 int main(int argc, char **argv)
 {
@@ -88,6 +85,7 @@ int main(int argc, char **argv)
 		{ "shell-job", no_argument, NULL, 'j' },
 		{ "restore-detached", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "feature", required_argument, NULL, OPT_FEATURE },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -96,7 +94,6 @@ int main(int argc, char **argv)
 	_cleanup_free_ char *log_path = NULL, *pidfile = NULL;
 	int c, ret;
 
-	/* "+": stop at the first non-option only for the command-less form */
 	while ((c = getopt_long(argc, argv, "t:D:W:o:v::RjdVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
@@ -135,6 +132,9 @@ int main(int argc, char **argv)
 		case OPT_PIDFILE:
 			o.pidfile = optarg;
 			break;
+		case OPT_FEATURE:
+			o.feature = optarg;
+			break;
 		case 'V':
 			printf("Version: %s\n", CRYO_VERSION);
 			return 0;
@@ -154,6 +154,7 @@ int main(int argc, char **argv)
 	if (o.verbosity > LOG_DEBUG)
 		o.verbosity = LOG_DEBUG;
 
+	/* dump creates its directory (before the log file goes into it) */
 	if (!strcmp(o.command, "dump") && mkdir(o.images_dir, 0700) && errno != EEXIST) {
 		fprintf(stderr, "cryo: cannot create image directory %s: %s\n", o.images_dir, strerror(errno));
 		return 1;

@@ -23,8 +23,6 @@
 #include "log.h"
 #include "seize.h"
 
-int open_images_dir(const char *path, bool create);
-
 static int check_dumpable(struct dump_ctx *ctx, struct dump_task *t)
 {
 	_cleanup_free_ pid_t *kids = NULL;
@@ -140,15 +138,6 @@ static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 	return write_images(ctx, t);
 }
 
-static unsigned long pipe_max_size(void)
-{
-	_cleanup_free_ char *buf = NULL;
-
-	if (read_file("/proc/sys/fs/pipe-max-size", &buf, NULL))
-		return 1 << 20;
-	return strtoul(buf, NULL, 10);
-}
-
 /* After success: kill the task (the default) or let it go on. */
 static int finish_task(struct dump_ctx *ctx, struct dump_task *t)
 {
@@ -181,8 +170,8 @@ int cmd_dump(struct cryo_opts *o)
 		pr_err("dump: which process? Give its pid with -t PID");
 		return 1;
 	}
-	ctx.kd.pipe_max_size = pipe_max_size();
-	ctx.dirfd = open_images_dir(o->images_dir, true);
+	kerndat_basics(&ctx.kd);
+	ctx.dirfd = open_images_dir(o->images_dir);
 	if (ctx.dirfd < 0)
 		return 1;
 	/* the old inventory would vouch for a directory we are about to change */

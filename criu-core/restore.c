@@ -31,8 +31,6 @@
 #include "restorer-blob.h"
 #include "seize.h"
 
-int open_images_dir(const char *path, bool create);
-
 #define SCRATCH_SIZE	(256u << 10)
 #define HOLE_MARGIN	(16UL << 20)
 
@@ -261,18 +259,6 @@ static int find_hole(const struct rst_task *t, size_t len, uint64_t task_size, u
 	return -ENOMEM;
 }
 
-static unsigned long task_size(void)
-{
-	/* with 5-level paging the kernel still maps below 47 bits by default */
-	void *p = mmap((void *)(TASK_SIZE_47 + (1UL << 30)), PAGE_SIZE, PROT_NONE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-
-	if (p == MAP_FAILED)
-		return TASK_SIZE_47;
-	munmap(p, PAGE_SIZE);
-	return TASK_SIZE_56;
-}
-
 static int set_session(struct restore_ctx *ctx, struct rst_task *t)
 {
 	const PstreeEntry *p = t->pstree;
@@ -320,7 +306,7 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
 	size_t premap_len = mem_premap_size(t);
 	struct restorer_args *a;
 	struct rst_area ra;
-	uint64_t hole = 0, tsize = task_size();
+	uint64_t hole = 0, tsize = ctx->kd.task_size;
 	unsigned long stack_top;
 	int keep[1], ret;
 	void *p;
@@ -605,7 +591,8 @@ int cmd_restore(struct cryo_opts *o)
 	uint64_t t0 = now_ns();
 	int ret;
 
-	ctx.dirfd = open_images_dir(o->images_dir, false);
+	kerndat_basics(&ctx.kd);
+	ctx.dirfd = open_images_dir(o->images_dir);
 	if (ctx.dirfd < 0)
 		return 1;
 	ctx.root = &t;

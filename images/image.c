@@ -57,7 +57,7 @@ int img_identify(const void *buf, size_t len, uint32_t *version)
 	return -1;
 }
 
-static struct img *img_alloc(enum img_type type, unsigned id, bool writing)
+static struct img *img_alloc(enum img_type type, const char *name, bool writing)
 {
 	struct img *img = xzalloc(sizeof(*img));
 
@@ -66,7 +66,11 @@ static struct img *img_alloc(enum img_type type, unsigned id, bool writing)
 	img->fd = -1;
 	img->type = type;
 	img->writing = writing;
-	img_name(type, id, img->name, sizeof(img->name));
+	img->name = xstrdup(name);
+	if (!img->name) {
+		free(img);
+		return NULL;
+	}
 	return img;
 }
 
@@ -76,15 +80,18 @@ static void img_free(struct img *img)
 		close(img->fd);
 	free(img->data);
 	free(img->wbuf);
+	free(img->name);
 	free(img);
 }
 
 struct img *img_create(int dirfd, enum img_type type, unsigned id)
 {
-	struct img *img = img_alloc(type, id, true);
+	char pad[IMG_PAGES_HDR_LEN], name[64];
 	struct img_hdr h;
-	char pad[IMG_PAGES_HDR_LEN];
+	struct img *img;
 
+	img_name(type, id, name, sizeof(name));
+	img = img_alloc(type, name, true);
 	if (!img)
 		return NULL;
 	img->fd = openat(dirfd, img->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -170,61 +177,134 @@ int img_write(struct img *img, const ProtobufCMessage *msg)
 	return 0;
 }
 
-struct img *img_open(int dirfd, enum img_type type, unsigned id, bool optional)
+/* The first n bytes of a magic, printable whatever the file holds. */
+static const char *magic_str(const char *m, size_t n, char out[33])
 {
-	struct img *img = img_alloc(type, id, false);
-	struct img_hdr h, want;
+	char *p = out;
+
+	for (size_t i = 0; i < n && i < 8; i++) {
+		unsigned char c = m[i];
+
+		if (c >= 0x20 && c < 0x7f)
+			*p++ = c;
+		else
+			p += sprintf(p, "\\x%02x", c);
+	}
+	*p = 0;
+	return out;
+}
+
+/*
+ * Check the header of an open image: its kind (any kind when type < 0), version
+ * and length, against the file size. Returns the type, or -1 (logged).
+ */
+static int img_check_hdr(struct img *img, int type, off_t size)
+{
+	struct img_hdr h = { 0 }, want;
+	size_t n = MIN((size_t)size, sizeof(h));
+	char got[33], exp[33];
+	int ret, t;
+
+	ret = read_all(img->fd, &h, n);
+	if (ret) {
+		errno = -ret;
+		pr_perror("cannot read header of image %s", img->name);
+		return -1;
+	}
+	if (memcmp(h.magic, "CRYO", MIN(n, 4))) {
+		pr_err("image %s: bad magic %s, not a cryo image", img->name,
+		       magic_str(h.magic, n, got));
+		return -1;
+	}
+	if (n < sizeof(h)) {
+		pr_err("image %s is truncated: %zu bytes, less than its %zu-byte header",
+		       img->name, n, sizeof(h));
+		return -1;
+	}
+	t = img_identify(&h, sizeof(h), NULL);
+	if (t < 0 || (type >= 0 && t != type)) {
+		magic_str(h.magic, 8, got);
+		if (type < 0) {
+			pr_err("image %s: bad magic %s, not a kind of image this cryo knows",
+			       img->name, got);
+		} else {
+			fill_hdr(&want, type);
+			pr_err("image %s: bad magic %s, expected %s", img->name, got,
+			       magic_str(want.magic, 8, exp));
+		}
+		return -1;
+	}
+	fill_hdr(&want, t);
+	if (h.version != want.version) {
+		pr_err("image %s: format version %u, this cryo reads version %u",
+		       img->name, h.version, want.version);
+		return -1;
+	}
+	if (h.hdr_len != want.hdr_len) {
+		pr_err("image %s: header length %u, expected %u", img->name, h.hdr_len, want.hdr_len);
+		return -1;
+	}
+	if (size < (off_t)want.hdr_len) {
+		pr_err("image %s is truncated: %lld bytes, less than its %u-byte header",
+		       img->name, (long long)size, want.hdr_len);
+		return -1;
+	}
+	return t;
+}
+
+/*
+ * Open `name` in dirfd for reading, of the given type or (type < 0) of the
+ * type its header names. Message images are read whole into img->data; for
+ * pages the fd is left at the first page.
+ */
+static struct img *img_load(int dirfd, const char *name, int type, bool optional)
+{
+	struct img *img = img_alloc(type < 0 ? 0 : type, name, false);
 	struct stat st;
 	size_t len;
 	int ret, t;
 
 	if (!img)
 		return NULL;
-	img->fd = openat(dirfd, img->name, O_RDONLY | O_CLOEXEC);
+	img->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (img->fd < 0) {
-		if (!(optional && errno == ENOENT))
-			pr_perror("cannot open image %s", img->name);
 		ret = errno;
+		if (!(optional && ret == ENOENT))
+			pr_perror("cannot open image %s", name);
 		img_free(img);
 		errno = ret;
 		return NULL;
 	}
-	fill_hdr(&want, type);
-	if (fstat(img->fd, &st) || st.st_size < (off_t)want.hdr_len) {
-		pr_err("image %s is truncated: %lld bytes, less than its %u-byte header",
-		       img->name, (long long)st.st_size, want.hdr_len);
+	if (fstat(img->fd, &st)) {
+		pr_perror("cannot stat image %s", name);
 		goto err;
 	}
-	if (read_all(img->fd, &h, sizeof(h))) {
-		pr_perror("cannot read header of image %s", img->name);
+	if (!S_ISREG(st.st_mode)) {
+		pr_err("image %s is not a regular file", name);
 		goto err;
 	}
-	t = img_identify(&h, sizeof(h), NULL);
-	if (t != (int)type) {
-		pr_err("image %s: bad magic %.8s, expected %.8s", img->name,
-		       h.magic, want.magic);
+	t = img_check_hdr(img, type, st.st_size);
+	if (t < 0)
+		goto err;
+	img->type = t;
+	len = st.st_size;
+	if (lseek(img->fd, img_descs[t].pb ? IMG_HDR_LEN : IMG_PAGES_HDR_LEN, SEEK_SET) < 0) {
+		pr_perror("cannot seek in image %s", name);
 		goto err;
 	}
-	if (h.version != want.version) {
-		pr_err("image %s: format version %u, this cryo reads version %u",
-		       img->name, h.version, want.version);
-		goto err;
-	}
-	if (h.hdr_len != want.hdr_len) {
-		pr_err("image %s: header length %u, expected %u", img->name, h.hdr_len, want.hdr_len);
-		goto err;
-	}
-	if (lseek(img->fd, h.hdr_len, SEEK_SET) < 0)
-		goto err;
-	if (!img_descs[type].pb)
+	if (!img_descs[t].pb)
 		return img;	/* pages: the caller reads from img->fd */
 
-	len = st.st_size - h.hdr_len;
+	len -= IMG_HDR_LEN;
 	img->data = malloc(len ? len : 1);
-	if (!img->data)
+	if (!img->data) {
+		pr_err("out of memory reading image %s (%zu bytes)", name, len);
 		goto err;
-	if (read_all(img->fd, img->data, len)) {
-		pr_perror("cannot read image %s", img->name);
+	}
+	ret = read_all(img->fd, img->data, len);
+	if (ret) {
+		errno = -ret;
+		pr_perror("cannot read image %s", name);
 		goto err;
 	}
 	img->size = len;
@@ -233,6 +313,19 @@ err:
 	img_free(img);
 	errno = EINVAL;
 	return NULL;
+}
+
+struct img *img_open(int dirfd, enum img_type type, unsigned id, bool optional)
+{
+	char name[64];
+
+	img_name(type, id, name, sizeof(name));
+	return img_load(dirfd, name, type, optional);
+}
+
+struct img *img_open_path(int dirfd, const char *name)
+{
+	return img_load(dirfd, name, -1, false);
 }
 
 int img_read(struct img *img, ProtobufCMessage **msg)

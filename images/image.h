@@ -57,7 +57,7 @@ struct img {
 	int fd;
 	enum img_type type;
 	bool writing;
-	char name[64];
+	char *name;		/* as given: a file name in the image dir, or a path */
 	/* reading: the whole file (message images) */
 	uint8_t *data;
 	size_t size, off;
@@ -74,6 +74,12 @@ struct img *img_create(int dirfd, enum img_type type, unsigned id);
  * does not exist, returns NULL with errno ENOENT and logs nothing.
  */
 struct img *img_open(int dirfd, enum img_type type, unsigned id, bool optional);
+/*
+ * Open the image `name` (relative to dirfd, or a path) whatever its kind:
+ * the type comes from its header (img->type), then it is checked and read
+ * as by img_open. NULL on error (logged: not an image, truncated, ...).
+ */
+struct img *img_open_path(int dirfd, const char *name);
 /* Append one message; errors are reported by img_close. */
 int img_write(struct img *img, const ProtobufCMessage *msg);
 /* Read the next message: 1 and *msg set, 0 at the end, <0 on error (logged). */

@@ -18,7 +18,11 @@ struct cryo_opts {
 	bool leave_running;		/* --leave-running */
 	bool shell_job;			/* -j/--shell-job */
 	bool detach;			/* -d/--restore-detached */
+	const char *feature;		/* check --feature NAME */
 };
+
+/* open the image directory (-D), logging why not; returns an fd or -errno */
+int open_images_dir(const char *path);
 
 int cmd_check(struct cryo_opts *o, int argc, char **argv);
 int cmd_show(struct cryo_opts *o, int argc, char **argv);

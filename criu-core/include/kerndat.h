@@ -44,6 +44,7 @@ struct kd_result {
 
 struct kerndat {
 	bool probed;
+	bool basics;			/* task_size, xsave_size, pipe_max_size */
 	struct kd_result f[KD__MAX];
 	unsigned long task_size;	/* top of the user address space */
 	unsigned xsave_size;		/* bytes of NT_X86_XSTATE */
@@ -62,5 +63,7 @@ extern const struct kd_info kd_info[KD__MAX];
 
 /* Probe every feature (idempotent). Returns 0; failures are in f[]. */
 int kerndat_probe(struct kerndat *kd);
+/* Only the cheap facts dump and restore need: sizes and limits. */
+void kerndat_basics(struct kerndat *kd);
 
 #endif
