@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 
 #define WORDS ((64u << 20) / 8)
 
@@ -18,6 +19,8 @@ int main(void)
 
 	if (!mem)
 		return 1;
+	/* like a daemon, keep only stdio of what the caller left open */
+	syscall(SYS_close_range, 3, ~0U, 0);
 	for (size_t i = 0; i < WORDS; i++) {
 		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
 		mem[i] = x;
