@@ -182,7 +182,7 @@ int cmd_dump(struct cryo_opts *o)
 	}
 	ctx.root = &t;
 
-	ret = seize_task(t.pid);
+	ret = seize_task(t.pid, &t.group_stop);
 	if (!ret) {
 		t.seized = true;
 		ret = dump_seized(&ctx, &t);

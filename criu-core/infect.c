@@ -212,6 +212,11 @@ static int check_crash(struct parasite_ctl *ctl, enum parasite_cmd cmd)
 		return 0;
 	if (p < 0)
 		return pr_perror("pid %d: waitpid", ctl->pid);
+	if (is_retrap(st)) {
+		if (ptrace(PTRACE_CONT, ctl->pid, 0, 0))
+			return pr_perror("pid %d: cannot resume the parasite", ctl->pid);
+		return 0;
+	}
 	ctl->crashed = true;
 	if (WIFSTOPPED(st) && !ptrace_get_regs(ctl->pid, &r))
 		pr_err("pid %d: parasite command %s: the task %s at rip %#llx",

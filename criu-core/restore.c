@@ -453,7 +453,8 @@ static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rs
 	if (ptrace_set_regs(t->pid, &r) || ptrace_set_xstate(t->pid, th->xsave.data, th->xsave.len) ||
 	    ptrace_set_sigmask(t->pid, th->blocked))
 		return -EIO;
-	if (ptrace(PTRACE_DETACH, t->pid, 0, 0))
+	/* a task that was stopped goes back to its stop right away */
+	if (ptrace(PTRACE_DETACH, t->pid, 0, t->core->task->stopped ? SIGSTOP : 0))
 		return pr_perror("pid %d: cannot let it go", t->pid);
 	return 0;
 }

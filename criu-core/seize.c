@@ -43,9 +43,11 @@ const char *describe_status(int st, char *buf, size_t len)
 /*
  * Wait for the stop PTRACE_INTERRUPT asked for. A signal may be dequeued
  * first (signal-delivery-stop): deliver it as the task would have and wait
- * again; the interrupt stays pending and comes next.
+ * again; the interrupt stays pending and comes next. A task in group stop
+ * (stopped by SIGSTOP & co.) reports its stop signal instead of SIGTRAP:
+ * that goes to *group_stop, else 0.
  */
-static int wait_interrupt_stop(pid_t pid)
+static int wait_interrupt_stop(pid_t pid, int *group_stop)
 {
 	char why[96];
 	int st;
@@ -57,15 +59,18 @@ static int wait_interrupt_stop(pid_t pid)
 			pr_err("pid %d %s while being seized", pid, describe_status(st, why, sizeof(why)));
 			return -ESRCH;
 		}
-		if ((st >> 16) == PTRACE_EVENT_STOP)
+		if ((st >> 16) == PTRACE_EVENT_STOP) {
+			if (group_stop)
+				*group_stop = WSTOPSIG(st) == SIGTRAP ? 0 : WSTOPSIG(st);
 			return 0;
+		}
 		pr_debug("pid %d: delivering signal %d before the interrupt stop", pid, WSTOPSIG(st));
 		if (ptrace(PTRACE_CONT, pid, 0, WSTOPSIG(st)))
 			return pr_perror("pid %d: cannot resume to deliver signal %d", pid, WSTOPSIG(st));
 	}
 }
 
-int seize_task(pid_t pid)
+int seize_task(pid_t pid, int *group_stop)
 {
 	if (ptrace(PTRACE_SEIZE, pid, 0, SEIZE_OPTIONS)) {
 		int e = errno;
@@ -91,7 +96,7 @@ int seize_task(pid_t pid)
 		ptrace(PTRACE_DETACH, pid, 0, 0);
 		return ret;
 	}
-	if (wait_interrupt_stop(pid)) {
+	if (wait_interrupt_stop(pid, group_stop)) {
 		ptrace(PTRACE_DETACH, pid, 0, 0);
 		return -ESRCH;
 	}
@@ -102,7 +107,12 @@ int interrupt_task(pid_t pid)
 {
 	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0))
 		return pr_perror("pid %d: cannot interrupt", pid);
-	return wait_interrupt_stop(pid);
+	return wait_interrupt_stop(pid, NULL);
+}
+
+bool is_retrap(int st)
+{
+	return WIFSTOPPED(st) && (st >> 16) == PTRACE_EVENT_STOP;
 }
 
 int ptrace_step_syscall(pid_t pid)
@@ -115,6 +125,10 @@ int ptrace_step_syscall(pid_t pid)
 			return pr_perror("pid %d: PTRACE_SYSCALL", pid);
 		if (wait_task(pid, &st, 0) < 0)
 			return -ECHILD;
+		if (is_retrap(st)) {
+			stage--;
+			continue;
+		}
 		if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80)) {
 			pr_err("pid %d: injected syscall did not stop at its %s: the task %s", pid,
 			       stage ? "exit" : "entry", describe_status(st, why, sizeof(why)));

@@ -240,6 +240,7 @@ int task_collect(struct dump_ctx *ctx, struct dump_task *t)
 	tc->comm = arena_strdup(a, comm);
 	tc->personality = strtoul(pers, NULL, 16);
 	tc->umask = t->status.umask;
+	tc->has_stopped = tc->stopped = t->group_stop != 0;
 	tc->cwd = arena_strdup(a, cwd);
 	tc->root = arena_strdup(a, root);
 	if (strcmp(root, "/")) {

@@ -17,6 +17,7 @@ struct dump_task {
 	struct proc_stat stat;
 	struct proc_status status;
 	bool seized;
+	int group_stop;			/* stop signal if it was stopped */
 	struct parasite_ctl *parasite;
 
 	CoreEntry *core;

@@ -9,14 +9,23 @@
 
 #define SEIZE_OPTIONS	(PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP)
 
-/* PTRACE_SEIZE + PTRACE_INTERRUPT and wait until the task is in a ptrace stop. */
-int seize_task(pid_t pid);
+/*
+ * PTRACE_SEIZE + PTRACE_INTERRUPT and wait until the task is in a ptrace
+ * stop. *group_stop: the stop signal if the task was stopped (T), else 0.
+ */
+int seize_task(pid_t pid, int *group_stop);
 /* Interrupt an already seized, running task and wait for the stop. */
 int interrupt_task(pid_t pid);
 /* waitpid(__WALL) that retries on EINTR; logs and returns -errno on failure. */
 int wait_task(pid_t pid, int *status, int flags);
 /* Describe a wait status for error messages ("killed by signal 9", ...). */
 const char *describe_status(int status, char *buf, size_t len);
+/*
+ * A task seized in group stop (stopped by SIGSTOP & co.) traps once more,
+ * before running anything, the first time it is resumed: such a stop is
+ * to be answered by resuming it again.
+ */
+bool is_retrap(int status);
 /* Resume the task to syscall entry and on to syscall exit. */
 int ptrace_step_syscall(pid_t pid);
 
