@@ -1,0 +1,247 @@
+"""Helpers for the cryo test suite: run cryo, start workloads, snapshot what
+/proc shows of a process, and clean up by pid.
+
+Conventions of the self-verifying programs in test/progs/ (see prog.h): they
+write to stdout (a log file opened by the harness, shared with stderr),
+print a line starting with READY once their state is built, and on SIGUSR1
+verify everything and print PASS or FAIL: <reason>, then exit 0 or 1.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CRYO = ROOT / "build" / "cryo"
+PROGS = ROOT / "build" / "progs"
+NOBODY = 65534
+
+
+class CryoError(AssertionError):
+    pass
+
+
+def cryo(*args, check=True, timeout=120, **kw):
+    """Run build/cryo; with check, fail with its stderr and log tail."""
+    r = subprocess.run([str(CRYO), *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise CryoError(f"cryo {' '.join(map(str, args))} exited {r.returncode}\n"
+                        f"stderr:\n{r.stderr}{log_tail(args)}")
+    return r
+
+
+def log_tail(args, lines=30):
+    """The end of the -o log of a cryo command line, if there is one."""
+    args = list(map(str, args))
+    try:
+        log = args[args.index("-o") + 1]
+        d = args[args.index("-D") + 1]
+    except (ValueError, IndexError):
+        return ""
+    path = Path(log) if log.startswith("/") else Path(d) / log
+    if not path.exists():
+        return ""
+    return f"\n{path} (tail):\n" + "\n".join(path.read_text().splitlines()[-lines:])
+
+
+def dump(pid, images, *extra):
+    return cryo("dump", "-t", pid, "-D", images, "-o", "dump.log", "-v4", *extra)
+
+
+def restore(images, *extra):
+    return cryo("restore", "-D", images, "-d", "-o", "restore.log", "-v4", *extra)
+
+
+def show(path):
+    return json.loads(cryo("show", path).stdout)
+
+
+def images_by_kind(images):
+    """{'core': record, 'mm': record, ...} of a single-process dump."""
+    out = {}
+    for img in show(images)["images"]:
+        kind = img["file"].split("-")[0].split(".")[0]
+        recs = img.get("records")
+        out[kind] = recs[0] if recs and kind in ("core", "mm", "inventory") else recs
+    return out
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def proc_state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def wait_pid(pid, timeout=30):
+    """Wait for a child (or a re-parented restored process) to exit; returns
+    the exit code as os.waitstatus_to_exitcode gives it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got == pid:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    raise AssertionError(f"pid {pid} did not exit within {timeout}s")
+
+
+def kill_and_reap(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    try:
+        wait_pid(pid, 10)
+    except ChildProcessError:
+        pass
+
+
+class Workload:
+    """A program under test, started so that cryo can dump it: its own
+    session, stdin from /dev/null, stdout and stderr to one log file, no
+    other inherited fds."""
+
+    def __init__(self, tmp_path, argv, user=None, cwd=None, env=None):
+        self.argv = [str(a) for a in argv]
+        self.dir = Path(tmp_path)
+        self.log = self.dir / "prog.log"
+        self.cwd = Path(cwd) if cwd else self.dir
+        self.user = user
+        self.env = env
+        self.proc = None
+        self.pid = None
+        self.ready = {}
+        self.restored = False   # the pid now belongs to a restored process
+
+    def start(self):
+        if self.user is not None:
+            for p in (self.dir, self.cwd):
+                os.chown(p, self.user, self.user)
+        with open(self.log, "w") as log:
+            if self.user is not None:
+                os.chown(self.log, self.user, self.user)
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.cwd, start_new_session=True, close_fds=True, env=self.env,
+                user=self.user, group=self.user, extra_groups=[] if self.user is not None else None)
+        self.pid = self.proc.pid
+        return self
+
+    def output(self):
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.output().splitlines():
+                if line.startswith("READY"):
+                    self.ready = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+                    return self.ready
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.argv[0]} exited with {self.proc.returncode} before READY:\n"
+                                     f"{self.output()}")
+            time.sleep(0.02)
+        raise AssertionError(f"{self.argv[0]} not READY after {timeout}s:\n{self.output()}")
+
+    def reap_dumped(self):
+        """After a dump without --leave-running the original was killed."""
+        self.proc.wait(timeout=10)
+        assert self.proc.returncode == -signal.SIGKILL, \
+            f"the dumped process exited with {self.proc.returncode}, not SIGKILL"
+
+    def verify(self, timeout=30):
+        """SIGUSR1, wait for the exit; assert it passed its own checks."""
+        os.kill(self.pid, signal.SIGUSR1)
+        if self.restored:
+            code = wait_pid(self.pid, timeout)
+        else:
+            self.proc.wait(timeout=timeout)
+            code = self.proc.returncode
+        out = self.output()
+        assert code == 0 and "PASS" in out, f"{self.argv[0]} exit {code}:\n{out}"
+        return out
+
+    def cleanup(self):
+        if self.pid and alive(self.pid):
+            kill_and_reap(self.pid)
+        elif self.proc and self.proc.returncode is None:
+            try:
+                self.proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        # a restored process is our child (subreaper) only after cryo exits
+        if self.pid:
+            try:
+                os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def checkpoint_restore(w, images, dump_args=(), restore_args=()):
+    """Dump w (killing it), restore it, check the pid is back."""
+    dump(w.pid, images, *dump_args)
+    w.reap_dumped()
+    assert not alive(w.pid)
+    restore(images, *restore_args)
+    w.restored = True
+    assert alive(w.pid), f"pid {w.pid} is not running after restore"
+
+
+# ---- what /proc shows of a process, to compare before and after ----
+
+STATUS_KEYS = ("Umask", "State", "Uid", "Gid", "Groups", "NoNewPrivs", "Seccomp", "SigBlk",
+               "SigIgn", "SigCgt", "SigPnd", "ShdPnd", "CapInh", "CapPrm", "CapEff", "CapBnd",
+               "CapAmb", "Cpus_allowed_list", "THP_enabled", "Threads")
+
+
+def snapshot(pid):
+    p = Path(f"/proc/{pid}")
+    status = {}
+    for line in (p / "status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in STATUS_KEYS:
+            status[k] = v.strip()
+    fds = {}
+    for fd in sorted((p / "fd").iterdir(), key=lambda x: int(x.name)):
+        info = dict(l.split(":", 1) for l in (p / "fdinfo" / fd.name).read_text().splitlines()
+                    if ":" in l)
+        fds[int(fd.name)] = (os.readlink(fd), info["pos"].strip(), info["flags"].strip())
+    return {
+        "maps": (p / "maps").read_text().splitlines(),
+        "status": status,
+        "limits": (p / "limits").read_text(),
+        "cmdline": (p / "cmdline").read_bytes(),
+        "environ": (p / "environ").read_bytes(),
+        "comm": (p / "comm").read_text(),
+        "cwd": os.readlink(p / "cwd"),
+        "exe": os.readlink(p / "exe"),
+        "personality": (p / "personality").read_text(),
+        "fds": fds,
+    }
+
+
+def assert_same_process(before, after, ignore=()):
+    """Everything snapshot() saw must be equal, field by field."""
+    for key in before:
+        if key in ignore:
+            continue
+        if key == "status":
+            for k in before[key]:
+                if k in ignore:
+                    continue
+                assert before[key][k] == after[key].get(k), \
+                    f"/proc status {k}: {before[key][k]!r} before, {after[key].get(k)!r} after"
+        elif key == "maps":
+            assert before[key] == after[key], "maps differ:\n" + "\n".join(
+                f"-{a}\n+{b}" for a, b in zip(before[key], after[key]) if a != b)
+        else:
+            assert before[key] == after[key], f"{key}: {before[key]!r} before, {after[key]!r} after"
