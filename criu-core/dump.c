@@ -41,9 +41,16 @@ static int check_dumpable(struct dump_ctx *ctx, struct dump_task *t)
 		       t->pid, nr, nr > 1 ? "es" : "", kids[0], nr > 1 ? ", ..." : "");
 		return -ENOTSUP;
 	}
-	if ((t->stat.sid != t->pid || t->stat.pgid != t->pid) && !ctx->opts->shell_job) {
-		pr_err("pid %d belongs to session %d and process group %d of processes outside the dump: "
-		       "dump it with --shell-job", t->pid, t->stat.sid, t->stat.pgid);
+	if (ctx->opts->shell_job)
+		return 0;
+	if (t->stat.sid != t->pid) {
+		pr_err("pid %d belongs to session %d, led by a process outside the dump%s: dump it with --shell-job",
+		       t->pid, t->stat.sid, t->stat.tty_nr ? ", with a terminal" : "");
+		return -ENOTSUP;
+	}
+	if (t->stat.pgid != t->pid) {
+		pr_err("pid %d belongs to process group %d, led by a process outside the dump: dump it with --shell-job",
+		       t->pid, t->stat.pgid);
 		return -ENOTSUP;
 	}
 	return 0;
@@ -61,6 +68,8 @@ static int write_pstree(struct dump_ctx *ctx, struct dump_task *t)
 	e.pid = t->pid;
 	e.ppid = 0;
 	e.pgid = t->stat.pgid;
+	e.has_tty_foreground = true;
+	e.tty_foreground = t->stat.tty_nr && t->stat.tpgid == t->stat.pgid;
 	e.sid = t->stat.sid;
 	e.n_threads = 1;
 	e.threads = &tid;

@@ -72,6 +72,7 @@ int proc_parse_stat(pid_t pid, struct proc_stat *st)
 	st->pgid = F(5);
 	st->sid = F(6);
 	st->tty_nr = F(7);
+	st->tpgid = (pid_t)F(8);
 	st->num_threads = F(20);
 	st->start_code = F(26);
 	st->end_code = F(27);

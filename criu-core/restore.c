@@ -563,8 +563,12 @@ static int restore_task(struct restore_ctx *ctx, struct rst_task *t)
 		write_all(STDERR_FILENO, msg, strlen(msg));
 	if (!ret)
 		ret = take_over(pid, msg[0]);
-	if (!ret)
+	if (!ret) {
+		tty_give_foreground(ctx, t);
 		ret = finalize(ctx, t, sh);
+		if (ret)
+			tty_take_back_foreground(ctx);
+	}
 	if (!ret) {
 		pr_info("restored pid %d", pid);
 		if (ctx->opts->pidfile)
@@ -587,7 +591,7 @@ out:
 
 int cmd_restore(struct cryo_opts *o)
 {
-	struct restore_ctx ctx = { .opts = o, .dirfd = -1 };
+	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1 };
 	struct rst_task t = { 0 };
 	uint64_t t0 = now_ns();
 	int ret;
@@ -605,8 +609,12 @@ int cmd_restore(struct cryo_opts *o)
 		pr_info("restore took %lu ms", (now_ns() - t0) / 1000000);
 	if (!ret && !o->detach) {
 		free_images(&ctx, &t);
-		return wait_restored(t.pid);
+		ret = wait_restored(t.pid);
+		tty_take_back_foreground(&ctx);
+		return ret;
 	}
+	if (ctx.fg_tty >= 0)
+		close(ctx.fg_tty);
 	free_images(&ctx, &t);
 	return ret ? 1 : 0;
 }

@@ -6,6 +6,7 @@
 #define LOG_PREFIX "tty: "
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
@@ -91,3 +92,53 @@ const struct fd_kind_ops tty_fd_ops = {
 	.dump = tty_dump,
 	.open = tty_open,
 };
+
+/*
+ * A shell job restored in the foreground of cryo's terminal can read from
+ * it and is stopped by ^Z like before. Only when cryo itself holds that
+ * foreground (it runs as a foreground job) and the task's group had it at
+ * dump time; otherwise the task stays a background job, which is no error.
+ */
+void tty_give_foreground(struct restore_ctx *ctx, const struct rst_task *t)
+{
+	pid_t pgrp = t->pstree->pgid == (uint32_t)t->pid ? t->pid : getpgrp();
+	int fd;
+
+	if (!ctx->opts->shell_job || !t->pstree->tty_foreground)
+		return;
+	fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		pr_warn("pid %d was a foreground job, but cryo has no controlling terminal: it runs in the background",
+			t->pid);
+		return;
+	}
+	if (tcgetpgrp(fd) != getpgrp()) {
+		pr_warn("pid %d was a foreground job, but cryo runs in the background: so does it", t->pid);
+		close(fd);
+		return;
+	}
+	if (pgrp != getpgrp() && tcsetpgrp(fd, pgrp)) {
+		pr_warn("pid %d: cannot give it the foreground of cryo's terminal: %s", t->pid, strerror(errno));
+		close(fd);
+		return;
+	}
+	pr_info("pid %d: process group %d holds the terminal's foreground", t->pid, pgrp);
+	ctx->fg_tty = fd;
+}
+
+/* after the job ended: cryo, now a background group, takes the terminal back */
+void tty_take_back_foreground(struct restore_ctx *ctx)
+{
+	sigset_t ttou, old;
+
+	if (ctx->fg_tty < 0)
+		return;
+	sigemptyset(&ttou);
+	sigaddset(&ttou, SIGTTOU);
+	sigprocmask(SIG_BLOCK, &ttou, &old);
+	if (tcsetpgrp(ctx->fg_tty, getpgrp()))
+		pr_warn("cannot take back the foreground of the terminal: %s", strerror(errno));
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(ctx->fg_tty);
+	ctx->fg_tty = -1;
+}

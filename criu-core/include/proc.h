@@ -11,6 +11,7 @@ struct proc_stat {
 	char state;
 	pid_t ppid, pgid, sid;
 	int tty_nr;
+	pid_t tpgid;		/* foreground group of its terminal, or -1 */
 	int num_threads;
 	uint64_t start_code, end_code, start_stack;
 	uint64_t start_data, end_data, start_brk;

@@ -30,6 +30,7 @@ struct restore_ctx {
 	FileEntry **files;
 	size_t nr_files;
 	struct rst_task *root;
+	int fg_tty;			/* terminal given to a restored shell job, or -1 */
 	struct arena arena;		/* messages read from the images */
 };
 
@@ -58,5 +59,8 @@ int files_max_fd(const struct rst_task *t);
 /* task.c: fill the non-memory part of the restorer args */
 size_t task_args_size(const struct rst_task *t);
 int task_prepare_args(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra);
+/* tty.c: a shell job that was in the foreground gets cryo's terminal's foreground */
+void tty_give_foreground(struct restore_ctx *ctx, const struct rst_task *t);
+void tty_take_back_foreground(struct restore_ctx *ctx);
 
 #endif
