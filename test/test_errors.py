@@ -1,0 +1,206 @@
+"""Bad input gets one clear line on stderr and a non-zero exit, and nothing
+is lost: the original keeps running where there is one, and a failed
+restore leaves no process behind. Also --leave-running and a restore that
+waits for the process and passes on its exit status."""
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import cryolib
+from conftest import prog
+
+
+def one_line_error(r, *words):
+    assert r.returncode != 0, f"cryo succeeded where it should have failed:\n{r.stdout}"
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, f"expected one error line, got:\n{r.stderr}"
+    assert lines[0].startswith("cryo: "), lines[0]
+    for w in words:
+        assert w in lines[0], f"{w!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def unused_pid():
+    """A pid nobody has (pid_max is large; take one far from the current)."""
+    pid = 4000000
+    while os.path.exists(f"/proc/{pid}"):
+        pid += 1
+    return pid
+
+
+def test_dump_missing_pid(images):
+    pid = unused_pid()
+    r = cryolib.cryo("dump", "-t", pid, "-D", images, check=False)
+    one_line_error(r, str(pid), "no such process")
+    assert not list(Path(images).glob("*.img")), "a failed dump left images behind"
+
+
+def test_dump_into_missing_dir(workload, tmp_path):
+    w = workload([prog("regs")])
+    w.wait_ready()
+    missing = tmp_path / "no" / "such" / "dir"
+    r = cryolib.cryo("dump", "-t", w.pid, "-D", missing, check=False)
+    one_line_error(r, str(missing))
+    assert cryolib.proc_state(w.pid) in "RS"
+    w.verify()
+
+
+def test_dump_refuses_children(workload, images):
+    """Trees come later: a process with a child is refused, untouched."""
+    w = workload(["/bin/sh", "-c", "sleep 1000 & wait"])
+    for _ in range(200):
+        if open(f"/proc/{w.pid}/task/{w.pid}/children").read().strip():
+            break
+        time.sleep(0.01)
+    child = int(open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()[0])
+    before = cryolib.snapshot(w.pid)
+    r = cryolib.cryo("dump", "-t", w.pid, "-D", images, check=False)
+    one_line_error(r, str(w.pid), "child")
+    cryolib.assert_same_process(before, cryolib.snapshot(w.pid))
+    assert cryolib.alive(child)
+    cryolib.kill_and_reap(child)
+
+
+def test_leave_running(workload, images):
+    """--leave-running: the original carries on (and passes its checks),
+    and the images restore the same state once it is gone."""
+    w = workload([prog("regs")])
+    w.wait_ready()
+    time.sleep(0.2)
+    before = cryolib.snapshot(w.pid)
+    cryolib.dump(w.pid, images, "--leave-running")
+    after = cryolib.snapshot(w.pid)
+    cryolib.assert_same_process(before, after, ignore=("State",))
+    r12 = cryolib.images_by_kind(images)["core"]["threads"][0]["regs"]["r12"]
+    time.sleep(0.1)
+    # it is still counting: the dumped r12 is behind the live loop
+    os.kill(w.pid, signal.SIGUSR1)
+    w.proc.wait(timeout=10)
+    assert w.proc.returncode == 0, w.output()
+    live = int(w.output().split("counter=")[1].split()[0])
+    assert live > r12
+    # the same pid, now free, comes back from the images
+    w.log.write_text("")
+    cryolib.restore(images)
+    w.restored = True
+    restored = int(w.verify().split("counter=")[1].split()[0])
+    assert restored >= r12
+
+
+def test_restore_into_taken_pid(workload, images):
+    w = workload([prog("regs")])
+    w.wait_ready()
+    cryolib.dump(w.pid, images, "--leave-running")
+    r = cryolib.cryo("restore", "-D", images, "-d", check=False)
+    one_line_error(r, str(w.pid), "in use")
+    # the original is untouched and still the one counting
+    assert w.proc.poll() is None
+    w.verify()
+
+
+def test_restore_waits_and_passes_exit_status(workload, images):
+    """Without -d cryo waits for the restored process and exits with its
+    status (128+signal for a signal, like a shell)."""
+    w = workload([prog("regs")])
+    w.wait_ready()
+    cryolib.dump(w.pid, images)
+    w.reap_dumped()
+    rst = subprocess.Popen([str(cryolib.CRYO), "restore", "-D", str(images)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(500):
+        if cryolib.alive(w.pid):
+            break
+        time.sleep(0.01)
+    assert cryolib.alive(w.pid)
+    time.sleep(0.1)
+    assert rst.poll() is None, "cryo restore returned before its process exited"
+    os.kill(w.pid, signal.SIGUSR1)
+    out, err = rst.communicate(timeout=30)
+    assert rst.returncode == 0, err
+    assert "PASS" in w.output()
+
+    # a second restore from the same images, killed by a signal this time
+    rst = subprocess.Popen([str(cryolib.CRYO), "restore", "-D", str(images)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(500):
+        if cryolib.alive(w.pid):
+            break
+        time.sleep(0.01)
+    time.sleep(0.1)
+    os.kill(w.pid, signal.SIGTERM)
+    rst.communicate(timeout=30)
+    assert rst.returncode == 128 + signal.SIGTERM
+
+
+@pytest.fixture
+def dumped_regs(workload, images):
+    w = workload([prog("regs")])
+    w.wait_ready()
+    cryolib.dump(w.pid, images)
+    w.reap_dumped()
+    return w
+
+
+def restore_fails(images, pid, *words):
+    r = cryolib.cryo("restore", "-D", images, "-d", check=False)
+    line = one_line_error(r, *words)
+    time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}"), f"pid {pid} left behind by a failed restore"
+    return line
+
+
+def image(images, kind):
+    return next(Path(images).glob(f"{kind}*.img"))
+
+
+@pytest.mark.parametrize("kind", ["core", "mm", "pagemap", "pages", "files", "fds", "pstree",
+                                  "inventory"])
+def test_restore_truncated_image(dumped_regs, images, kind):
+    img = image(images, kind)
+    data = img.read_bytes()
+    saved = data
+    img.write_bytes(data[:len(data) - 1 if kind == "pages" else max(len(data) // 2, 17)])
+    restore_fails(images, dumped_regs.pid, img.name)
+    # intact images still restore: nothing was consumed by the failure
+    img.write_bytes(saved)
+    cryolib.restore(images)
+    dumped_regs.restored = True
+    dumped_regs.verify()
+
+
+@pytest.mark.parametrize("kind", ["core", "mm", "pagemap", "pages"])
+def test_restore_corrupted_image(dumped_regs, images, kind):
+    img = image(images, kind)
+    data = bytearray(img.read_bytes())
+    data[len(data) - 3] ^= 0x40   # in the last record (or page)
+    img.write_bytes(data)
+    line = restore_fails(images, dumped_regs.pid, img.name)
+    assert "checksum" in line or "crc" in line
+
+
+def test_restore_bad_magic(dumped_regs, images):
+    img = image(images, "core")
+    data = bytearray(img.read_bytes())
+    data[0:4] = b"XXXX"
+    img.write_bytes(data)
+    restore_fails(images, dumped_regs.pid, img.name, "magic")
+
+
+def test_restore_missing_image(dumped_regs, images):
+    img = image(images, "mm")
+    img.unlink()
+    restore_fails(images, dumped_regs.pid, img.name, "No such file")
+
+
+def test_restore_empty_dir(tmp_path):
+    r = cryolib.cryo("restore", "-D", tmp_path, "-d", check=False)
+    one_line_error(r, "inventory")
+
+
+def test_images_are_private(dumped_regs, images):
+    for img in Path(images).glob("*.img"):
+        assert img.stat().st_mode & 0o777 == 0o600, f"{img.name} is mode {img.stat().st_mode:o}"

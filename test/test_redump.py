@@ -1,0 +1,46 @@
+"""A restored process, dumped again, must give the same images as the
+original did: the strongest check that restore brought back everything cryo
+knows about (signal dispositions, limits, creds, rseq, altstack, mm fields,
+auxv, every VMA, every fd), not just what a test program happens to look at."""
+import shutil
+import time
+
+import pytest
+
+import cryolib
+
+# values that legitimately move while a process runs
+VOLATILE_TASK = {"itimers"}
+VOLATILE_THREAD = {"regs", "xsave"}
+
+
+def strip(d, keys):
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+@pytest.mark.parametrize("argv", [
+    [shutil.which("sleep"), "1000"],
+    ["/usr/bin/python3", "-c", "import time\nwhile True: time.sleep(0.05)"],
+], ids=["sleep", "python3"])
+def test_redump_gives_same_images(workload, tmp_path, argv):
+    w = workload(argv)
+    for _ in range(100):    # until it has exec'ed and settled
+        if open(f"/proc/{w.pid}/comm").read().strip() == argv[0].rsplit("/", 1)[1]:
+            break
+        time.sleep(0.02)
+    time.sleep(0.3)
+    first, second = tmp_path / "first", tmp_path / "second"
+    cryolib.checkpoint_restore(w, first)
+    cryolib.dump(w.pid, second, "--leave-running")
+    a, b = cryolib.images_by_kind(first), cryolib.images_by_kind(second)
+
+    ta, tb = a["core"]["task"], b["core"]["task"]
+    assert strip(ta, VOLATILE_TASK) == strip(tb, VOLATILE_TASK)
+    tha, thb = a["core"]["threads"][0], b["core"]["threads"][0]
+    assert strip(tha, VOLATILE_THREAD) == strip(thb, VOLATILE_THREAD)
+    assert tha["regs"]["fs_base"] == thb["regs"]["fs_base"]
+    assert tha["regs"]["gs_base"] == thb["regs"]["gs_base"]
+    assert a["mm"] == b["mm"], "the address space differs after restore"
+    assert a["files"] == b["files"]
+    assert a["fds"] == b["fds"]
+    assert a["pstree"] == b["pstree"]

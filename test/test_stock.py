@@ -1,0 +1,111 @@
+"""Unmodified stock programs carry on from where they were: their counters
+continue from the value they had reached, not from the start."""
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+import cryolib
+
+BUSYBOX = shutil.which("busybox")
+
+# builtins only: a fork per iteration would make the shell a tree
+SH_LOOP = 'i=$1; while :; do i=$((i+1)); echo "$i" >> counter; done'
+PY_LOOP = """
+import sys, time
+n = int(sys.argv[1])
+state = [n]
+while True:
+    state[0] += 1
+    with open("counter", "a") as f:
+        f.write("%d\\n" % state[0])
+    time.sleep(0.002)
+"""
+
+
+def read_counter(w):
+    """The last complete line of the counter file the loop appends to."""
+    for _ in range(500):
+        try:
+            lines = (w.cwd / "counter").read_text().split("\n")[:-1]
+            if lines:
+                return int(lines[-1])
+        except FileNotFoundError:
+            pass
+        time.sleep(0.01)
+    raise AssertionError(f"{w.argv[0]} never wrote its counter:\n{w.output()}")
+
+
+def wait_counter_above(w, value, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = read_counter(w)
+        if got > value:
+            return got
+        time.sleep(0.02)
+    raise AssertionError(f"counter stuck at {read_counter(w)} after restore (dumped at {value})")
+
+
+@pytest.mark.parametrize("argv", [
+    [BUSYBOX, "sh", "-c", SH_LOOP, "sh", "1000000"],
+    ["/usr/bin/python3", "-c", PY_LOOP, "1000000"],
+], ids=["busybox-sh", "python3"])
+@pytest.mark.parametrize("user", [None, cryolib.NOBODY], ids=["root", "nobody"])
+def test_counter_carries_on(workload, images, argv, user):
+    w = workload(argv, user=user)
+    start = wait_counter_above(w, 1000000)
+    time.sleep(0.3)
+    cryolib.dump(w.pid, images)
+    w.reap_dumped()
+    at_dump = read_counter(w)
+    assert at_dump > start
+    # a fresh start would count from 1000000 again; make that visible
+    (w.cwd / "counter").write_text("")
+    before = time.monotonic()
+    cryolib.restore(images)
+    w.restored = True
+    after = wait_counter_above(w, 0)
+    assert after > at_dump, f"counter restarted: {after} after restore, {at_dump} at dump"
+    # and it goes on counting
+    wait_counter_above(w, after)
+    assert time.monotonic() - before < 10
+    assert cryolib.alive(w.pid)
+
+
+def test_sleep_carries_on(workload, images):
+    """sleep, restored in the middle of its nanosleep, sleeps the remaining
+    time (not from the start, not zero) and exits 0."""
+    w = workload([shutil.which("sleep"), "3"])
+    for _ in range(200):
+        if open(f"/proc/{w.pid}/comm").read().strip() == "sleep":
+            break
+        time.sleep(0.01)
+    started = time.monotonic()
+    time.sleep(1)
+    cryolib.dump(w.pid, images)
+    w.reap_dumped()
+    cryolib.restore(images)
+    w.restored = True
+    assert cryolib.alive(w.pid)
+    code = cryolib.wait_pid(w.pid, 10)
+    elapsed = time.monotonic() - started
+    assert code == 0
+    # interrupted nanosleep restarts with the remaining time
+    assert 2.5 < elapsed < 5, f"sleep 3 took {elapsed:.1f}s across the checkpoint"
+
+
+def test_sleep_1000_survives_and_keeps_sleeping(workload, images):
+    w = workload([shutil.which("sleep"), "1000"])
+    for _ in range(200):
+        if open(f"/proc/{w.pid}/comm").read().strip() == "sleep":
+            break
+        time.sleep(0.01)
+    before = cryolib.snapshot(w.pid)
+    cryolib.checkpoint_restore(w, images)
+    time.sleep(0.5)
+    assert cryolib.proc_state(w.pid) == "S"
+    cryolib.assert_same_process(before, cryolib.snapshot(w.pid))
+    os.kill(w.pid, signal.SIGTERM)
+    assert cryolib.wait_pid(w.pid) == -signal.SIGTERM
