@@ -276,7 +276,7 @@ int parasite_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd)
 }
 
 int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
-			unsigned nr, int out_fd)
+			unsigned nr, int out_fd, const char *out_name)
 {
 	_cleanup_close_ int devnull = -1;
 	uint64_t left = 0;
@@ -312,7 +312,7 @@ int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
 			continue;
 		if (devnull >= 0)
 			return pr_perror("pid %d: cannot drain the page pipe", ctl->pid);
-		ret = pr_perror("pid %d: cannot write pages to the image", ctl->pid);
+		ret = pr_perror("pid %d: cannot write pages to %s", ctl->pid, out_name);
 		/* drain into /dev/null so that the parasite can finish */
 		devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
 		out_fd = devnull;

@@ -375,7 +375,7 @@ int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
 	for (size_t done = 0; done < t->nr_chunks && !ret;) {
 		unsigned n = MIN(t->nr_chunks - done, PARASITE_MAX_CHUNKS);
 
-		ret = parasite_dump_pages(t->parasite, t->chunks + done, n, pages->fd);
+		ret = parasite_dump_pages(t->parasite, t->chunks + done, n, pages->fd, pages->name);
 		for (unsigned i = 0; i < n && !ret; i++) {
 			const struct parasite_chunk *c = &t->chunks[done + i];
 			PagemapEntry pe = PAGEMAP_ENTRY__INIT;

@@ -38,10 +38,10 @@ struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t 
 int parasite_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd);
 /*
  * vmsplice the chunks through the page pipe into out_fd (at its current
- * offset); fills chunks[i].crc.
+ * offset); fills chunks[i].crc. out_name names out_fd in errors.
  */
 int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
-			unsigned nr, int out_fd);
+			unsigned nr, int out_fd, const char *out_name);
 /* Remove the parasite and put registers and signal mask back. Frees ctl. */
 int parasite_cure(struct parasite_ctl *ctl);
 
