@@ -170,6 +170,16 @@ class Workload:
         assert code == 0 and "PASS" in out, f"{self.argv[0]} exit {code}:\n{out}"
         return out
 
+    def verify_fails(self, *words, timeout=30):
+        """SIGUSR1 to a program that was tampered with: its checks must catch it."""
+        os.kill(self.pid, signal.SIGUSR1)
+        code = wait_pid(self.pid, timeout) if self.restored else self.proc.wait(timeout=timeout)
+        out = self.output()
+        assert code == 1 and "PASS" not in out, f"{self.argv[0]} exit {code}, not a failure:\n{out}"
+        for word in words:
+            assert word in out, f"{self.argv[0]} did not report {word!r}:\n{out}"
+        return out
+
     def cleanup(self):
         if self.pid and alive(self.pid):
             kill_and_reap(self.pid)

@@ -1,0 +1,88 @@
+"""Memory: anonymous data checksummed word by word after restore, the zero
+hole left out of the images, file mappings and protections, and images that
+restore more than once."""
+import hashlib
+
+import pytest
+
+import cryolib
+from conftest import prog
+
+PAGE = 4096
+
+
+def dumped_pages(images):
+    """(vaddr, nr_pages) of every pagemap entry."""
+    return [(e["vaddr"], e["nr_pages"]) for e in cryolib.images_by_kind(images)["pagemap"]]
+
+
+def pages_in(entries, start, end):
+    return sum(max(0, min(v + n * PAGE, end) - max(v, start)) // PAGE for v, n in entries)
+
+
+@pytest.mark.parametrize("mib,user", [(512, None), (64, cryolib.NOBODY)], ids=["512MiB-root", "64MiB-nobody"])
+def test_heap(workload, images, mib, user):
+    w = workload([prog("heap"), str(mib)], user=user)
+    ready = w.wait_ready(timeout=120)
+    before = cryolib.snapshot(w.pid)
+    cryolib.checkpoint_restore(w, images)
+    cryolib.assert_same_process(before, cryolib.snapshot(w.pid), ignore=("State",))
+
+    # every data page is in the images, the never-touched hole is not
+    addr, size, hole = int(ready["addr"], 16), int(ready["bytes"]), int(ready["hole"])
+    entries = dumped_pages(images)
+    data_pages = (size - hole) // PAGE
+    got = pages_in(entries, addr, addr + size)
+    assert data_pages - 2 <= got <= data_pages + 2, \
+        f"{got} pages of the heap dumped, expected about {data_pages} (hole {hole // PAGE} pages)"
+    w.verify(timeout=120)
+
+
+def test_heap_tampered_is_caught(workload, images):
+    """The checksum fails when one byte of 16 MiB is wrong after a restore."""
+    w = workload([prog("heap"), "16", "tamper"])
+    w.wait_ready()
+    cryolib.checkpoint_restore(w, images)
+    w.verify_fails("heap word", "1 of 2097152 heap words differ")
+
+
+def image_digest(images):
+    h = hashlib.sha256()
+    for f in sorted(images.glob("*.img")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def test_restore_twice_from_same_images(workload, images):
+    w = workload([prog("heap"), "64"])
+    w.wait_ready()
+    cryolib.dump(w.pid, images)
+    w.reap_dumped()
+    digest = image_digest(images)
+    for _ in range(2):
+        cryolib.restore(images)
+        w.restored = True
+        w.log.write_text("")    # the restored program appends to its log
+        w.verify()
+        assert image_digest(images) == digest, "restore changed the images"
+
+
+@pytest.mark.parametrize("user", [None, cryolib.NOBODY], ids=["root", "nobody"])
+def test_mappings(workload, images, user):
+    w = workload([prog("mappings")], user=user)
+    w.wait_ready()
+    before = cryolib.snapshot(w.pid)
+    cryolib.checkpoint_restore(w, images)
+    cryolib.assert_same_process(before, cryolib.snapshot(w.pid), ignore=("State",))
+    # the private file mapping dumped its two dirty pages, not all sixteen
+    ready = w.ready
+    priv = int(ready["priv"], 16)
+    assert pages_in(dumped_pages(images), priv, priv + 16 * PAGE) == 2
+    w.verify()
+
+
+def test_mappings_tampered_is_caught(workload, images):
+    w = workload([prog("mappings"), "tamper"])
+    w.wait_ready()
+    cryolib.checkpoint_restore(w, images)
+    w.verify_fails("guard page is r--p")
