@@ -204,3 +204,24 @@ def test_restore_empty_dir(tmp_path):
 def test_images_are_private(dumped_regs, images):
     for img in Path(images).glob("*.img"):
         assert img.stat().st_mode & 0o777 == 0o600, f"{img.name} is mode {img.stat().st_mode:o}"
+
+
+def test_verbose_and_log_file(workload, images, tmp_path):
+    """-v adds detail on stderr; -o writes the full log, error included."""
+    w = workload([prog("regs")])
+    w.wait_ready()
+    quiet = cryolib.cryo("dump", "-t", w.pid, "-D", tmp_path / "quiet", "-R")
+    assert quiet.stderr == ""
+    loud = cryolib.cryo("dump", "-t", w.pid, "-D", tmp_path / "loud", "-R", "-v")
+    assert f"dumped pid {w.pid}" in loud.stderr and "VMAs" in loud.stderr, loud.stderr
+    cryolib.cryo("dump", "-t", w.pid, "-D", images, "-R", "-o", "dump.log")
+    log = (images / "dump.log").read_text()
+    for detail in ("parasite at", "VMAs", f"dumped pid {w.pid}"):
+        assert detail in log, f"{detail!r} not in the -o log:\n{log}"
+
+    pid = unused_pid()
+    r = cryolib.cryo("dump", "-t", pid, "-D", tmp_path / "bad", "-o", tmp_path / "bad.log",
+                     check=False)
+    line = one_line_error(r, str(pid))
+    assert line.split("cryo: ", 1)[1] in (tmp_path / "bad.log").read_text()
+    w.verify()
