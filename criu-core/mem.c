@@ -514,6 +514,9 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 			break;
 		}
 		dst = (char *)rv[vi].premap + (pe->vaddr - rv[vi].start);
+		/* fault the chunk in with one call rather than page by page in
+		 * read(); it is only a hint, so a failure is harmless */
+		madvise(dst, len, MADV_POPULATE_WRITE);
 		ret = pread_all(pages->fd, dst, len, off);
 		if (ret) {
 			if (ret == -ENODATA)

@@ -94,6 +94,10 @@ struct cryo_seccomp_metadata {
 #endif
 
 /* --- mremap --- */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
+
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP	4
 #endif
