@@ -47,6 +47,18 @@ def workload(tmp_path):
         w.cleanup()
 
 
+@pytest.fixture
+def dumped(workload, images):
+    """dumped(argv) -> a workload started, READY, then dumped into images
+    (which kills it)."""
+    def make(argv, **kw):
+        w = workload(argv, **kw)
+        w.wait_ready()
+        cryolib.checkpoint(w, images)
+        return w
+    return make
+
+
 def prog(name):
     return str(cryolib.PROGS / name)
 

@@ -33,6 +33,26 @@ def cryo(*args, check=True, timeout=120, **kw):
     return r
 
 
+def one_line_error(r, *words):
+    """r failed with one line on stderr naming each of words; returns it."""
+    assert r.returncode != 0, f"cryo succeeded where it should have failed:\n{r.stdout}"
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, f"expected one error line, got:\n{r.stderr}"
+    assert lines[0].startswith("cryo: "), lines[0]
+    for w in words:
+        assert w in lines[0], f"{w!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def restore_fails(images, pid, *words):
+    """A restore that must fail with one clear line, leaving no process."""
+    r = cryo("restore", "-D", images, "-d", check=False)
+    line = one_line_error(r, *words)
+    time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}"), f"pid {pid} left behind by a failed restore"
+    return line
+
+
 def log_tail(args, lines=30):
     """The end of the -o log of a cryo command line, if there is one."""
     args = list(map(str, args))
@@ -196,11 +216,16 @@ class Workload:
                 pass
 
 
-def checkpoint_restore(w, images, dump_args=(), restore_args=()):
-    """Dump w (killing it), restore it, check the pid is back."""
+def checkpoint(w, images, *dump_args):
+    """Dump w, which the dump kills; reap it."""
     dump(w.pid, images, *dump_args)
     w.reap_dumped()
     assert not alive(w.pid)
+
+
+def checkpoint_restore(w, images, dump_args=(), restore_args=()):
+    """Dump w (killing it), restore it, check the pid is back."""
+    checkpoint(w, images, *dump_args)
     restore(images, *restore_args)
     w.restored = True
     assert alive(w.pid), f"pid {w.pid} is not running after restore"

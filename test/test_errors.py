@@ -11,17 +11,8 @@ from pathlib import Path
 import pytest
 
 import cryolib
+from cryolib import one_line_error, restore_fails
 from conftest import prog
-
-
-def one_line_error(r, *words):
-    assert r.returncode != 0, f"cryo succeeded where it should have failed:\n{r.stdout}"
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1, f"expected one error line, got:\n{r.stderr}"
-    assert lines[0].startswith("cryo: "), lines[0]
-    for w in words:
-        assert w in lines[0], f"{w!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def unused_pid():
@@ -107,8 +98,7 @@ def test_restore_waits_and_passes_exit_status(workload, images):
     status (128+signal for a signal, like a shell)."""
     w = workload([prog("regs")])
     w.wait_ready()
-    cryolib.dump(w.pid, images)
-    w.reap_dumped()
+    cryolib.checkpoint(w, images)
     rst = subprocess.Popen([str(cryolib.CRYO), "restore", "-D", str(images)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for _ in range(500):
@@ -137,20 +127,8 @@ def test_restore_waits_and_passes_exit_status(workload, images):
 
 
 @pytest.fixture
-def dumped_regs(workload, images):
-    w = workload([prog("regs")])
-    w.wait_ready()
-    cryolib.dump(w.pid, images)
-    w.reap_dumped()
-    return w
-
-
-def restore_fails(images, pid, *words):
-    r = cryolib.cryo("restore", "-D", images, "-d", check=False)
-    line = one_line_error(r, *words)
-    time.sleep(0.1)
-    assert not os.path.exists(f"/proc/{pid}"), f"pid {pid} left behind by a failed restore"
-    return line
+def dumped_regs(dumped):
+    return dumped([prog("regs")])
 
 
 def image(images, kind):

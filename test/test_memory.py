@@ -56,8 +56,7 @@ def image_digest(images):
 def test_restore_twice_from_same_images(workload, images):
     w = workload([prog("heap"), "64"])
     w.wait_ready()
-    cryolib.dump(w.pid, images)
-    w.reap_dumped()
+    cryolib.checkpoint(w, images)
     digest = image_digest(images)
     for _ in range(2):
         cryolib.restore(images)

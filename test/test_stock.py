@@ -57,8 +57,7 @@ def test_counter_carries_on(workload, images, argv, user):
     w = workload(argv, user=user)
     start = wait_counter_above(w, 1000000)
     time.sleep(0.3)
-    cryolib.dump(w.pid, images)
-    w.reap_dumped()
+    cryolib.checkpoint(w, images)
     at_dump = read_counter(w)
     assert at_dump > start
     # a fresh start would count from 1000000 again; make that visible
@@ -84,8 +83,7 @@ def test_sleep_carries_on(workload, images):
         time.sleep(0.01)
     started = time.monotonic()
     time.sleep(1)
-    cryolib.dump(w.pid, images)
-    w.reap_dumped()
+    cryolib.checkpoint(w, images)
     cryolib.restore(images)
     w.restored = True
     assert cryolib.alive(w.pid)
