@@ -178,23 +178,21 @@ class Workload:
         assert self.proc.returncode == -signal.SIGKILL, \
             f"the dumped process exited with {self.proc.returncode}, not SIGKILL"
 
-    def verify(self, timeout=30):
-        """SIGUSR1, wait for the exit; assert it passed its own checks."""
+    def trigger(self, timeout=30):
+        """SIGUSR1: the program checks itself and exits; (exit code, output)."""
         os.kill(self.pid, signal.SIGUSR1)
-        if self.restored:
-            code = wait_pid(self.pid, timeout)
-        else:
-            self.proc.wait(timeout=timeout)
-            code = self.proc.returncode
-        out = self.output()
+        code = wait_pid(self.pid, timeout) if self.restored else self.proc.wait(timeout=timeout)
+        return code, self.output()
+
+    def verify(self, timeout=30):
+        """Assert the program passed its own checks."""
+        code, out = self.trigger(timeout)
         assert code == 0 and "PASS" in out, f"{self.argv[0]} exit {code}:\n{out}"
         return out
 
     def verify_fails(self, *words, timeout=30):
-        """SIGUSR1 to a program that was tampered with: its checks must catch it."""
-        os.kill(self.pid, signal.SIGUSR1)
-        code = wait_pid(self.pid, timeout) if self.restored else self.proc.wait(timeout=timeout)
-        out = self.output()
+        """A program that was tampered with: its checks must catch it."""
+        code, out = self.trigger(timeout)
         assert code == 1 and "PASS" not in out, f"{self.argv[0]} exit {code}, not a failure:\n{out}"
         for word in words:
             assert word in out, f"{self.argv[0]} did not report {word!r}:\n{out}"

@@ -93,11 +93,12 @@ struct cryo_seccomp_metadata {
 #define PR_SET_VMA_ANON_NAME	0
 #endif
 
-/* --- mremap --- */
+/* --- madvise --- */
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE	23
 #endif
 
+/* --- mremap --- */
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP	4
 #endif
