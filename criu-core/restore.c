@@ -459,6 +459,12 @@ static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rs
 	return 0;
 }
 
+/*
+ * The child is born with every signal blocked: a signal sent to the pid
+ * while it is being rebuilt (by a supervisor, or whoever saw the pid come
+ * back) stays pending and reaches the process once it runs, under the
+ * dumped mask, instead of hitting cryo's code in the child.
+ */
 static pid_t clone_with_pid(pid_t pid)
 {
 	struct clone_args args = {
@@ -466,8 +472,15 @@ static pid_t clone_with_pid(pid_t pid)
 		.set_tid = (uint64_t)&pid,
 		.set_tid_size = 1,
 	};
+	uint64_t all = ~0ULL, old;
+	pid_t child;
 
-	return syscall(SYS_clone3, &args, sizeof(args));
+	/* raw: glibc's sigprocmask leaves its own two signals unblocked */
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof(all));
+	child = syscall(SYS_clone3, &args, sizeof(args));
+	if (child != 0)
+		syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof(old));
+	return child;
 }
 
 static int write_pidfile(const struct cryo_opts *o, pid_t pid)
