@@ -5,7 +5,6 @@ runs as root (cryo needs it) and kills what it started, by pid."""
 import ctypes
 import os
 import shutil
-import subprocess
 
 import pytest
 
@@ -68,10 +67,6 @@ def dumped_sleep(tmp_path, workload):
     """An image directory made by `cryo dump --leave-running` of `sleep 1000`."""
     w = workload([shutil.which("sleep"), "1000"])
     d = tmp_path / "sleep-images"
-    # wait until sleep has exec'ed (its comm is "sleep")
-    for _ in range(200):
-        if open(f"/proc/{w.pid}/comm").read().strip() == "sleep":
-            break
-        subprocess.run(["sleep", "0.01"])
+    w.wait_exec_settled()
     cryolib.dump(w.pid, d, "--leave-running")
     yield str(d)

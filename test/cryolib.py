@@ -163,7 +163,7 @@ class Workload:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in self.output().splitlines():
-                if line.startswith("READY"):
+                if line.startswith("READY") and self.stdout_settled():
                     self.ready = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
                     return self.ready
             if self.proc.poll() is not None:
@@ -171,6 +171,37 @@ class Workload:
                                      f"{self.output()}")
             time.sleep(0.02)
         raise AssertionError(f"{self.argv[0]} not READY after {timeout}s:\n{self.output()}")
+
+    def wait_exec_settled(self, timeout=10):
+        """For stock programs, which print no READY: wait until the program
+        has exec'ed (its comm is its name) and its address space has stopped
+        changing (the dynamic loader and start-up are done)."""
+        name = Path(self.argv[0]).name[:15]
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                comm = Path(f"/proc/{self.pid}/comm").read_text().strip()
+                maps = Path(f"/proc/{self.pid}/maps").read_text()
+            except FileNotFoundError:
+                raise AssertionError(f"{self.argv[0]} exited during start-up:\n{self.output()}")
+            if comm == name and maps == last:
+                return
+            last = maps if comm == name else None
+            time.sleep(0.1)
+        raise AssertionError(f"{self.argv[0]} did not settle after {timeout}s")
+
+    def stdout_settled(self):
+        """Has the write of what the log shows returned? Its bytes are in
+        the file a moment before the kernel moves the writer's offset, and a
+        snapshot taken in between would see an offset that is about to
+        change."""
+        try:
+            info = Path(f"/proc/{self.pid}/fdinfo/1").read_text()
+        except FileNotFoundError:
+            return True
+        pos = int(info.split("pos:", 1)[1].split()[0])
+        return pos == self.log.stat().st_size
 
     def reap_dumped(self):
         """After a dump without --leave-running the original was killed."""
@@ -243,6 +274,9 @@ def snapshot(pid):
         k, _, v = line.partition(":")
         if k in STATUS_KEYS:
             status[k] = v.strip()
+    # running and sleeping alternate all the time; stopped, traced or zombie do not
+    if status["State"][0] in "RS":
+        status["State"] = "R or S"
     fds = {}
     for fd in sorted((p / "fd").iterdir(), key=lambda x: int(x.name)):
         info = dict(l.split(":", 1) for l in (p / "fdinfo" / fd.name).read_text().splitlines()
@@ -262,8 +296,21 @@ def snapshot(pid):
     }
 
 
-def assert_same_process(before, after, ignore=()):
-    """Everything snapshot() saw must be equal, field by field."""
+def assert_same_process(before, pid, ignore=(), settle=2.0):
+    """Everything snapshot() saw of pid must be as before, field by field.
+    A process just let go by ptrace runs for a moment before it is back in
+    its sleep, so the comparison is retried for up to `settle` seconds."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            return compare_snapshots(before, snapshot(pid), ignore)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def compare_snapshots(before, after, ignore=()):
     for key in before:
         if key in ignore:
             continue

@@ -3,7 +3,6 @@ original did: the strongest check that restore brought back everything cryo
 knows about (signal dispositions, limits, creds, rseq, altstack, mm fields,
 auxv, every VMA, every fd), not just what a test program happens to look at."""
 import shutil
-import time
 
 import pytest
 
@@ -24,11 +23,7 @@ def strip(d, keys):
 ], ids=["sleep", "python3"])
 def test_redump_gives_same_images(workload, tmp_path, argv):
     w = workload(argv)
-    for _ in range(100):    # until it has exec'ed and settled
-        if open(f"/proc/{w.pid}/comm").read().strip() == argv[0].rsplit("/", 1)[1]:
-            break
-        time.sleep(0.02)
-    time.sleep(0.3)
+    w.wait_exec_settled()
     first, second = tmp_path / "first", tmp_path / "second"
     cryolib.checkpoint_restore(w, first)
     cryolib.dump(w.pid, second, "--leave-running")

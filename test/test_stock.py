@@ -77,10 +77,7 @@ def test_sleep_carries_on(workload, images):
     """sleep, restored in the middle of its nanosleep, sleeps the remaining
     time (not from the start, not zero) and exits 0."""
     w = workload([shutil.which("sleep"), "3"])
-    for _ in range(200):
-        if open(f"/proc/{w.pid}/comm").read().strip() == "sleep":
-            break
-        time.sleep(0.01)
+    w.wait_exec_settled()
     started = time.monotonic()
     time.sleep(1)
     cryolib.checkpoint(w, images)
@@ -96,14 +93,11 @@ def test_sleep_carries_on(workload, images):
 
 def test_sleep_1000_survives_and_keeps_sleeping(workload, images):
     w = workload([shutil.which("sleep"), "1000"])
-    for _ in range(200):
-        if open(f"/proc/{w.pid}/comm").read().strip() == "sleep":
-            break
-        time.sleep(0.01)
+    w.wait_exec_settled()
     before = cryolib.snapshot(w.pid)
     cryolib.checkpoint_restore(w, images)
     time.sleep(0.5)
     assert cryolib.proc_state(w.pid) == "S"
-    cryolib.assert_same_process(before, cryolib.snapshot(w.pid))
+    cryolib.assert_same_process(before, w.pid)
     os.kill(w.pid, signal.SIGTERM)
     assert cryolib.wait_pid(w.pid) == -signal.SIGTERM
