@@ -92,34 +92,34 @@ def test_restore_into_taken_pid(workload, images):
     w.verify()
 
 
+def restore_in_foreground(images, pid):
+    """`cryo restore` without -d, started and waited for until pid is back."""
+    rst = subprocess.Popen([str(cryolib.CRYO), "restore", "-D", str(images)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(500):
+        if cryolib.alive(pid):
+            break
+        time.sleep(0.01)
+    assert cryolib.alive(pid), f"pid {pid} did not come back"
+    time.sleep(0.1)
+    assert rst.poll() is None, "cryo restore returned before its process exited"
+    return rst
+
+
 def test_restore_waits_and_passes_exit_status(workload, images):
     """Without -d cryo waits for the restored process and exits with its
     status (128+signal for a signal, like a shell)."""
     w = workload([prog("regs")])
     w.wait_ready()
     cryolib.checkpoint(w, images)
-    rst = subprocess.Popen([str(cryolib.CRYO), "restore", "-D", str(images)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(500):
-        if cryolib.alive(w.pid):
-            break
-        time.sleep(0.01)
-    assert cryolib.alive(w.pid)
-    time.sleep(0.1)
-    assert rst.poll() is None, "cryo restore returned before its process exited"
+    rst = restore_in_foreground(images, w.pid)
     os.kill(w.pid, signal.SIGUSR1)
     out, err = rst.communicate(timeout=30)
     assert rst.returncode == 0, err
     assert "PASS" in w.output()
 
     # a second restore from the same images, killed by a signal this time
-    rst = subprocess.Popen([str(cryolib.CRYO), "restore", "-D", str(images)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(500):
-        if cryolib.alive(w.pid):
-            break
-        time.sleep(0.01)
-    time.sleep(0.1)
+    rst = restore_in_foreground(images, w.pid)
     os.kill(w.pid, signal.SIGTERM)
     rst.communicate(timeout=30)
     assert rst.returncode == 128 + signal.SIGTERM
