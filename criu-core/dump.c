@@ -28,11 +28,6 @@ static int check_dumpable(struct dump_ctx *ctx, struct dump_task *t)
 	_cleanup_free_ pid_t *kids = NULL;
 	int nr, ret;
 
-	if (t->status.threads != 1) {
-		pr_err("pid %d has %d threads: multi-threaded processes are not supported yet",
-		       t->pid, t->status.threads);
-		return -ENOTSUP;
-	}
 	ret = proc_list_children(t->pid, &kids, &nr);
 	if (ret)
 		return ret;
@@ -59,7 +54,6 @@ static int check_dumpable(struct dump_ctx *ctx, struct dump_task *t)
 static int write_pstree(struct dump_ctx *ctx, struct dump_task *t)
 {
 	PstreeEntry e = PSTREE_ENTRY__INIT;
-	uint32_t tid = t->pid;
 	struct img *img = img_create(ctx->dirfd, IMG_PSTREE, 0);
 	int ret;
 
@@ -71,8 +65,8 @@ static int write_pstree(struct dump_ctx *ctx, struct dump_task *t)
 	e.has_tty_foreground = true;
 	e.tty_foreground = t->stat.tty_nr && t->stat.tpgid == t->stat.pgid;
 	e.sid = t->stat.sid;
-	e.n_threads = 1;
-	e.threads = &tid;
+	e.n_threads = t->nr_tids;
+	e.threads = (uint32_t *)t->tids;
 	ret = img_write(img, &e.base);
 	return img_close(img) ?: ret;
 }
@@ -156,15 +150,21 @@ static int finish_task(struct dump_ctx *ctx, struct dump_task *t)
 	if (ctx->opts->leave_running) {
 		if (ptrace(PTRACE_DETACH, t->pid, 0, 0))
 			return pr_perror("pid %d: cannot resume it after the dump", t->pid);
+		release_threads(t->tids, 1, t->nr_tids);
 		return 0;
 	}
 	if (kill(t->pid, SIGKILL))
 		return pr_perror("pid %d: cannot kill it after the dump", t->pid);
-	/* as its tracer we see it die; its parent still reaps it */
-	if (wait_task(t->pid, &st, 0) < 0)
-		return -ECHILD;
-	if (!WIFSIGNALED(st))
-		pr_warn("pid %d %s after the dump", t->pid, describe_status(st, why, sizeof(why)));
+	/*
+	 * As their tracer we see each thread die (and release the others);
+	 * the leader's parent still reaps the process.
+	 */
+	for (int i = t->nr_tids - 1; i >= 0; i--) {
+		if (wait_task(t->tids[i], &st, 0) < 0)
+			return -ECHILD;
+		if (!WIFSIGNALED(st) && !WIFEXITED(st))
+			pr_warn("tid %d %s after the dump", t->tids[i], describe_status(st, why, sizeof(why)));
+	}
 	return 0;
 }
 
@@ -193,9 +193,15 @@ int cmd_dump(struct cryo_opts *o)
 
 	ret = seize_task(t.pid, &t.group_stop);
 	if (!ret) {
+		ret = seize_threads(t.pid, &t.tids, &t.nr_tids);
+		if (ret)
+			ptrace(PTRACE_DETACH, t.pid, 0, 0);
+	}
+	if (!ret) {
 		t.seized = true;
 		ret = dump_seized(&ctx, &t);
 		if (ret) {
+			release_threads(t.tids, 1, t.nr_tids);
 			if (ptrace(PTRACE_DETACH, t.pid, 0, 0))
 				pr_perror("pid %d: cannot resume it after the failed dump", t.pid);
 			else
@@ -209,6 +215,7 @@ int cmd_dump(struct cryo_opts *o)
 	files_release(&ctx);
 	proc_status_free(&t.status);
 	free(t.chunks);
+	free(t.tids);
 	arena_free(&ctx.arena);
 	close(ctx.dirfd);
 	return ret ? 1 : 0;

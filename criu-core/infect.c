@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -24,10 +26,10 @@
  * Run one syscall in the stopped task at a `syscall` instruction found at
  * gadget, stepping it with PTRACE_SYSCALL so that no signal is involved.
  */
-static int remote_syscall(struct parasite_ctl *ctl, unsigned long gadget, long nr,
-			  long a1, long a2, long a3, long a4, long a5, long a6, long *ret)
+static int remote_syscall(pid_t tid, const struct user_regs_struct *base, unsigned long gadget,
+			  long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret)
 {
-	struct user_regs_struct r = ctl->regs;
+	struct user_regs_struct r = *base;
 
 	r.rip = gadget;
 	r.rax = nr;
@@ -38,8 +40,7 @@ static int remote_syscall(struct parasite_ctl *ctl, unsigned long gadget, long n
 	r.r10 = a4;
 	r.r8 = a5;
 	r.r9 = a6;
-	if (ptrace_set_regs(ctl->pid, &r) || ptrace_step_syscall(ctl->pid) ||
-	    ptrace_get_regs(ctl->pid, &r))
+	if (ptrace_set_regs(tid, &r) || ptrace_step_syscall(tid) || ptrace_get_regs(tid, &r))
 		return -EIO;
 	*ret = r.rax;
 	return 0;
@@ -78,7 +79,7 @@ static int inject_mmap(struct parasite_ctl *ctl, unsigned long exec_addr, long *
 		if (ptrace(PTRACE_POKETEXT, ctl->pid, word_addr, patched))
 			return pr_perror("pid %d: cannot write code at %#lx", ctl->pid, word_addr);
 	}
-	ret = remote_syscall(ctl, gadget, __NR_mmap, 0, ctl->size,
+	ret = remote_syscall(ctl->pid, &ctl->regs, gadget, __NR_mmap, 0, ctl->size,
 			     PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED | MAP_ANONYMOUS, -1, 0, addr);
 	if (word_addr && ptrace(PTRACE_POKETEXT, ctl->pid, word_addr, word)) {
 		pr_perror("pid %d: cannot restore code at %#lx", ctl->pid, word_addr);
@@ -110,7 +111,7 @@ static int remote_munmap(struct parasite_ctl *ctl)
 {
 	long ret;
 
-	if (remote_syscall(ctl, ctl->remote + parasite_off_syscall, __NR_munmap,
+	if (remote_syscall(ctl->pid, &ctl->regs, ctl->remote + parasite_off_syscall, __NR_munmap,
 			   ctl->remote, ctl->size, 0, 0, 0, 0, &ret))
 		return -EIO;
 	if (ret) {
@@ -168,6 +169,41 @@ err_regs:
 err_free:
 	free(ctl);
 	return NULL;
+}
+
+int parasite_thread_state(struct parasite_ctl *ctl, pid_t tid, struct parasite_thread_state *st)
+{
+	unsigned long gadget = ctl->remote + parasite_off_syscall;
+	unsigned long buf = ctl->remote_area + offsetof(struct parasite_area, thread);
+	struct parasite_thread_state *out = &ctl->area->thread;
+	struct user_regs_struct saved;
+	long r1 = 0, r2 = 0;
+	int ret;
+
+	if (tid == ctl->pid)
+		saved = ctl->regs;
+	else if (ptrace_get_regs(tid, &saved))
+		return -EIO;
+	memset(out, 0, sizeof(*out));
+	ret = remote_syscall(tid, &saved, gadget, __NR_sigaltstack, 0, buf, 0, 0, 0, 0, &r1);
+	if (!ret)
+		ret = remote_syscall(tid, &saved, gadget, __NR_prctl, PR_GET_TID_ADDRESS,
+				     buf + offsetof(struct parasite_thread_state, clear_tid), 0, 0, 0, 0, &r2);
+	/* the leader's registers are put back by parasite_cure */
+	if (tid != ctl->pid) {
+		regs_apply_restart(&saved, false);
+		if (ptrace_set_regs(tid, &saved))
+			ret = -EIO;
+	}
+	if (ret)
+		return ret;
+	if (r1 || r2) {
+		pr_err("tid %d: cannot read its %s: error %ld", tid, r1 ? "sigaltstack" : "tid address",
+		       -(r1 ? r1 : r2));
+		return -EIO;
+	}
+	*st = *out;
+	return 0;
 }
 
 static const char *cmd_name(enum parasite_cmd cmd)
@@ -339,7 +375,7 @@ static int remote_close_pipe(struct parasite_ctl *ctl)
 	for (int i = 0; i < 2; i++) {
 		if (fds[i] < 0)
 			continue;
-		if (remote_syscall(ctl, ctl->remote + parasite_off_syscall, __NR_close,
+		if (remote_syscall(ctl->pid, &ctl->regs, ctl->remote + parasite_off_syscall, __NR_close,
 				   fds[i], 0, 0, 0, 0, 0, &ret))
 			return -EIO;
 		if (ret)

@@ -67,10 +67,13 @@ static int read_task_images(struct restore_ctx *ctx, struct rst_task *t)
 	if ((ret = img_read_one(ctx->dirfd, IMG_MM, t->pid, &m)))
 		return ret;
 	t->mm = (MmEntry *)m;
-	if (t->core->n_threads != 1 || !t->core->task->creds) {
-		pr_err("core-%d.img: %zu threads: multi-threaded processes are not supported yet",
-		       t->pid, t->core->n_threads);
-		return -ENOTSUP;
+	if (!t->core->task->creds) {
+		pr_err("core-%d.img: no credentials", t->pid);
+		return -EINVAL;
+	}
+	if (!t->core->n_threads || t->core->threads[0]->tid != (uint32_t)t->pid) {
+		pr_err("core-%d.img: the first thread must be the leader, %d", t->pid, t->pid);
+		return -EINVAL;
 	}
 
 	img = img_open(ctx->dirfd, IMG_PAGEMAP, t->pid, false);
@@ -424,13 +427,55 @@ static int take_over(pid_t pid, bool reported)
 	return -ECHILD;
 }
 
-/* The restorer is done: unmap it and give the task its registers. */
-static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rst_shared *sh)
+/*
+ * The other threads wait in pause() too, untraced: seize them. tids[0] is
+ * the leader, taken over already.
+ */
+static int take_over_threads(const struct rst_task *t, pid_t *tids)
 {
-	const ThreadCoreEntry *th = t->core->threads[0];
+	tids[0] = t->pid;
+	for (size_t i = 1; i < t->core->n_threads; i++) {
+		tids[i] = t->core->threads[i]->tid;
+		if (seize_task(tids[i], NULL)) {
+			release_threads(tids, 1, i);
+			return -ECHILD;
+		}
+	}
+	return 0;
+}
+
+/* A thread's dumped registers, FPU state and signal mask. */
+static int set_thread_state(pid_t tid, const ThreadCoreEntry *th)
+{
 	const UserRegsEntry *e = th->regs;
 	struct user_regs_struct r;
 
+	if (ptrace_get_regs(tid, &r))
+		return -EIO;
+#define R(f) r.f = e->f
+	R(r15); R(r14); R(r13); R(r12); R(rbp); R(rbx); R(r11); R(r10); R(r9); R(r8);
+	R(rax); R(rcx); R(rdx); R(rsi); R(rdi); R(rip); R(cs); R(eflags);
+	R(rsp); R(ss); R(fs_base); R(gs_base); R(ds); R(es); R(fs); R(gs);
+#undef R
+	r.orig_rax = -1;
+	if (ptrace_set_regs(tid, &r) || ptrace_set_xstate(tid, th->xsave.data, th->xsave.len) ||
+	    ptrace_set_sigmask(tid, th->blocked))
+		return -EIO;
+	return 0;
+}
+
+/*
+ * The restorer is done: give every thread its registers, unmap the
+ * restorer from the leader (no thread runs in it any more), and let them go.
+ */
+static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rst_shared *sh,
+		    const pid_t *tids)
+{
+	struct user_regs_struct r;
+
+	for (size_t i = 1; i < t->core->n_threads; i++)
+		if (set_thread_state(tids[i], t->core->threads[i]))
+			return -EIO;
 	if (ptrace_get_regs(t->pid, &r))
 		return -EIO;
 	r.rip = sh->area_start + restorer_off_syscall;
@@ -444,15 +489,9 @@ static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rs
 		pr_err("pid %d: cannot unmap the restorer: error %lld", t->pid, -(long long)r.rax);
 		return -EIO;
 	}
-#define R(f) r.f = e->f
-	R(r15); R(r14); R(r13); R(r12); R(rbp); R(rbx); R(r11); R(r10); R(r9); R(r8);
-	R(rax); R(rcx); R(rdx); R(rsi); R(rdi); R(rip); R(cs); R(eflags);
-	R(rsp); R(ss); R(fs_base); R(gs_base); R(ds); R(es); R(fs); R(gs);
-#undef R
-	r.orig_rax = -1;
-	if (ptrace_set_regs(t->pid, &r) || ptrace_set_xstate(t->pid, th->xsave.data, th->xsave.len) ||
-	    ptrace_set_sigmask(t->pid, th->blocked))
+	if (set_thread_state(t->pid, t->core->threads[0]))
 		return -EIO;
+	release_threads(tids, 1, t->core->n_threads);
 	/* a task that was stopped goes back to its stop right away */
 	if (ptrace(PTRACE_DETACH, t->pid, 0, t->core->task->stopped ? SIGSTOP : 0))
 		return pr_perror("pid %d: cannot let it go", t->pid);
@@ -510,25 +549,43 @@ static int wait_restored(pid_t pid)
 	return 128 + WTERMSIG(st);
 }
 
+/* Every pid and tid of the task must be free before anything starts. */
+static int check_ids_free(const struct rst_task *t)
+{
+	for (size_t i = 0; i < t->core->n_threads; i++) {
+		pid_t tid = t->core->threads[i]->tid;
+		_cleanup_free_ char *comm = NULL;
+		char path[64], what[64];
+
+		if (kill(tid, 0) && errno == ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/comm", tid);
+		read_file(path, &comm, NULL);
+		if (comm)
+			comm[strcspn(comm, "\n")] = 0;
+		if (i)
+			snprintf(what, sizeof(what), "tid %d of pid %d", tid, t->pid);
+		else
+			snprintf(what, sizeof(what), "pid %d", tid);
+		pr_err("%s is already in use%s%s%s: cannot restore it", what,
+		       comm ? " (by " : "", comm ? comm : "", comm ? ")" : "");
+		return -EEXIST;
+	}
+	return 0;
+}
+
 static int restore_task(struct restore_ctx *ctx, struct rst_task *t)
 {
+	_cleanup_free_ pid_t *tids = calloc(t->core->n_threads, sizeof(*tids));
 	int status[2], sync[2], ret;
 	struct rst_shared *sh;
 	char msg[4096];
 	pid_t pid;
 
-	if (kill(t->pid, 0) == 0 || errno != ESRCH) {
-		_cleanup_free_ char *comm = NULL;
-		char path[64];
-
-		snprintf(path, sizeof(path), "/proc/%d/comm", t->pid);
-		read_file(path, &comm, NULL);
-		if (comm)
-			comm[strcspn(comm, "\n")] = 0;
-		pr_err("pid %d is already in use%s%s%s: cannot restore it", t->pid,
-		       comm ? " (by " : "", comm ? comm : "", comm ? ")" : "");
-		return -EEXIST;
-	}
+	if (!tids)
+		return -ENOMEM;
+	if ((ret = check_ids_free(t)))
+		return ret;
 	sh = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
 		return pr_perror("mmap");
@@ -576,9 +633,11 @@ static int restore_task(struct restore_ctx *ctx, struct rst_task *t)
 		write_all(STDERR_FILENO, msg, strlen(msg));
 	if (!ret)
 		ret = take_over(pid, msg[0]);
+	if (!ret)
+		ret = take_over_threads(t, tids);
 	if (!ret) {
 		tty_give_foreground(ctx, t);
-		ret = finalize(ctx, t, sh);
+		ret = finalize(ctx, t, sh, tids);
 		if (ret)
 			tty_take_back_foreground(ctx);
 	}

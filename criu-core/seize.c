@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
@@ -13,6 +14,7 @@
 #include "log.h"
 #include "proc.h"
 #include "seize.h"
+#include "util.h"
 
 int wait_task(pid_t pid, int *status, int flags)
 {
@@ -100,6 +102,62 @@ int seize_task(pid_t pid, int *group_stop)
 		ptrace(PTRACE_DETACH, pid, 0, 0);
 		return -ESRCH;
 	}
+	return 0;
+}
+
+void release_threads(const pid_t *tids, int from, int nr)
+{
+	for (int i = from; i < nr; i++)
+		if (ptrace(PTRACE_DETACH, tids[i], 0, 0))
+			pr_perror("tid %d: cannot let it go", tids[i]);
+}
+
+static bool has_tid(const pid_t *v, int n, pid_t tid)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i] == tid)
+			return true;
+	return false;
+}
+
+int seize_threads(pid_t pid, pid_t **tids, int *nr)
+{
+	pid_t *v = malloc(sizeof(*v));
+	int n = 1, added;
+
+	if (!v)
+		return -ENOMEM;
+	v[0] = pid;
+	do {
+		_cleanup_free_ pid_t *list = NULL;
+		int nl, ret = proc_list_threads(pid, &list, &nl);
+
+		added = 0;
+		for (int i = 0; !ret && i < nl; i++) {
+			pid_t *nv;
+
+			if (has_tid(v, n, list[i]))
+				continue;
+			nv = xrealloc_array(v, n + 1, sizeof(*v));
+			if (!nv) {
+				ret = -ENOMEM;
+				break;
+			}
+			v = nv;
+			ret = seize_task(list[i], NULL);
+			if (!ret) {
+				v[n++] = list[i];
+				added++;
+			}
+		}
+		if (ret) {
+			release_threads(v, 1, n);
+			free(v);
+			return ret;
+		}
+	} while (added);
+	*tids = v;
+	*nr = n;
 	return 0;
 }
 

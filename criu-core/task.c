@@ -132,7 +132,7 @@ static int dump_seccomp(struct dump_ctx *ctx, struct dump_task *t, TaskCoreEntry
 	tc->seccomp_filters = arena_array(&ctx->arena, SeccompFilterEntry *, n);
 	if (!tc->seccomp_filters)
 		return -ENOMEM;
-	/* index 0 is the newest filter; the image keeps them oldest first */
+	/* PTRACE_SECCOMP_GET_FILTER counts from the oldest filter, as the image keeps them */
 	for (int i = 0; i < n; i++) {
 		struct cryo_seccomp_metadata md = { .filter_off = i };
 		SeccompFilterEntry *f = arena_new(&ctx->arena, SeccompFilterEntry);
@@ -152,7 +152,7 @@ static int dump_seccomp(struct dump_ctx *ctx, struct dump_task *t, TaskCoreEntry
 		if (ptrace(PTRACE_SECCOMP_GET_METADATA, t->pid, sizeof(md), &md) < 0)
 			return pr_perror("pid %d: cannot read seccomp filter %d flags", t->pid, i);
 		f->flags = md.flags;
-		tc->seccomp_filters[n - 1 - i] = f;
+		tc->seccomp_filters[i] = f;
 	}
 	tc->n_seccomp_filters = n;
 	return 0;
@@ -252,14 +252,49 @@ int task_collect(struct dump_ctx *ctx, struct dump_task *t)
 	    (ret = dump_pending(a, t->pid, true, &tc->shared_pending, &tc->n_shared_pending)))
 		return ret;
 
-	core->n_threads = 1;
-	core->threads = arena_array(a, ThreadCoreEntry *, 1);
-	if (!core->threads || !(core->threads[0] = arena_new(a, ThreadCoreEntry)))
+	core->n_threads = t->nr_tids;
+	core->threads = arena_array(a, ThreadCoreEntry *, t->nr_tids);
+	if (!core->threads)
 		return -ENOMEM;
-	ret = dump_thread(ctx, t->pid, core->threads[0]);
-	if (ret)
-		return ret;
-	core->threads[0]->comm = tc->comm;
+	for (int i = 0; i < t->nr_tids; i++) {
+		_cleanup_free_ char *tcomm = NULL;
+		char name[64];
+
+		core->threads[i] = arena_new(a, ThreadCoreEntry);
+		if (!core->threads[i])
+			return -ENOMEM;
+		ret = dump_thread(ctx, t->tids[i], core->threads[i]);
+		if (ret)
+			return ret;
+		snprintf(name, sizeof(name), "task/%d/comm", t->tids[i]);
+		if ((ret = proc_read(t->pid, name, &tcomm, NULL)))
+			return ret;
+		tcomm[strcspn(tcomm, "\n")] = 0;
+		core->threads[i]->comm = arena_strdup(a, tcomm);
+	}
+	return 0;
+}
+
+/* sigaltstack and clear_child_tid of each thread, run in the thread */
+static int dump_thread_states(struct dump_ctx *ctx, struct dump_task *t)
+{
+	for (int i = 0; i < t->nr_tids; i++) {
+		ThreadCoreEntry *th = t->core->threads[i];
+		struct parasite_thread_state st;
+		int ret = parasite_thread_state(t->parasite, t->tids[i], &st);
+
+		if (ret)
+			return ret;
+		th->altstack = arena_new(&ctx->arena, SigaltstackEntry);
+		if (!th->altstack)
+			return -ENOMEM;
+		sigaltstack_entry__init(th->altstack);
+		th->altstack->sp = st.ss_sp;
+		th->altstack->size = st.ss_size;
+		th->altstack->flags = st.ss_flags;
+		th->has_clear_tid = true;
+		th->clear_tid = st.clear_tid;
+	}
 	return 0;
 }
 
@@ -268,7 +303,6 @@ int task_collect_parasite(struct dump_ctx *ctx, struct dump_task *t)
 {
 	struct arena *a = &ctx->arena;
 	TaskCoreEntry *tc = t->core->task;
-	ThreadCoreEntry *th = t->core->threads[0];
 	const struct parasite_misc *m = &t->parasite->area->misc;
 	int ret, n = 0;
 
@@ -313,14 +347,6 @@ int task_collect_parasite(struct dump_ctx *ctx, struct dump_task *t)
 	}
 	tc->n_itimers = 3;
 
-	th->altstack = arena_new(a, SigaltstackEntry);
-	if (!th->altstack)
-		return -ENOMEM;
-	sigaltstack_entry__init(th->altstack);
-	th->altstack->sp = m->altstack_sp;
-	th->altstack->size = m->altstack_size;
-	th->altstack->flags = m->altstack_flags;
-
 	tc->dumpable = m->dumpable;
 	tc->pdeath_sig = m->pdeath_sig;
 	tc->no_new_privs = m->no_new_privs;
@@ -330,7 +356,7 @@ int task_collect_parasite(struct dump_ctx *ctx, struct dump_task *t)
 	tc->timerslack_ns = m->timerslack_ns;
 	tc->creds->securebits = m->securebits;
 	t->mm->brk = m->brk;
-	return 0;
+	return dump_thread_states(ctx, t);
 }
 
 /* ------------------------------------------------------------- restore */
@@ -342,6 +368,8 @@ size_t task_args_size(const struct rst_task *t)
 
 	for (size_t i = 0; i < t->core->n_threads; i++)
 		n += t->core->threads[i]->n_pending * sizeof(struct rst_siginfo);
+	n += t->core->n_threads * sizeof(struct rst_thread) + 16;
+	n += (t->core->n_threads - 1) * (RESTORER_THREAD_STACK + 16);
 	n += tc->n_shared_pending * sizeof(struct rst_siginfo);
 	n += tc->creds->n_groups * sizeof(uint32_t) + 16;
 	for (size_t i = 0; i < tc->n_seccomp_filters; i++)
@@ -349,7 +377,8 @@ size_t task_args_size(const struct rst_task *t)
 	return n;
 }
 
-static int add_pending(struct rst_siginfo *out, const ProtobufCBinaryData *in, bool shared, pid_t pid)
+/* tid: the thread whose queue it was, 0 for the process-wide queue */
+static int add_pending(struct rst_siginfo *out, const ProtobufCBinaryData *in, pid_t tid, pid_t pid)
 {
 	int32_t signo;
 
@@ -362,7 +391,7 @@ static int add_pending(struct rst_siginfo *out, const ProtobufCBinaryData *in, b
 		pr_err("core-%d.img: pending signal %d is out of range", pid, signo);
 		return -EINVAL;
 	}
-	out->shared = shared;
+	out->tid = tid;
 	out->sig = signo;
 	memcpy(out->info, in->data, SIGINFO_SIZE);
 	return 0;
@@ -372,11 +401,13 @@ static int prepare_signals(struct rst_task *t, struct rst_area *ra)
 {
 	struct restorer_args *a = ra->args;
 	const TaskCoreEntry *tc = t->core->task;
-	const ThreadCoreEntry *th = t->core->threads[0];
-	size_t n = tc->n_shared_pending + th->n_pending, k = 0;
-	struct rst_siginfo *p = rst_area_alloc(ra, n * sizeof(*p));
+	size_t n = tc->n_shared_pending, k = 0;
+	struct rst_siginfo *p;
 	int ret;
 
+	for (size_t i = 0; i < t->core->n_threads; i++)
+		n += t->core->threads[i]->n_pending;
+	p = rst_area_alloc(ra, n * sizeof(*p));
 	if (n && !p)
 		return -ENOMEM;
 	for (size_t i = 0; i < tc->n_sigactions; i++) {
@@ -388,21 +419,18 @@ static int prepare_signals(struct rst_task *t, struct rst_area *ra)
 		}
 		a->sa[s->sig - 1] = (struct parasite_ksigaction){ s->handler, s->flags, s->restorer, s->mask };
 	}
-	for (size_t i = 0; i < th->n_pending; i++)
-		if ((ret = add_pending(&p[k++], &th->pending[i], false, t->pid)))
-			return ret;
+	for (size_t i = 0; i < t->core->n_threads; i++) {
+		const ThreadCoreEntry *th = t->core->threads[i];
+
+		for (size_t j = 0; j < th->n_pending; j++)
+			if ((ret = add_pending(&p[k++], &th->pending[j], th->tid, t->pid)))
+				return ret;
+	}
 	for (size_t i = 0; i < tc->n_shared_pending; i++)
-		if ((ret = add_pending(&p[k++], &tc->shared_pending[i], true, t->pid)))
+		if ((ret = add_pending(&p[k++], &tc->shared_pending[i], 0, t->pid)))
 			return ret;
 	a->pending = (uint64_t)p;
 	a->nr_pending = n;
-	if (th->altstack) {
-		a->altstack_sp = th->altstack->sp;
-		a->altstack_size = th->altstack->size;
-		a->altstack_flags = th->altstack->flags;
-	} else {
-		a->altstack_flags = 2;	/* SS_DISABLE */
-	}
 	for (size_t i = 0; i < tc->n_itimers && i < 3; i++) {
 		const ItimerEntry *it = tc->itimers[i];
 
@@ -413,6 +441,47 @@ static int prepare_signals(struct rst_task *t, struct rst_area *ra)
 		a->itimer[it->which].value_sec = it->value_us / 1000000;
 		a->itimer[it->which].value_usec = it->value_us % 1000000;
 	}
+	return 0;
+}
+
+/* each thread's own settings, and a stack for every thread but the leader */
+static int prepare_threads(struct rst_task *t, struct rst_area *ra)
+{
+	struct restorer_args *a = ra->args;
+	size_t n = t->core->n_threads;
+	struct rst_thread *v = rst_area_alloc(ra, n * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const ThreadCoreEntry *th = t->core->threads[i];
+		struct rst_thread *r = &v[i];
+
+		r->tid = th->tid;
+		snprintf(r->comm, sizeof(r->comm), "%s", th->comm ? th->comm : t->core->task->comm);
+		if (th->altstack) {
+			r->altstack_sp = th->altstack->sp;
+			r->altstack_size = th->altstack->size;
+			r->altstack_flags = th->altstack->flags;
+		} else {
+			r->altstack_flags = 2;	/* SS_DISABLE */
+		}
+		r->clear_tid = th->has_clear_tid ? th->clear_tid : 0;
+		if (th->rseq) {
+			r->rseq_ptr = th->rseq->ptr;
+			r->rseq_len = th->rseq->len;
+			r->rseq_sig = th->rseq->sig;
+		}
+		if (i) {
+			char *stack = rst_area_alloc(ra, RESTORER_THREAD_STACK);
+
+			if (!stack)
+				return -ENOMEM;
+			r->stack_top = (uint64_t)stack + RESTORER_THREAD_STACK;
+		}
+	}
+	a->threads = (uint64_t)v;
+	a->nr_threads = n;
 	return 0;
 }
 
@@ -501,11 +570,9 @@ static int check_rlimits(const struct rst_task *t, const struct restorer_args *a
 int task_prepare_args(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra)
 {
 	const TaskCoreEntry *tc = t->core->task;
-	const ThreadCoreEntry *th = t->core->threads[0];
 	struct restorer_args *a = ra->args;
 	int ret;
 
-	snprintf(a->comm, sizeof(a->comm), "%s", tc->comm);
 	a->personality = tc->personality;
 	a->umask = tc->umask;
 	for (size_t i = 0; i < tc->n_rlimits; i++) {
@@ -525,18 +592,14 @@ int task_prepare_args(struct restore_ctx *ctx, struct rst_task *t, struct rst_ar
 	}
 	if ((ret = check_rlimits(t, a)))
 		return ret;
-	if (th->rseq) {
-		a->rseq_ptr = th->rseq->ptr;
-		a->rseq_len = th->rseq->len;
-		a->rseq_sig = th->rseq->sig;
-	}
 	a->dumpable = tc->dumpable;
 	a->pdeath_sig = tc->pdeath_sig;
 	a->no_new_privs = tc->no_new_privs;
 	a->child_subreaper = tc->child_subreaper;
 	a->thp_disable = tc->thp_disable;
 	a->timerslack_ns = tc->has_timerslack_ns ? tc->timerslack_ns : 0;
-	if ((ret = prepare_signals(t, ra)) || (ret = prepare_creds(t, ra)) ||
+	if ((ret = prepare_signals(t, ra)) || (ret = prepare_threads(t, ra)) ||
+	    (ret = prepare_creds(t, ra)) ||
 	    (ret = prepare_seccomp(t, ra)))
 		return ret;
 	return 0;

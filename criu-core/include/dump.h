@@ -14,6 +14,8 @@
 
 struct dump_task {
 	pid_t pid;
+	pid_t *tids;			/* every thread, the leader first */
+	int nr_tids;
 	struct proc_stat stat;
 	struct proc_status status;
 	bool seized;

@@ -42,6 +42,13 @@ int parasite_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd);
  */
 int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
 			unsigned nr, int out_fd, const char *out_name);
+/*
+ * Per-thread state no /proc file or ptrace request gives (sigaltstack,
+ * clear_child_tid address): the syscalls are run in thread tid itself, at
+ * the parasite's syscall instruction, with the parasite area (the task's
+ * threads share it) as their buffer. The thread is left as it was.
+ */
+int parasite_thread_state(struct parasite_ctl *ctl, pid_t tid, struct parasite_thread_state *st);
 /* Remove the parasite and put registers and signal mask back. Frees ctl. */
 int parasite_cure(struct parasite_ctl *ctl);
 

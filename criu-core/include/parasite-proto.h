@@ -43,16 +43,12 @@ struct parasite_itimer {
 
 struct parasite_misc {
 	struct parasite_ksigaction sa[64];	/* index: signal - 1 */
-	uint64_t altstack_sp;
-	uint64_t altstack_size;
-	int32_t altstack_flags;
 	int32_t dumpable;
 	int32_t pdeath_sig;
 	int32_t no_new_privs;
 	int32_t child_subreaper;
 	int32_t thp_disable;
 	int32_t securebits;
-	int32_t pad;
 	uint64_t timerslack_ns;
 	uint64_t brk;
 	struct parasite_itimer itimer[3];
@@ -69,6 +65,15 @@ struct parasite_chunk {
 	uint32_t pad;
 };
 
+/* per-thread state, filled by syscalls cryo runs in each thread (infect.c) */
+struct parasite_thread_state {
+	uint64_t ss_sp;			/* stack_t, as the kernel lays it out */
+	int32_t ss_flags;
+	int32_t pad;
+	uint64_t ss_size;
+	uint64_t clear_tid;		/* PR_GET_TID_ADDRESS */
+};
+
 struct parasite_area {
 	uint32_t cmd;
 	int32_t ret;			/* 0 or -errno */
@@ -79,6 +84,7 @@ struct parasite_area {
 	uint32_t pipe_size;		/* in: requested F_SETPIPE_SZ */
 	int32_t pipe_rd, pipe_wr;	/* out: fds in the target */
 	uint32_t nr_chunks;		/* DUMP_PAGES in */
+	struct parasite_thread_state thread;
 	union {
 		struct parasite_misc misc;
 		struct parasite_chunk chunks[PARASITE_MAX_CHUNKS];

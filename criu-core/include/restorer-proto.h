@@ -21,6 +21,7 @@
 #define RESTORER_STACK_SIZE	(128u << 10)
 #define RESTORER_MAX_SPECIAL	4
 #define RESTORER_NR_RLIMITS	16
+#define RESTORER_THREAD_STACK	(16u << 10)	/* each thread but the leader */
 
 struct rst_vma {
 	uint64_t start, end;	/* where it goes */
@@ -48,7 +49,7 @@ struct rst_mm_map {		/* struct prctl_mm_map */
 };
 
 struct rst_siginfo {
-	int32_t shared;		/* process-wide queue, else the thread's */
+	int32_t tid;		/* the thread's queue; 0: the process-wide one */
 	int32_t sig;
 	uint8_t info[128];
 };
@@ -58,6 +59,18 @@ struct rst_seccomp_filter {
 	uint64_t insns;		/* struct sock_filter[] */
 	uint32_t len;		/* number of instructions */
 	uint32_t pad;
+};
+
+/* what each thread sets on itself */
+struct rst_thread {
+	int32_t tid;
+	int32_t altstack_flags;
+	uint64_t altstack_sp, altstack_size;
+	uint64_t clear_tid;			/* set_tid_address */
+	uint64_t rseq_ptr;
+	uint32_t rseq_len, rseq_sig;
+	uint64_t stack_top;			/* its restorer stack (not the leader's) */
+	char comm[16];
 };
 
 struct rst_creds {
@@ -83,20 +96,18 @@ struct restorer_args {
 	struct rst_special specials[RESTORER_MAX_SPECIAL];
 
 	struct rst_mm_map mm;
-	char comm[16];
 	uint32_t personality;
 	uint32_t umask;
 
 	struct parasite_ksigaction sa[64];
-	uint64_t altstack_sp, altstack_size;
-	int32_t altstack_flags;
 	uint32_t nr_pending;
+	uint32_t nr_threads;
+	uint64_t threads;			/* struct rst_thread[], the leader first */
+	uint32_t threads_ready;			/* futex word: threads done setting up */
+	uint32_t pad0;
 	uint64_t pending;			/* struct rst_siginfo[] */
 	struct parasite_itimer itimer[3];
 	struct { uint64_t cur, max; } rlim[RESTORER_NR_RLIMITS];
-
-	uint64_t rseq_ptr;
-	uint32_t rseq_len, rseq_sig;
 
 	struct rst_creds creds;
 	int32_t dumpable, pdeath_sig, no_new_privs, child_subreaper, thp_disable;

@@ -14,6 +14,15 @@
  * stop. *group_stop: the stop signal if the task was stopped (T), else 0.
  */
 int seize_task(pid_t pid, int *group_stop);
+/*
+ * Seize every other thread of pid, whose leader is seized already, listing
+ * /proc/PID/task until a pass finds no thread it has not seized (a seized
+ * thread creates no more). *tids: every thread, the leader first. On
+ * failure the threads seized here are let go again.
+ */
+int seize_threads(pid_t pid, pid_t **tids, int *nr);
+/* PTRACE_DETACH each of tids[from..nr) */
+void release_threads(const pid_t *tids, int from, int nr);
 /* Interrupt an already seized, running task and wait for the stop. */
 int interrupt_task(pid_t pid);
 /* waitpid(__WALL) that retries on EINTR; logs and returns -errno on failure. */

@@ -20,13 +20,6 @@ struct k_iovec {
 	uint64_t len;
 };
 
-struct k_stack {
-	uint64_t sp;
-	int32_t flags;
-	int32_t pad;
-	uint64_t size;
-};
-
 struct k_timeval {
 	int64_t sec, usec;
 };
@@ -60,7 +53,6 @@ static int cmd_init(struct parasite_area *a)
 static int cmd_dump_misc(struct parasite_area *a)
 {
 	struct parasite_misc *m = &a->misc;
-	struct k_stack ss;
 	long ret;
 
 	for (int sig = 1; sig <= 64; sig++) {
@@ -74,13 +66,6 @@ static int cmd_dump_misc(struct parasite_area *a)
 		if (ret)
 			return fail(a, ret, "rt_sigaction");
 	}
-	ret = sys2(__NR_sigaltstack, 0, &ss);
-	if (ret)
-		return fail(a, ret, "sigaltstack");
-	m->altstack_sp = ss.sp;
-	m->altstack_size = ss.size;
-	m->altstack_flags = ss.flags;
-
 	for (int i = 0; i < 3; i++) {
 		struct k_itimerval it;
 

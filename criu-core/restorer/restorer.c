@@ -11,6 +11,7 @@
 #include <linux/prctl.h>
 #include <linux/capability.h>
 #include <linux/seccomp.h>
+#include <stdbool.h>
 
 #include "mem-flags.h"
 #include "pie.h"
@@ -40,10 +41,11 @@ struct k_itimerval {
 	int64_t interval_sec, interval_usec, value_sec, value_usec;
 };
 
+/* struct sock_fprog: the pointer at offset 8 */
 struct k_sock_fprog {
 	uint16_t len;
 	uint64_t filter;
-} __attribute__((packed, aligned(8)));
+};
 
 static void __attribute__((noreturn)) die(struct restorer_args *a, const char *what, long err)
 {
@@ -158,30 +160,29 @@ static void restore_mm(struct restorer_args *a)
 	CHECK(a, sys5(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0),
 	      "prctl(PR_SET_MM_MAP)");
 	sys1(__NR_close, a->mm.exe_fd);
-	CHECK(a, sys2(__NR_prctl, PR_SET_NAME, a->comm), "prctl(PR_SET_NAME)");
 }
 
-static void restore_signals(struct restorer_args *a)
+static void restore_sigactions(struct restorer_args *a)
 {
-	struct rst_siginfo *p = (struct rst_siginfo *)a->pending;
-	struct k_stack ss = { a->altstack_sp, a->altstack_flags, 0, a->altstack_size };
-
 	for (int sig = 1; sig <= 64; sig++) {
 		if (sig == SIGKILL || sig == SIGSTOP)
 			continue;
 		CHECK(a, sys4(__NR_rt_sigaction, sig, &a->sa[sig - 1], 0, 8), "rt_sigaction");
 	}
-	/* SS_ONSTACK is a status, not a setting; SS_DISABLE and SS_AUTODISARM are */
-	ss.flags &= ~1;
-	CHECK(a, sys2(__NR_sigaltstack, &ss, 0), "sigaltstack");
+}
+
+/* once every thread exists: each queue gets its signals back */
+static void restore_pending(struct restorer_args *a)
+{
+	struct rst_siginfo *p = (struct rst_siginfo *)a->pending;
 
 	for (uint32_t i = 0; i < a->nr_pending; i++) {
 		long r;
 
-		if (p[i].shared)
+		if (!p[i].tid)
 			r = sys3(__NR_rt_sigqueueinfo, a->pid, p[i].sig, p[i].info);
 		else
-			r = sys4(__NR_rt_tgsigqueueinfo, a->pid, a->pid, p[i].sig, p[i].info);
+			r = sys4(__NR_rt_tgsigqueueinfo, a->pid, p[i].tid, p[i].sig, p[i].info);
 		CHECK(a, r, "queueing a pending signal");
 	}
 }
@@ -211,14 +212,24 @@ static void restore_rlimits(struct restorer_args *a)
 	}
 }
 
+/*
+ * Run by the leader once the other threads are set up and wait in pause():
+ * with more than one thread the filters go to all of them at once (TSYNC),
+ * so that no thread runs its own set-up under a filter (only the leader,
+ * traced, has seccomp suspended).
+ */
 static void restore_seccomp(struct restorer_args *a)
 {
 	struct rst_seccomp_filter *f = (struct rst_seccomp_filter *)a->seccomp;
+	uint64_t sync = a->nr_threads > 1 ? SECCOMP_FILTER_FLAG_TSYNC : 0;
 
 	for (uint32_t i = 0; i < a->nr_seccomp; i++) {
 		struct k_sock_fprog prog = { (uint16_t)f[i].len, f[i].insns };
+		long r = sys3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, f[i].flags | sync, &prog);
 
-		CHECK(a, sys3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, f[i].flags, &prog), "seccomp filter");
+		if (r > 0)	/* TSYNC: the tid of a thread that could not follow */
+			die(a, "seccomp filter (thread sync)", -r);
+		CHECK(a, r, "seccomp filter");
 	}
 	if (a->seccomp_mode == SECCOMP_MODE_STRICT)
 		CHECK(a, sys2(__NR_prctl, PR_SET_SECCOMP, SECCOMP_MODE_STRICT), "seccomp strict mode");
@@ -272,17 +283,108 @@ static void restore_creds(struct restorer_args *a)
 		CHECK(a, sys2(__NR_prctl, PR_SET_KEEPCAPS, 0), "prctl(PR_SET_KEEPCAPS)");
 }
 
-/* prctl state that a change of credentials resets: set it afterwards */
-static void restore_prctl(struct restorer_args *a)
+/*
+ * What each thread sets on itself, the leader included: its name, stack,
+ * tid address and rseq, then the per-thread part of the task's state
+ * (credentials, and the prctl state that a change of credentials resets).
+ * The leader also installs the seccomp filters, for every thread.
+ */
+static void restore_thread(struct restorer_args *a, const struct rst_thread *th, bool leader)
 {
-	CHECK(a, sys2(__NR_prctl, PR_SET_DUMPABLE, a->dumpable), "prctl(PR_SET_DUMPABLE)");
+	/* SS_ONSTACK is a status, not a setting; SS_DISABLE and SS_AUTODISARM are */
+	struct k_stack ss = { th->altstack_sp, th->altstack_flags & ~1, 0, th->altstack_size };
+
+	CHECK(a, sys2(__NR_prctl, PR_SET_NAME, th->comm), "prctl(PR_SET_NAME)");
+	CHECK(a, sys2(__NR_sigaltstack, &ss, 0), "sigaltstack");
+	sys1(__NR_set_tid_address, th->clear_tid);
+	if (th->rseq_ptr)
+		CHECK(a, sys4(__NR_rseq, th->rseq_ptr, th->rseq_len, 0, th->rseq_sig), "rseq");
+	/* before the credentials: installing a filter may need CAP_SYS_ADMIN */
+	if (leader)
+		restore_seccomp(a);
+	restore_creds(a);
 	CHECK(a, sys2(__NR_prctl, PR_SET_PDEATHSIG, a->pdeath_sig), "prctl(PR_SET_PDEATHSIG)");
-	CHECK(a, sys2(__NR_prctl, PR_SET_CHILD_SUBREAPER, a->child_subreaper), "prctl(PR_SET_CHILD_SUBREAPER)");
-	CHECK(a, sys2(__NR_prctl, PR_SET_THP_DISABLE, a->thp_disable), "prctl(PR_SET_THP_DISABLE)");
 	if (a->timerslack_ns)
 		CHECK(a, sys2(__NR_prctl, PR_SET_TIMERSLACK, a->timerslack_ns), "prctl(PR_SET_TIMERSLACK)");
 	if (a->no_new_privs)
 		CHECK(a, sys5(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)");
+}
+
+/* process-wide prctl state, set once every thread has its credentials */
+static void restore_prctl(struct restorer_args *a)
+{
+	CHECK(a, sys2(__NR_prctl, PR_SET_DUMPABLE, a->dumpable), "prctl(PR_SET_DUMPABLE)");
+	CHECK(a, sys2(__NR_prctl, PR_SET_CHILD_SUBREAPER, a->child_subreaper), "prctl(PR_SET_CHILD_SUBREAPER)");
+	CHECK(a, sys2(__NR_prctl, PR_SET_THP_DISABLE, a->thp_disable), "prctl(PR_SET_THP_DISABLE)");
+}
+
+#define FUTEX_WAIT_PRIVATE_ 128
+#define FUTEX_WAKE_PRIVATE_ 129
+
+/* A thread other than the leader: set itself up, say so, wait for cryo. */
+static void __attribute__((noreturn, used)) thread_main(struct restorer_args *a, struct rst_thread *th)
+{
+	restore_thread(a, th, false);
+	__atomic_add_fetch(&a->threads_ready, 1, __ATOMIC_SEQ_CST);
+	sys6(__NR_futex, &a->threads_ready, FUTEX_WAKE_PRIVATE_, 1, 0, 0, 0);
+	for (;;)
+		sys0(__NR_pause);
+}
+
+struct k_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
+	uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+#define CLONE_THREAD_FLAGS (0x100 /* VM */ | 0x200 /* FS */ | 0x400 /* FILES */ | \
+			    0x800 /* SIGHAND */ | 0x10000 /* THREAD */ | 0x40000 /* SYSVSEM */)
+
+/*
+ * clone3 a thread with the dumped tid onto its own stack. The child comes
+ * back from the syscall on that stack with a copy of our registers: the
+ * callee-saved ones carry what it needs to call thread_main.
+ */
+static void create_thread(struct restorer_args *a, struct rst_thread *th)
+{
+	uint64_t tid = th->tid;
+	struct k_clone_args ca = {
+		.flags = CLONE_THREAD_FLAGS,
+		.stack = th->stack_top - RESTORER_THREAD_STACK,
+		.stack_size = RESTORER_THREAD_STACK,
+		.set_tid = (uint64_t)&tid,
+		.set_tid_size = 1,
+	};
+	register uint64_t r12 asm("r12") = (uint64_t)thread_main;
+	register uint64_t r13 asm("r13") = (uint64_t)a;
+	register uint64_t r14 asm("r14") = (uint64_t)th;
+	long ret;
+
+	asm volatile("	syscall\n"
+		     "	test	%%rax, %%rax\n"
+		     "	jnz	1f\n"
+		     "	xor	%%ebp, %%ebp\n"
+		     "	mov	%%r13, %%rdi\n"
+		     "	mov	%%r14, %%rsi\n"
+		     "	call	*%%r12\n"
+		     "	ud2\n"
+		     "1:\n"
+		     : "=a"(ret)
+		     : "0"((long)__NR_clone3), "D"(&ca), "S"(sizeof(ca)), "r"(r12), "r"(r13), "r"(r14)
+		     : "rcx", "r11", "memory");
+	CHECK(a, ret, "clone3 of a thread");
+}
+
+static void restore_threads(struct restorer_args *a)
+{
+	struct rst_thread *th = (struct rst_thread *)a->threads;
+	uint32_t ready;
+
+	for (uint32_t i = 1; i < a->nr_threads; i++)
+		create_thread(a, &th[i]);
+	restore_pending(a);
+	while ((ready = __atomic_load_n(&a->threads_ready, __ATOMIC_SEQ_CST)) < a->nr_threads - 1)
+		sys6(__NR_futex, &a->threads_ready, FUTEX_WAIT_PRIVATE_, ready, 0, 0, 0);
+	restore_thread(a, &th[0], true);
 }
 
 PIE_EXPORT void restorer_main(struct restorer_args *a)
@@ -298,14 +400,10 @@ PIE_EXPORT void restorer_main(struct restorer_args *a)
 	restore_mm(a);
 	CHECK(a, sys1(__NR_personality, a->personality), "personality");
 	sys1(__NR_umask, a->umask);
-	restore_signals(a);
+	restore_sigactions(a);
 	restore_timers(a);
 	restore_rlimits(a);
-	if (a->rseq_ptr)
-		CHECK(a, sys4(__NR_rseq, a->rseq_ptr, a->rseq_len, 0, a->rseq_sig), "rseq");
-	/* seccomp is suspended for us while cryo traces us */
-	restore_seccomp(a);
-	restore_creds(a);
+	restore_threads(a);
 	restore_prctl(a);
 
 	sys1(__NR_close, a->status_fd);	/* success: cryo sees EOF */
