@@ -2,10 +2,15 @@
  * Helper for scripts/bench.
  *   bench-mem memcpy MiB   print the memcpy bandwidth (GiB/s) into fresh
  *                          and into already-touched memory, tab separated
- *   bench-mem hold MiB     fill MiB of memory with non-zero pseudo-random
- *                          data, print READY and wait; on SIGUSR1 verify
- *                          the data and exit 0 (intact) or 1
+ *   bench-mem hold MiB [THREADS]
+ *                          fill MiB of memory with non-zero pseudo-random
+ *                          data, start THREADS more threads that sleep,
+ *                          print READY and wait; on SIGUSR1 verify the data
+ *                          and that every thread is still there, and exit
+ *                          0 (intact) or 1
  */
+#include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,12 +44,36 @@ static uint64_t next(uint64_t *x)
 	return *x;
 }
 
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static int count_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d)))
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
 int main(int argc, char **argv)
 {
 	size_t len, words;
 	uint64_t *mem, x = 0x2545f4914f6cdd1dULL;
+	int nthreads = argc > 3 ? atoi(argv[3]) : 0;
+	pthread_attr_t attr;
+	sigset_t usr1;
 
-	if (argc != 3)
+	if (argc < 3)
 		return 2;
 	len = (size_t)atol(argv[2]) << 20;
 	words = len / 8;
@@ -69,6 +98,19 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGUSR1, on_usr1);
+	/* SIGUSR1 for the main thread only: the others start with it blocked */
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 << 10);
+	for (int i = 0; i < nthreads; i++) {
+		pthread_t th;
+
+		if (pthread_create(&th, &attr, sleeper, NULL))
+			return 2;
+	}
+	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
 	printf("READY\n");
 	fflush(stdout);
 	while (!go)
@@ -79,6 +121,10 @@ int main(int argc, char **argv)
 			printf("FAIL: word %zu differs\n", i);
 			return 1;
 		}
+	if (count_threads() != nthreads + 1) {
+		printf("FAIL: %d threads, expected %d\n", count_threads(), nthreads + 1);
+		return 1;
+	}
 	printf("PASS\n");
 	return 0;
 }

@@ -325,3 +325,18 @@ def compare_snapshots(before, after, ignore=()):
                 f"-{a}\n+{b}" for a, b in zip(before[key], after[key]) if a != b)
         else:
             assert before[key] == after[key], f"{key}: {before[key]!r} before, {after[key]!r} after"
+
+
+def start_with_pid(pid, argv):
+    """Start argv with exactly this pid (through ns_last_pid; retried, as
+    other forks on the machine may take it first). Returns the pid."""
+    for _ in range(50):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        if p.pid == pid:
+            return pid
+        p.kill()
+        p.wait()
+    raise AssertionError(f"could not start a process with pid {pid}")

@@ -20,7 +20,10 @@ def strip(d, keys):
 @pytest.mark.parametrize("argv", [
     [shutil.which("sleep"), "1000"],
     ["/usr/bin/python3", "-c", "import time\nwhile True: time.sleep(0.05)"],
-], ids=["sleep", "python3"])
+    ["/usr/bin/python3", "-c", "import threading, time\n"
+     "for i in range(3): threading.Thread(target=time.sleep, args=(1000,)).start()\n"
+     "while True: time.sleep(0.05)"],
+], ids=["sleep", "python3", "python3-threads"])
 def test_redump_gives_same_images(workload, tmp_path, argv):
     w = workload(argv)
     w.wait_exec_settled()
@@ -31,10 +34,11 @@ def test_redump_gives_same_images(workload, tmp_path, argv):
 
     ta, tb = a["core"]["task"], b["core"]["task"]
     assert strip(ta, VOLATILE_TASK) == strip(tb, VOLATILE_TASK)
-    tha, thb = a["core"]["threads"][0], b["core"]["threads"][0]
-    assert strip(tha, VOLATILE_THREAD) == strip(thb, VOLATILE_THREAD)
-    assert tha["regs"]["fs_base"] == thb["regs"]["fs_base"]
-    assert tha["regs"]["gs_base"] == thb["regs"]["gs_base"]
+    assert len(a["core"]["threads"]) == len(b["core"]["threads"])
+    for tha, thb in zip(a["core"]["threads"], b["core"]["threads"]):
+        assert strip(tha, VOLATILE_THREAD) == strip(thb, VOLATILE_THREAD)
+        assert tha["regs"]["fs_base"] == thb["regs"]["fs_base"]
+        assert tha["regs"]["gs_base"] == thb["regs"]["gs_base"]
     assert a["mm"] == b["mm"], "the address space differs after restore"
     assert a["files"] == b["files"]
     assert a["fds"] == b["fds"]

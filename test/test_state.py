@@ -1,6 +1,5 @@
 """Process state beyond memory: file descriptors, signals, FPU/AVX registers
-and per-process attributes. Each program checks itself after restore; a
-"tamper" run of each shows that its checks catch a wrong value."""
+and per-process attributes. Each program checks itself after restore."""
 import pytest
 
 import cryolib
@@ -13,14 +12,6 @@ PROGRAMS = {
     "misc": ["hello-world"],
 }
 
-# what each program reports when told to tamper with its own state
-TAMPERED = {
-    "fds": "fd 4 offset 40001, expected 40000",
-    "signals": "SIGUSR2 sa_mask is not {SIGINT, SIGRTMIN+5}",
-    "fpu": "ymm9 lane 0",
-    "misc": "comm misc-tampered, expected misc-renamed",
-}
-
 
 @pytest.mark.parametrize("user", [None, cryolib.NOBODY], ids=["root", "nobody"])
 @pytest.mark.parametrize("name", PROGRAMS)
@@ -31,14 +22,6 @@ def test_state_carries_on(workload, images, name, user):
     cryolib.checkpoint_restore(w, images)
     cryolib.assert_same_process(before, w.pid)
     w.verify()
-
-
-@pytest.mark.parametrize("name", PROGRAMS)
-def test_state_tampered_is_caught(workload, images, name):
-    w = workload([prog(name), *PROGRAMS[name], "tamper"])
-    w.wait_ready()
-    cryolib.checkpoint_restore(w, images)
-    w.verify_fails(TAMPERED[name])
 
 
 def test_fds_images(workload, images):

@@ -84,6 +84,73 @@ static inline int prog_finish(void)
 	return 0;
 }
 
+#define COUNT_K 0x9e3779b97f4a7c15ULL
+
+/* what count_in_registers leaves behind */
+struct reg_count {
+	unsigned long long count;	/* r12 */
+	unsigned long long scaled;	/* r13: r12 * COUNT_K all along */
+	unsigned long long stacked;	/* the stack slot counting with r12 */
+	unsigned long long k[3];	/* rbx, r14, r15 at the end */
+	int bad;			/* the lockstep check failed on the way */
+};
+
+/*
+ * Count until *stop, with all the state in registers and on the stack: the
+ * loop is assembly, so the compiler keeps nothing of its own around it.
+ * r12 counts, r13 adds COUNT_K in step, a stack slot counts with r12, and
+ * rbx/r14/r15 hold k1-k3; every turn checks r12, r13 and the slot agree.
+ */
+static inline void count_in_registers(volatile int *stop, unsigned long long k1,
+				      unsigned long long k2, unsigned long long k3,
+				      struct reg_count *out)
+{
+	/* bound to the registers the loop uses: no memory operand may be
+	 * addressed off rsp while the loop has moved it */
+	register unsigned long long count asm("r12"), scaled asm("r13"), c1 asm("rbx");
+	register unsigned long long c2 asm("r14"), c3 asm("r15");
+	unsigned long long stacked, bad;
+
+	asm volatile(
+		"	mov	%[k1], %%rbx\n"
+		"	mov	%[k2], %%r14\n"
+		"	mov	%[k3], %%r15\n"
+		"	xor	%%r12, %%r12\n"
+		"	xor	%%r13, %%r13\n"
+		"	xor	%%ecx, %%ecx\n"
+		"	sub	$16, %%rsp\n"
+		"	movq	$0, (%%rsp)\n"
+		"1:	inc	%%r12\n"
+		"	incq	(%%rsp)\n"
+		"	movabs	%[k], %%rax\n"
+		"	add	%%rax, %%r13\n"
+		"	cmp	(%%rsp), %%r12\n"
+		"	jne	2f\n"
+		"	mov	%%r12, %%rax\n"
+		"	movabs	%[k], %%rdx\n"
+		"	imul	%%rdx, %%rax\n"
+		"	cmp	%%rax, %%r13\n"
+		"	jne	2f\n"
+		"	cmpl	$0, (%[stop])\n"
+		"	je	1b\n"
+		"	jmp	3f\n"
+		"2:	mov	$1, %%ecx\n"
+		"3:	mov	(%%rsp), %%rax\n"
+		"	add	$16, %%rsp\n"
+		/* early clobbers: no input may sit in a register the loop sets */
+		: "=&r"(count), "=&r"(scaled), "=&r"(c1), "=&r"(c2), "=&r"(c3), "=&a"(stacked),
+		  "=&c"(bad)
+		: [k] "i"(COUNT_K), [stop] "r"(stop), [k1] "m"(k1), [k2] "m"(k2), [k3] "m"(k3)
+		: "rdx", "cc", "memory");
+	out->count = count;
+	out->scaled = scaled;
+	out->stacked = stacked;
+	out->k[0] = c1;
+	out->k[1] = c2;
+	out->k[2] = c3;
+	out->bad = bad;
+}
+
 static inline unsigned long long xorshift64(unsigned long long *x)
 {
 	*x ^= *x << 13;

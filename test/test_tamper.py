@@ -1,0 +1,28 @@
+"""Every self-checking program takes a "tamper" argument that spoils one
+value of its state before it checks: checkpointed and restored like the
+others, it must then report that value as wrong. A check that cannot fail
+proves nothing."""
+import pytest
+
+import cryolib
+from conftest import prog
+
+# program and arguments -> what it must report
+TAMPERED = {
+    ("heap", "16"): "1 of 2097152 heap words differ",
+    ("mappings",): "guard page is r--p",
+    ("fds",): "fd 4 offset 40001, expected 40000",
+    ("signals",): "SIGUSR2 sa_mask is not {SIGINT, SIGRTMIN+5}",
+    ("fpu",): "ymm9 lane 0",
+    ("misc", "hello-world"): "comm misc-tampered, expected misc-renamed",
+    ("threads",): "thread 2 rbx",
+    ("seccomp",): "thread 0: getppid gave errno 13",
+}
+
+
+@pytest.mark.parametrize("argv", TAMPERED, ids=[a[0] for a in TAMPERED])
+def test_tampered_state_is_caught(workload, images, argv):
+    w = workload([prog(argv[0]), *argv[1:], "tamper"])
+    w.wait_ready()
+    cryolib.checkpoint_restore(w, images)
+    w.verify_fails(TAMPERED[argv])
