@@ -41,7 +41,7 @@ static const struct {
 	{ "dc", VMA_MADV_DONTFORK }, { "wf", VMA_MADV_WIPEONFORK },
 	{ "dd", VMA_MADV_DONTDUMP }, { "mg", VMA_MADV_MERGEABLE },
 	{ "rr", VMA_MADV_RANDOM },   { "sr", VMA_MADV_SEQUENTIAL },
-	{ "lo", VMA_MADV_LOCKED },
+	{ "lo", VMA_MADV_LOCKED },   { "lf", VMA_MADV_LOCKONFAULT },
 };
 
 struct vma_collect {
@@ -193,10 +193,6 @@ static int collect_one_vma(const struct proc_vma *v, void *arg)
 		if (vmflag_has(v, vmflag_madv[i].code))
 			e->madv |= vmflag_madv[i].bit;
 	e->has_madv = e->madv != 0;
-	if (e->madv & VMA_MADV_LOCKED) {
-		pr_err("pid %d: VMA %lx-%lx is mlock()ed: not supported yet", c->t->pid, v->start, v->end);
-		return -ENOTSUP;
-	}
 	if (!c->t->exec_addr && (v->prot & PROT_EXEC) && !v->shared && e->kind != VMA_KIND__VSYSCALL)
 		c->t->exec_addr = v->start;
 

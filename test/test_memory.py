@@ -70,3 +70,17 @@ def test_mappings(workload, images, user):
     priv = int(ready["priv"], 16)
     assert pages_in(dumped_pages(images), priv, priv + 16 * PAGE) == 2
     w.verify()
+
+
+@pytest.mark.parametrize("user", [None, cryolib.NOBODY], ids=["root", "nobody"])
+def test_vma_kinds_and_advice(workload, images, user):
+    """Transparent huge pages, MADV_NOHUGEPAGE/DONTFORK/WIPEONFORK, an
+    mlock()ed area, shared anonymous and grows-down memory keep their data
+    and their VmFlags; the huge area is backed by huge pages again."""
+    w = workload([prog("vmas")], user=user)
+    ready = w.wait_ready()
+    assert int(ready["huge_kb"]) > 0, "no transparent huge pages before the dump: the test proves nothing"
+    before = cryolib.snapshot(w.pid)
+    cryolib.checkpoint_restore(w, images)
+    cryolib.assert_same_process(before, w.pid)
+    w.verify()

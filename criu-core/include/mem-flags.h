@@ -11,7 +11,8 @@
 #define VMA_MADV_MERGEABLE	(1u << 5)	/* mg */
 #define VMA_MADV_RANDOM		(1u << 6)	/* rr */
 #define VMA_MADV_SEQUENTIAL	(1u << 7)	/* sr */
-#define VMA_MADV_LOCKED		(1u << 8)	/* lo */
+#define VMA_MADV_LOCKED		(1u << 8)	/* lo: mlock()ed */
+#define VMA_MADV_LOCKONFAULT	(1u << 9)	/* lf: mlock2(MLOCK_ONFAULT) */
 
 /* PagemapEntry.flags */
 #define PE_PRESENT		(1u << 0)	/* the bytes follow in the pages image */

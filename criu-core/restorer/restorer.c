@@ -29,6 +29,7 @@
 #define MADV_MERGEABLE_ 12
 #define MADV_RANDOM_ 1
 #define MADV_SEQUENTIAL_ 2
+#define MLOCK_ONFAULT_ 1
 
 struct k_stack {
 	uint64_t sp;
@@ -121,6 +122,10 @@ static void apply_madvise(struct restorer_args *a, const struct rst_vma *v)
 	for (unsigned i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (v->madv & map[i].bit)
 			CHECK(a, sys3(__NR_madvise, v->start, v->end - v->start, map[i].advice), "madvise");
+	/* still with cryo's CAP_IPC_LOCK: no RLIMIT_MEMLOCK in the way */
+	if (v->madv & VMA_MADV_LOCKED)
+		CHECK(a, sys3(__NR_mlock2, v->start, v->end - v->start,
+			      (v->madv & VMA_MADV_LOCKONFAULT) ? MLOCK_ONFAULT_ : 0), "mlock");
 	if (v->anon_name)
 		sys5(__NR_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, v->start, v->end - v->start, v->anon_name);
 }
