@@ -109,7 +109,7 @@ static int write_images(struct dump_ctx *ctx, struct dump_task *t)
 	if ((ret = write_pstree(ctx, t)) ||
 	    (ret = write_one(ctx, IMG_CORE, t->pid, &t->core->base)) ||
 	    (ret = write_one(ctx, IMG_MM, t->pid, &t->mm->base)) ||
-	    (ret = files_write(ctx)))
+	    (ret = files_write(ctx)) || (ret = memfd_write(ctx)))
 		return ret;
 	/* last: its presence says the directory holds a complete dump */
 	return write_inventory(ctx);
@@ -216,6 +216,7 @@ int cmd_dump(struct cryo_opts *o)
 	proc_status_free(&t.status);
 	free(t.chunks);
 	free(t.tids);
+	free(ctx.memfds);
 	arena_free(&ctx.arena);
 	close(ctx.dirfd);
 	return ret ? 1 : 0;

@@ -51,13 +51,6 @@ struct vma_collect {
 	size_t nr;
 };
 
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-
-	return a >= b && !strcmp(s + a - b, suffix);
-}
-
 /* Sort one smaps entry into a VmaEntry kind, or explain why cryo can't. */
 static int classify_vma(pid_t pid, const struct proc_vma *v, VmaEntry *e, struct arena *a)
 {
@@ -103,9 +96,11 @@ static int classify_vma(pid_t pid, const struct proc_vma *v, VmaEntry *e, struct
 		e->flags |= MAP_ANONYMOUS;
 		return 0;
 	}
-	if (!strncmp(path, "/memfd:", 7)) {
-		pr_err("pid %d: VMA %lx-%lx maps memfd %s: not supported yet", pid, v->start, v->end, path);
-		return -ENOTSUP;
+	if (memfd_is_mapping(path)) {
+		/* dumped with its contents: see collect_one_vma */
+		e->kind = v->shared ? VMA_KIND__FILE_SHARED : VMA_KIND__FILE_PRIVATE;
+		e->path = arena_strdup(a, path);
+		return 0;
 	}
 	if (!strncmp(path, "/SYSV", 5)) {
 		pr_err("pid %d: VMA %lx-%lx maps SysV shared memory %s: not supported yet",
@@ -184,6 +179,13 @@ static int collect_one_vma(const struct proc_vma *v, void *arg)
 		ret = stat_mapped_file(c->t->pid, v, e);
 		if (ret)
 			return ret;
+	}
+	if (e->path && memfd_is_mapping(e->path)) {
+		ret = memfd_dump_vma(c->ctx, c->t->pid, e, &e->memfd_id);
+		if (ret)
+			return ret;
+		e->has_memfd_id = true;
+		e->has_file_size = false;	/* the memfd comes back with its own size */
 	}
 	if (vmflag_has(v, "gd"))
 		e->flags |= MAP_GROWSDOWN;
@@ -437,10 +439,21 @@ size_t mem_args_size(const struct rst_task *t)
 	return n;
 }
 
-static int open_mapped_file(const struct rst_task *t, const VmaEntry *v)
+static int open_mapped_file(struct restore_ctx *ctx, const struct rst_task *t, const VmaEntry *v)
 {
 	struct stat st;
-	int fd = open(v->path, (v->has_fdflags ? v->fdflags : O_RDONLY) | O_CLOEXEC);
+	int fd;
+
+	if (v->has_memfd_id) {
+		fd = memfd_get(ctx, v->memfd_id);
+		if (fd < 0)
+			return fd;
+		fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0)
+			return pr_perror("pid %d: VMA %lx-%lx: dup of the memfd", t->pid, v->start, v->end);
+		return fd;
+	}
+	fd = open(v->path, (v->has_fdflags ? v->fdflags : O_RDONLY) | O_CLOEXEC);
 
 	if (fd < 0)
 		return pr_perror("pid %d: VMA %lx-%lx: cannot open mapped file %s", t->pid,
@@ -459,7 +472,8 @@ static int open_mapped_file(const struct rst_task *t, const VmaEntry *v)
 }
 
 /* map one VMA at addr, writable if it is to be filled */
-static int premap_vma(const struct rst_task *t, const VmaEntry *v, unsigned long addr, bool fill)
+static int premap_vma(struct restore_ctx *ctx, const struct rst_task *t, const VmaEntry *v,
+		      unsigned long addr, bool fill)
 {
 	int prot = v->prot | (fill ? PROT_READ | PROT_WRITE : 0);
 	int flags = (v->flags & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE)) |
@@ -468,7 +482,7 @@ static int premap_vma(const struct rst_task *t, const VmaEntry *v, unsigned long
 	void *p;
 
 	if (v->kind == VMA_KIND__FILE_PRIVATE || v->kind == VMA_KIND__FILE_SHARED) {
-		fd = open_mapped_file(t, v);
+		fd = open_mapped_file(ctx, t, v);
 		if (fd < 0)
 			return fd;
 	}
@@ -603,7 +617,7 @@ int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
 			       v->start, v->end);
 			return -EINVAL;
 		}
-		ret = premap_vma(t, v, cur, fill);
+		ret = premap_vma(ctx, t, v, cur, fill);
 		if (ret)
 			return ret;
 		r->start = v->start;

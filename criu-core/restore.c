@@ -343,7 +343,8 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
 	a->premap_len = premap_len;
 	stack_top = hole + blob_len + args_len + RESTORER_STACK_SIZE;
 
-	if ((ret = mem_premap(ctx, t, &ra, (unsigned long)p)) ||
+	if ((ret = memfd_restore(ctx)) || (ret = mem_premap(ctx, t, &ra, (unsigned long)p)) ||
+	    (ret = memfd_seal_and_close(ctx)) ||
 	    (ret = mem_prepare_specials(t, a, stack_top, &scratch_len)) ||
 	    (ret = task_prepare_args(ctx, t, &ra)))
 		return ret;

@@ -94,6 +94,13 @@ int readlink_alloc(const char *path, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+bool ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
 int write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;

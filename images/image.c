@@ -21,6 +21,8 @@ const struct img_desc img_descs[IMG__MAX] = {
 	[IMG_PAGES]	= { "pages-%u.img",	"PAGE", 1, NULL },
 	[IMG_FILES]	= { "files.img",	"FILE", 1, &file_entry__descriptor },
 	[IMG_FDS]	= { "fds-%u.img",	"FDS ", 1, &fd_entry__descriptor },
+	[IMG_MEMFDS]	= { "memfds.img",	"MFDS", 1, &memfd_entry__descriptor },
+	[IMG_MEMFD_DATA] = { "memfd-%u.img",	"MFDD", 1, NULL },
 };
 
 struct img_hdr {

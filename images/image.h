@@ -27,6 +27,7 @@
 #include "mm.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "files.pb-c.h"
+#include "memfd.pb-c.h"
 
 enum img_type {
 	IMG_INVENTORY,
@@ -37,6 +38,8 @@ enum img_type {
 	IMG_PAGES,
 	IMG_FILES,
 	IMG_FDS,
+	IMG_MEMFDS,
+	IMG_MEMFD_DATA,
 	IMG__MAX
 };
 

@@ -268,9 +268,9 @@ STATUS_KEYS = ("Umask", "State", "Uid", "Gid", "Groups", "NoNewPrivs", "Seccomp"
 
 
 def normal_maps_line(line):
-    """Shared anonymous memory lives in a new shmem inode after a restore
-    (the kernel numbers them): compare such lines without the inode."""
-    if line.endswith("/dev/zero (deleted)"):
+    """Shared anonymous memory and memfds live in new shmem inodes after a
+    restore (the kernel numbers them): compare such lines without the inode."""
+    if line.endswith("/dev/zero (deleted)") or " /memfd:" in line:
         f = line.split()
         return " ".join(f[:4] + ["(shmem)"] + f[5:])
     return line

@@ -1,7 +1,9 @@
 """Memory: anonymous data checksummed word by word after restore, the zero
 hole left out of the images, file mappings and protections, and images that
 restore more than once."""
+import fcntl
 import hashlib
+import os
 
 import pytest
 
@@ -84,3 +86,49 @@ def test_vma_kinds_and_advice(workload, images, user):
     cryolib.checkpoint_restore(w, images)
     cryolib.assert_same_process(before, w.pid)
     w.verify()
+
+
+F_GET_SEALS = 1034
+F_SEAL_SHRINK, F_SEAL_GROW = 2, 4
+
+
+def memfd_seals(pid, addr):
+    """The seals of the file mapped at addr, seen from outside."""
+    maps = open(f"/proc/{pid}/maps").read().splitlines()
+    rng = next(l.split()[0] for l in maps if int(l.split("-")[0], 16) == addr)
+    fd = os.open(f"/proc/{pid}/map_files/{rng}", os.O_RDONLY)
+    try:
+        return fcntl.fcntl(fd, F_GET_SEALS)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("user", [None, cryolib.NOBODY], ids=["root", "nobody"])
+def test_memfd_mappings(workload, images, user):
+    """A sealed, sparse memfd mapped twice shared and once private comes
+    back as one memfd with its name, size, data and seals."""
+    w = workload([prog("memfd")], user=user)
+    ready = w.wait_ready()
+    a = int(ready["a"], 16)
+    assert memfd_seals(w.pid, a) == F_SEAL_SHRINK | F_SEAL_GROW
+    before = cryolib.snapshot(w.pid)
+    cryolib.checkpoint_restore(w, images)
+    cryolib.assert_same_process(before, w.pid)
+    memfds = cryolib.images_by_kind(images)["memfds"]
+    assert len(memfds) == 1, "three mappings of one memfd must dump it once"
+    m = memfds[0]
+    assert (m["name"], m["size"], m["seals"]) == ("cryo-test", 64 * PAGE, F_SEAL_SHRINK | F_SEAL_GROW)
+    assert sum(c["len"] for c in m["chunks"]) == 3 * PAGE, "the hole must not be dumped"
+    assert memfd_seals(w.pid, a) == F_SEAL_SHRINK | F_SEAL_GROW
+    w.verify()
+
+
+def test_memfd_corrupted_data(workload, images):
+    w = workload([prog("memfd")])
+    w.wait_ready()
+    cryolib.checkpoint(w, images)
+    data = images / "memfd-1.img"
+    raw = bytearray(data.read_bytes())
+    raw[4096 + 100] ^= 0xff
+    data.write_bytes(bytes(raw))
+    cryolib.restore_fails(images, w.pid, "memfd-1.img is corrupted")

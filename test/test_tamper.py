@@ -12,6 +12,7 @@ TAMPERED = {
     ("heap", "16"): "1 of 2097152 heap words differ",
     ("mappings",): "guard page is r--p",
     ("vmas",): "locked: 0 kB locked, expected 256",
+    ("memfd",): "private mapping byte 10",
     ("fds",): "fd 4 offset 40001, expected 40000",
     ("signals",): "SIGUSR2 sa_mask is not {SIGINT, SIGRTMIN+5}",
     ("fpu",): "ymm9 lane 0",

@@ -33,6 +33,13 @@ struct dump_task {
 	unsigned long exec_addr;	/* a private executable address */
 };
 
+/* a memfd some VMA maps, dumped once */
+struct dump_memfd {
+	dev_t dev;
+	ino_t ino;
+	MemfdEntry *e;
+};
+
 /* one open file description seen in the dump */
 struct dump_file {
 	uint32_t id;
@@ -51,6 +58,9 @@ struct dump_ctx {
 	struct dump_file *files;	/* file descriptions, by id - 1 */
 	FileEntry **file_entries;
 	size_t nr_files;
+
+	struct dump_memfd *memfds;
+	size_t nr_memfds;
 };
 
 /* mem.c */
@@ -60,6 +70,11 @@ int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t);
 int files_collect(struct dump_ctx *ctx, struct dump_task *t);
 int files_write(struct dump_ctx *ctx);
 void files_release(struct dump_ctx *ctx);
+/* memfd.c */
+bool memfd_is_mapping(const char *path);
+/* the memfd VMA v maps: its data dumped the first time; *id for VmaEntry.memfd_id */
+int memfd_dump_vma(struct dump_ctx *ctx, pid_t pid, const VmaEntry *v, uint32_t *id);
+int memfd_write(struct dump_ctx *ctx);
 /* task.c */
 int task_collect(struct dump_ctx *ctx, struct dump_task *t);
 int task_collect_parasite(struct dump_ctx *ctx, struct dump_task *t);

@@ -22,6 +22,13 @@ struct rst_task {
 	size_t nr_fds;
 };
 
+/* a memfd recreated for the VMAs that map it */
+struct rst_memfd {
+	uint32_t id;
+	int fd;
+	uint32_t seals;			/* added once everything is mapped */
+};
+
 struct restore_ctx {
 	const struct cryo_opts *opts;
 	struct kerndat kd;
@@ -31,6 +38,8 @@ struct restore_ctx {
 	size_t nr_files;
 	struct rst_task *root;
 	int fg_tty;			/* terminal given to a restored shell job, or -1 */
+	struct rst_memfd *memfds;
+	size_t nr_memfds;
 	struct arena arena;		/* messages read from the images */
 };
 
@@ -53,6 +62,10 @@ int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
 int mem_prepare_specials(struct rst_task *t, struct restorer_args *a, unsigned long scratch,
 			 size_t *scratch_len);
 int mem_exe_fd(struct restore_ctx *ctx, struct rst_task *t);
+/* memfd.c: create the memfds of memfds.img; get one by id; seal and close them */
+int memfd_restore(struct restore_ctx *ctx);
+int memfd_get(struct restore_ctx *ctx, uint32_t id);
+int memfd_seal_and_close(struct restore_ctx *ctx);
 /* files.c: install the task's fds; our own fds end up >= *keep_from */
 int files_restore(struct restore_ctx *ctx, struct rst_task *t, int *keep_fds, int nr_keep);
 int files_max_fd(const struct rst_task *t);

@@ -37,6 +37,7 @@ int read_file_at(int dirfd, const char *path, char **buf, size_t *len);
 int read_file(const char *path, char **buf, size_t *len);
 /* readlink into an allocated string */
 int readlink_alloc(const char *path, char **out);
+bool ends_with(const char *s, const char *suffix);
 int write_all(int fd, const void *buf, size_t len);
 int read_all(int fd, void *buf, size_t len);
 int pread_all(int fd, void *buf, size_t len, off_t off);

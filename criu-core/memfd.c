@@ -1,0 +1,251 @@
+/*
+ * memfd files behind mappings. A memfd has no path to reopen: its bytes go
+ * into memfd-<id>.img (holes left out), its name, size and seals into
+ * memfds.img, once per file however many VMAs map it. Restore creates each
+ * one again with memfd_create, refills it, and every VMA maps that one file,
+ * so mappings that shared it still do; the seals go on once all is mapped.
+ */
+#define LOG_PREFIX "memfd: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "compat.h"
+#include "crc32c.h"
+#include "dump.h"
+#include "log.h"
+#include "restore.h"
+
+#define MEMFD_PREFIX	"/memfd:"
+#define DELETED		" (deleted)"
+#define COPY_CHUNK	(1UL << 20)
+
+bool memfd_is_mapping(const char *path)
+{
+	return !strncmp(path, MEMFD_PREFIX, strlen(MEMFD_PREFIX));
+}
+
+/* ------------------------------------------------------------------ dump */
+
+/* copy the data ranges of fd into the data image; one chunk per range piece */
+static int copy_data(struct dump_ctx *ctx, int fd, MemfdEntry *m, const char *what)
+{
+	struct img *data = img_create(ctx->dirfd, IMG_MEMFD_DATA, m->id);
+	_cleanup_free_ char *buf = malloc(COPY_CHUNK);
+	off_t off = 0;
+	int ret = 0;
+
+	if (!data || !buf) {
+		if (data)
+			img_close(data);
+		return data ? -ENOMEM : -EIO;
+	}
+	while (!ret && (uint64_t)off < m->size) {
+		off_t start = lseek(fd, off, SEEK_DATA), end;
+
+		if (start < 0) {
+			if (errno != ENXIO)	/* ENXIO: no data after off */
+				ret = pr_perror("%s: SEEK_DATA", what);
+			break;
+		}
+		end = lseek(fd, start, SEEK_HOLE);
+		if (end < 0) {
+			ret = pr_perror("%s: SEEK_HOLE", what);
+			break;
+		}
+		for (off = start; !ret && off < end;) {
+			size_t n = MIN((size_t)(end - off), COPY_CHUNK);
+			MemfdChunk *c = arena_new(&ctx->arena, MemfdChunk);
+			MemfdChunk **nv = xrealloc_array(m->chunks, m->n_chunks + 1, sizeof(*nv));
+
+			if (!c || !nv) {
+				ret = -ENOMEM;
+				break;
+			}
+			m->chunks = nv;
+			memfd_chunk__init(c);
+			if (pread(fd, buf, n, off) != (ssize_t)n) {
+				ret = pr_perror("%s: cannot read %zu bytes at %ld", what, n, (long)off);
+				break;
+			}
+			if ((ret = write_all(data->fd, buf, n))) {
+				pr_err("%s: cannot write memfd-%u.img: %s", what, m->id, strerror(-ret));
+				break;
+			}
+			c->offset = off;
+			c->len = n;
+			c->crc32c = crc32c(0, buf, n);
+			m->chunks[m->n_chunks++] = c;
+			off += n;
+		}
+	}
+	return img_close(data) ?: ret;
+}
+
+int memfd_dump_vma(struct dump_ctx *ctx, pid_t pid, const VmaEntry *v, uint32_t *id)
+{
+	char mf[96], what[128];
+	size_t len = strlen(v->path);
+	struct dump_memfd *nv;
+	struct stat st;
+	int fd, ret, seals;
+	MemfdEntry *m;
+
+	for (size_t i = 0; i < ctx->nr_memfds; i++)
+		if (ctx->memfds[i].dev == v->dev && ctx->memfds[i].ino == v->ino) {
+			*id = ctx->memfds[i].e->id;
+			return 0;
+		}
+	snprintf(what, sizeof(what), "pid %d: VMA %lx-%lx (%s)", pid, v->start, v->end, v->path);
+	snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, v->start, v->end);
+	fd = open(mf, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return pr_perror("%s: cannot open the memfd", what);
+	m = arena_new(&ctx->arena, MemfdEntry);
+	nv = xrealloc_array(ctx->memfds, ctx->nr_memfds + 1, sizeof(*nv));
+	if (!m || !nv) {
+		close(fd);
+		return -ENOMEM;
+	}
+	ctx->memfds = nv;
+	memfd_entry__init(m);
+	m->id = ctx->nr_memfds + 1;
+	m->name = arena_strdup(&ctx->arena, v->path + strlen(MEMFD_PREFIX));
+	if (ends_with(v->path, DELETED))
+		m->name[len - strlen(MEMFD_PREFIX) - strlen(DELETED)] = 0;
+	if (fstat(fd, &st)) {
+		ret = pr_perror("%s: fstat", what);
+	} else if ((seals = fcntl(fd, F_GET_SEALS)) < 0) {
+		ret = pr_perror("%s: cannot read its seals", what);
+	} else {
+		m->size = st.st_size;
+		m->seals = seals;
+		ret = copy_data(ctx, fd, m, what);
+	}
+	close(fd);
+	if (ret)
+		return ret;
+	ctx->memfds[ctx->nr_memfds++] = (struct dump_memfd){ v->dev, v->ino, m };
+	*id = m->id;
+	pr_debug("%s: memfd %u, %lu bytes, %zu chunks, seals %#x", what, m->id, m->size,
+		 m->n_chunks, m->seals);
+	return 0;
+}
+
+int memfd_write(struct dump_ctx *ctx)
+{
+	struct img *img;
+	int ret = 0;
+
+	if (!ctx->nr_memfds)
+		return 0;
+	img = img_create(ctx->dirfd, IMG_MEMFDS, 0);
+	if (!img)
+		return -EIO;
+	for (size_t i = 0; i < ctx->nr_memfds && !ret; i++)
+		ret = img_write(img, &ctx->memfds[i].e->base);
+	return img_close(img) ?: ret;
+}
+
+/* --------------------------------------------------------------- restore */
+
+static int fill_memfd(struct restore_ctx *ctx, const MemfdEntry *m, int fd)
+{
+	struct img *data = img_open(ctx->dirfd, IMG_MEMFD_DATA, m->id, false);
+	_cleanup_free_ char *buf = malloc(COPY_CHUNK);
+	uint64_t off = IMG_PAGES_HDR_LEN;
+	int ret = 0;
+
+	if (!data || !buf) {
+		if (data)
+			img_close(data);
+		return data ? -ENOMEM : -EIO;
+	}
+	for (size_t i = 0; i < m->n_chunks && !ret; i++) {
+		const MemfdChunk *c = m->chunks[i];
+
+		if (c->len > COPY_CHUNK || c->offset + c->len > m->size) {
+			pr_err("memfds.img: memfd %u chunk %zu (%lu bytes at %lu) is out of bounds",
+			       m->id, i, c->len, c->offset);
+			ret = -EINVAL;
+		} else if ((ret = pread_all(data->fd, buf, c->len, off))) {
+			if (ret == -ENODATA)
+				pr_err("memfd-%u.img is truncated: chunk %zu is missing", m->id, i);
+			else
+				pr_err("memfd-%u.img: cannot read chunk %zu: %s", m->id, i, strerror(-ret));
+		} else if (crc32c(0, buf, c->len) != c->crc32c) {
+			pr_err("memfd-%u.img is corrupted: checksum mismatch in chunk %zu", m->id, i);
+			ret = -EINVAL;
+		} else if (pwrite(fd, buf, c->len, c->offset) != (ssize_t)c->len) {
+			ret = pr_perror("memfd %s: cannot write %lu bytes", m->name, c->len);
+		}
+		off += c->len;
+	}
+	img_close(data);
+	return ret;
+}
+
+int memfd_restore(struct restore_ctx *ctx)
+{
+	struct img *img = img_open(ctx->dirfd, IMG_MEMFDS, 0, true);
+	ProtobufCMessage *msg;
+	int ret;
+
+	if (!img)
+		return errno == ENOENT ? 0 : -EIO;
+	while ((ret = img_read(img, &msg)) == 1) {
+		MemfdEntry *m = (MemfdEntry *)msg;
+		struct rst_memfd *nv = xrealloc_array(ctx->memfds, ctx->nr_memfds + 1, sizeof(*nv));
+		int fd;
+
+		if (!nv) {
+			img_free_msg(IMG_MEMFDS, msg);
+			ret = -ENOMEM;
+			break;
+		}
+		ctx->memfds = nv;
+		fd = memfd_create(m->name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		if (fd < 0) {
+			ret = pr_perror("cannot create memfd %s", m->name);
+		} else if (ftruncate(fd, m->size)) {
+			ret = pr_perror("memfd %s: cannot make it %lu bytes", m->name, m->size);
+		} else {
+			ret = fill_memfd(ctx, m, fd);
+		}
+		ctx->memfds[ctx->nr_memfds++] = (struct rst_memfd){ m->id, fd, m->seals };
+		img_free_msg(IMG_MEMFDS, msg);
+		if (ret)
+			break;
+	}
+	img_close(img);
+	return ret < 0 ? ret : 0;
+}
+
+int memfd_get(struct restore_ctx *ctx, uint32_t id)
+{
+	for (size_t i = 0; i < ctx->nr_memfds; i++)
+		if (ctx->memfds[i].id == id)
+			return ctx->memfds[i].fd;
+	pr_err("mm image: a VMA maps memfd %u, which memfds.img does not have", id);
+	return -EINVAL;
+}
+
+int memfd_seal_and_close(struct restore_ctx *ctx)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < ctx->nr_memfds; i++) {
+		struct rst_memfd *m = &ctx->memfds[i];
+
+		if (!ret && m->seals && fcntl(m->fd, F_ADD_SEALS, m->seals))
+			ret = pr_perror("memfd %u: cannot add seals %#x", m->id, m->seals);
+		if (m->fd >= 0)
+			close(m->fd);
+		m->fd = -1;
+	}
+	return ret;
+}
