@@ -23,51 +23,81 @@
 #include "log.h"
 #include "seize.h"
 
+static struct dump_task *find_task(struct dump_ctx *ctx, pid_t pid)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++)
+		if (ctx->tasks[i]->pid == pid)
+			return ctx->tasks[i];
+	return NULL;
+}
+
+/*
+ * Sessions and process groups cryo can rebuild: a task's session is its
+ * parent's or its own (setsid), and its group is led by a task of the
+ * tree (or, for a shell job, is the root's group, led from outside).
+ */
 static int check_dumpable(struct dump_ctx *ctx, struct dump_task *t)
 {
-	_cleanup_free_ pid_t *kids = NULL;
-	int nr, ret;
+	struct dump_task *parent = t->ppid ? find_task(ctx, t->ppid) : NULL;
+	const struct dump_task *root = ctx->tasks[0];
 
-	ret = proc_list_children(t->pid, &kids, &nr);
-	if (ret)
-		return ret;
-	if (nr) {
-		pr_err("pid %d has %d child process%s (pid %d%s): dumping process trees is not supported yet",
-		       t->pid, nr, nr > 1 ? "es" : "", kids[0], nr > 1 ? ", ..." : "");
-		return -ENOTSUP;
-	}
-	if (ctx->opts->shell_job)
+	if (!parent) {
+		if (ctx->opts->shell_job)
+			return 0;
+		if (t->stat.sid != t->pid) {
+			pr_err("pid %d belongs to session %d, led by a process outside the dump%s: dump it with --shell-job",
+			       t->pid, t->stat.sid, t->stat.tty_nr ? ", with a terminal" : "");
+			return -ENOTSUP;
+		}
+		if (t->stat.pgid != t->pid) {
+			pr_err("pid %d belongs to process group %d, led by a process outside the dump: dump it with --shell-job",
+			       t->pid, t->stat.pgid);
+			return -ENOTSUP;
+		}
 		return 0;
-	if (t->stat.sid != t->pid) {
-		pr_err("pid %d belongs to session %d, led by a process outside the dump%s: dump it with --shell-job",
-		       t->pid, t->stat.sid, t->stat.tty_nr ? ", with a terminal" : "");
+	}
+	if (t->stat.sid != parent->stat.sid && t->stat.sid != t->pid) {
+		pr_err("pid %d is in session %d, which neither it nor its parent %d leads: not supported yet",
+		       t->pid, t->stat.sid, parent->pid);
 		return -ENOTSUP;
 	}
-	if (t->stat.pgid != t->pid) {
-		pr_err("pid %d belongs to process group %d, led by a process outside the dump: dump it with --shell-job",
+	if (!find_task(ctx, t->stat.pgid) && !(ctx->opts->shell_job && t->stat.pgid == root->stat.pgid)) {
+		pr_err("pid %d is in process group %d, whose leader is not in the dump: not supported yet",
 		       t->pid, t->stat.pgid);
 		return -ENOTSUP;
 	}
 	return 0;
 }
 
-static int write_pstree(struct dump_ctx *ctx, struct dump_task *t)
+static int write_pstree(struct dump_ctx *ctx)
 {
-	PstreeEntry e = PSTREE_ENTRY__INIT;
 	struct img *img = img_create(ctx->dirfd, IMG_PSTREE, 0);
-	int ret;
+	int ret = 0;
 
 	if (!img)
 		return -EIO;
-	e.pid = t->pid;
-	e.ppid = 0;
-	e.pgid = t->stat.pgid;
-	e.has_tty_foreground = true;
-	e.tty_foreground = t->stat.tty_nr && t->stat.tpgid == t->stat.pgid;
-	e.sid = t->stat.sid;
-	e.n_threads = t->nr_tids;
-	e.threads = (uint32_t *)t->tids;
-	ret = img_write(img, &e.base);
+	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++) {
+		const struct dump_task *t = ctx->tasks[i];
+		PstreeEntry e = PSTREE_ENTRY__INIT;
+		uint32_t tid = t->pid;
+
+		e.pid = t->pid;
+		e.ppid = i ? t->ppid : 0;
+		e.pgid = t->stat.pgid;
+		e.sid = t->stat.sid;
+		e.has_tty_foreground = true;
+		e.tty_foreground = t->stat.tty_nr && t->stat.tpgid == t->stat.pgid;
+		if (t->zombie) {
+			e.n_threads = 1;
+			e.threads = &tid;
+			e.has_zombie_status = true;
+			e.zombie_status = t->stat.exit_code;
+		} else {
+			e.n_threads = t->nr_tids;
+			e.threads = (uint32_t *)t->tids;
+		}
+		ret = img_write(img, &e.base);
+	}
 	return img_close(img) ?: ret;
 }
 
@@ -91,25 +121,23 @@ static int write_inventory(struct dump_ctx *ctx)
 	uname(&u);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	inv.format_version = 1;
-	inv.root_pid = ctx->root->pid;
+	inv.root_pid = ctx->tasks[0]->pid;
 	inv.cryo_version = CRYO_VERSION;
 	inv.kernel_release = u.release;
 	inv.has_dump_time_ns = inv.has_shell_job = inv.has_page_size = inv.has_nr_tasks = true;
 	inv.dump_time_ns = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 	inv.shell_job = ctx->opts->shell_job;
 	inv.page_size = PAGE_SIZE;
-	inv.nr_tasks = 1;
+	inv.nr_tasks = ctx->nr_tasks;
 	return write_one(ctx, IMG_INVENTORY, 0, &inv.base);
 }
 
-static int write_images(struct dump_ctx *ctx, struct dump_task *t)
+/* the images of the whole dump, once every task is done */
+static int write_images(struct dump_ctx *ctx)
 {
 	int ret;
 
-	if ((ret = write_pstree(ctx, t)) ||
-	    (ret = write_one(ctx, IMG_CORE, t->pid, &t->core->base)) ||
-	    (ret = write_one(ctx, IMG_MM, t->pid, &t->mm->base)) ||
-	    (ret = files_write(ctx)) || (ret = memfd_write(ctx)))
+	if ((ret = write_pstree(ctx)) || (ret = files_write(ctx)) || (ret = memfd_write(ctx)))
 		return ret;
 	/* last: its presence says the directory holds a complete dump */
 	return write_inventory(ctx);
@@ -120,8 +148,7 @@ static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 {
 	int ret;
 
-	if ((ret = proc_parse_stat(t->pid, &t->stat)) || (ret = proc_parse_status(t->pid, &t->status)) ||
-	    (ret = check_dumpable(ctx, t)) || (ret = task_collect(ctx, t)) ||
+	if ((ret = proc_parse_status(t->pid, &t->status)) || (ret = task_collect(ctx, t)) ||
 	    (ret = mem_collect(ctx, t)) || (ret = files_collect(ctx, t)))
 		return ret;
 
@@ -138,7 +165,10 @@ static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 	t->parasite = NULL;
 	if (ret)
 		return ret;
-	return write_images(ctx, t);
+	if ((ret = write_one(ctx, IMG_CORE, t->pid, &t->core->base)) ||
+	    (ret = write_one(ctx, IMG_MM, t->pid, &t->mm->base)) || (ret = files_write_fds(ctx, t)))
+		return ret;
+	return 0;
 }
 
 /* After success: kill the task (the default) or let it go on. */
@@ -168,10 +198,130 @@ static int finish_task(struct dump_ctx *ctx, struct dump_task *t)
 	return 0;
 }
 
+static int add_task(struct dump_ctx *ctx, pid_t pid, pid_t ppid, struct dump_task **out)
+{
+	struct dump_task **nv = xrealloc_array(ctx->tasks, ctx->nr_tasks + 1, sizeof(*nv));
+	struct dump_task *t = xzalloc(sizeof(*t));
+
+	if (!nv || !t) {
+		free(t);
+		return -ENOMEM;
+	}
+	ctx->tasks = nv;
+	t->pid = pid;
+	t->ppid = ppid;
+	ctx->tasks[ctx->nr_tasks++] = t;
+	*out = t;
+	return 0;
+}
+
+/* seize a live task with all its threads; a zombie is only recorded */
+static int seize_one(struct dump_task *t)
+{
+	int ret;
+
+	if (kill(t->pid, 0) && errno == ESRCH) {
+		pr_err("pid %d: no such process", t->pid);
+		return -ESRCH;
+	}
+	if ((ret = proc_parse_stat(t->pid, &t->stat)))
+		return ret;
+	if (t->stat.state == 'Z') {
+		t->zombie = true;
+		return 0;
+	}
+	if ((ret = seize_task(t->pid, &t->group_stop)))
+		return ret;
+	if ((ret = seize_threads(t->pid, &t->tids, &t->nr_tids))) {
+		ptrace(PTRACE_DETACH, t->pid, 0, 0);
+		return ret;
+	}
+	t->seized = true;
+	/* stat again: now it cannot change its group or session any more */
+	return proc_parse_stat(t->pid, &t->stat);
+}
+
+/*
+ * Seize the tree top-down: a seized task forks no more, so its children
+ * listed afterwards are all there are.
+ */
+static int seize_tree(struct dump_ctx *ctx, pid_t root)
+{
+	struct dump_task *t;
+	int ret = add_task(ctx, root, 0, &t);
+
+	if (!ret)
+		ret = seize_one(t);
+	if (!ret && t->zombie) {
+		pr_err("pid %d is a zombie: there is nothing to dump", root);
+		ret = -ESRCH;
+	}
+	for (size_t i = 0; !ret && i < ctx->nr_tasks; i++) {
+		_cleanup_free_ pid_t *kids = NULL;
+		int nr;
+
+		t = ctx->tasks[i];
+		if (t->zombie)
+			continue;
+		ret = proc_list_children(t->pid, &kids, &nr);
+		for (int k = 0; !ret && k < nr; k++) {
+			struct dump_task *c;
+
+			ret = add_task(ctx, kids[k], t->pid, &c);
+			if (!ret)
+				ret = seize_one(c);
+		}
+	}
+	return ret;
+}
+
+/* let every seized task go, as it was; how many there were */
+static size_t release_tree(struct dump_ctx *ctx)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		struct dump_task *t = ctx->tasks[i];
+
+		if (!t->seized)
+			continue;
+		release_threads(t->tids, 1, t->nr_tids);
+		if (ptrace(PTRACE_DETACH, t->pid, 0, 0))
+			pr_perror("pid %d: cannot resume it after the failed dump", t->pid);
+		t->seized = false;
+		n++;
+	}
+	return n;
+}
+
+static int dump_tree(struct dump_ctx *ctx)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
+		ret = check_dumpable(ctx, ctx->tasks[i]);
+	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
+		if (!ctx->tasks[i]->zombie)
+			ret = dump_seized(ctx, ctx->tasks[i]);
+	return ret ?: write_images(ctx);
+}
+
+static void free_tree(struct dump_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		struct dump_task *t = ctx->tasks[i];
+
+		proc_status_free(&t->status);
+		free(t->chunks);
+		free(t->tids);
+		free(t);
+	}
+	free(ctx->tasks);
+}
+
 int cmd_dump(struct cryo_opts *o)
 {
 	struct dump_ctx ctx = { .opts = o, .dirfd = -1 };
-	struct dump_task t = { .pid = o->pid };
 	uint64_t t0 = now_ns();
 	int ret;
 
@@ -189,33 +339,25 @@ int cmd_dump(struct cryo_opts *o)
 		close(ctx.dirfd);
 		return 1;
 	}
-	ctx.root = &t;
 
-	ret = seize_task(t.pid, &t.group_stop);
-	if (!ret) {
-		ret = seize_threads(t.pid, &t.tids, &t.nr_tids);
-		if (ret)
-			ptrace(PTRACE_DETACH, t.pid, 0, 0);
-	}
-	if (!ret) {
-		t.seized = true;
-		ret = dump_seized(&ctx, &t);
-		if (ret) {
-			release_threads(t.tids, 1, t.nr_tids);
-			if (ptrace(PTRACE_DETACH, t.pid, 0, 0))
-				pr_perror("pid %d: cannot resume it after the failed dump", t.pid);
-			else
-				pr_info("pid %d resumed after the failed dump", t.pid);
-		} else {
-			ret = finish_task(&ctx, &t);
-		}
+	ret = seize_tree(&ctx, o->pid);
+	if (!ret)
+		ret = dump_tree(&ctx);
+	if (ret) {
+		size_t n = release_tree(&ctx);
+
+		if (n)
+			pr_info("pid %d and its tree (%zu processes) resumed after the failed dump", o->pid, n);
+	} else {
+		for (size_t i = 0; i < ctx.nr_tasks && !ret; i++)
+			if (ctx.tasks[i]->seized)
+				ret = finish_task(&ctx, ctx.tasks[i]);
 	}
 	if (!ret)
-		pr_info("dumped pid %d to %s in %lu ms", t.pid, o->images_dir, (now_ns() - t0) / 1000000);
+		pr_info("dumped pid %d (%zu processes) to %s in %lu ms", o->pid, ctx.nr_tasks,
+			o->images_dir, (now_ns() - t0) / 1000000);
 	files_release(&ctx);
-	proc_status_free(&t.status);
-	free(t.chunks);
-	free(t.tids);
+	free_tree(&ctx);
 	free(ctx.memfds);
 	arena_free(&ctx.arena);
 	close(ctx.dirfd);

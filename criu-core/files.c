@@ -156,7 +156,6 @@ int files_collect(struct dump_ctx *ctx, struct dump_task *t)
 int files_write(struct dump_ctx *ctx)
 {
 	struct img *img = img_create(ctx->dirfd, IMG_FILES, 0);
-	struct dump_task *t = ctx->root;
 	int ret = 0;
 
 	if (!img)
@@ -165,7 +164,14 @@ int files_write(struct dump_ctx *ctx)
 		ret = img_write(img, &ctx->file_entries[i]->base);
 	if (img_close(img) || ret)
 		return -EIO;
-	img = img_create(ctx->dirfd, IMG_FDS, t->pid);
+	return 0;
+}
+
+int files_write_fds(struct dump_ctx *ctx, struct dump_task *t)
+{
+	struct img *img = img_create(ctx->dirfd, IMG_FDS, t->pid);
+	int ret = 0;
+
 	if (!img)
 		return -EIO;
 	for (size_t i = 0; i < t->nr_fds && !ret; i++)

@@ -14,6 +14,8 @@
 
 struct dump_task {
 	pid_t pid;
+	pid_t ppid;			/* its parent in the tree; 0 for the root */
+	bool zombie;			/* only its pstree entry is dumped */
 	pid_t *tids;			/* every thread, the leader first */
 	int nr_tids;
 	struct proc_stat stat;
@@ -53,7 +55,8 @@ struct dump_ctx {
 	struct kerndat kd;
 	int dirfd;
 	struct arena arena;		/* every protobuf message of the dump */
-	struct dump_task *root;
+	struct dump_task **tasks;	/* the tree, parents before children; [0] the root */
+	size_t nr_tasks;
 
 	struct dump_file *files;	/* file descriptions, by id - 1 */
 	FileEntry **file_entries;
@@ -69,6 +72,7 @@ int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t);
 /* files.c */
 int files_collect(struct dump_ctx *ctx, struct dump_task *t);
 int files_write(struct dump_ctx *ctx);
+int files_write_fds(struct dump_ctx *ctx, struct dump_task *t);
 void files_release(struct dump_ctx *ctx);
 /* memfd.c */
 bool memfd_is_mapping(const char *path);
