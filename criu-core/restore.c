@@ -1,11 +1,13 @@
 /*
- * cryo restore: read the images, create the task with its original pid
- * (clone3 set_tid), and let it rebuild itself: the child opens the files,
- * premaps and fills the memory, then jumps into the restorer blob, which
- * moves everything into place. cryo traces the child from its first
- * instruction: it takes it over when the restorer is done, unmaps the
- * restorer, sets the dumped registers and lets it go. If anything fails
- * the child is killed: no half-restored task is left behind.
+ * cryo restore: read the images, create the root task with its original
+ * pid (clone3 set_tid), and let the tree rebuild itself: each task takes
+ * its session, forks its children with their pids, joins its process group
+ * once every task exists (zombies then exit with their status), opens its
+ * files, premaps and fills its memory, and jumps into the restorer blob,
+ * which moves everything into place. cryo traces each task from before it
+ * does anything: it takes them over when their restorers are done, unmaps
+ * the restorers, sets the dumped registers and lets them go. If anything
+ * fails the whole tree is killed: no half-restored task is left behind.
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
@@ -18,8 +20,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/sched.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -27,6 +32,7 @@
 #include "compat.h"
 #include "files.h"
 #include "log.h"
+#include "proc.h"
 #include "restore.h"
 #include "restorer-blob.h"
 #include "seize.h"
@@ -34,9 +40,16 @@
 #define SCRATCH_SIZE	(256u << 10)
 #define HOLE_MARGIN	(16UL << 20)
 
-/* what the child tells the parent about its restorer area */
+/*
+ * Shared (MAP_SHARED) by cryo and every restoring task: two barriers, and
+ * where each task put its restorer area.
+ */
 struct rst_shared {
-	uint64_t area_start, area_len;
+	uint32_t born;		/* futex: tasks created, in their session */
+	uint32_t grouped;	/* futex: tasks in their process group */
+	struct rst_slot {
+		uint64_t area_start, area_len;
+	} slot[];
 };
 
 void *rst_area_alloc(struct rst_area *ra, size_t size)
@@ -112,7 +125,7 @@ static int read_task_images(struct restore_ctx *ctx, struct rst_task *t)
 	return ret;
 }
 
-static int read_images(struct restore_ctx *ctx, struct rst_task *t)
+static int read_images(struct restore_ctx *ctx)
 {
 	ProtobufCMessage *m;
 	struct img *img;
@@ -136,25 +149,47 @@ static int read_images(struct restore_ctx *ctx, struct rst_task *t)
 	img = img_open(ctx->dirfd, IMG_PSTREE, 0, false);
 	if (!img)
 		return -EIO;
-	ret = img_read(img, &m);
-	if (ret == 1) {
-		t->pstree = (PstreeEntry *)m;
-		if ((ret = img_read(img, &m)) == 1) {
+	while ((ret = img_read(img, &m)) == 1) {
+		struct rst_task **nv = xrealloc_array(ctx->tasks, ctx->nr_tasks + 1, sizeof(*nv));
+		struct rst_task *t = xzalloc(sizeof(*t));
+
+		if (!nv || !t) {
+			free(t);
 			img_free_msg(IMG_PSTREE, m);
-			pr_err("pstree.img holds several processes: restoring process trees is not supported yet");
-			ret = -ENOTSUP;
+			ret = -ENOMEM;
+			break;
 		}
-	} else if (ret == 0) {
-		pr_err("pstree.img is empty");
-		ret = -EINVAL;
+		ctx->tasks = nv;
+		ctx->tasks[ctx->nr_tasks++] = t;
+		t->index = ctx->nr_tasks - 1;
+		t->pstree = (PstreeEntry *)m;
+		t->pid = t->pstree->pid;
+		t->zombie = t->pstree->has_zombie_status;
+		t->status[0] = t->status[1] = t->sync[0] = t->sync[1] = -1;
 	}
 	img_close(img);
 	if (ret < 0)
 		return ret;
-	t->pid = t->pstree->pid;
-	if ((uint32_t)t->pid != ctx->inv->root_pid) {
-		pr_err("pstree.img starts with pid %d, inventory.img says %u", t->pid, ctx->inv->root_pid);
+	if (!ctx->nr_tasks) {
+		pr_err("pstree.img is empty");
 		return -EINVAL;
+	}
+	if ((uint32_t)ctx->tasks[0]->pid != ctx->inv->root_pid || ctx->tasks[0]->zombie) {
+		pr_err("pstree.img starts with pid %d, inventory.img says %u", ctx->tasks[0]->pid,
+		       ctx->inv->root_pid);
+		return -EINVAL;
+	}
+	for (size_t i = 1; i < ctx->nr_tasks; i++) {
+		struct rst_task *t = ctx->tasks[i];
+
+		/* parents come first */
+		for (size_t j = 0; j < i && !t->parent; j++)
+			if (ctx->tasks[j]->pid == (pid_t)t->pstree->ppid && !ctx->tasks[j]->zombie)
+				t->parent = ctx->tasks[j];
+		if (!t->parent) {
+			pr_err("pstree.img: the parent %u of pid %d is not before it", t->pstree->ppid, t->pid);
+			return -EINVAL;
+		}
 	}
 
 	img = img_open(ctx->dirfd, IMG_FILES, 0, false);
@@ -172,28 +207,44 @@ static int read_images(struct restore_ctx *ctx, struct rst_task *t)
 		ctx->files[ctx->nr_files++] = (FileEntry *)m;
 	}
 	img_close(img);
-	if (ret)
-		return ret;
-	return read_task_images(ctx, t);
+	for (size_t i = 0; !ret && i < ctx->nr_tasks; i++)
+		if (!ctx->tasks[i]->zombie)
+			ret = read_task_images(ctx, ctx->tasks[i]);
+	return ret;
 }
 
-static void free_images(struct restore_ctx *ctx, struct rst_task *t)
+static void free_task(struct rst_task *t)
 {
 	for (size_t i = 0; i < t->nr_pagemap; i++)
 		img_free_msg(IMG_PAGEMAP, &t->pagemap[i]->base);
 	for (size_t i = 0; i < t->nr_fds; i++)
 		img_free_msg(IMG_FDS, &t->fds[i]->base);
-	for (size_t i = 0; i < ctx->nr_files; i++)
-		img_free_msg(IMG_FILES, &ctx->files[i]->base);
 	free(t->pagemap);
 	free(t->fds);
-	free(ctx->files);
+	free(t->tids);
 	if (t->core)
 		img_free_msg(IMG_CORE, &t->core->base);
 	if (t->mm)
 		img_free_msg(IMG_MM, &t->mm->base);
 	if (t->pstree)
 		img_free_msg(IMG_PSTREE, &t->pstree->base);
+	for (int i = 0; i < 2; i++) {
+		if (t->status[i] >= 0)
+			close(t->status[i]);
+		if (t->sync[i] >= 0)
+			close(t->sync[i]);
+	}
+	free(t);
+}
+
+static void free_images(struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++)
+		free_task(ctx->tasks[i]);
+	free(ctx->tasks);
+	for (size_t i = 0; i < ctx->nr_files; i++)
+		img_free_msg(IMG_FILES, &ctx->files[i]->base);
+	free(ctx->files);
 	if (ctx->inv)
 		img_free_msg(IMG_INVENTORY, &ctx->inv->base);
 }
@@ -262,6 +313,11 @@ static int find_hole(const struct rst_task *t, size_t len, uint64_t task_size, u
 	return -ENOMEM;
 }
 
+/*
+ * Before the task forks its children: lead its session if it did (the
+ * children inherit it), lead its group if it did. Groups led by another
+ * task are joined later, once every task exists.
+ */
 static int set_session(struct restore_ctx *ctx, struct rst_task *t)
 {
 	const PstreeEntry *p = t->pstree;
@@ -269,13 +325,25 @@ static int set_session(struct restore_ctx *ctx, struct rst_task *t)
 	if (p->sid == (uint32_t)t->pid) {
 		if (setsid() < 0)
 			return pr_perror("pid %d: setsid", t->pid);
-	} else if (!ctx->opts->shell_job) {
-		pr_err("pid %d was in session %u of a process outside the dump: restore it with --shell-job",
-		       t->pid, p->sid);
+	} else if (t->parent ? p->sid != t->parent->pstree->sid : !ctx->opts->shell_job) {
+		if (t->parent)
+			pr_err("pid %d: session %u is neither its own nor its parent's", t->pid, p->sid);
+		else
+			pr_err("pid %d was in session %u of a process outside the dump: restore it with --shell-job",
+			       t->pid, p->sid);
 		return -EINVAL;
 	}
 	if (p->pgid == (uint32_t)t->pid && getpgid(0) != t->pid && setpgid(0, 0))
 		return pr_perror("pid %d: setpgid", t->pid);
+	return 0;
+}
+
+static int join_group(struct rst_task *t)
+{
+	pid_t pgid = t->pstree->pgid;
+
+	if (getpgid(0) != pgid && setpgid(0, pgid))
+		return pr_perror("pid %d: cannot join process group %d", t->pid, pgid);
 	return 0;
 }
 
@@ -300,7 +368,7 @@ static void __attribute__((noreturn)) jump_to_restorer(unsigned long entry, stru
 	__builtin_unreachable();
 }
 
-static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst_shared *sh)
+static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst_slot *slot)
 {
 	size_t blob_len = PAGE_ALIGN(restorer_BLOB_SIZE);
 	size_t args_len = PAGE_ALIGN(sizeof(struct restorer_args) + mem_args_size(t) + task_args_size(t));
@@ -314,8 +382,6 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
 	int keep[1], ret;
 	void *p;
 
-	if ((ret = set_session(ctx, t)))
-		return ret;
 	if (chdir(t->core->task->cwd))
 		return pr_perror("pid %d: cannot change into its working directory %s", t->pid,
 				 t->core->task->cwd);
@@ -355,8 +421,8 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
 		return ret;
 	a->mm.exe_fd = keep[0];
 	a->status_fd = log_get_err_fd();
-	sh->area_start = hole;
-	sh->area_len = area_len;
+	slot->area_start = hole;
+	slot->area_len = area_len;
 	if ((ret = unregister_own_rseq()))
 		return ret;
 	pr_debug("pid %d: jumping into the restorer at %#lx", t->pid, hole);
@@ -469,7 +535,7 @@ static int set_thread_state(pid_t tid, const ThreadCoreEntry *th)
  * The restorer is done: give every thread its registers, unmap the
  * restorer from the leader (no thread runs in it any more), and let them go.
  */
-static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rst_shared *sh,
+static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rst_slot *sh,
 		    const pid_t *tids)
 {
 	struct user_regs_struct r;
@@ -575,119 +641,332 @@ static int check_ids_free(const struct rst_task *t)
 	return 0;
 }
 
-static int restore_task(struct restore_ctx *ctx, struct rst_task *t)
+/*
+ * A restoring task waits for the others; should cryo die meanwhile (it
+ * kills the tree on any failure it sees), the task gives up too.
+ */
+static void futex_wait_for(struct restore_ctx *ctx, uint32_t *word, uint32_t target)
 {
-	_cleanup_free_ pid_t *tids = calloc(t->core->n_threads, sizeof(*tids));
-	int status[2], sync[2], ret;
-	struct rst_shared *sh;
-	char msg[4096];
-	pid_t pid;
+	struct timespec tick = { 0, 100 * 1000 * 1000 };
+	uint32_t v;
 
-	if (!tids)
-		return -ENOMEM;
-	if ((ret = check_ids_free(t)))
-		return ret;
-	sh = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (sh == MAP_FAILED)
-		return pr_perror("mmap");
-	if (pipe2(status, O_CLOEXEC) || pipe2(sync, O_CLOEXEC)) {
-		munmap(sh, PAGE_SIZE);
-		return pr_perror("pipe");
-	}
-
-	pid = clone_with_pid(t->pid);
-	if (pid == 0) {
-		char c;
-
-		close(status[0]);
-		close(sync[1]);
-		log_set_err_fd(status[1]);
-		/* wait until the parent traces us */
-		if (read(sync[0], &c, 1) != 1)
+	while ((v = __atomic_load_n(word, __ATOMIC_SEQ_CST)) < target) {
+		syscall(SYS_futex, word, FUTEX_WAIT, v, &tick, NULL, 0);
+		if (kill(ctx->cryo_pid, 0) && errno == ESRCH)
 			_exit(1);
-		close(sync[0]);
-		restore_child(ctx, t, sh);
-		_exit(1);
 	}
-	close(status[1]);
-	close(sync[0]);
-	if (pid < 0) {
-		ret = -errno;
-		if (errno == EEXIST)
-			pr_err("pid %d is already in use: cannot restore it", t->pid);
-		else
-			pr_perror("cannot create a process with pid %d (clone3 set_tid)", t->pid);
-		goto out;
+}
+
+static void futex_add(uint32_t *word)
+{
+	__atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+static bool in_subtree(const struct rst_task *t, const struct rst_task *top)
+{
+	for (; t; t = t->parent)
+		if (t == top)
+			return true;
+	return false;
+}
+
+/*
+ * Every task inherits every pipe cryo made. It keeps its own status write
+ * and sync read ends, and those of its descendants until it has forked
+ * them (descendants_too false); then those go too.
+ */
+static void close_other_pipes(struct restore_ctx *ctx, struct rst_task *self, bool descendants_too)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		struct rst_task *t = ctx->tasks[i];
+		int fds[4] = { t->status[0], t->status[1], t->sync[0], t->sync[1] };
+		bool mine = t == self, below = !mine && in_subtree(t, self);
+
+		for (int k = 0; k < 4; k++) {
+			bool needed = k == 1 || k == 2;
+
+			if (fds[k] < 0 || (mine && needed) || (below && needed && !descendants_too))
+				continue;
+			close(fds[k]);
+		}
 	}
-	if (ptrace(PTRACE_SEIZE, pid, 0, SEIZE_OPTIONS | PTRACE_O_EXITKILL)) {
-		ret = pr_perror("pid %d: cannot trace the restoring task", pid);
-		kill(pid, SIGKILL);
-		goto reap;
+}
+
+/* a zombie: it exits as the dumped one did, once every task has its group */
+static void __attribute__((noreturn)) become_zombie(struct restore_ctx *ctx, struct rst_task *t)
+{
+	int st = t->pstree->zombie_status;
+	struct rlimit no_core = { 0, 0 };
+	sigset_t all;
+
+	futex_wait_for(ctx, &ctx->shared->grouped, ctx->nr_tasks);
+	if (WIFSIGNALED(st)) {
+		setrlimit(RLIMIT_CORE, &no_core);
+		signal(WTERMSIG(st), SIG_DFL);
+		sigfillset(&all);
+		sigprocmask(SIG_UNBLOCK, &all, NULL);
+		kill(getpid(), WTERMSIG(st));
 	}
-	if (write(sync[1], "g", 1) != 1) {
-		ret = pr_perror("pid %d: cannot start the restoring task", pid);
-		goto fail_kill;
+	_exit(WEXITSTATUS(st));
+}
+
+static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct rst_task *t);
+
+/* fork the children of t, each with its pid; they run run_task */
+static int fork_children(struct restore_ctx *ctx, struct rst_task *t)
+{
+	for (size_t i = t->index + 1; i < ctx->nr_tasks; i++) {
+		struct rst_task *c = ctx->tasks[i];
+		pid_t pid;
+
+		if (c->parent != t)
+			continue;
+		pid = clone_with_pid(c->pid);
+		if (pid == 0)
+			run_task(ctx, c);
+		if (pid < 0)
+			return pr_perror("cannot create pid %d (clone3 set_tid)", c->pid);
 	}
-	ret = wait_child_ready(pid, status[0], msg, sizeof(msg));
-	/* the child's own errors (and warnings), already formatted */
-	if (msg[0])
-		write_all(STDERR_FILENO, msg, strlen(msg));
-	if (!ret)
-		ret = take_over(pid, msg[0]);
-	if (!ret)
-		ret = take_over_threads(t, tids);
-	if (!ret) {
-		tty_give_foreground(ctx, t);
-		ret = finalize(ctx, t, sh, tids);
-		if (ret)
-			tty_take_back_foreground(ctx);
+	return 0;
+}
+
+/* the zombie children must have exited (not been reaped) before we go on */
+static int wait_zombie_children(struct restore_ctx *ctx, struct rst_task *t)
+{
+	sigset_t chld;
+	struct timespec zero = { 0, 0 };
+
+	for (size_t i = t->index + 1; i < ctx->nr_tasks; i++) {
+		struct rst_task *c = ctx->tasks[i];
+		siginfo_t si;
+
+		if (c->parent == t && c->zombie &&
+		    waitid(P_PID, c->pid, &si, WEXITED | WNOWAIT) && errno != EINTR)
+			return pr_perror("pid %d: waiting for zombie %d", t->pid, c->pid);
 	}
-	if (!ret) {
-		pr_info("restored pid %d", pid);
-		if (ctx->opts->pidfile)
-			write_pidfile(ctx->opts, pid);
-		goto out;
-	}
-fail_kill:
-	kill(pid, SIGKILL);
-reap:
-	while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+	/* their SIGCHLD was not pending at the dump: drop it */
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	while (sigtimedwait(&chld, NULL, &zero) == SIGCHLD)
 		;
+	return 0;
+}
+
+/*
+ * A task of the tree, in cryo's code still: wait until cryo traces it,
+ * take its session, fork its children, join its group once every task
+ * exists, then rebuild itself and jump into the restorer.
+ */
+static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct rst_task *t)
+{
+	char c;
+	int ret;
+
+	close_other_pipes(ctx, t, false);
+	if (!t->zombie) {
+		log_set_err_fd(t->status[1]);
+		if (read(t->sync[0], &c, 1) != 1)
+			_exit(1);
+		close(t->sync[0]);
+	}
+	ret = set_session(ctx, t);
 	if (!ret)
+		ret = fork_children(ctx, t);
+	if (ret)
+		_exit(1);
+	close_other_pipes(ctx, t, true);
+	futex_add(&ctx->shared->born);
+	futex_wait_for(ctx, &ctx->shared->born, ctx->nr_tasks);
+	if (t->parent && t->pstree->pgid != (uint32_t)t->pid &&
+	    !(ctx->opts->shell_job && t->pstree->pgid == ctx->tasks[0]->pstree->pgid &&
+	      ctx->tasks[0]->pstree->pgid != (uint32_t)ctx->tasks[0]->pid) &&
+	    join_group(t))
+		_exit(1);
+	futex_add(&ctx->shared->grouped);
+	if (t->zombie)
+		become_zombie(ctx, t);
+	if (wait_zombie_children(ctx, t))
+		_exit(1);
+	restore_child(ctx, t, &ctx->shared->slot[t->index]);
+	_exit(1);
+}
+
+/* dead or dying (a zombie not yet reaped counts as gone) */
+static bool task_gone(pid_t pid)
+{
+	struct proc_stat st;
+
+	return kill(pid, 0) || proc_parse_stat(pid, &st) || st.state == 'Z' || st.state == 'X';
+}
+
+/* cryo: trace each task as it appears and let it start */
+static int start_tasks(struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		struct rst_task *t = ctx->tasks[i];
+		uint64_t deadline = now_ns() + 30ULL * 1000000000;
+
+		if (t->zombie)
+			continue;
+		while (kill(t->pid, 0)) {
+			const struct rst_task *p = t->parent;
+
+			if (p ? task_gone(p->pid) : waitpid(t->pid, NULL, WNOHANG | __WALL) < 0) {
+				/* it said why on its status pipe */
+				pr_err("pid %d: its parent %d is gone before creating it", t->pid, p ? p->pid : 0);
+				return -ECHILD;
+			}
+			if (now_ns() > deadline) {
+				pr_err("pid %d did not appear within 30 s", t->pid);
+				return -ETIMEDOUT;
+			}
+			usleep(200);
+		}
+		if (ptrace(PTRACE_SEIZE, t->pid, 0, SEIZE_OPTIONS | PTRACE_O_EXITKILL))
+			return pr_perror("pid %d: cannot trace the restoring task", t->pid);
+		t->traced = true;
+		if (write(t->sync[1], "g", 1) != 1)
+			return pr_perror("pid %d: cannot start the restoring task", t->pid);
+	}
+	return 0;
+}
+
+/* cryo: every task has jumped into its restorer and waits; take them over */
+static int finish_tasks(struct restore_ctx *ctx)
+{
+	char msg[4096];
+	int ret = 0;
+
+	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++) {
+		struct rst_task *t = ctx->tasks[i];
+
+		if (t->zombie)
+			continue;
+		ret = wait_child_ready(t->pid, t->status[0], msg, sizeof(msg));
+		/* the child's own errors (and warnings), already formatted */
+		if (msg[0])
+			write_all(STDERR_FILENO, msg, strlen(msg));
+		if (!ret)
+			ret = take_over(t->pid, msg[0]);
+		if (!ret) {
+			t->tids = calloc(t->core->n_threads, sizeof(*t->tids));
+			ret = t->tids ? take_over_threads(t, t->tids) : -ENOMEM;
+		}
+	}
+	if (ret)
+		return ret;
+	tty_give_foreground(ctx, ctx->tasks[0]);
+	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
+		if (!ctx->tasks[i]->zombie)
+			ret = finalize(ctx, ctx->tasks[i], &ctx->shared->slot[i], ctx->tasks[i]->tids);
+	if (ret)
+		tty_take_back_foreground(ctx);
+	return ret;
+}
+
+/* after a failure: no task of the tree is left (cryo is their subreaper) */
+static void kill_tree(struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++)
+		kill(ctx->tasks[i]->pid, SIGKILL);
+	while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
+		;
+}
+
+static int restore_tree(struct restore_ctx *ctx)
+{
+	size_t shared_len = PAGE_ALIGN(sizeof(struct rst_shared) + ctx->nr_tasks * sizeof(struct rst_slot));
+	pid_t root;
+	int ret = 0;
+
+	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
+		if (!ctx->tasks[i]->zombie)
+			ret = check_ids_free(ctx->tasks[i]);
+		else if (!kill(ctx->tasks[i]->pid, 0) || errno != ESRCH)
+			ret = -EEXIST, pr_err("pid %d (a zombie) is already in use: cannot restore it",
+					      ctx->tasks[i]->pid);
+	if (ret)
+		return ret;
+	ctx->shared = mmap(NULL, shared_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (ctx->shared == MAP_FAILED) {
+		ctx->shared = NULL;
+		return pr_perror("mmap");
+	}
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		struct rst_task *t = ctx->tasks[i];
+
+		if (!t->zombie && (pipe2(t->status, O_CLOEXEC) || pipe2(t->sync, O_CLOEXEC))) {
+			ret = pr_perror("pipe");
+			goto out;
+		}
+	}
+	/* orphans of a failed restore come back to us to be reaped */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	ctx->cryo_pid = getpid();
+	root = clone_with_pid(ctx->tasks[0]->pid);
+	if (root == 0)
+		run_task(ctx, ctx->tasks[0]);
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		struct rst_task *t = ctx->tasks[i];
+
+		if (t->status[1] >= 0)
+			close(t->status[1]);
+		if (t->sync[0] >= 0)
+			close(t->sync[0]);
+		t->status[1] = t->sync[0] = -1;
+	}
+	if (root < 0) {
+		if (errno == EEXIST)
+			pr_err("pid %d is already in use: cannot restore it", ctx->tasks[0]->pid);
+		else
+			pr_perror("cannot create a process with pid %d (clone3 set_tid)", ctx->tasks[0]->pid);
 		ret = -EIO;
+		goto out;
+	}
+	ret = start_tasks(ctx);
+	if (!ret)
+		ret = finish_tasks(ctx);
+	if (ret)
+		kill_tree(ctx);
+	else
+		pr_info("restored pid %d (%zu processes)", root, ctx->nr_tasks);
+	if (!ret && ctx->opts->pidfile)
+		write_pidfile(ctx->opts, root);
 out:
-	close(sync[1]);
-	close(status[0]);
-	munmap(sh, PAGE_SIZE);
+	prctl(PR_SET_CHILD_SUBREAPER, 0);
+	munmap(ctx->shared, shared_len);
+	ctx->shared = NULL;
 	return ret;
 }
 
 int cmd_restore(struct cryo_opts *o)
 {
 	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1 };
-	struct rst_task t = { 0 };
 	uint64_t t0 = now_ns();
+	pid_t root;
 	int ret;
 
 	kerndat_basics(&ctx.kd);
+	/* a task that dies early closes its pipes: that is an error, not a reason to die */
+	signal(SIGPIPE, SIG_IGN);
 	ctx.dirfd = open_images_dir(o->images_dir);
 	if (ctx.dirfd < 0)
 		return 1;
-	ctx.root = &t;
-	ret = read_images(&ctx, &t);
+	ret = read_images(&ctx);
 	if (!ret)
-		ret = restore_task(&ctx, &t);
+		ret = restore_tree(&ctx);
 	close(ctx.dirfd);
 	if (!ret)
 		pr_info("restore took %lu ms", (now_ns() - t0) / 1000000);
+	root = ctx.nr_tasks ? ctx.tasks[0]->pid : 0;
+	free_images(&ctx);
 	if (!ret && !o->detach) {
-		free_images(&ctx, &t);
-		ret = wait_restored(t.pid);
+		ret = wait_restored(root);
 		tty_take_back_foreground(&ctx);
 		return ret;
 	}
 	if (ctx.fg_tty >= 0)
 		close(ctx.fg_tty);
-	free_images(&ctx, &t);
 	return ret ? 1 : 0;
 }

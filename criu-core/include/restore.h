@@ -11,8 +11,17 @@
 #include "restorer-proto.h"
 #include "util.h"
 
+struct rst_shared;
+
 struct rst_task {
 	pid_t pid;
+	size_t index;			/* in ctx->tasks */
+	struct rst_task *parent;	/* NULL for the root */
+	bool zombie;			/* only its pstree entry exists */
+	bool traced;
+	int status[2];			/* its errors, then EOF when its restorer is done */
+	int sync[2];			/* cryo says "go" once it traces the task */
+	pid_t *tids;			/* its threads once taken over, the leader first */
 	PstreeEntry *pstree;
 	CoreEntry *core;
 	MmEntry *mm;
@@ -36,7 +45,10 @@ struct restore_ctx {
 	InventoryEntry *inv;
 	FileEntry **files;
 	size_t nr_files;
-	struct rst_task *root;
+	struct rst_task **tasks;	/* pstree.img order: parents first, [0] the root */
+	size_t nr_tasks;
+	struct rst_shared *shared;	/* barriers and restorer areas, shared with the tasks */
+	pid_t cryo_pid;			/* the restoring tasks give up when it is gone */
 	int fg_tty;			/* terminal given to a restored shell job, or -1 */
 	struct rst_memfd *memfds;
 	size_t nr_memfds;
