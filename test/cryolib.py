@@ -230,6 +230,13 @@ class Workload:
         return out
 
     def cleanup(self):
+        # the processes it started: they come to us (subreaper) and are reaped
+        below = [p for p in descendants(self.pid) if p != self.pid] if self.pid else []
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.pid and alive(self.pid):
             kill_and_reap(self.pid)
         elif self.proc and self.proc.returncode is None:
@@ -243,12 +250,57 @@ class Workload:
                 os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
                 pass
+        if below:
+            reap_orphans(below)
+
+
+def descendants(pid):
+    """pid and every process below it, parents first."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except FileNotFoundError:
+            continue
+        out.append(p)
+        for task in tasks:
+            try:
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except FileNotFoundError:
+                pass
+    return out
+
+
+def tree_pids(images):
+    """Every pid of a dump, the root first."""
+    return [e["pid"] for e in show(Path(images) / "pstree.img")["records"]]
+
+
+def reap_orphans(pids, timeout=10):
+    """The other processes of a killed tree come to us (we are a child
+    subreaper) once their parents are gone: reap them, so that their pids
+    are free again."""
+    left = set(pids)
+    deadline = time.monotonic() + timeout
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    left.discard(pid)
+            except ChildProcessError:
+                if not os.path.exists(f"/proc/{pid}"):
+                    left.discard(pid)
+        time.sleep(0.01)
+    assert not left, f"pids {sorted(left)} of the dumped tree are still there"
 
 
 def checkpoint(w, images, *dump_args):
-    """Dump w, which the dump kills; reap it."""
+    """Dump w (and its tree), which the dump kills; reap them all."""
     dump(w.pid, images, *dump_args)
     w.reap_dumped()
+    reap_orphans(tree_pids(images)[1:])
     assert not alive(w.pid)
 
 

@@ -40,20 +40,36 @@ def test_dump_into_missing_dir(workload, tmp_path):
     w.verify()
 
 
-def test_dump_refuses_children(workload, images):
-    """Trees come later: a process with a child is refused, untouched."""
-    w = workload(["/bin/sh", "-c", "sleep 1000 & wait"])
-    for _ in range(200):
-        if open(f"/proc/{w.pid}/task/{w.pid}/children").read().strip():
-            break
-        time.sleep(0.01)
-    child = int(open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()[0])
-    before = cryolib.snapshot(w.pid)
+ORPHAN_GROUP = """
+import os, sys, time, ctypes
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)     # child subreaper: orphans come back here
+r, w = os.pipe()
+if os.fork() == 0:                           # a: leads its own group, forks a1 into it, exits
+    os.setpgid(0, 0)
+    if os.fork() == 0:
+        os.close(r); os.close(w)
+        time.sleep(1000)
+    os._exit(0)
+os.wait()
+os.close(r); os.close(w)
+print("READY", flush=True)
+time.sleep(1000)
+"""
+
+
+def test_dump_refuses_group_without_leader(workload, images):
+    """A process group whose leader has exited cannot be rebuilt yet: the
+    dump says which, and the whole tree carries on untouched."""
+    w = workload(["/usr/bin/python3", "-c", ORPHAN_GROUP])
+    w.wait_ready()
+    orphan = int(open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()[0])
+    before = cryolib.snapshot(w.pid), cryolib.snapshot(orphan)
     r = cryolib.cryo("dump", "-t", w.pid, "-D", images, check=False)
-    one_line_error(r, str(w.pid), "child")
-    cryolib.assert_same_process(before, w.pid)
-    assert cryolib.alive(child)
-    cryolib.kill_and_reap(child)
+    one_line_error(r, f"pid {orphan}", "process group", "leader is not in the dump")
+    cryolib.assert_same_process(before[0], w.pid)
+    cryolib.assert_same_process(before[1], orphan)
+    assert not (images / "inventory.img").exists()
+    cryolib.kill_and_reap(orphan)
 
 
 def test_leave_running(workload, images):

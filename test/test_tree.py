@@ -1,0 +1,97 @@
+"""Process trees: every process of the tree under the dumped pid comes back
+with its pid, its parent, its process group and its session; a zombie comes
+back a zombie, with its exit status for its parent to reap."""
+import os
+import shutil
+import time
+
+import pytest
+
+import cryolib
+from conftest import prog
+
+
+def tree_of(pid):
+    """{pid: (ppid, pgid, sid, state)} for pid and all its descendants."""
+    out = {}
+    for p in cryolib.descendants(pid):
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[p] = (int(fields[1]), int(fields[2]), int(fields[3]), fields[0] if fields[0] == "Z" else "live")
+    return out
+
+
+@pytest.mark.parametrize("user", [None, cryolib.NOBODY], ids=["root", "nobody"])
+def test_tree_with_sessions_groups_and_zombie(workload, images, user):
+    w = workload([prog("tree")], user=user)
+    w.wait_ready()
+    before = tree_of(w.pid)
+    assert len(before) == 9
+    assert len({v[2] for v in before.values()}) == 2, "two sessions"
+    assert len({v[1] for v in before.values()}) == 4, "four process groups"
+    assert sum(v[3] == "Z" for v in before.values()) == 1, "one zombie"
+    snapshots = {p: cryolib.snapshot(p) for p, v in before.items() if v[3] == "live"}
+    cryolib.checkpoint_restore(w, images)
+    assert sorted(cryolib.tree_pids(images)) == sorted(before)
+    assert tree_of(w.pid) == before
+    for pid, snap in snapshots.items():
+        cryolib.assert_same_process(snap, pid)
+    w.verify()
+
+
+SH_CHILDREN = """
+for i in 1 2 3; do
+    ( n=0; while true; do n=$((n+1)); echo $n > c$i.tmp; mv c$i.tmp c$i; sleep 0.02; done ) &
+done
+wait
+"""
+
+
+def counts(w):
+    out = []
+    for i in (1, 2, 3):
+        try:
+            out.append(int((w.cwd / f"c{i}").read_text() or 0))
+        except (FileNotFoundError, ValueError):
+            out.append(0)
+    return out
+
+
+def test_busybox_sh_with_children(workload, images):
+    """A busybox sh waiting for three subshells that count into files: the
+    whole tree comes back and every counter goes on from where it was."""
+    w = workload([shutil.which("busybox"), "sh", "-c", SH_CHILDREN])
+    deadline = time.monotonic() + 10
+    while min(counts(w)) < 5:
+        assert time.monotonic() < deadline, "the subshells do not count"
+        time.sleep(0.05)
+    before = tree_of(w.pid)
+    assert len(before) >= 4
+    cryolib.checkpoint(w, images)
+    at_dump = counts(w)
+    cryolib.restore(images)
+    w.restored = True
+    deadline = time.monotonic() + 10
+    while not all(c > d + 5 for c, d in zip(counts(w), at_dump)):
+        assert time.monotonic() < deadline, f"counters stuck: {counts(w)}, at dump {at_dump}"
+        time.sleep(0.05)
+    after = tree_of(w.pid)
+    assert {p: v for p, v in after.items() if p in before} == {p: v for p, v in before.items() if p in after}
+
+
+def test_failed_tree_restore_leaves_nothing(workload, images):
+    """One process of the tree cannot be restored (its pages are corrupted):
+    the restore fails with one line and none of the tree is left."""
+    w = workload([prog("tree")])
+    w.wait_ready()
+    cryolib.checkpoint(w, images)
+    pids = cryolib.tree_pids(images)
+    live = [p for p in pids if (images / f"pages-{p}.img").exists()]
+    leaf = live[-1]
+    pages = images / f"pages-{leaf}.img"
+    raw = bytearray(pages.read_bytes())
+    raw[4096 + 10] ^= 0xff
+    pages.write_bytes(bytes(raw))
+    cryolib.restore_fails(images, w.pid, f"pages-{leaf}.img is corrupted")
+    left = [p for p in pids if os.path.exists(f"/proc/{p}")]
+    assert not left, f"pids {left} left behind by a failed restore"
