@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include "compat.h"
@@ -195,7 +196,7 @@ void files_release(struct dump_ctx *ctx)
 
 /* ------------------------------------------------------------- restore */
 
-int files_max_fd(const struct rst_task *t)
+static int files_max_fd(const struct rst_task *t)
 {
 	int max = -1;
 
@@ -203,14 +204,6 @@ int files_max_fd(const struct rst_task *t)
 		if ((int)t->fds[i]->fd > max)
 			max = t->fds[i]->fd;
 	return max;
-}
-
-static const FileEntry *find_file(struct restore_ctx *ctx, uint32_t id)
-{
-	for (size_t i = 0; i < ctx->nr_files; i++)
-		if (ctx->files[i]->id == id)
-			return ctx->files[i];
-	return NULL;
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -234,17 +227,88 @@ static void close_all_but(int from, const int *keep, int nr)
 }
 
 /*
- * Runs in the restored task's process (cryo's child). keep_fds are cryo's
- * own fds that must survive (moved above every target fd, updated in place).
+ * In cryo, before the tree is forked: open every description once, above
+ * every fd number any task uses, so that all tasks inherit the same open
+ * files and the ones they shared keep one offset.
+ */
+int files_open_all(struct restore_ctx *ctx)
+{
+	struct rlimit rl;
+	int base = 3;
+
+	for (size_t i = 0; i < ctx->nr_tasks; i++)
+		if (!ctx->tasks[i]->zombie)
+			base = MAX(base, files_max_fd(ctx->tasks[i]) + 1);
+	ctx->files_base = base;
+	ctx->file_fds = malloc((ctx->nr_files + 1) * sizeof(int));
+	if (!ctx->file_fds)
+		return -ENOMEM;
+	for (size_t i = 0; i < ctx->nr_files; i++)
+		ctx->file_fds[i] = -1;
+	/* room for the files above the tasks' numbers; the soft limit may rise to the hard one */
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < (rlim_t)base + ctx->nr_files + 64) {
+		rl.rlim_cur = MIN(rl.rlim_max, (rlim_t)base + ctx->nr_files + 64);
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		const struct rst_task *t = ctx->tasks[i];
+
+		for (size_t j = 0; j < t->nr_fds; j++) {
+			const FdEntry *e = t->fds[j];
+			const struct fd_kind_ops *ops;
+			size_t k;
+			int fd;
+
+			for (k = 0; k < ctx->nr_files && ctx->files[k]->id != e->id; k++)
+				;
+			if (k == ctx->nr_files || !(ops = kind_ops(ctx->files[k]->kind))) {
+				pr_err("fds-%d.img: fd %u refers to file %u, which files.img lacks",
+				       t->pid, e->fd, e->id);
+				return -EINVAL;
+			}
+			if (ctx->file_fds[k] >= 0)
+				continue;
+			fd = ops->open(ctx, t->pid, e->fd, ctx->files[k]);
+			if (fd < 0)
+				return fd;
+			ctx->file_fds[k] = fd_move_above(fd, base, true);
+			if (ctx->file_fds[k] < 0) {
+				close(fd);
+				return pr_perror("pid %d fd %u: cannot move it above fd %d (open files limit %lu)",
+						 t->pid, e->fd, base, (unsigned long)rl.rlim_cur);
+			}
+		}
+	}
+	return 0;
+}
+
+void files_close_all(struct restore_ctx *ctx)
+{
+	for (size_t i = 0; ctx->file_fds && i < ctx->nr_files; i++)
+		if (ctx->file_fds[i] >= 0)
+			close(ctx->file_fds[i]);
+	free(ctx->file_fds);
+	ctx->file_fds = NULL;
+}
+
+static int file_fd(struct restore_ctx *ctx, uint32_t id)
+{
+	for (size_t i = 0; i < ctx->nr_files; i++)
+		if (ctx->files[i]->id == id)
+			return ctx->file_fds[i];
+	return -1;
+}
+
+/*
+ * Runs in the restored task's process, which inherited cryo's open files
+ * (at ctx->files_base and up). keep_fds are cryo's own fds that must
+ * survive (moved above every target fd, updated in place).
  */
 int files_restore(struct restore_ctx *ctx, struct rst_task *t, int *keep_fds, int nr_keep)
 {
-	int base = MAX(files_max_fd(t) + 1, 3);
-	_cleanup_free_ int *opened = xzalloc(t->nr_fds * sizeof(int) + 1);
-	int ret = 0;
+	int base = ctx->files_base;
+	int ret;
 
-	if (!opened)
-		return -ENOMEM;
 	for (int i = 0; i < nr_keep; i++) {
 		int fd = fd_move_above(keep_fds[i], base, true);
 
@@ -256,37 +320,12 @@ int files_restore(struct restore_ctx *ctx, struct rst_task *t, int *keep_fds, in
 	if (ret)
 		return ret;
 
-	/* open every description once, at a number no target fd uses */
-	for (size_t i = 0; i < t->nr_fds; i++) {
-		const FdEntry *e = t->fds[i];
-		const FileEntry *fe = find_file(ctx, e->id);
-		const struct fd_kind_ops *ops;
-		int fd;
-
-		opened[i] = -1;
-		for (size_t j = 0; j < i; j++)
-			if (t->fds[j]->id == e->id)
-				opened[i] = opened[j];
-		if (opened[i] >= 0)
-			continue;
-		if (!fe || !(ops = kind_ops(fe->kind))) {
-			pr_err("fds-%d.img: fd %u refers to file %u, which files.img lacks", t->pid, e->fd, e->id);
-			return -EINVAL;
-		}
-		fd = ops->open(ctx, t->pid, e->fd, fe);
-		if (fd < 0)
-			return fd;
-		opened[i] = fd_move_above(fd, base, true);
-		if (opened[i] < 0)
-			return pr_perror("cannot move fd %d above %d", fd, base);
-	}
-
 	/* cryo's own low fds go; the task's take their numbers */
 	syscall(SYS_close_range, 0, base - 1, 0);
 	for (size_t i = 0; i < t->nr_fds; i++) {
 		const FdEntry *e = t->fds[i];
 
-		if (dup3(opened[i], e->fd, e->cloexec ? O_CLOEXEC : 0) < 0)
+		if (dup3(file_fd(ctx, e->id), e->fd, e->cloexec ? O_CLOEXEC : 0) < 0)
 			return pr_perror("pid %d: cannot install fd %u", t->pid, e->fd);
 	}
 	{

@@ -180,7 +180,7 @@ static int collect_one_vma(const struct proc_vma *v, void *arg)
 		if (ret)
 			return ret;
 	}
-	if (e->path && memfd_is_mapping(e->path)) {
+	if ((e->path && memfd_is_mapping(e->path)) || e->kind == VMA_KIND__ANON_SHARED) {
 		ret = memfd_dump_vma(c->ctx, c->t->pid, e, &e->memfd_id);
 		if (ret)
 			return ret;
@@ -273,10 +273,10 @@ static int scan_vma_pages(int pagemap_fd, struct dump_task *t, const VmaEntry *v
 	return 0;
 }
 
+/* shared anonymous memory is dumped once for all its VMAs, as a memfd is */
 static bool vma_has_pages(const VmaEntry *v)
 {
-	return v->kind == VMA_KIND__ANON_PRIVATE || v->kind == VMA_KIND__FILE_PRIVATE ||
-	       v->kind == VMA_KIND__ANON_SHARED;
+	return v->kind == VMA_KIND__ANON_PRIVATE || v->kind == VMA_KIND__FILE_PRIVATE;
 }
 
 int mem_collect(struct dump_ctx *ctx, struct dump_task *t)
@@ -481,10 +481,11 @@ static int premap_vma(struct restore_ctx *ctx, const struct rst_task *t, const V
 	int fd = -1;
 	void *p;
 
-	if (v->kind == VMA_KIND__FILE_PRIVATE || v->kind == VMA_KIND__FILE_SHARED) {
+	if (v->kind == VMA_KIND__FILE_PRIVATE || v->kind == VMA_KIND__FILE_SHARED || v->has_memfd_id) {
 		fd = open_mapped_file(ctx, t, v);
 		if (fd < 0)
 			return fd;
+		flags &= ~MAP_ANONYMOUS;
 	}
 	p = mmap((void *)addr, vma_size(v), prot, flags, fd, fd >= 0 ? v->pgoff : 0);
 	if (fd >= 0)

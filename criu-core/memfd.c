@@ -1,9 +1,12 @@
 /*
- * memfd files behind mappings. A memfd has no path to reopen: its bytes go
- * into memfd-<id>.img (holes left out), its name, size and seals into
- * memfds.img, once per file however many VMAs map it. Restore creates each
- * one again with memfd_create, refills it, and every VMA maps that one file,
- * so mappings that shared it still do; the seals go on once all is mapped.
+ * memfd files and shared anonymous memory behind mappings. Neither has a
+ * path to reopen: the bytes go into memfd-<id>.img (holes left out), name,
+ * size and seals into memfds.img, once per file however many VMAs of
+ * however many tasks map it. cryo creates each one again (memfd_create, or
+ * a MAP_SHARED|MAP_ANONYMOUS mapping opened through map_files) before the
+ * tree is forked, refills it, and every VMA of every task maps that one
+ * file, so mappings that shared it still do; the seals go on once all the
+ * tasks have mapped it.
  */
 #define LOG_PREFIX "memfd: "
 #include <errno.h>
@@ -88,23 +91,26 @@ static int copy_data(struct dump_ctx *ctx, int fd, MemfdEntry *m, const char *wh
 
 int memfd_dump_vma(struct dump_ctx *ctx, pid_t pid, const VmaEntry *v, uint32_t *id)
 {
+	bool anon = v->kind == VMA_KIND__ANON_SHARED;
 	char mf[96], what[128];
-	size_t len = strlen(v->path);
 	struct dump_memfd *nv;
 	struct stat st;
-	int fd, ret, seals;
+	int fd, ret, seals = 0;
 	MemfdEntry *m;
 
+	snprintf(what, sizeof(what), "pid %d: VMA %lx-%lx (%s)", pid, v->start, v->end,
+		 anon ? "shared anonymous memory" : v->path);
+	snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, v->start, v->end);
+	if (stat(mf, &st))
+		return pr_perror("%s: cannot stat the file behind it", what);
 	for (size_t i = 0; i < ctx->nr_memfds; i++)
-		if (ctx->memfds[i].dev == v->dev && ctx->memfds[i].ino == v->ino) {
+		if (ctx->memfds[i].dev == st.st_dev && ctx->memfds[i].ino == st.st_ino) {
 			*id = ctx->memfds[i].e->id;
 			return 0;
 		}
-	snprintf(what, sizeof(what), "pid %d: VMA %lx-%lx (%s)", pid, v->start, v->end, v->path);
-	snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, v->start, v->end);
 	fd = open(mf, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return pr_perror("%s: cannot open the memfd", what);
+		return pr_perror("%s: cannot open the file behind it", what);
 	m = arena_new(&ctx->arena, MemfdEntry);
 	nv = xrealloc_array(ctx->memfds, ctx->nr_memfds + 1, sizeof(*nv));
 	if (!m || !nv) {
@@ -114,12 +120,20 @@ int memfd_dump_vma(struct dump_ctx *ctx, pid_t pid, const VmaEntry *v, uint32_t 
 	ctx->memfds = nv;
 	memfd_entry__init(m);
 	m->id = ctx->nr_memfds + 1;
-	m->name = arena_strdup(&ctx->arena, v->path + strlen(MEMFD_PREFIX));
-	if (ends_with(v->path, DELETED))
-		m->name[len - strlen(MEMFD_PREFIX) - strlen(DELETED)] = 0;
+	if (anon) {
+		m->name = arena_strdup(&ctx->arena, "");
+		m->has_anon = m->anon = true;
+	} else {
+		size_t len = strlen(v->path);
+
+		m->name = arena_strdup(&ctx->arena, v->path + strlen(MEMFD_PREFIX));
+		if (ends_with(v->path, DELETED))
+			m->name[len - strlen(MEMFD_PREFIX) - strlen(DELETED)] = 0;
+	}
+	/* shared anonymous memory cannot be sealed: no seals to keep */
 	if (fstat(fd, &st)) {
 		ret = pr_perror("%s: fstat", what);
-	} else if ((seals = fcntl(fd, F_GET_SEALS)) < 0) {
+	} else if (!anon && (seals = fcntl(fd, F_GET_SEALS)) < 0) {
 		ret = pr_perror("%s: cannot read its seals", what);
 	} else {
 		m->size = st.st_size;
@@ -129,10 +143,10 @@ int memfd_dump_vma(struct dump_ctx *ctx, pid_t pid, const VmaEntry *v, uint32_t 
 	close(fd);
 	if (ret)
 		return ret;
-	ctx->memfds[ctx->nr_memfds++] = (struct dump_memfd){ v->dev, v->ino, m };
+	ctx->memfds[ctx->nr_memfds++] = (struct dump_memfd){ st.st_dev, st.st_ino, m };
 	*id = m->id;
-	pr_debug("%s: memfd %u, %lu bytes, %zu chunks, seals %#x", what, m->id, m->size,
-		 m->n_chunks, m->seals);
+	pr_debug("%s: %s %u, %lu bytes, %zu chunks, seals %#x", what, anon ? "shmem" : "memfd", m->id,
+		 m->size, m->n_chunks, m->seals);
 	return 0;
 }
 
@@ -189,6 +203,28 @@ static int fill_memfd(struct restore_ctx *ctx, const MemfdEntry *m, int fd)
 	return ret;
 }
 
+/*
+ * The file behind MAP_SHARED|MAP_ANONYMOUS memory ("/dev/zero (deleted)"
+ * in the maps) has no other way in than map_files: make one, open it.
+ */
+static int create_shmem(uint64_t size)
+{
+	char mf[96];
+	void *p;
+	int fd;
+
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return pr_perror("cannot create %lu bytes of shared anonymous memory", size);
+	snprintf(mf, sizeof(mf), "/proc/self/map_files/%lx-%lx", (unsigned long)p,
+		 (unsigned long)p + PAGE_ALIGN(size));
+	fd = open(mf, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		fd = pr_perror("cannot open the shared anonymous memory through %s", mf);
+	munmap(p, size);
+	return fd;
+}
+
 int memfd_restore(struct restore_ctx *ctx)
 {
 	struct img *img = img_open(ctx->dirfd, IMG_MEMFDS, 0, true);
@@ -208,10 +244,11 @@ int memfd_restore(struct restore_ctx *ctx)
 			break;
 		}
 		ctx->memfds = nv;
-		fd = memfd_create(m->name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		fd = m->anon ? create_shmem(m->size)
+			     : memfd_create(m->name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 		if (fd < 0) {
-			ret = pr_perror("cannot create memfd %s", m->name);
-		} else if (ftruncate(fd, m->size)) {
+			ret = m->anon ? fd : pr_perror("cannot create memfd %s", m->name);
+		} else if (!m->anon && ftruncate(fd, m->size)) {
 			ret = pr_perror("memfd %s: cannot make it %lu bytes", m->name, m->size);
 		} else {
 			ret = fill_memfd(ctx, m, fd);
@@ -234,18 +271,24 @@ int memfd_get(struct restore_ctx *ctx, uint32_t id)
 	return -EINVAL;
 }
 
-int memfd_seal_and_close(struct restore_ctx *ctx)
+/* once every task has mapped them: a sealed memfd could not be mapped writable any more */
+int memfd_seal(struct restore_ctx *ctx)
 {
-	int ret = 0;
-
 	for (size_t i = 0; i < ctx->nr_memfds; i++) {
 		struct rst_memfd *m = &ctx->memfds[i];
 
-		if (!ret && m->seals && fcntl(m->fd, F_ADD_SEALS, m->seals))
-			ret = pr_perror("memfd %u: cannot add seals %#x", m->id, m->seals);
-		if (m->fd >= 0)
-			close(m->fd);
-		m->fd = -1;
+		if (m->seals && fcntl(m->fd, F_ADD_SEALS, m->seals))
+			return pr_perror("memfd %u: cannot add seals %#x", m->id, m->seals);
 	}
-	return ret;
+	return 0;
+}
+
+void memfd_close_all(struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_memfds; i++)
+		if (ctx->memfds[i].fd >= 0)
+			close(ctx->memfds[i].fd);
+	free(ctx->memfds);
+	ctx->memfds = NULL;
+	ctx->nr_memfds = 0;
 }

@@ -409,8 +409,7 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
 	a->premap_len = premap_len;
 	stack_top = hole + blob_len + args_len + RESTORER_STACK_SIZE;
 
-	if ((ret = memfd_restore(ctx)) || (ret = mem_premap(ctx, t, &ra, (unsigned long)p)) ||
-	    (ret = memfd_seal_and_close(ctx)) ||
+	if ((ret = mem_premap(ctx, t, &ra, (unsigned long)p)) ||
 	    (ret = mem_prepare_specials(t, a, stack_top, &scratch_len)) ||
 	    (ret = task_prepare_args(ctx, t, &ra)))
 		return ret;
@@ -854,6 +853,8 @@ static int finish_tasks(struct restore_ctx *ctx)
 			ret = t->tids ? take_over_threads(t, t->tids) : -ENOMEM;
 		}
 	}
+	if (!ret)
+		ret = memfd_seal(ctx);
 	if (ret)
 		return ret;
 	tty_give_foreground(ctx, ctx->tasks[0]);
@@ -886,12 +887,18 @@ static int restore_tree(struct restore_ctx *ctx)
 		else if (!kill(ctx->tasks[i]->pid, 0) || errno != ESRCH)
 			ret = -EEXIST, pr_err("pid %d (a zombie) is already in use: cannot restore it",
 					      ctx->tasks[i]->pid);
+	/* the objects tasks share are made here, before the tree, and inherited */
+	if (!ret)
+		ret = files_open_all(ctx);
+	if (!ret)
+		ret = memfd_restore(ctx);
 	if (ret)
-		return ret;
+		goto out_files;
 	ctx->shared = mmap(NULL, shared_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (ctx->shared == MAP_FAILED) {
 		ctx->shared = NULL;
-		return pr_perror("mmap");
+		ret = pr_perror("mmap");
+		goto out_files;
 	}
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
 		struct rst_task *t = ctx->tasks[i];
@@ -937,6 +944,9 @@ out:
 	prctl(PR_SET_CHILD_SUBREAPER, 0);
 	munmap(ctx->shared, shared_len);
 	ctx->shared = NULL;
+out_files:
+	memfd_close_all(ctx);
+	files_close_all(ctx);
 	return ret;
 }
 

@@ -45,6 +45,8 @@ struct restore_ctx {
 	InventoryEntry *inv;
 	FileEntry **files;
 	size_t nr_files;
+	int *file_fds;			/* cryo's open file for each of files[], inherited by the tasks */
+	int files_base;			/* above every fd number of every task */
 	struct rst_task **tasks;	/* pstree.img order: parents first, [0] the root */
 	size_t nr_tasks;
 	struct rst_shared *shared;	/* barriers and restorer areas, shared with the tasks */
@@ -74,13 +76,15 @@ int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
 int mem_prepare_specials(struct rst_task *t, struct restorer_args *a, unsigned long scratch,
 			 size_t *scratch_len);
 int mem_exe_fd(struct restore_ctx *ctx, struct rst_task *t);
-/* memfd.c: create the memfds of memfds.img; get one by id; seal and close them */
+/* memfd.c: cryo creates the memfds of memfds.img, the tasks map them by id */
 int memfd_restore(struct restore_ctx *ctx);
 int memfd_get(struct restore_ctx *ctx, uint32_t id);
-int memfd_seal_and_close(struct restore_ctx *ctx);
-/* files.c: install the task's fds; our own fds end up >= *keep_from */
+int memfd_seal(struct restore_ctx *ctx);
+void memfd_close_all(struct restore_ctx *ctx);
+/* files.c: cryo opens every file once; each task installs its fds from those */
+int files_open_all(struct restore_ctx *ctx);
+void files_close_all(struct restore_ctx *ctx);
 int files_restore(struct restore_ctx *ctx, struct rst_task *t, int *keep_fds, int nr_keep);
-int files_max_fd(const struct rst_task *t);
 /* task.c: fill the non-memory part of the restorer args */
 size_t task_args_size(const struct rst_task *t);
 int task_prepare_args(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra);
