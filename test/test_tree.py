@@ -12,11 +12,15 @@ from conftest import prog
 
 
 def tree_of(pid):
-    """{pid: (ppid, pgid, sid, state)} for pid and all its descendants."""
+    """{pid: (ppid, pgid, sid, state)} for pid and all its descendants
+    (short-lived ones that exit meanwhile left out)."""
     out = {}
     for p in cryolib.descendants(pid):
-        with open(f"/proc/{p}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
         out[p] = (int(fields[1]), int(fields[2]), int(fields[3]), fields[0] if fields[0] == "Z" else "live")
     return out
 
