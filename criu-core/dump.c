@@ -313,6 +313,7 @@ static void free_tree(struct dump_ctx *ctx)
 
 		proc_status_free(&t->status);
 		free(t->chunks);
+		free(t->parent_runs);
 		free(t->tids);
 		free(t);
 	}

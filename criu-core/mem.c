@@ -22,6 +22,7 @@
 #include <sys/sysmacros.h>
 
 #include "compat.h"
+#include "cow.h"
 #include "crc32c.h"
 #include "dump.h"
 #include "log.h"
@@ -231,13 +232,50 @@ static int add_chunk(struct dump_task *t, uint64_t addr, uint64_t len, const Vma
 	return 0;
 }
 
+static int add_parent_run(struct dump_task *t, uint64_t addr, uint64_t len)
+{
+	struct page_run *r;
+
+	if (t->nr_parent_runs) {
+		r = &t->parent_runs[t->nr_parent_runs - 1];
+		if (r->addr + r->len == addr) {
+			r->len += len;
+			return 0;
+		}
+	}
+	if (t->nr_parent_runs % 256 == 0) {
+		r = xrealloc_array(t->parent_runs, t->nr_parent_runs + 256, sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+		t->parent_runs = r;
+	}
+	t->parent_runs[t->nr_parent_runs++] = (struct page_run){ addr, len };
+	return 0;
+}
+
+struct split_arg {
+	struct dump_task *t;
+	const VmaEntry *v;
+};
+
+static int emit_run(void *arg, uint64_t addr, uint64_t len, bool shared)
+{
+	struct split_arg *a = arg;
+
+	return shared ? add_parent_run(a->t, addr, len) : add_chunk(a->t, addr, len, a->v);
+}
+
 /*
  * Which pages of a VMA hold data: present or swapped, and not the shared
  * zero page. In private mappings page-cache pages (PAGE_IS_FILE) are the
- * file's, not the task's, and are skipped too.
+ * file's, not the task's, and are skipped too. Pages still shared with the
+ * parent are left to it (cow.c).
  */
-static int scan_vma_pages(int pagemap_fd, struct dump_task *t, const VmaEntry *v)
+static int scan_vma_pages(int pagemap_fd, struct dump_task *t, const VmaEntry *v,
+			  const struct cow_src *src)
 {
+	struct split_arg sa = { t, v };
+	bool cow = cow_candidate(src, v);
 	struct page_region regs[512];
 	uint64_t skip = PAGE_IS_PFNZERO;
 	struct pm_scan_arg arg;
@@ -261,7 +299,9 @@ static int scan_vma_pages(int pagemap_fd, struct dump_task *t, const VmaEntry *v
 		if (n < 0)
 			return pr_perror("pid %d: PAGEMAP_SCAN of %lx-%lx", t->pid, cur, v->end);
 		for (long i = 0; i < n; i++) {
-			int ret = add_chunk(t, regs[i].start, regs[i].end - regs[i].start, v);
+			int ret = cow ? cow_split(src, pagemap_fd, t->pid, regs[i].start, regs[i].end,
+						  emit_run, &sa)
+				      : add_chunk(t, regs[i].start, regs[i].end - regs[i].start, v);
 
 			if (ret)
 				return ret;
@@ -283,6 +323,7 @@ int mem_collect(struct dump_ctx *ctx, struct dump_task *t)
 {
 	struct vma_collect c = { .ctx = ctx, .t = t };
 	_cleanup_close_ int pagemap_fd = -1;
+	struct cow_src src;
 	_cleanup_free_ char *auxv = NULL;
 	MmEntry *mm;
 	char path[64];
@@ -345,21 +386,39 @@ int mem_collect(struct dump_ctx *ctx, struct dump_task *t)
 	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (pagemap_fd < 0)
 		return pr_perror("pid %d: cannot open %s", t->pid, path);
-	for (size_t i = 0; i < mm->n_vmas; i++) {
-		if (!vma_has_pages(mm->vmas[i]))
-			continue;
-		ret = scan_vma_pages(pagemap_fd, t, mm->vmas[i]);
-		if (ret)
-			return ret;
-	}
-	pr_info("pid %d: %zu VMAs, %zu page chunks to dump", t->pid, mm->n_vmas, t->nr_chunks);
+	ret = cow_src_open(ctx, t, &src);
+	for (size_t i = 0; i < mm->n_vmas && !ret; i++)
+		if (vma_has_pages(mm->vmas[i]))
+			ret = scan_vma_pages(pagemap_fd, t, mm->vmas[i], &src);
+	cow_src_close(&src);
+	if (ret)
+		return ret;
+	pr_info("pid %d: %zu VMAs, %zu page chunks to dump, %zu runs shared with the parent", t->pid,
+		mm->n_vmas, t->nr_chunks, t->nr_parent_runs);
 	return 0;
+}
+
+/* the parent's runs below addr go into the pagemap first: the entries stay sorted */
+static int write_parent_runs(struct dump_task *t, struct img *pagemap, size_t *next, uint64_t addr)
+{
+	int ret = 0;
+
+	for (; *next < t->nr_parent_runs && t->parent_runs[*next].addr < addr && !ret; (*next)++) {
+		PagemapEntry pe = PAGEMAP_ENTRY__INIT;
+
+		pe.vaddr = t->parent_runs[*next].addr;
+		pe.nr_pages = t->parent_runs[*next].len / PAGE_SIZE;
+		pe.flags = PE_PARENT;
+		ret = img_write(pagemap, &pe.base);
+	}
+	return ret;
 }
 
 int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
 {
 	struct img *pages, *pagemap;
 	uint64_t bytes = 0, t0 = now_ns();
+	size_t next_run = 0;
 	int ret = 0;
 
 	pages = img_create(ctx->dirfd, IMG_PAGES, t->pid);
@@ -384,10 +443,12 @@ int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
 			pe.has_crc32c = true;
 			pe.crc32c = c->crc;
 			bytes += c->len;
-			ret = img_write(pagemap, &pe.base);
+			ret = write_parent_runs(t, pagemap, &next_run, c->addr) ?: img_write(pagemap, &pe.base);
 		}
 		done += n;
 	}
+	if (!ret)
+		ret = write_parent_runs(t, pagemap, &next_run, UINT64_MAX);
 	if (img_close(pagemap))
 		ret = ret ? ret : -EIO;
 	if (img_close(pages))
@@ -493,8 +554,6 @@ static int premap_vma(struct restore_ctx *ctx, const struct rst_task *t, const V
 	if (p == MAP_FAILED)
 		return pr_perror("pid %d: cannot map VMA %lx-%lx (%s)", t->pid, v->start, v->end,
 				 v->path ? v->path : v->name ? v->name : "anonymous");
-	if (v->madv & (VMA_MADV_HUGEPAGE | VMA_MADV_NOHUGEPAGE))
-		madvise(p, vma_size(v), (v->madv & VMA_MADV_HUGEPAGE) ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	return 0;
 }
 
@@ -555,10 +614,13 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 
 static bool vma_filled(const struct rst_task *t, const VmaEntry *v, size_t *pi)
 {
-	/* is any pagemap entry inside v? (entries sorted; *pi walks along) */
+	/* is any entry with bytes inside v? (entries sorted; *pi walks along) */
 	while (*pi < t->nr_pagemap && t->pagemap[*pi]->vaddr < v->start)
 		(*pi)++;
-	return *pi < t->nr_pagemap && t->pagemap[*pi]->vaddr < v->end;
+	for (size_t i = *pi; i < t->nr_pagemap && t->pagemap[i]->vaddr < v->end; i++)
+		if (t->pagemap[i]->flags & PE_PRESENT)
+			return true;
+	return false;
 }
 
 /* the mm fields PR_SET_MM_MAP sets (exe_fd is filled in by the caller) */
@@ -592,12 +654,13 @@ int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
 {
 	struct restorer_args *a = ra->args;
 	unsigned long cur = ALIGN_UP(premap_start, HUGE_ALIGN);
+	_cleanup_free_ bool *inherited = xzalloc(t->mm->n_vmas + 1);
 	struct rst_vma *rv;
-	size_t nr = 0, pi = 0;
+	size_t nr = 0, pi = 0, ppi = 0;
 	int ret;
 
 	rv = rst_area_alloc(ra, t->mm->n_vmas * sizeof(*rv));
-	if (!rv)
+	if (!rv || !inherited)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->mm->n_vmas; i++) {
 		const VmaEntry *v = t->mm->vmas[i];
@@ -618,13 +681,19 @@ int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
 			       v->start, v->end);
 			return -EINVAL;
 		}
-		ret = premap_vma(ctx, t, v, cur, fill);
-		if (ret)
+		r->prot = v->prot | (fill ? PROT_READ | PROT_WRITE : 0);	/* fixed below */
+		ret = cow_inherit(t, v, cur, r->prot, &ppi);
+		if (ret < 0)
 			return ret;
+		inherited[nr] = ret;
+		if (!ret && (ret = premap_vma(ctx, t, v, cur, fill)))
+			return ret;
+		if (v->madv & (VMA_MADV_HUGEPAGE | VMA_MADV_NOHUGEPAGE))
+			madvise((void *)cur, vma_size(v),
+				(v->madv & VMA_MADV_HUGEPAGE) ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 		r->start = v->start;
 		r->end = v->end;
 		r->premap = cur;
-		r->prot = v->prot | (fill ? PROT_READ | PROT_WRITE : 0);	/* fixed below */
 		r->madv = v->madv;
 		if (v->name && !strncmp(v->name, "[anon:", 6)) {
 			size_t len = strlen(v->name) - 7;
@@ -645,6 +714,9 @@ int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
 		return ret;
 
 	ret = fill_pages(ctx, t, rv, nr);
+	for (size_t j = 0; j < nr && !ret; j++)
+		if (inherited[j])
+			ret = cow_drop_others(t, &rv[j]);
 	if (ret)
 		return ret;
 	/* now the real protections */
@@ -658,6 +730,10 @@ int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
 		rv[j].prot = v->prot;
 		j++;
 	}
+	/* the children forked next inherit all this */
+	cow_drop_parent_premap(t);
+	t->premapped = rv;
+	t->nr_premapped = nr;
 	return 0;
 }
 

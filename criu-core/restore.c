@@ -368,23 +368,21 @@ static void __attribute__((noreturn)) jump_to_restorer(unsigned long entry, stru
 	__builtin_unreachable();
 }
 
-static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst_slot *slot)
+/*
+ * Before the task forks its children, who inherit it all: the restorer
+ * area (blob, arguments, stack, scratch) and the premapped memory, filled.
+ */
+static int prepare_memory(struct restore_ctx *ctx, struct rst_task *t)
 {
 	size_t blob_len = PAGE_ALIGN(restorer_BLOB_SIZE);
 	size_t args_len = PAGE_ALIGN(sizeof(struct restorer_args) + mem_args_size(t) + task_args_size(t));
-	size_t scratch_len = SCRATCH_SIZE;
-	size_t area_len = blob_len + args_len + RESTORER_STACK_SIZE + scratch_len;
+	size_t area_len = blob_len + args_len + RESTORER_STACK_SIZE + SCRATCH_SIZE;
 	size_t premap_len = mem_premap_size(t);
-	struct restorer_args *a;
-	struct rst_area ra;
 	uint64_t hole = 0, tsize = ctx->kd.task_size;
-	unsigned long stack_top;
-	int keep[1], ret;
+	struct restorer_args *a;
+	int ret;
 	void *p;
 
-	if (chdir(t->core->task->cwd))
-		return pr_perror("pid %d: cannot change into its working directory %s", t->pid,
-				 t->core->task->cwd);
 	if ((ret = find_hole(t, area_len + premap_len + (2UL << 20), tsize, &hole)))
 		return ret;
 	p = mmap((void *)hole, area_len, PROT_READ | PROT_WRITE | PROT_EXEC,
@@ -398,8 +396,8 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
 
 	memcpy((void *)hole, restorer_blob, sizeof(restorer_blob));
 	a = (struct restorer_args *)(hole + blob_len);
-	ra = (struct rst_area){ .base = (char *)a, .len = args_len, .args = a };
-	if (!rst_area_alloc(&ra, sizeof(*a)))
+	t->ra = (struct rst_area){ .base = (char *)a, .len = args_len, .args = a };
+	if (!rst_area_alloc(&t->ra, sizeof(*a)))
 		return -ENOMEM;
 	a->pid = t->pid;
 	a->task_size = tsize;
@@ -407,11 +405,28 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
 	a->area_len = area_len;
 	a->premap_start = (uint64_t)p;
 	a->premap_len = premap_len;
-	stack_top = hole + blob_len + args_len + RESTORER_STACK_SIZE;
+	t->stack_top = hole + blob_len + args_len + RESTORER_STACK_SIZE;
+	if ((ret = mem_premap(ctx, t, &t->ra, (unsigned long)p)))
+		return ret;
+	t->area_start = hole;
+	t->area_len = area_len;
+	t->premap_start = (uint64_t)p;
+	t->premap_len = premap_len;
+	return 0;
+}
 
-	if ((ret = mem_premap(ctx, t, &ra, (unsigned long)p)) ||
-	    (ret = mem_prepare_specials(t, a, stack_top, &scratch_len)) ||
-	    (ret = task_prepare_args(ctx, t, &ra)))
+/* the rest of the task, once the whole tree exists; then into the restorer */
+static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst_slot *slot)
+{
+	struct restorer_args *a = t->ra.args;
+	size_t scratch_len = SCRATCH_SIZE;
+	int keep[1], ret;
+
+	if (chdir(t->core->task->cwd))
+		return pr_perror("pid %d: cannot change into its working directory %s", t->pid,
+				 t->core->task->cwd);
+	if ((ret = mem_prepare_specials(t, a, t->stack_top, &scratch_len)) ||
+	    (ret = task_prepare_args(ctx, t, &t->ra)))
 		return ret;
 	keep[0] = mem_exe_fd(ctx, t);
 	if (keep[0] < 0)
@@ -420,33 +435,62 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
 		return ret;
 	a->mm.exe_fd = keep[0];
 	a->status_fd = log_get_err_fd();
-	slot->area_start = hole;
-	slot->area_len = area_len;
+	slot->area_start = t->area_start;
+	slot->area_len = t->area_len;
 	if ((ret = unregister_own_rseq()))
 		return ret;
-	pr_debug("pid %d: jumping into the restorer at %#lx", t->pid, hole);
+	pr_debug("pid %d: jumping into the restorer at %#lx", t->pid, t->area_start);
 	log_fini();
-	jump_to_restorer(hole + restorer_off_entry, a, stack_top);
+	jump_to_restorer(t->area_start + restorer_off_entry, a, t->stack_top);
 }
 
 /* ----------------------------------------------------------- the parent */
 
 /*
- * Collect what the child writes on the status pipe until it closes it,
- * watching that the child does not die or stop on a signal meanwhile.
- * Returns 0 when the pipe closed with the child alive.
+ * A task of the tree died or stopped while cryo waited: print what it said
+ * on its status pipe (it is gone, or stopped: no blocking), or how it ended.
  */
-static int wait_child_ready(pid_t pid, int status_fd, char *msg, size_t len)
+static int task_failed(struct restore_ctx *ctx, pid_t pid, int st)
+{
+	bool said = false;
+	char buf[4096];
+
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		int fd = ctx->tasks[i]->status[0];
+		ssize_t n;
+
+		if (ctx->tasks[i]->pid != pid || fd < 0)
+			continue;
+		fcntl(fd, F_SETFL, O_NONBLOCK);
+		while ((n = read(fd, buf, sizeof(buf))) > 0) {
+			write_all(STDERR_FILENO, buf, n);
+			said = true;
+		}
+	}
+	if (!said)
+		pr_err("pid %d: the restoring task %s", pid, describe_status(st, buf, sizeof(buf)));
+	if (WIFSTOPPED(st))
+		pr_debug("it stopped with signal %d", WSTOPSIG(st));
+	return -ECHILD;
+}
+
+/*
+ * Collect what task t writes on its status pipe until it closes it,
+ * watching that no task of the tree dies or stops on a signal meanwhile
+ * (one that fails early leaves the others waiting for it at a barrier).
+ * Returns 0 when the pipe closed with t alive.
+ */
+static int wait_child_ready(struct restore_ctx *ctx, struct rst_task *t, char *msg, size_t len)
 {
 	size_t used = 0;
 
 	msg[0] = 0;
 	for (;;) {
-		struct pollfd pfd = { .fd = status_fd, .events = POLLIN };
+		struct pollfd pfd = { .fd = t->status[0], .events = POLLIN };
 		int st, r = poll(&pfd, 1, 100);
 
 		if (r > 0) {
-			ssize_t n = read(status_fd, msg + used, len - 1 - used);
+			ssize_t n = read(t->status[0], msg + used, len - 1 - used);
 
 			if (n > 0) {
 				used += n;
@@ -460,15 +504,11 @@ static int wait_child_ready(pid_t pid, int status_fd, char *msg, size_t len)
 		}
 		if (r < 0 && errno != EINTR)
 			return pr_perror("poll");
-		r = waitpid(pid, &st, WNOHANG | __WALL);
-		if (r == pid) {
-			char why[96];
-
-			if (!msg[0])
-				pr_err("pid %d: the restoring task %s", pid, describe_status(st, why, sizeof(why)));
-			if (WIFSTOPPED(st))
-				pr_debug("it stopped with signal %d", WSTOPSIG(st));
-			return -ECHILD;
+		r = waitpid(-1, &st, WNOHANG | __WALL);
+		if (r > 0) {
+			if (r == t->pid && msg[0])
+				return -ECHILD;	/* it said why */
+			return task_failed(ctx, r, st);
 		}
 	}
 }
@@ -754,8 +794,9 @@ static int wait_zombie_children(struct restore_ctx *ctx, struct rst_task *t)
 
 /*
  * A task of the tree, in cryo's code still: wait until cryo traces it,
- * take its session, fork its children, join its group once every task
- * exists, then rebuild itself and jump into the restorer.
+ * take its session, premap its memory, fork its children (who inherit the
+ * pages they share with it), join its group once every task exists, then
+ * rebuild the rest of itself and jump into the restorer.
  */
 static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct rst_task *t)
 {
@@ -770,6 +811,8 @@ static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct r
 		close(t->sync[0]);
 	}
 	ret = set_session(ctx, t);
+	if (!ret && !t->zombie)
+		ret = prepare_memory(ctx, t);
 	if (!ret)
 		ret = fork_children(ctx, t);
 	if (ret)
@@ -842,7 +885,7 @@ static int finish_tasks(struct restore_ctx *ctx)
 
 		if (t->zombie)
 			continue;
-		ret = wait_child_ready(t->pid, t->status[0], msg, sizeof(msg));
+		ret = wait_child_ready(ctx, t, msg, sizeof(msg));
 		/* the child's own errors (and warnings), already formatted */
 		if (msg[0])
 			write_all(STDERR_FILENO, msg, strlen(msg));

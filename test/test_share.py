@@ -22,3 +22,32 @@ def test_shared_memory_and_file_offset(workload, images):
             if e.get("reg", {}).get("path", "").endswith("/log")]
     assert len(logs) == 1, logs
     w.verify()
+
+
+def pss_kb(pids):
+    """The tree's memory use: proportional set sizes, each shared page
+    counted once in all."""
+    total = 0
+    for p in pids:
+        with open(f"/proc/{p}/smaps_rollup") as f:
+            total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+    return total
+
+
+def test_copy_on_write_stays_shared(workload, images):
+    """Parent, children and grandchild share 256 MiB of heap copy-on-write:
+    the children's images leave it to the parent, and after restore the
+    tree uses as much memory as before, not four times as much."""
+    heap_mb = 256
+    w = workload([prog("share"), str(heap_mb)])
+    w.wait_ready()
+    pids = cryolib.descendants(w.pid)
+    before = pss_kb(pids)
+    assert before < heap_mb * 1024 * 1.5, f"the tree uses {before} kB before the dump"
+    cryolib.checkpoint_restore(w, images)
+    after = pss_kb(pids)
+    assert abs(after - before) <= before * 0.10, f"{before} kB before the dump, {after} kB after restore"
+    for p in pids[1:]:
+        size = (images / f"pages-{p}.img").stat().st_size
+        assert size < heap_mb << 18, f"pages-{p}.img has {size} bytes: the shared heap was dumped again"
+    w.verify()

@@ -32,6 +32,9 @@ struct dump_task {
 	/* pages to dump, planned before the parasite goes in */
 	struct parasite_chunk *chunks;
 	size_t nr_chunks;
+	/* pages left out: the parent's, shared copy-on-write (sorted) */
+	struct page_run { uint64_t addr, len; } *parent_runs;
+	size_t nr_parent_runs;
 	unsigned long exec_addr;	/* a private executable address */
 };
 

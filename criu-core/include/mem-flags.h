@@ -16,5 +16,6 @@
 
 /* PagemapEntry.flags */
 #define PE_PRESENT		(1u << 0)	/* the bytes follow in the pages image */
+#define PE_PARENT		(1u << 1)	/* shared copy-on-write with the parent: its bytes */
 
 #endif

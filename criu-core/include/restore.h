@@ -13,6 +13,16 @@
 
 struct rst_shared;
 
+/*
+ * Building the restorer's area in the child: a bump allocator over the
+ * space after struct restorer_args.
+ */
+struct rst_area {
+	char *base;			/* == address in the restored task */
+	size_t len, used;
+	struct restorer_args *args;
+};
+
 struct rst_task {
 	pid_t pid;
 	size_t index;			/* in ctx->tasks */
@@ -22,6 +32,12 @@ struct rst_task {
 	int status[2];			/* its errors, then EOF when its restorer is done */
 	int sync[2];			/* cryo says "go" once it traces the task */
 	pid_t *tids;			/* its threads once taken over, the leader first */
+	/* its restorer area and premapped memory, which its children inherit */
+	uint64_t area_start, area_len, premap_start, premap_len;
+	struct rst_area ra;		/* the arguments in the area */
+	uint64_t stack_top;
+	struct rst_vma *premapped;
+	size_t nr_premapped;
 	PstreeEntry *pstree;
 	CoreEntry *core;
 	MmEntry *mm;
@@ -57,15 +73,6 @@ struct restore_ctx {
 	struct arena arena;		/* messages read from the images */
 };
 
-/*
- * Building the restorer's area in the child: a bump allocator over the
- * space after struct restorer_args.
- */
-struct rst_area {
-	char *base;			/* == address in the restored task */
-	size_t len, used;
-	struct restorer_args *args;
-};
 void *rst_area_alloc(struct rst_area *ra, size_t size);
 
 /* mem.c: map and fill every VMA in the premap reservation */
