@@ -23,84 +23,6 @@
 #include "log.h"
 #include "seize.h"
 
-static struct dump_task *find_task(struct dump_ctx *ctx, pid_t pid)
-{
-	for (size_t i = 0; i < ctx->nr_tasks; i++)
-		if (ctx->tasks[i]->pid == pid)
-			return ctx->tasks[i];
-	return NULL;
-}
-
-/*
- * Sessions and process groups cryo can rebuild: a task's session is its
- * parent's or its own (setsid), and its group is led by a task of the
- * tree (or, for a shell job, is the root's group, led from outside).
- */
-static int check_dumpable(struct dump_ctx *ctx, struct dump_task *t)
-{
-	struct dump_task *parent = t->ppid ? find_task(ctx, t->ppid) : NULL;
-	const struct dump_task *root = ctx->tasks[0];
-
-	if (!parent) {
-		if (ctx->opts->shell_job)
-			return 0;
-		if (t->stat.sid != t->pid) {
-			pr_err("pid %d belongs to session %d, led by a process outside the dump%s: dump it with --shell-job",
-			       t->pid, t->stat.sid, t->stat.tty_nr ? ", with a terminal" : "");
-			return -ENOTSUP;
-		}
-		if (t->stat.pgid != t->pid) {
-			pr_err("pid %d belongs to process group %d, led by a process outside the dump: dump it with --shell-job",
-			       t->pid, t->stat.pgid);
-			return -ENOTSUP;
-		}
-		return 0;
-	}
-	if (t->stat.sid != parent->stat.sid && t->stat.sid != t->pid) {
-		pr_err("pid %d is in session %d, which neither it nor its parent %d leads: not supported yet",
-		       t->pid, t->stat.sid, parent->pid);
-		return -ENOTSUP;
-	}
-	if (!find_task(ctx, t->stat.pgid) && !(ctx->opts->shell_job && t->stat.pgid == root->stat.pgid)) {
-		pr_err("pid %d is in process group %d, whose leader is not in the dump: not supported yet",
-		       t->pid, t->stat.pgid);
-		return -ENOTSUP;
-	}
-	return 0;
-}
-
-static int write_pstree(struct dump_ctx *ctx)
-{
-	struct img *img = img_create(ctx->dirfd, IMG_PSTREE, 0);
-	int ret = 0;
-
-	if (!img)
-		return -EIO;
-	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++) {
-		const struct dump_task *t = ctx->tasks[i];
-		PstreeEntry e = PSTREE_ENTRY__INIT;
-		uint32_t tid = t->pid;
-
-		e.pid = t->pid;
-		e.ppid = i ? t->ppid : 0;
-		e.pgid = t->stat.pgid;
-		e.sid = t->stat.sid;
-		e.has_tty_foreground = true;
-		e.tty_foreground = t->stat.tty_nr && t->stat.tpgid == t->stat.pgid;
-		if (t->zombie) {
-			e.n_threads = 1;
-			e.threads = &tid;
-			e.has_zombie_status = true;
-			e.zombie_status = t->stat.exit_code;
-		} else {
-			e.n_threads = t->nr_tids;
-			e.threads = (uint32_t *)t->tids;
-		}
-		ret = img_write(img, &e.base);
-	}
-	return img_close(img) ?: ret;
-}
-
 static int write_one(struct dump_ctx *ctx, enum img_type type, unsigned id, const ProtobufCMessage *m)
 {
 	struct img *img = img_create(ctx->dirfd, type, id);
@@ -137,7 +59,7 @@ static int write_images(struct dump_ctx *ctx)
 {
 	int ret;
 
-	if ((ret = write_pstree(ctx)) || (ret = files_write(ctx)) || (ret = memfd_write(ctx)))
+	if ((ret = pstree_write(ctx)) || (ret = files_write(ctx)) || (ret = memfd_write(ctx)))
 		return ret;
 	/* last: its presence says the directory holds a complete dump */
 	return write_inventory(ctx);
@@ -299,7 +221,7 @@ static int dump_tree(struct dump_ctx *ctx)
 	int ret = 0;
 
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
-		ret = check_dumpable(ctx, ctx->tasks[i]);
+		ret = pstree_check(ctx, ctx->tasks[i]);
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = dump_seized(ctx, ctx->tasks[i]);

@@ -146,51 +146,9 @@ static int read_images(struct restore_ctx *ctx)
 	}
 	ctx->inv = (InventoryEntry *)m;
 
-	img = img_open(ctx->dirfd, IMG_PSTREE, 0, false);
-	if (!img)
-		return -EIO;
-	while ((ret = img_read(img, &m)) == 1) {
-		struct rst_task **nv = xrealloc_array(ctx->tasks, ctx->nr_tasks + 1, sizeof(*nv));
-		struct rst_task *t = xzalloc(sizeof(*t));
-
-		if (!nv || !t) {
-			free(t);
-			img_free_msg(IMG_PSTREE, m);
-			ret = -ENOMEM;
-			break;
-		}
-		ctx->tasks = nv;
-		ctx->tasks[ctx->nr_tasks++] = t;
-		t->index = ctx->nr_tasks - 1;
-		t->pstree = (PstreeEntry *)m;
-		t->pid = t->pstree->pid;
-		t->zombie = t->pstree->has_zombie_status;
-		t->status[0] = t->status[1] = t->sync[0] = t->sync[1] = -1;
-	}
-	img_close(img);
-	if (ret < 0)
+	ret = pstree_read(ctx);
+	if (ret)
 		return ret;
-	if (!ctx->nr_tasks) {
-		pr_err("pstree.img is empty");
-		return -EINVAL;
-	}
-	if ((uint32_t)ctx->tasks[0]->pid != ctx->inv->root_pid || ctx->tasks[0]->zombie) {
-		pr_err("pstree.img starts with pid %d, inventory.img says %u", ctx->tasks[0]->pid,
-		       ctx->inv->root_pid);
-		return -EINVAL;
-	}
-	for (size_t i = 1; i < ctx->nr_tasks; i++) {
-		struct rst_task *t = ctx->tasks[i];
-
-		/* parents come first */
-		for (size_t j = 0; j < i && !t->parent; j++)
-			if (ctx->tasks[j]->pid == (pid_t)t->pstree->ppid && !ctx->tasks[j]->zombie)
-				t->parent = ctx->tasks[j];
-		if (!t->parent) {
-			pr_err("pstree.img: the parent %u of pid %d is not before it", t->pstree->ppid, t->pid);
-			return -EINVAL;
-		}
-	}
 
 	img = img_open(ctx->dirfd, IMG_FILES, 0, false);
 	if (!img)
@@ -226,8 +184,7 @@ static void free_task(struct rst_task *t)
 		img_free_msg(IMG_CORE, &t->core->base);
 	if (t->mm)
 		img_free_msg(IMG_MM, &t->mm->base);
-	if (t->pstree)
-		img_free_msg(IMG_PSTREE, &t->pstree->base);
+	pstree_free_task(t);
 	for (int i = 0; i < 2; i++) {
 		if (t->status[i] >= 0)
 			close(t->status[i]);
@@ -311,40 +268,6 @@ static int find_hole(const struct rst_task *t, size_t len, uint64_t task_size, u
 	}
 	pr_err("pid %d: no room for %zu bytes of restorer and premapped memory", t->pid, len);
 	return -ENOMEM;
-}
-
-/*
- * Before the task forks its children: lead its session if it did (the
- * children inherit it), lead its group if it did. Groups led by another
- * task are joined later, once every task exists.
- */
-static int set_session(struct restore_ctx *ctx, struct rst_task *t)
-{
-	const PstreeEntry *p = t->pstree;
-
-	if (p->sid == (uint32_t)t->pid) {
-		if (setsid() < 0)
-			return pr_perror("pid %d: setsid", t->pid);
-	} else if (t->parent ? p->sid != t->parent->pstree->sid : !ctx->opts->shell_job) {
-		if (t->parent)
-			pr_err("pid %d: session %u is neither its own nor its parent's", t->pid, p->sid);
-		else
-			pr_err("pid %d was in session %u of a process outside the dump: restore it with --shell-job",
-			       t->pid, p->sid);
-		return -EINVAL;
-	}
-	if (p->pgid == (uint32_t)t->pid && getpgid(0) != t->pid && setpgid(0, 0))
-		return pr_perror("pid %d: setpgid", t->pid);
-	return 0;
-}
-
-static int join_group(struct rst_task *t)
-{
-	pid_t pgid = t->pstree->pgid;
-
-	if (getpgid(0) != pgid && setpgid(0, pgid))
-		return pr_perror("pid %d: cannot join process group %d", t->pid, pgid);
-	return 0;
 }
 
 /* glibc registered rseq for this thread at fork time; it must go first */
@@ -752,14 +675,14 @@ static void __attribute__((noreturn)) become_zombie(struct restore_ctx *ctx, str
 
 static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct rst_task *t);
 
-/* fork the children of t, each with its pid; they run run_task */
-static int fork_children(struct restore_ctx *ctx, struct rst_task *t)
+/* fork the children of t born before (or after) its setsid, each with its pid; they run run_task */
+static int fork_children(struct restore_ctx *ctx, struct rst_task *t, bool before_setsid)
 {
 	for (size_t i = t->index + 1; i < ctx->nr_tasks; i++) {
 		struct rst_task *c = ctx->tasks[i];
 		pid_t pid;
 
-		if (c->parent != t)
+		if (c->parent != t || c->before_setsid != before_setsid)
 			continue;
 		pid = clone_with_pid(c->pid);
 		if (pid == 0)
@@ -770,7 +693,7 @@ static int fork_children(struct restore_ctx *ctx, struct rst_task *t)
 	return 0;
 }
 
-/* the zombie children must have exited (not been reaped) before we go on */
+/* the zombie children must have exited (not been reaped), the helpers reaped, before we go on */
 static int wait_zombie_children(struct restore_ctx *ctx, struct rst_task *t)
 {
 	sigset_t chld;
@@ -779,10 +702,15 @@ static int wait_zombie_children(struct restore_ctx *ctx, struct rst_task *t)
 	for (size_t i = t->index + 1; i < ctx->nr_tasks; i++) {
 		struct rst_task *c = ctx->tasks[i];
 		siginfo_t si;
+		int r;
 
-		if (c->parent == t && c->zombie &&
-		    waitid(P_PID, c->pid, &si, WEXITED | WNOWAIT) && errno != EINTR)
-			return pr_perror("pid %d: waiting for zombie %d", t->pid, c->pid);
+		if (c->parent != t || !c->zombie)
+			continue;
+		while ((r = waitid(P_PID, c->pid, &si, WEXITED | (c->helper ? 0 : WNOWAIT))) && errno == EINTR)
+			;
+		if (r)
+			return pr_perror("pid %d: waiting for %s %d", t->pid, c->helper ? "helper" : "zombie",
+					 c->pid);
 	}
 	/* their SIGCHLD was not pending at the dump: drop it */
 	sigemptyset(&chld);
@@ -794,9 +722,9 @@ static int wait_zombie_children(struct restore_ctx *ctx, struct rst_task *t)
 
 /*
  * A task of the tree, in cryo's code still: wait until cryo traces it,
- * take its session, premap its memory, fork its children (who inherit the
- * pages they share with it), join its group once every task exists, then
- * rebuild the rest of itself and jump into the restorer.
+ * premap its memory, fork its children (who inherit the pages they share
+ * with it) before and after taking its session, join its group once every
+ * task exists, then rebuild the rest of itself and jump into the restorer.
  */
 static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct rst_task *t)
 {
@@ -810,20 +738,19 @@ static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct r
 			_exit(1);
 		close(t->sync[0]);
 	}
-	ret = set_session(ctx, t);
-	if (!ret && !t->zombie)
-		ret = prepare_memory(ctx, t);
+	ret = t->zombie ? 0 : prepare_memory(ctx, t);
 	if (!ret)
-		ret = fork_children(ctx, t);
+		ret = fork_children(ctx, t, true);
+	if (!ret)
+		ret = pstree_set_session(ctx, t);
+	if (!ret)
+		ret = fork_children(ctx, t, false);
 	if (ret)
 		_exit(1);
 	close_other_pipes(ctx, t, true);
 	futex_add(&ctx->shared->born);
 	futex_wait_for(ctx, &ctx->shared->born, ctx->nr_tasks);
-	if (t->parent && t->pstree->pgid != (uint32_t)t->pid &&
-	    !(ctx->opts->shell_job && t->pstree->pgid == ctx->tasks[0]->pstree->pgid &&
-	      ctx->tasks[0]->pstree->pgid != (uint32_t)ctx->tasks[0]->pid) &&
-	    join_group(t))
+	if (pstree_join_group(ctx, t))
 		_exit(1);
 	futex_add(&ctx->shared->grouped);
 	if (t->zombie)
@@ -928,8 +855,9 @@ static int restore_tree(struct restore_ctx *ctx)
 		if (!ctx->tasks[i]->zombie)
 			ret = check_ids_free(ctx->tasks[i]);
 		else if (!kill(ctx->tasks[i]->pid, 0) || errno != ESRCH)
-			ret = -EEXIST, pr_err("pid %d (a zombie) is already in use: cannot restore it",
-					      ctx->tasks[i]->pid);
+			ret = -EEXIST, pr_err("pid %d (%s) is already in use: cannot restore it",
+					      ctx->tasks[i]->pid, ctx->tasks[i]->helper ?
+					      "to lead again the process group its exited leader left" : "a zombie");
 	/* the objects tasks share are made here, before the tree, and inherited */
 	if (!ret)
 		ret = files_open_all(ctx);

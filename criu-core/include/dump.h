@@ -15,6 +15,7 @@
 struct dump_task {
 	pid_t pid;
 	pid_t ppid;			/* its parent in the tree; 0 for the root */
+	pid_t born_sid;			/* the session it was born in, as far as the tree tells */
 	bool zombie;			/* only its pstree entry is dumped */
 	pid_t *tids;			/* every thread, the leader first */
 	int nr_tids;
@@ -69,6 +70,10 @@ struct dump_ctx {
 	size_t nr_memfds;
 };
 
+/* pstree.c */
+struct dump_task *dump_find_task(struct dump_ctx *ctx, pid_t pid);
+int pstree_check(struct dump_ctx *ctx, struct dump_task *t);
+int pstree_write(struct dump_ctx *ctx);
 /* mem.c */
 int mem_collect(struct dump_ctx *ctx, struct dump_task *t);
 int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t);

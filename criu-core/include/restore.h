@@ -28,6 +28,9 @@ struct rst_task {
 	size_t index;			/* in ctx->tasks */
 	struct rst_task *parent;	/* NULL for the root */
 	bool zombie;			/* only its pstree entry exists */
+	bool helper;			/* (a zombie too) leads a group whose leader is gone, then is reaped */
+	bool before_setsid;		/* forked before its parent's setsid: born in its parent's old session */
+	pid_t born_sid;
 	bool traced;
 	int status[2];			/* its errors, then EOF when its restorer is done */
 	int sync[2];			/* cryo says "go" once it traces the task */
@@ -39,6 +42,7 @@ struct rst_task {
 	struct rst_vma *premapped;
 	size_t nr_premapped;
 	PstreeEntry *pstree;
+	PstreeEntry *own_pstree;	/* a helper's, made up */
 	CoreEntry *core;
 	MmEntry *mm;
 	PagemapEntry **pagemap;
@@ -75,6 +79,11 @@ struct restore_ctx {
 
 void *rst_area_alloc(struct rst_area *ra, size_t size);
 
+/* pstree.c: read and plan the tree; sessions and groups in each task */
+int pstree_read(struct restore_ctx *ctx);
+void pstree_free_task(struct rst_task *t);
+int pstree_set_session(struct restore_ctx *ctx, struct rst_task *t);
+int pstree_join_group(struct restore_ctx *ctx, struct rst_task *t);
 /* mem.c: map and fill every VMA in the premap reservation */
 size_t mem_premap_size(const struct rst_task *t);
 size_t mem_args_size(const struct rst_task *t);
