@@ -40,36 +40,36 @@ def test_dump_into_missing_dir(workload, tmp_path):
     w.verify()
 
 
-ORPHAN_GROUP = """
-import os, sys, time, ctypes
-ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)     # child subreaper: orphans come back here
+OUTSIDE_GROUP = """
+import os, time
 r, w = os.pipe()
-if os.fork() == 0:                           # a: leads its own group, forks a1 into it, exits
+if os.fork() == 0:                           # a: own group; its child b joins the root's group
     os.setpgid(0, 0)
     if os.fork() == 0:
-        os.close(r); os.close(w)
+        os.setpgid(0, os.getsid(0))
+        os.write(w, b"r")
         time.sleep(1000)
-    os._exit(0)
-os.wait()
-os.close(r); os.close(w)
+    time.sleep(1000)
+os.read(r, 1)
 print("READY", flush=True)
 time.sleep(1000)
 """
 
 
-def test_dump_refuses_group_without_leader(workload, images):
-    """A process group whose leader has exited cannot be rebuilt yet: the
-    dump says which, and the whole tree carries on untouched."""
-    w = workload(["/usr/bin/python3", "-c", ORPHAN_GROUP])
+def test_dump_refuses_group_led_from_outside(workload, images):
+    """A process of the dumped tree is in a process group led by a live
+    process outside it: the dump says which, and the tree carries on."""
+    w = workload(["/usr/bin/python3", "-c", OUTSIDE_GROUP])
     w.wait_ready()
-    orphan = int(open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()[0])
-    before = cryolib.snapshot(w.pid), cryolib.snapshot(orphan)
-    r = cryolib.cryo("dump", "-t", w.pid, "-D", images, check=False)
-    one_line_error(r, f"pid {orphan}", "process group", "leader is not in the dump")
-    cryolib.assert_same_process(before[0], w.pid)
-    cryolib.assert_same_process(before[1], orphan)
+    a = int(open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()[0])
+    b = int(open(f"/proc/{a}/task/{a}/children").read().split()[0])
+    before = cryolib.snapshot(a), cryolib.snapshot(b)
+    # a's session is led from outside too: --shell-job allows that, not b's group
+    r = cryolib.cryo("dump", "-t", a, "-D", images, "--shell-job", check=False)
+    one_line_error(r, f"pid {b}", f"process group {w.pid}", "led by a process outside the dump")
+    cryolib.assert_same_process(before[0], a)
+    cryolib.assert_same_process(before[1], b)
     assert not (images / "inventory.img").exists()
-    cryolib.kill_and_reap(orphan)
 
 
 def test_leave_running(workload, images):

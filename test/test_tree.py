@@ -30,9 +30,14 @@ def test_tree_with_sessions_groups_and_zombie(workload, images, user):
     w = workload([prog("tree")], user=user)
     w.wait_ready()
     before = tree_of(w.pid)
-    assert len(before) == 9
-    assert len({v[2] for v in before.values()}) == 2, "two sessions"
-    assert len({v[1] for v in before.values()}) == 4, "four process groups"
+    assert len(before) == 13
+    assert len({v[2] for v in before.values()}) == 3, "three sessions"
+    groups = {v[1] for v in before.values()}
+    assert len(groups) == 6, f"six process groups: {before}"
+    assert len(groups - set(before)) == 1, "one group whose leader is gone"
+    parent_sid = {p: before[v[0]][2] for p, v in before.items() if v[0] in before}
+    assert any(v[2] != parent_sid[p] and v[2] != p for p, v in before.items() if p in parent_sid), \
+        "a process in a session that is neither its own nor its parent's"
     assert sum(v[3] == "Z" for v in before.values()) == 1, "one zombie"
     snapshots = {p: cryolib.snapshot(p) for p, v in before.items() if v[3] == "live"}
     cryolib.checkpoint_restore(w, images)
@@ -40,6 +45,56 @@ def test_tree_with_sessions_groups_and_zombie(workload, images, user):
     assert tree_of(w.pid) == before
     for pid, snap in snapshots.items():
         cryolib.assert_same_process(snap, pid)
+    w.verify()
+
+
+ORPHAN = """
+import os, signal, sys, time, ctypes
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)     # child subreaper: orphans come back here
+r, w = os.pipe()
+a = os.fork()
+if a == 0:                                   # a: leads its own group, forks a1 into it, exits
+    os.setpgid(0, 0)
+    a1 = os.fork()
+    if a1 == 0:
+        os.close(r)
+        os.close(w)
+        time.sleep(1000)
+    os.write(w, str(a1).encode())
+    os._exit(0)
+os.waitpid(a, 0)
+a1 = int(os.read(r, 32))
+os.close(r)
+os.close(w)
+me = os.getpid()
+while str(a1) not in open(f"/proc/{me}/task/{me}/children").read().split():
+    time.sleep(0.01)                         # a1 has come to us
+go = []
+signal.signal(signal.SIGUSR1, lambda *_: go.append(1))
+print("READY", flush=True)
+while not go:
+    time.sleep(0.01)
+got = (os.getpgid(a1), os.getsid(a1))
+os.kill(a1, signal.SIGTERM)
+pid, st = os.waitpid(a1, 0)                  # still our child
+if got == (a, me) and pid == a1 and os.WIFSIGNALED(st):
+    print("PASS")
+else:
+    print(f"FAIL: a1 group and session {got}, expected {(a, me)}; reaped {pid} status {st}")
+    sys.exit(1)
+"""
+
+
+def test_orphan_of_a_subreaper_in_a_group_without_leader(workload, images):
+    """a1 was orphaned and reparented to the root (a child subreaper); its
+    group was led by its parent, which is gone: it comes back under the
+    root, in that group (a helper recreates it), and the root reaps it."""
+    w = workload(["/usr/bin/python3", "-c", ORPHAN])
+    w.wait_ready()
+    before = tree_of(w.pid)
+    assert len(before) == 2
+    cryolib.checkpoint_restore(w, images)
+    assert tree_of(w.pid) == before
     w.verify()
 
 

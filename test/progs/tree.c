@@ -7,6 +7,9 @@
  *   +-- b        own group         +-- b1     b's group     +-- b2  own group
  *   +-- c        own session       +-- c1     c's session and group
  *   +-- z        exited with 7, not reaped: a zombie
+ *   +-- d        led its own group, exited and was reaped
+ *   +-- e        in d's group      +-- e1     d's group: a group without leader
+ *   +-- s        setsid after forking s1   +-- s1  root's session, not its parent's
  *
  * Each process records its pid, parent, group and session and counts in
  * memory. On SIGUSR1 the root signals its
@@ -26,22 +29,33 @@ struct node {
 	const char *name;
 	int parent;		/* index of the parent */
 	int own_group, own_session;
+	int join;		/* index of the node whose group it joins, or 0 */
+	int late_session;	/* setsid after forking its children */
 	pid_t pid;		/* filled in as it starts */
 };
 
 static struct node nodes[] = {
-	{ "root", -1, 1, 1, 0 },
-	{ "a", 0, 0, 0, 0 },
-	{ "a1", 1, 0, 0, 0 },
-	{ "b", 0, 1, 0, 0 },
-	{ "b1", 3, 0, 0, 0 },
-	{ "b2", 4, 1, 0, 0 },
-	{ "c", 0, 0, 1, 0 },
-	{ "c1", 6, 0, 0, 0 },
-	{ "z", 0, 0, 0, 0 },
+	{ "root", -1, 1, 1, 0, 0, 0 },
+	{ "a", 0, 0, 0, 0, 0, 0 },
+	{ "a1", 1, 0, 0, 0, 0, 0 },
+	{ "b", 0, 1, 0, 0, 0, 0 },
+	{ "b1", 3, 0, 0, 0, 0, 0 },
+	{ "b2", 4, 1, 0, 0, 0, 0 },
+	{ "c", 0, 0, 1, 0, 0, 0 },
+	{ "c1", 6, 0, 0, 0, 0, 0 },
+	{ "z", 0, 0, 0, 0, 0, 0 },
+	{ "d", 0, 1, 0, 0, 0, 0 },
+	{ "e", 0, 0, 0, 9, 0, 0 },
+	{ "e1", 10, 0, 0, 0, 0, 0 },
+	{ "s", 0, 0, 0, 0, 1, 0 },
+	{ "s1", 12, 0, 0, 0, 0, 0 },
 };
 #define NNODES (int)(sizeof(nodes) / sizeof(nodes[0]))
 #define ZOMBIE 8
+#define GONE 9		/* d: exits once e is in its group */
+#define LIVE (NNODES - 3)	/* all but the root, the zombie and d say they are ready */
+
+static int gone_pipe[2];
 
 static int self;
 static pid_t my_ppid, my_pgid, my_sid;
@@ -75,7 +89,7 @@ static void finish_children(void)
 	for (int i = 0; i < NNODES; i++) {
 		int st;
 
-		if (nodes[i].parent != self)
+		if (nodes[i].parent != self || i == GONE)
 			continue;
 		if (i != ZOMBIE)
 			kill(nodes[i].pid, SIGUSR1);
@@ -150,7 +164,24 @@ static void become(int i, int tamper)
 		setsid();
 	else if (nodes[i].own_group && i)
 		setpgid(0, 0);
+	else if (nodes[i].join && setpgid(0, nodes[nodes[i].join].pid))
+		fail("%s: cannot join the group of %s: %s", nodes[i].name, nodes[nodes[i].join].name,
+		     strerror(errno));
+	if (i != GONE) {
+		close(gone_pipe[0]);
+		close(gone_pipe[1]);
+	} else {
+		char c;
+
+		close(gone_pipe[1]);
+		/* until the root says e is in the group */
+		if (read(gone_pipe[0], &c, 1) < 0)
+			_exit(3);
+		_exit(0);
+	}
 	start_children(tamper);
+	if (nodes[i].late_session)
+		setsid();
 	if (i == ZOMBIE)
 		_exit(7);
 	run(tamper);
@@ -171,6 +202,11 @@ static void start_children(int tamper)
 		if (pid == 0)
 			become(i, tamper);
 		nodes[i].pid = pid;
+		/* as shells do: the parent too, so that the group exists before the next fork */
+		if (nodes[i].own_group && !nodes[i].own_session)
+			setpgid(pid, pid);
+		else if (nodes[i].join)
+			setpgid(pid, nodes[nodes[i].join].pid);
 	}
 }
 
@@ -181,7 +217,7 @@ int main(int argc, char **argv)
 	int n = 0;
 
 	prog_trigger_init();
-	if (pipe(ready_pipe)) {
+	if (pipe(ready_pipe) || pipe(gone_pipe)) {
 		say("FAIL: set-up: pipe: %s", strerror(errno));
 		return 2;
 	}
@@ -190,10 +226,17 @@ int main(int argc, char **argv)
 	start_children(tamper);
 	/* every process but the root and the zombie says it is ready */
 	close(ready_pipe[1]);
-	while (n < NNODES - 2 && read(ready_pipe[0], &c, 1) == 1)
+	while (n < LIVE && read(ready_pipe[0], &c, 1) == 1)
 		n++;
 	close(ready_pipe[0]);
 	ready_pipe[0] = ready_pipe[1] = -1;
+	/* e and e1 are in d's group: d may go */
+	close(gone_pipe[0]);
+	close(gone_pipe[1]);
+	if (waitpid(nodes[GONE].pid, NULL, 0) != nodes[GONE].pid) {
+		say("FAIL: set-up: cannot reap d: %s", strerror(errno));
+		return 2;
+	}
 	/* the zombie has exited */
 	{
 		siginfo_t si;
