@@ -18,6 +18,7 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 
+#include "compat.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
@@ -216,12 +217,42 @@ static size_t release_tree(struct dump_ctx *ctx)
 	return n;
 }
 
+/*
+ * What clone() can share between processes (not threads) that cryo cannot
+ * rebuild yet: each task is compared with every one before it.
+ */
+static int check_unshared(struct dump_ctx *ctx, size_t i)
+{
+	static const struct {
+		int type;
+		const char *what;
+	} res[] = {
+		{ KCMP_VM, "its address space (CLONE_VM)" },
+		{ KCMP_FILES, "its fd table (CLONE_FILES)" },
+		{ KCMP_FS, "its root, cwd and umask (CLONE_FS)" },
+		{ KCMP_SIGHAND, "its signal handlers (CLONE_SIGHAND)" },
+	};
+	const struct dump_task *t = ctx->tasks[i];
+
+	for (size_t j = 0; j < i && !t->zombie; j++) {
+		const struct dump_task *o = ctx->tasks[j];
+
+		for (size_t k = 0; k < ARRAY_SIZE(res) && !o->zombie; k++)
+			if (sys_kcmp(t->pid, o->pid, res[k].type, 0, 0) == 0) {
+				pr_err("pid %d shares %s with pid %d: not supported yet", t->pid,
+				       res[k].what, o->pid);
+				return -ENOTSUP;
+			}
+	}
+	return 0;
+}
+
 static int dump_tree(struct dump_ctx *ctx)
 {
 	int ret = 0;
 
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
-		ret = pstree_check(ctx, ctx->tasks[i]);
+		ret = pstree_check(ctx, ctx->tasks[i]) ?: check_unshared(ctx, i);
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = dump_seized(ctx, ctx->tasks[i]);
