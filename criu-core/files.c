@@ -23,6 +23,7 @@ static const struct fd_kind_ops *const fd_kinds[] = {
 	&tty_fd_ops,	/* before chr: a terminal is a character device too */
 	&chr_fd_ops,
 	&reg_fd_ops,
+	&pipe_fd_ops,
 };
 
 static const struct fd_kind_ops *kind_ops(FdKind kind)
@@ -156,9 +157,15 @@ int files_collect(struct dump_ctx *ctx, struct dump_task *t)
 
 int files_write(struct dump_ctx *ctx)
 {
-	struct img *img = img_create(ctx->dirfd, IMG_FILES, 0);
+	struct img *img;
 	int ret = 0;
 
+	for (size_t i = 0; i < ARRAY_SIZE(fd_kinds) && !ret; i++)
+		if (fd_kinds[i]->dump_done)
+			ret = fd_kinds[i]->dump_done(ctx);
+	if (ret)
+		return ret;
+	img = img_create(ctx->dirfd, IMG_FILES, 0);
 	if (!img)
 		return -EIO;
 	for (size_t i = 0; i < ctx->nr_files && !ret; i++)
@@ -289,6 +296,9 @@ void files_close_all(struct restore_ctx *ctx)
 			close(ctx->file_fds[i]);
 	free(ctx->file_fds);
 	ctx->file_fds = NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(fd_kinds); i++)
+		if (fd_kinds[i]->restore_done)
+			fd_kinds[i]->restore_done(ctx);
 }
 
 static int file_fd(struct restore_ctx *ctx, uint32_t id)

@@ -36,12 +36,17 @@ struct fd_kind_ops {
 	bool (*match)(const struct fd_parms *p);
 	/* fill the kind's part of fe */
 	int (*dump)(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe);
+	/* optional: every task's fds are collected; last checks before the images are written */
+	int (*dump_done)(struct dump_ctx *ctx);
 	/* open the description; returns an fd (any number) or -errno, logged */
 	int (*open)(struct restore_ctx *ctx, pid_t pid, int fd, const FileEntry *fe);
+	/* optional: the tree has its files; drop what the kind kept */
+	void (*restore_done)(struct restore_ctx *ctx);
 };
 
 extern const struct fd_kind_ops reg_fd_ops;
 extern const struct fd_kind_ops chr_fd_ops;
 extern const struct fd_kind_ops tty_fd_ops;
+extern const struct fd_kind_ops pipe_fd_ops;
 
 #endif

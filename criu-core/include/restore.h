@@ -12,6 +12,7 @@
 #include "util.h"
 
 struct rst_shared;
+struct rst_pipe;
 
 /*
  * Building the restorer's area in the child: a bump allocator over the
@@ -67,6 +68,8 @@ struct restore_ctx {
 	size_t nr_files;
 	int *file_fds;			/* cryo's open file for each of files[], inherited by the tasks */
 	int files_base;			/* above every fd number of every task */
+	struct rst_pipe *pipes;		/* files-pipe.c: the pipes made so far */
+	size_t nr_pipes;
 	struct rst_task **tasks;	/* pstree.img order: parents first, [0] the root */
 	size_t nr_tasks;
 	struct rst_shared *shared;	/* barriers and restorer areas, shared with the tasks */

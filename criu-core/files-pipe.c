@@ -1,0 +1,281 @@
+/*
+ * Pipes: each end an open file description, the pipe itself (its size and
+ * the bytes queued in it) shared by both.
+ *
+ * Dump: the queued bytes are copied without taking them out: a read end is
+ * opened through /proc/PID/fd/N and tee(2) duplicates the pipe's contents
+ * into a pipe of cryo's own, which is then read. The first description of
+ * each pipe carries its size and bytes in files.img. A pipe whose other
+ * end only a process outside the dump holds cannot come back whole: the
+ * dump refuses it.
+ *
+ * Restore: cryo creates each pipe once, sizes it, writes the bytes back,
+ * and hands out its ends (a further description of the same end is a
+ * fresh open of /proc/self/fd/N). An end no task holds is closed when cryo
+ * lets go of its copies: its readers see EOF, as after the dump.
+ */
+#define LOG_PREFIX "files-pipe: "
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dump.h"
+#include "files.h"
+#include "log.h"
+#include "restore.h"
+
+static bool pipe_match(const struct fd_parms *p)
+{
+	return S_ISFIFO(p->st.st_mode) && !strncmp(p->link, "pipe:[", 6);
+}
+
+/* the bytes queued in the pipe behind pid's fd, left in place */
+static int peek_pipe(const struct fd_parms *p, size_t size, ProtobufCBinaryData *out, struct arena *a)
+{
+	char path[64];
+	int rfd, cp[2] = { -1, -1 }, ret = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", p->pid, p->fd);
+	rfd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (rfd < 0)
+		return pr_perror("pid %d fd %d (%s): cannot open it for reading its data", p->pid, p->fd,
+				 p->link);
+	if (pipe2(cp, O_CLOEXEC | O_NONBLOCK) || fcntl(cp[1], F_SETPIPE_SZ, size) < (int)size) {
+		ret = pr_perror("pid %d fd %d (%s): cannot make a %zu-byte pipe to copy its data", p->pid,
+				p->fd, p->link, size);
+		goto out;
+	}
+	n = tee(rfd, cp[1], size, SPLICE_F_NONBLOCK);
+	if (n < 0 && errno != EAGAIN) {
+		ret = pr_perror("pid %d fd %d (%s): tee", p->pid, p->fd, p->link);
+		goto out;
+	}
+	out->len = n > 0 ? n : 0;
+	out->data = arena_alloc(a, out->len + 1);
+	if (!out->data) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (out->len && read(cp[0], out->data, out->len) != (ssize_t)out->len)
+		ret = pr_perror("pid %d fd %d (%s): reading its data back", p->pid, p->fd, p->link);
+out:
+	close(rfd);
+	if (cp[0] >= 0) {
+		close(cp[0]);
+		close(cp[1]);
+	}
+	return ret;
+}
+
+static bool pipe_seen(struct dump_ctx *ctx, uint64_t ino)
+{
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		const FileEntry *fe = ctx->file_entries[i];
+
+		if (fe->kind == FD_KIND__PIPE && fe->pipe->pipe_id == ino)
+			return true;
+	}
+	return false;
+}
+
+static int pipe_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe)
+{
+	PipeFileEntry *pe = arena_new(&ctx->arena, PipeFileEntry);
+	int size;
+
+	if (!pe)
+		return -ENOMEM;
+	pipe_file_entry__init(pe);
+	pe->pipe_id = p->st.st_ino;
+	pe->flags = p->flags;
+	fe->pipe = pe;
+	if (pipe_seen(ctx, p->st.st_ino))
+		return 0;
+	size = fcntl(p->lfd, F_GETPIPE_SZ);
+	if (size < 0)
+		return pr_perror("pid %d fd %d (%s): F_GETPIPE_SZ", p->pid, p->fd, p->link);
+	pe->has_size = pe->has_data = true;
+	pe->size = size;
+	return peek_pipe(p, size, &pe->data, &ctx->arena);
+}
+
+/* does a process outside the dump hold pipe ino? */
+static pid_t held_outside(struct dump_ctx *ctx, uint64_t ino)
+{
+	DIR *proc = opendir("/proc");
+	char want[40];
+	struct dirent *e;
+	pid_t found = 0;
+
+	snprintf(want, sizeof(want), "pipe:[%lu]", (unsigned long)ino);
+	while (proc && !found && (e = readdir(proc))) {
+		pid_t pid = atoi(e->d_name);
+		char dir[64], link[64];
+		struct dirent *f;
+		DIR *fds;
+
+		if (pid <= 0 || pid == getpid() || dump_find_task(ctx, pid))
+			continue;
+		snprintf(dir, sizeof(dir), "/proc/%d/fd", pid);
+		fds = opendir(dir);
+		while (fds && !found && (f = readdir(fds))) {
+			char path[sizeof(dir) + sizeof(f->d_name)];
+			ssize_t n;
+
+			snprintf(path, sizeof(path), "%s/%s", dir, f->d_name);
+			n = readlink(path, link, sizeof(link) - 1);
+			if (n > 0) {
+				link[n] = 0;
+				found = strcmp(link, want) ? 0 : pid;
+			}
+		}
+		if (fds)
+			closedir(fds);
+	}
+	if (proc)
+		closedir(proc);
+	return found;
+}
+
+/* every pipe with only one end in the dump: is the other end held outside? */
+static int pipe_dump_done(struct dump_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		const FileEntry *fe = ctx->file_entries[i];
+		bool ends[2] = { false, false };
+		pid_t other;
+
+		if (fe->kind != FD_KIND__PIPE || !fe->pipe->has_size)
+			continue;
+		for (size_t j = 0; j < ctx->nr_files; j++) {
+			const FileEntry *o = ctx->file_entries[j];
+
+			if (o->kind == FD_KIND__PIPE && o->pipe->pipe_id == fe->pipe->pipe_id)
+				ends[(o->pipe->flags & O_ACCMODE) != O_RDONLY] = true;
+		}
+		if (ends[0] && ends[1])
+			continue;
+		other = held_outside(ctx, fe->pipe->pipe_id);
+		if (other) {
+			pr_err("pipe:[%lu]: its %s end is held by pid %d, outside the dump: it cannot be restored",
+			       (unsigned long)fe->pipe->pipe_id, ends[0] ? "write" : "read", other);
+			return -ENOTSUP;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- restore */
+
+struct rst_pipe {
+	uint64_t id;
+	int fds[2];
+	bool given[2];		/* the end's own description is taken */
+};
+
+static struct rst_pipe *find_pipe(struct restore_ctx *ctx, uint64_t id)
+{
+	for (size_t i = 0; i < ctx->nr_pipes; i++)
+		if (ctx->pipes[i].id == id)
+			return &ctx->pipes[i];
+	return NULL;
+}
+
+/* create pipe id once, with its size and the bytes it held */
+static struct rst_pipe *make_pipe(struct restore_ctx *ctx, uint64_t id)
+{
+	const PipeFileEntry *data = NULL;
+	struct rst_pipe *np, *rp;
+
+	for (size_t i = 0; i < ctx->nr_files && !data; i++) {
+		const FileEntry *fe = ctx->files[i];
+
+		if (fe->kind == FD_KIND__PIPE && fe->pipe && fe->pipe->pipe_id == id && fe->pipe->has_size)
+			data = fe->pipe;
+	}
+	if (!data) {
+		pr_err("files.img: pipe:[%lu] has no entry with its size and data", (unsigned long)id);
+		return NULL;
+	}
+	np = xrealloc_array(ctx->pipes, ctx->nr_pipes + 1, sizeof(*np));
+	if (!np)
+		return NULL;
+	ctx->pipes = np;
+	rp = &ctx->pipes[ctx->nr_pipes];
+	*rp = (struct rst_pipe){ .id = id };
+	if (pipe2(rp->fds, O_CLOEXEC)) {
+		pr_perror("pipe:[%lu]: cannot create it", (unsigned long)id);
+		return NULL;
+	}
+	ctx->nr_pipes++;
+	if (fcntl(rp->fds[1], F_SETPIPE_SZ, data->size) < 0) {
+		pr_perror("pipe:[%lu]: cannot make it %u bytes", (unsigned long)id, data->size);
+		return NULL;
+	}
+	if (data->data.len > data->size ||
+	    write(rp->fds[1], data->data.data, data->data.len) != (ssize_t)data->data.len) {
+		pr_perror("pipe:[%lu]: cannot put back its %zu bytes", (unsigned long)id, data->data.len);
+		return NULL;
+	}
+	return rp;
+}
+
+static int pipe_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEntry *fe)
+{
+	const PipeFileEntry *pe = fe->pipe;
+	struct rst_pipe *rp;
+	int end, fd;
+
+	if (!pe) {
+		pr_err("files.img: entry %u is a pipe without its details", fe->id);
+		return -EINVAL;
+	}
+	rp = find_pipe(ctx, pe->pipe_id) ?: make_pipe(ctx, pe->pipe_id);
+	if (!rp)
+		return -EIO;
+	end = (pe->flags & O_ACCMODE) != O_RDONLY;
+	if (!rp->given[end]) {
+		rp->given[end] = true;
+		fd = fcntl(rp->fds[end], F_DUPFD_CLOEXEC, 0);
+	} else {
+		char path[64];
+
+		/* one more description of that end */
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", rp->fds[end]);
+		fd = open(path, (pe->flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC);
+	}
+	if (fd < 0)
+		return pr_perror("pid %d fd %d: pipe:[%lu]", pid, fdnum, (unsigned long)pe->pipe_id);
+	if (fcntl(fd, F_SETFL, pe->flags & ~O_ACCMODE)) {
+		close(fd);
+		return pr_perror("pid %d fd %d: pipe:[%lu]: cannot set its flags %#x", pid, fdnum,
+				 (unsigned long)pe->pipe_id, pe->flags);
+	}
+	return fd;
+}
+
+static void pipe_restore_done(struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_pipes; i++) {
+		close(ctx->pipes[i].fds[0]);
+		close(ctx->pipes[i].fds[1]);
+	}
+	free(ctx->pipes);
+	ctx->pipes = NULL;
+	ctx->nr_pipes = 0;
+}
+
+const struct fd_kind_ops pipe_fd_ops = {
+	.kind = FD_KIND__PIPE,
+	.name = "pipe",
+	.match = pipe_match,
+	.dump = pipe_dump,
+	.dump_done = pipe_dump_done,
+	.open = pipe_open,
+	.restore_done = pipe_restore_done,
+};
