@@ -338,11 +338,15 @@ def snapshot(pid):
     # running and sleeping alternate all the time; stopped, traced or zombie do not
     if status["State"][0] in "RS":
         status["State"] = "R or S"
-    fds = {}
+    fds, pipes = {}, {}
     for fd in sorted((p / "fd").iterdir(), key=lambda x: int(x.name)):
         info = dict(l.split(":", 1) for l in (p / "fdinfo" / fd.name).read_text().splitlines()
                     if ":" in l)
-        fds[int(fd.name)] = (os.readlink(fd), info["pos"].strip(), info["flags"].strip())
+        link = os.readlink(fd)
+        if link.startswith("pipe:["):
+            # a restored pipe is a new inode: compare which fds share one
+            link = f"pipe #{pipes.setdefault(link, len(pipes))}"
+        fds[int(fd.name)] = (link, info["pos"].strip(), info["flags"].strip())
     return {
         "maps": [normal_maps_line(l) for l in (p / "maps").read_text().splitlines()],
         "status": status,

@@ -1,13 +1,14 @@
 """What the processes of a tree share stays shared after restore: shared
 anonymous memory (one object for parent and children, written after
 restore and seen by all), an open file inherited by the children (one
-offset), and private memory they still share copy-on-write (restored
-shared, not copied: the memory use stays the same)."""
+offset), a pipe from one process to another with bytes queued in it, and
+private memory they still share copy-on-write (restored shared, not
+copied: the memory use stays the same)."""
 import cryolib
 from conftest import prog
 
 
-def test_shared_memory_and_file_offset(workload, images):
+def test_shared_memory_file_offset_and_pipe(workload, images):
     w = workload([prog("share")])
     w.wait_ready()
     pids = cryolib.descendants(w.pid)
@@ -21,6 +22,10 @@ def test_shared_memory_and_file_offset(workload, images):
     logs = [e for e in cryolib.show(images / "files.img")["records"]
             if e.get("reg", {}).get("path", "").endswith("/log")]
     assert len(logs) == 1, logs
+    # the pipe: two ends, one copy of its 4000 queued bytes
+    pipes = [e["pipe"] for e in cryolib.show(images / "files.img")["records"] if e["kind"] == "PIPE"]
+    assert sorted(p["flags"] & 3 for p in pipes) == [0, 1], pipes
+    assert [len(p["data"]) // 2 for p in pipes if "data" in p] == [4000], pipes
     w.verify()
 
 

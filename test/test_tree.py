@@ -138,6 +138,40 @@ def test_busybox_sh_with_children(workload, images):
     assert {p: v for p, v in after.items() if p in before} == {p: v for p, v in before.items() if p in after}
 
 
+SH_PIPELINE = """
+( n=0; while true; do n=$((n+1)); echo $n; sleep 0.02; done ) |
+( p=0; while read l; do [ $l -eq $((p+1)) ] || echo "after $p came $l" >> gaps
+  p=$l; echo $l > last.tmp; mv last.tmp last; done )
+"""
+
+
+def test_busybox_sh_pipeline(workload, images):
+    """busybox sh running producer | consumer: the pipe between them (and
+    whatever is queued in it) comes back; the consumer sees every number
+    once, in order, across the checkpoint."""
+    w = workload([shutil.which("busybox"), "sh", "-c", SH_PIPELINE])
+    last = w.cwd / "last"
+
+    def value():
+        try:
+            return int(last.read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+    deadline = time.monotonic() + 10
+    while value() < 5:
+        assert time.monotonic() < deadline, "the pipeline does not run"
+        time.sleep(0.05)
+    cryolib.checkpoint(w, images)
+    at_dump = value()
+    cryolib.restore(images)
+    w.restored = True
+    deadline = time.monotonic() + 10
+    while value() < at_dump + 10:
+        assert time.monotonic() < deadline, f"the consumer is stuck at {value()}, {at_dump} at the dump"
+        time.sleep(0.05)
+    assert not (w.cwd / "gaps").exists(), (w.cwd / "gaps").read_text()
+
+
 def test_failed_tree_restore_leaves_nothing(workload, images):
     """One process of the tree cannot be restored (its pages are corrupted):
     the restore fails with one line and none of the tree is left."""

@@ -10,14 +10,17 @@
  * offset for all). After the fork a rewrites the first 16 pages of the heap
  * with its own pattern (a1 inherits those); the rest stays shared
  * copy-on-write by all four. Each process appends a 16-byte record to log
- * and counts in its own slot of the shared memory until SIGUSR1.
+ * and counts in its own slot of the shared memory until SIGUSR1. A pipe
+ * runs from the root to b, with 4000 bytes queued in it.
  *
  * On SIGUSR1 the root writes a mark into the shared memory and signals its
  * children, each its own: every process checks it sees the root's mark,
  * checks its heap word by word, writes its own mark and a second record,
  * and exits (reporting failures in its slot). The root reaps them, checks
  * their marks and slots, and that log holds all eight records, none
- * overwritten, with the shared offset at its end. "tamper" makes b expect
+ * overwritten, with the shared offset at its end. Before signalling b, the
+ * root writes 100 more bytes into the pipe and closes it: b must read all
+ * 4100, in order, then EOF. "tamper" makes b expect
  * another root mark.
  */
 #include <fcntl.h>
@@ -34,6 +37,8 @@
 #define OWN_SEED	0xa11ce5eedULL
 #define ROOT_MARK	0x600d600dULL
 #define REC_LEN		16
+#define QUEUED		4000
+#define MORE		100
 
 struct slot {
 	volatile uint64_t counter;
@@ -49,7 +54,7 @@ struct shared {
 static const char *const names[NPROC] = { "root", "a", "a1", "b" };
 static const int parent_of[NPROC] = { -1, 0, 1, 0 };
 static pid_t pids[NPROC];
-static int self, tamper, logfd, ready_pipe[2];
+static int self, tamper, logfd, ready_pipe[2], data_pipe[2];
 static struct shared *sh;
 static uint64_t *heap;
 static size_t heap_words;
@@ -112,6 +117,39 @@ static void check_heap(void)
 	}
 }
 
+static unsigned char pipe_byte(int i)
+{
+	return (unsigned char)(i * 7 + i / 251);
+}
+
+static void write_pipe_bytes(int from, int n)
+{
+	unsigned char buf[QUEUED];
+
+	for (int i = 0; i < n; i++)
+		buf[i] = pipe_byte(from + i);
+	if (write(data_pipe[1], buf, n) != n)
+		fail("root: write to the pipe: %s", strerror(errno));
+}
+
+/* b: everything the root sent, in order, then EOF */
+static void read_pipe_bytes(void)
+{
+	unsigned char buf[QUEUED + MORE + 1];
+	int got = 0;
+	ssize_t n;
+
+	while ((n = read(data_pipe[0], buf + got, sizeof(buf) - got)) > 0)
+		got += n;
+	if (got != QUEUED + MORE)
+		fail("b: read %d bytes from the pipe, expected %d", got, QUEUED + MORE);
+	for (int i = 0; i < got && i < QUEUED + MORE; i++)
+		if (buf[i] != pipe_byte(i)) {
+			fail("b: pipe byte %d is %#x, expected %#x", i, buf[i], pipe_byte(i));
+			break;
+		}
+}
+
 static void append_record(const char *what)
 {
 	char rec[REC_LEN + 1];
@@ -168,6 +206,8 @@ static void __attribute__((noreturn)) run_child(void)
 		sh->slot[self].counter++;
 	}
 	finish_children();
+	if (self == 3)
+		read_pipe_bytes();
 	check_self();
 	_exit(prog_failed);
 }
@@ -188,6 +228,9 @@ static void start_children(void)
 			self = i;
 			pids[i] = getpid();
 			close(ready_pipe[0]);
+			close(data_pipe[1]);
+			if (i != 3)
+				close(data_pipe[0]);
 			if (i == 1)	/* a: its own first pages, before a1 is forked */
 				fill(heap, OWN_PAGES * PAGE / 8, OWN_SEED);
 			start_children();
@@ -246,7 +289,7 @@ int main(int argc, char **argv)
 	heap = mmap(NULL, heap_words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	sh = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	logfd = open("log", O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (heap == MAP_FAILED || sh == MAP_FAILED || logfd < 0 || pipe(ready_pipe)) {
+	if (heap == MAP_FAILED || sh == MAP_FAILED || logfd < 0 || pipe(ready_pipe) || pipe(data_pipe)) {
 		say("FAIL: set-up: %s", strerror(errno));
 		return 2;
 	}
@@ -254,6 +297,8 @@ int main(int argc, char **argv)
 	pids[0] = getpid();
 	append_record("before");
 	start_children();
+	close(data_pipe[0]);
+	write_pipe_bytes(0, QUEUED);
 	close(ready_pipe[1]);
 	while (n < NPROC - 1 && read(ready_pipe[0], &c, 1) == 1)
 		n++;
@@ -266,6 +311,8 @@ int main(int argc, char **argv)
 		sh->slot[0].counter++;
 	}
 	sh->root_mark = ROOT_MARK;
+	write_pipe_bytes(QUEUED, MORE);
+	close(data_pipe[1]);
 	finish_children();
 	check_self();
 	check_all();

@@ -4,7 +4,10 @@
  *       own constants in rbx/r14/r15, their own blocked signal
  *       (SIGRTMIN+i) and their own sigaltstack;
  *   4-5 sleep in nanosleep, counting wake-ups;
- *   6-7 wait on a condition variable for the generation to change.
+ *   6   waits on a condition variable (a futex) for the generation to change;
+ *   7   is blocked reading a pipe; after the trigger the main thread opens
+ *       /dev/null and sends the fd number down the pipe: thread 7 finds it
+ *       open in the fd table all threads share.
  * The main thread prints READY with the kernel tids once every thread is
  * in its steady state, and waits for SIGUSR1. Then it stops the counters,
  * bumps the generation, broadcasts, and joins every thread (pthread_join
@@ -13,8 +16,11 @@
  * altstack, a wake-up after the trigger, the new generation, the same tid.
  * "tamper" expects thread 2's rbx one off, to show the check can fail.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "prog.h"
 
@@ -25,7 +31,7 @@ struct thread {
 	int index;
 	pid_t tid, tid_after;
 	uint64_t count, c1, c2, c3;
-	int consistent, mask_ok, altstack_ok, generation_seen;
+	int consistent, mask_ok, altstack_ok, generation_seen, fd_seen;
 	unsigned long wakeups, wakeups_at_trigger;
 };
 
@@ -35,6 +41,7 @@ static volatile int stop, started;
 static int generation;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static int pipe_fds[2];
 
 static uint64_t constant(int i, int which)
 {
@@ -87,6 +94,18 @@ static void waiter(struct thread *t)
 	pthread_mutex_unlock(&lock);
 }
 
+static void reader(struct thread *t)
+{
+	struct stat st;
+	int fd;
+
+	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
+	if (read(pipe_fds[0], &fd, sizeof(fd)) != sizeof(fd))
+		return;
+	t->generation_seen = 2;
+	t->fd_seen = !fstat(fd, &st) && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3);
+}
+
 static void *thread_main(void *arg)
 {
 	struct thread *t = arg;
@@ -96,8 +115,10 @@ static void *thread_main(void *arg)
 		counter(t);
 	else if (t->index < 6)
 		sleeper(t);
-	else
+	else if (t->index == 6)
 		waiter(t);
+	else
+		reader(t);
 	t->tid_after = gettid();
 	return NULL;
 }
@@ -114,6 +135,10 @@ int main(int argc, char **argv)
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+	if (pipe(pipe_fds)) {
+		say("FAIL: set-up: pipe");
+		return 2;
+	}
 	for (int i = 0; i < NTHREADS; i++) {
 		threads[i].index = i;
 		if (pthread_create(&handles[i], NULL, thread_main, &threads[i])) {
@@ -141,6 +166,12 @@ int main(int argc, char **argv)
 	generation = 2;
 	pthread_cond_broadcast(&cond);
 	pthread_mutex_unlock(&lock);
+	{
+		int fd = open("/dev/null", O_RDONLY);
+
+		if (write(pipe_fds[1], &fd, sizeof(fd)) != sizeof(fd))
+			say("FAIL: write to the pipe: %s", strerror(errno));
+	}
 	for (int i = 0; i < NTHREADS; i++)
 		pthread_join(handles[i], NULL);
 
@@ -164,6 +195,8 @@ int main(int argc, char **argv)
 			CHECK(t->generation_seen == 2, "thread %d: woke with generation %d, expected 2", i,
 			      t->generation_seen);
 		}
+		if (i == 7)
+			CHECK(t->fd_seen, "thread 7: the fd the main thread opened is not in its fd table");
 	}
 	say("counts=%llu,%llu,%llu,%llu", (unsigned long long)threads[0].count,
 	    (unsigned long long)threads[1].count, (unsigned long long)threads[2].count,
