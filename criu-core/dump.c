@@ -7,6 +7,7 @@
 #define LOG_PREFIX "dump: "
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,31 +219,42 @@ static size_t release_tree(struct dump_ctx *ctx)
 }
 
 /*
- * What clone() can share between processes (not threads) that cryo cannot
- * rebuild yet: each task is compared with every one before it.
+ * What clone() can share between processes (not threads). An fd table or
+ * fs info shared with the parent (and so perhaps with siblings the parent
+ * cloned alike) is rebuilt by cloning the same way; any other sharing is
+ * refused. Each task is compared with every one before it.
  */
-static int check_unshared(struct dump_ctx *ctx, size_t i)
+static int check_sharing(struct dump_ctx *ctx, size_t i)
 {
 	static const struct {
 		int type;
+		uint32_t flag;		/* 0: cannot be rebuilt */
 		const char *what;
 	} res[] = {
-		{ KCMP_VM, "its address space (CLONE_VM)" },
-		{ KCMP_FILES, "its fd table (CLONE_FILES)" },
-		{ KCMP_FS, "its root, cwd and umask (CLONE_FS)" },
-		{ KCMP_SIGHAND, "its signal handlers (CLONE_SIGHAND)" },
+		{ KCMP_VM, 0, "its address space (CLONE_VM)" },
+		{ KCMP_FILES, CLONE_FILES, "its fd table (CLONE_FILES)" },
+		{ KCMP_FS, CLONE_FS, "its root, cwd and umask (CLONE_FS)" },
+		{ KCMP_SIGHAND, 0, "its signal handlers (CLONE_SIGHAND)" },
 	};
-	const struct dump_task *t = ctx->tasks[i];
+	struct dump_task *t = ctx->tasks[i];
 
-	for (size_t j = 0; j < i && !t->zombie; j++) {
+	if (t->zombie)
+		return 0;
+	for (size_t k = 0; k < ARRAY_SIZE(res) && i; k++)
+		if (res[k].flag && sys_kcmp(t->pid, t->ppid, res[k].type, 0, 0) == 0)
+			t->clone_flags |= res[k].flag;
+	for (size_t j = 0; j < i; j++) {
 		const struct dump_task *o = ctx->tasks[j];
 
-		for (size_t k = 0; k < ARRAY_SIZE(res) && !o->zombie; k++)
-			if (sys_kcmp(t->pid, o->pid, res[k].type, 0, 0) == 0) {
-				pr_err("pid %d shares %s with pid %d: not supported yet", t->pid,
-				       res[k].what, o->pid);
-				return -ENOTSUP;
-			}
+		for (size_t k = 0; k < ARRAY_SIZE(res) && !o->zombie; k++) {
+			if (sys_kcmp(t->pid, o->pid, res[k].type, 0, 0))
+				continue;
+			if (res[k].flag && (t->clone_flags & res[k].flag))
+				continue;	/* the parent's, shared with o too */
+			pr_err("pid %d shares %s with pid %d%s: not supported yet", t->pid, res[k].what,
+			       o->pid, res[k].flag ? ", not its parent" : "");
+			return -ENOTSUP;
+		}
 	}
 	return 0;
 }
@@ -252,7 +264,7 @@ static int dump_tree(struct dump_ctx *ctx)
 	int ret = 0;
 
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
-		ret = pstree_check(ctx, ctx->tasks[i]) ?: check_unshared(ctx, i);
+		ret = pstree_check(ctx, ctx->tasks[i]) ?: check_sharing(ctx, i);
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = dump_seized(ctx, ctx->tasks[i]);

@@ -246,7 +246,7 @@ int files_open_all(struct restore_ctx *ctx)
 	for (size_t i = 0; i < ctx->nr_tasks; i++)
 		if (!ctx->tasks[i]->zombie)
 			base = MAX(base, files_max_fd(ctx->tasks[i]) + 1);
-	ctx->files_base = base;
+	ctx->files_base = ctx->files_top = base;
 	ctx->file_fds = malloc((ctx->nr_files + 1) * sizeof(int));
 	if (!ctx->file_fds)
 		return -ENOMEM;
@@ -279,6 +279,7 @@ int files_open_all(struct restore_ctx *ctx)
 			if (fd < 0)
 				return fd;
 			ctx->file_fds[k] = fd_move_above(fd, base, true);
+			ctx->files_top = MAX(ctx->files_top, ctx->file_fds[k] + 1);
 			if (ctx->file_fds[k] < 0) {
 				close(fd);
 				return pr_perror("pid %d fd %u: cannot move it above fd %d (open files limit %lu)",
@@ -310,25 +311,15 @@ static int file_fd(struct restore_ctx *ctx, uint32_t id)
 }
 
 /*
- * Runs in the restored task's process, which inherited cryo's open files
- * (at ctx->files_base and up). keep_fds are cryo's own fds that must
- * survive (moved above every target fd, updated in place).
+ * Runs in the restored task's process (the owner of its fd table), which
+ * inherited cryo's open files (at ctx->files_base and up). keep_fds are
+ * fds above those that must stay (exe and status fds of the tasks sharing
+ * the table); the log file is above them too.
  */
-int files_restore(struct restore_ctx *ctx, struct rst_task *t, int *keep_fds, int nr_keep)
+int files_restore(struct restore_ctx *ctx, struct rst_task *t, const int *keep_fds, int nr_keep)
 {
 	int base = ctx->files_base;
-	int ret;
-
-	for (int i = 0; i < nr_keep; i++) {
-		int fd = fd_move_above(keep_fds[i], base, true);
-
-		if (fd < 0)
-			return pr_perror("cannot move fd %d above %d", keep_fds[i], base);
-		keep_fds[i] = fd;
-	}
-	ret = log_move_fd(base);
-	if (ret)
-		return ret;
+	int keep[nr_keep + 1], n = 0;
 
 	/* cryo's own low fds go; the task's take their numbers */
 	syscall(SYS_close_range, 0, base - 1, 0);
@@ -338,17 +329,11 @@ int files_restore(struct restore_ctx *ctx, struct rst_task *t, int *keep_fds, in
 		if (dup3(file_fd(ctx, e->id), e->fd, e->cloexec ? O_CLOEXEC : 0) < 0)
 			return pr_perror("pid %d: cannot install fd %u", t->pid, e->fd);
 	}
-	{
-		int keep[nr_keep + 3];
-		int n = 0;
-
-		for (int i = 0; i < nr_keep; i++)
-			keep[n++] = keep_fds[i];
-		if (log_get_fd() >= 0)
-			keep[n++] = log_get_fd();
-		keep[n++] = log_get_err_fd();
-		qsort(keep, n, sizeof(int), cmp_int);
-		close_all_but(base, keep, n);
-	}
+	for (int i = 0; i < nr_keep; i++)
+		keep[n++] = keep_fds[i];
+	if (log_get_fd() >= 0)
+		keep[n++] = log_get_fd();
+	qsort(keep, n, sizeof(int), cmp_int);
+	close_all_but(base, keep, n);
 	return 0;
 }

@@ -123,13 +123,16 @@ static int move_fd(int *fdp, int min)
 	return 0;
 }
 
-int log_move_fd(int min)
+int log_move_file_fd(int min)
 {
-	int ret = move_fd(&lg.err_fd, min);
+	int ret = move_fd(&lg.file_fd, min);
 
-	if (!ret)
-		ret = move_fd(&lg.file_fd, min);
 	if (ret)
-		pr_err("cannot move the log fds above %d: %s", min, strerror(-ret));
+		pr_err("cannot move the log file fd above %d: %s", min, strerror(-ret));
 	return ret;
+}
+
+void log_forget(void)
+{
+	lg.file_fd = -1;
 }

@@ -820,9 +820,15 @@ int mem_prepare_specials(struct rst_task *t, struct restorer_args *a, unsigned l
 int mem_exe_fd(struct restore_ctx *ctx, struct rst_task *t)
 {
 	/* PR_SET_MM_MAP wants a real open file, not O_PATH */
-	int fd = open(t->mm->exe_path, O_RDONLY | O_CLOEXEC);
+	int fd = open(t->mm->exe_path, O_RDONLY | O_CLOEXEC), moved;
 
 	if (fd < 0)
 		return pr_perror("pid %d: cannot open its executable %s", t->pid, t->mm->exe_path);
-	return fd;
+	/* above the files: installing them leaves it alone */
+	moved = fd_move_above(fd, ctx->files_top, true);
+	if (moved < 0) {
+		close(fd);
+		return pr_perror("pid %d: cannot move the fd of its executable", t->pid);
+	}
+	return moved;
 }

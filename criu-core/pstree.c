@@ -104,6 +104,8 @@ int pstree_write(struct dump_ctx *ctx)
 		e.sid = t->stat.sid;
 		e.has_tty_foreground = true;
 		e.tty_foreground = t->stat.tty_nr && t->stat.tpgid == t->stat.pgid;
+		e.has_clone_flags = t->clone_flags != 0;
+		e.clone_flags = t->clone_flags;
 		if (t->zombie) {
 			e.n_threads = 1;
 			e.threads = &tid;

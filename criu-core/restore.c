@@ -49,6 +49,8 @@ struct rst_shared {
 	uint32_t grouped;	/* futex: tasks in their process group */
 	struct rst_slot {
 		uint64_t area_start, area_len;
+		int32_t exe_fd;		/* so that the owner of a shared fd table keeps it */
+		uint32_t fds_done;	/* futex: it opens no more fds (see files_owner) */
 	} slot[];
 };
 
@@ -292,6 +294,52 @@ static void __attribute__((noreturn)) jump_to_restorer(unsigned long entry, stru
 }
 
 /*
+ * A restoring task waits for the others; should cryo die meanwhile (it
+ * kills the tree on any failure it sees), the task gives up too.
+ */
+static void futex_wait_for(struct restore_ctx *ctx, uint32_t *word, uint32_t target)
+{
+	struct timespec tick = { 0, 100 * 1000 * 1000 };
+	uint32_t v;
+
+	while ((v = __atomic_load_n(word, __ATOMIC_SEQ_CST)) < target) {
+		syscall(SYS_futex, word, FUTEX_WAIT, v, &tick, NULL, 0);
+		if (kill(ctx->cryo_pid, 0) && errno == ESRCH)
+			_exit(1);
+	}
+}
+
+static void futex_add(uint32_t *word)
+{
+	__atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+/*
+ * Processes cloned with CLONE_FILES share one fd table. The first of them
+ * up the tree, the owner, manages it for all: it closes the pipes none of
+ * them needs, and installs the files once the others have opened their
+ * last fd.
+ */
+static struct rst_task *files_owner(struct rst_task *t)
+{
+	while (t->parent && (t->pstree->clone_flags & CLONE_FILES))
+		t = t->parent;
+	return t;
+}
+
+/* is t's fd table shared with another task? */
+static bool shares_files(struct restore_ctx *ctx, struct rst_task *t)
+{
+	if (t->pstree->clone_flags & CLONE_FILES)
+		return true;
+	for (size_t i = t->index + 1; i < ctx->nr_tasks; i++)
+		if (ctx->tasks[i]->parent == t && (ctx->tasks[i]->pstree->clone_flags & CLONE_FILES))
+			return true;
+	return false;
+}
+
+/*
  * Before the task forks its children, who inherit it all: the restorer
  * area (blob, arguments, stack, scratch) and the premapped memory, filled.
  */
@@ -339,11 +387,33 @@ static int prepare_memory(struct restore_ctx *ctx, struct rst_task *t)
 }
 
 /* the rest of the task, once the whole tree exists; then into the restorer */
+/*
+ * The owner of an fd table installs the files once every task sharing it
+ * has opened its last fd; their exe and status fds stay.
+ */
+static int install_files(struct restore_ctx *ctx, struct rst_task *t)
+{
+	int keep[2 * ctx->nr_tasks], n = 0;
+
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		struct rst_task *m = ctx->tasks[i];
+
+		if (m->zombie || files_owner(m) != t)
+			continue;
+		if (m != t)
+			futex_wait_for(ctx, &ctx->shared->slot[i].fds_done, 1);
+		keep[n++] = ctx->shared->slot[i].exe_fd;
+		keep[n++] = m->status[1];
+	}
+	return files_restore(ctx, t, keep, n);
+}
+
 static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst_slot *slot)
 {
 	struct restorer_args *a = t->ra.args;
 	size_t scratch_len = SCRATCH_SIZE;
-	int keep[1], ret;
+	bool owner = files_owner(t) == t;
+	int ret;
 
 	if (chdir(t->core->task->cwd))
 		return pr_perror("pid %d: cannot change into its working directory %s", t->pid,
@@ -351,19 +421,22 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
 	if ((ret = mem_prepare_specials(t, a, t->stack_top, &scratch_len)) ||
 	    (ret = task_prepare_args(ctx, t, &t->ra)))
 		return ret;
-	keep[0] = mem_exe_fd(ctx, t);
-	if (keep[0] < 0)
-		return keep[0];
-	if ((ret = files_restore(ctx, t, keep, 1)))
+	if (owner && (ret = install_files(ctx, t)))
 		return ret;
-	a->mm.exe_fd = keep[0];
+	a->mm.exe_fd = slot->exe_fd;
 	a->status_fd = log_get_err_fd();
 	slot->area_start = t->area_start;
 	slot->area_len = t->area_len;
 	if ((ret = unregister_own_rseq()))
 		return ret;
 	pr_debug("pid %d: jumping into the restorer at %#lx", t->pid, t->area_start);
-	log_fini();
+	if (owner) {
+		log_fini();
+	} else {
+		/* the log file is the owner's to close; it may install the files now */
+		log_forget();
+		futex_add(&slot->fds_done);
+	}
 	jump_to_restorer(t->area_start + restorer_off_entry, a, t->stack_top);
 }
 
@@ -533,9 +606,10 @@ static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rs
  * back) stays pending and reaches the process once it runs, under the
  * dumped mask, instead of hitting cryo's code in the child.
  */
-static pid_t clone_with_pid(pid_t pid)
+static pid_t clone_with_pid(pid_t pid, uint64_t flags)
 {
 	struct clone_args args = {
+		.flags = flags,
 		.exit_signal = SIGCHLD,
 		.set_tid = (uint64_t)&pid,
 		.set_tid_size = 1,
@@ -603,28 +677,6 @@ static int check_ids_free(const struct rst_task *t)
 	return 0;
 }
 
-/*
- * A restoring task waits for the others; should cryo die meanwhile (it
- * kills the tree on any failure it sees), the task gives up too.
- */
-static void futex_wait_for(struct restore_ctx *ctx, uint32_t *word, uint32_t target)
-{
-	struct timespec tick = { 0, 100 * 1000 * 1000 };
-	uint32_t v;
-
-	while ((v = __atomic_load_n(word, __ATOMIC_SEQ_CST)) < target) {
-		syscall(SYS_futex, word, FUTEX_WAIT, v, &tick, NULL, 0);
-		if (kill(ctx->cryo_pid, 0) && errno == ESRCH)
-			_exit(1);
-	}
-}
-
-static void futex_add(uint32_t *word)
-{
-	__atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
-	syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
-}
-
 static bool in_subtree(const struct rst_task *t, const struct rst_task *top)
 {
 	for (; t; t = t->parent)
@@ -635,15 +687,16 @@ static bool in_subtree(const struct rst_task *t, const struct rst_task *top)
 
 /*
  * Every task inherits every pipe cryo made. It keeps its own status write
- * and sync read ends, and those of its descendants until it has forked
- * them (descendants_too false); then those go too.
+ * and sync read ends (and those of the tasks sharing its fd table), and
+ * those of its descendants until they are forked (descendants_too false);
+ * then those go too.
  */
 static void close_other_pipes(struct restore_ctx *ctx, struct rst_task *self, bool descendants_too)
 {
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
 		struct rst_task *t = ctx->tasks[i];
 		int fds[4] = { t->status[0], t->status[1], t->sync[0], t->sync[1] };
-		bool mine = t == self, below = !mine && in_subtree(t, self);
+		bool mine = files_owner(t) == files_owner(self), below = !mine && in_subtree(t, self);
 
 		for (int k = 0; k < 4; k++) {
 			bool needed = k == 1 || k == 2;
@@ -684,7 +737,7 @@ static int fork_children(struct restore_ctx *ctx, struct rst_task *t, bool befor
 
 		if (c->parent != t || c->before_setsid != before_setsid)
 			continue;
-		pid = clone_with_pid(c->pid);
+		pid = clone_with_pid(c->pid, c->pstree->clone_flags & (CLONE_FILES | CLONE_FS));
 		if (pid == 0)
 			run_task(ctx, c);
 		if (pid < 0)
@@ -728,10 +781,12 @@ static int wait_zombie_children(struct restore_ctx *ctx, struct rst_task *t)
  */
 static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct rst_task *t)
 {
+	bool shared = !t->zombie && shares_files(ctx, t), owner = files_owner(t) == t;
 	char c;
 	int ret;
 
-	close_other_pipes(ctx, t, false);
+	if (owner)
+		close_other_pipes(ctx, t, false);
 	if (!t->zombie) {
 		log_set_err_fd(t->status[1]);
 		if (read(t->sync[0], &c, 1) != 1)
@@ -747,11 +802,20 @@ static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct r
 		ret = fork_children(ctx, t, false);
 	if (ret)
 		_exit(1);
-	close_other_pipes(ctx, t, true);
+	if (!shared)
+		close_other_pipes(ctx, t, true);
 	futex_add(&ctx->shared->born);
 	futex_wait_for(ctx, &ctx->shared->born, ctx->nr_tasks);
+	/* a shared table: once every task sharing it has forked its children */
+	if (shared && owner)
+		close_other_pipes(ctx, t, true);
 	if (pstree_join_group(ctx, t))
 		_exit(1);
+	if (!t->zombie) {
+		ctx->shared->slot[t->index].exe_fd = mem_exe_fd(ctx, t);
+		if (ctx->shared->slot[t->index].exe_fd < 0)
+			_exit(1);
+	}
 	futex_add(&ctx->shared->grouped);
 	if (t->zombie)
 		become_zombie(ctx, t);
@@ -871,18 +935,29 @@ static int restore_tree(struct restore_ctx *ctx)
 		ret = pr_perror("mmap");
 		goto out_files;
 	}
+	/* cryo's fds the tasks keep for a while go above every file: nothing moves them later */
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
 		struct rst_task *t = ctx->tasks[i];
+		int *fds[4] = { &t->status[0], &t->status[1], &t->sync[0], &t->sync[1] };
 
-		if (!t->zombie && (pipe2(t->status, O_CLOEXEC) || pipe2(t->sync, O_CLOEXEC))) {
+		if (t->zombie)
+			continue;
+		if (pipe2(t->status, O_CLOEXEC) || pipe2(t->sync, O_CLOEXEC)) {
 			ret = pr_perror("pipe");
 			goto out;
 		}
+		for (int k = 0; k < 4; k++)
+			if ((*fds[k] = fd_move_above(*fds[k], ctx->files_top, true)) < 0) {
+				ret = pr_perror("cannot move a pipe above fd %d", ctx->files_top);
+				goto out;
+			}
 	}
+	if ((ret = log_move_file_fd(ctx->files_top)))
+		goto out;
 	/* orphans of a failed restore come back to us to be reaped */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	ctx->cryo_pid = getpid();
-	root = clone_with_pid(ctx->tasks[0]->pid);
+	root = clone_with_pid(ctx->tasks[0]->pid, 0);
 	if (root == 0)
 		run_task(ctx, ctx->tasks[0]);
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {

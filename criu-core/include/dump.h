@@ -16,6 +16,7 @@ struct dump_task {
 	pid_t pid;
 	pid_t ppid;			/* its parent in the tree; 0 for the root */
 	pid_t born_sid;			/* the session it was born in, as far as the tree tells */
+	uint32_t clone_flags;		/* CLONE_FILES, CLONE_FS: shared with its parent */
 	bool zombie;			/* only its pstree entry is dumped */
 	pid_t *tids;			/* every thread, the leader first */
 	int nr_tids;

@@ -26,12 +26,14 @@ enum log_level {
 
 int log_init(int stderr_level, const char *path);
 void log_fini(void);
+/* the log file is closed by another process sharing the fd table: just drop it */
+void log_forget(void);
 int log_get_fd(void);
 /* send stderr-level lines to fd instead (a restoring child: to its parent) */
 void log_set_err_fd(int fd);
 int log_get_err_fd(void);
-/* keep the log fds open at numbers >= min (the restore needs low fds) */
-int log_move_fd(int min);
+/* keep the log file open at a number >= min (the restore needs low fds) */
+int log_move_file_fd(int min);
 int log_level(void);
 void log_msg(int level, const char *prefix, const char *file, int line,
 	     const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -68,6 +68,7 @@ struct restore_ctx {
 	size_t nr_files;
 	int *file_fds;			/* cryo's open file for each of files[], inherited by the tasks */
 	int files_base;			/* above every fd number of every task */
+	int files_top;			/* above the files cryo opened */
 	struct rst_pipe *pipes;		/* files-pipe.c: the pipes made so far */
 	size_t nr_pipes;
 	struct rst_task **tasks;	/* pstree.img order: parents first, [0] the root */
@@ -103,7 +104,7 @@ void memfd_close_all(struct restore_ctx *ctx);
 /* files.c: cryo opens every file once; each task installs its fds from those */
 int files_open_all(struct restore_ctx *ctx);
 void files_close_all(struct restore_ctx *ctx);
-int files_restore(struct restore_ctx *ctx, struct rst_task *t, int *keep_fds, int nr_keep);
+int files_restore(struct restore_ctx *ctx, struct rst_task *t, const int *keep_fds, int nr_keep);
 /* task.c: fill the non-memory part of the restorer args */
 size_t task_args_size(const struct rst_task *t);
 int task_prepare_args(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra);
