@@ -72,33 +72,6 @@ def test_dump_refuses_group_led_from_outside(workload, images):
     assert not (images / "inventory.img").exists()
 
 
-SHARED_FILES = """
-import ctypes, os, signal, time
-libc = ctypes.CDLL(None, use_errno=True)
-CLONE_FILES = 0x400
-pid = libc.syscall(56, CLONE_FILES | signal.SIGCHLD, 0, 0, 0, 0)   # clone: a process with our fd table
-if pid == 0:
-    time.sleep(1000)
-    os._exit(0)
-print("READY", pid, flush=True)
-time.sleep(1000)
-"""
-
-
-def test_dump_refuses_shared_fd_table(workload, images):
-    """Two processes of the tree share one fd table (clone with CLONE_FILES,
-    not a thread): not rebuilt yet, so the dump says so and both run on."""
-    w = workload(["/usr/bin/python3", "-c", SHARED_FILES])
-    w.wait_ready()
-    child = int(open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()[0])
-    before = cryolib.snapshot(w.pid), cryolib.snapshot(child)
-    r = cryolib.cryo("dump", "-t", w.pid, "-D", images, check=False)
-    one_line_error(r, f"pid {child} shares its fd table (CLONE_FILES) with pid {w.pid}")
-    cryolib.assert_same_process(before[0], w.pid)
-    cryolib.assert_same_process(before[1], child)
-    assert not (images / "inventory.img").exists()
-
-
 PIPE_OUT = """
 import os, time
 r, w = os.pipe()

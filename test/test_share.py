@@ -56,3 +56,17 @@ def test_copy_on_write_stays_shared(workload, images):
         size = (images / f"pages-{p}.img").stat().st_size
         assert size < heap_mb << 18, f"pages-{p}.img has {size} bytes: the shared heap was dumped again"
     w.verify()
+
+
+def test_shared_fd_table_and_fs_info(workload, images):
+    """A process cloned with CLONE_FILES | CLONE_FS still shares its
+    parent's fd table, cwd and umask after restore (an fd it opens, a chdir,
+    a umask are seen by the parent), and a forked sibling still does not."""
+    w = workload([prog("clonefiles")])
+    w.wait_ready()
+    pids = cryolib.descendants(w.pid)
+    cryolib.checkpoint_restore(w, images)
+    assert cryolib.descendants(w.pid) == pids
+    flags = {e["pid"]: e.get("clone_flags", 0) for e in cryolib.show(images / "pstree.img")["records"]}
+    assert flags[int(w.ready["s"])] == 0x600 and flags[int(w.ready["f"])] == 0, flags
+    w.verify()
