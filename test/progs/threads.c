@@ -3,11 +3,12 @@
  *   0-3 count in registers and on the stack (count_in_registers), with their
  *       own constants in rbx/r14/r15, their own blocked signal
  *       (SIGRTMIN+i) and their own sigaltstack;
- *   4-5 sleep in nanosleep, counting wake-ups;
+ *   4-5 sleep, 4 in nanosleep and 5 in poll, counting wake-ups;
  *   6   waits on a condition variable (a futex) for the generation to change;
  *   7   is blocked reading a pipe; after the trigger the main thread opens
  *       /dev/null and sends the fd number down the pipe: thread 7 finds it
- *       open in the fd table all threads share.
+ *       open in the fd table all threads share, and installs a SIGURG
+ *       handler that the main thread's raise(SIGURG) must then run.
  * The main thread prints READY with the kernel tids once every thread is
  * in its steady state, and waits for SIGUSR1. Then it stops the counters,
  * bumps the generation, broadcasts, and joins every thread (pthread_join
@@ -17,6 +18,7 @@
  * "tamper" expects thread 2's rbx one off, to show the check can fail.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -42,6 +44,13 @@ static int generation;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static int pipe_fds[2];
+static volatile sig_atomic_t urg_seen;
+
+static void on_urg(int sig)
+{
+	(void)sig;
+	urg_seen = 1;
+}
 
 static uint64_t constant(int i, int which)
 {
@@ -78,8 +87,12 @@ static void sleeper(struct thread *t)
 	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
 	while (!stop) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		struct pollfd never = { .fd = -1 };
 
-		nanosleep(&ts, NULL);
+		if (t->index == 4)
+			nanosleep(&ts, NULL);
+		else
+			poll(&never, 1, 10);
 		__atomic_add_fetch(&t->wakeups, 1, __ATOMIC_SEQ_CST);
 	}
 }
@@ -104,6 +117,8 @@ static void reader(struct thread *t)
 		return;
 	t->generation_seen = 2;
 	t->fd_seen = !fstat(fd, &st) && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3);
+	/* for every thread: they share one table of handlers */
+	signal(SIGURG, on_urg);
 }
 
 static void *thread_main(void *arg)
@@ -174,6 +189,8 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < NTHREADS; i++)
 		pthread_join(handles[i], NULL);
+	raise(SIGURG);
+	CHECK(urg_seen, "SIGURG: the handler thread 7 installed did not run in the main thread");
 
 	for (int i = 0; i < NTHREADS; i++) {
 		struct thread *t = &threads[i];
@@ -190,7 +207,8 @@ int main(int argc, char **argv)
 			CHECK(t->mask_ok, "thread %d: its signal mask is not its own", i);
 			CHECK(t->altstack_ok, "thread %d: its sigaltstack is not its own", i);
 		} else if (i < 6) {
-			CHECK(t->wakeups > t->wakeups_at_trigger, "thread %d: no wake-up from nanosleep", i);
+			CHECK(t->wakeups > t->wakeups_at_trigger, "thread %d: no wake-up from %s", i,
+			      i == 4 ? "nanosleep" : "poll");
 		} else {
 			CHECK(t->generation_seen == 2, "thread %d: woke with generation %d, expected 2", i,
 			      t->generation_seen);
