@@ -28,18 +28,9 @@ struct shared {
 
 static struct shared *sh;
 
-static void wait_go(void)
-{
-	while (!prog_go) {
-		struct timespec ts = { 0, 5 * 1000 * 1000 };
-
-		nanosleep(&ts, NULL);
-	}
-}
-
 static void __attribute__((noreturn)) run_s(void)
 {
-	wait_go();
+	prog_wait_trigger();
 	sh->fd = open("/dev/null", O_RDONLY);
 	if (chdir("sub"))
 		_exit(3);
@@ -52,7 +43,7 @@ static void __attribute__((noreturn)) run_f(void)
 	char cwd[4096];
 	mode_t old;
 
-	wait_go();
+	prog_wait_trigger();
 	old = umask(0);
 	if (fcntl(sh->fd, F_GETFD) >= 0)
 		snprintf(sh->f_why, sizeof(sh->f_why), "f sees fd %d that s opened", sh->fd);
@@ -91,7 +82,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	say("READY s=%d f=%d", s, f);
-	wait_go();
+	prog_wait_trigger();
 
 	kill(s, SIGUSR1);
 	if (waitpid(s, &st, 0) != s || !WIFEXITED(st) || WEXITSTATUS(st)) {

@@ -76,6 +76,17 @@ static inline void prog_wait_trigger(void)
 	}
 }
 
+/* count *n up every 5 ms until SIGUSR1 (a restore must not lose the count) */
+static inline void prog_count_until_trigger(volatile unsigned long *n)
+{
+	while (!prog_go) {
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+		(*n)++;
+	}
+}
+
 static inline int prog_finish(void)
 {
 	if (prog_failed)

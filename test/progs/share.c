@@ -41,7 +41,7 @@
 #define MORE		100
 
 struct slot {
-	volatile uint64_t counter;
+	volatile unsigned long counter;
 	volatile uint64_t mark;		/* written after the trigger */
 	char fail[240];
 };
@@ -199,12 +199,7 @@ static void __attribute__((noreturn)) run_child(void)
 	if (write(ready_pipe[1], &c, 1) != 1)
 		_exit(3);
 	close(ready_pipe[1]);
-	while (!prog_go) {
-		struct timespec ts = { 0, 5 * 1000 * 1000 };
-
-		nanosleep(&ts, NULL);
-		sh->slot[self].counter++;
-	}
+	prog_count_until_trigger(&sh->slot[self].counter);
 	finish_children();
 	if (self == 3)
 		read_pipe_bytes();
@@ -304,12 +299,7 @@ int main(int argc, char **argv)
 		n++;
 	close(ready_pipe[0]);
 	say("READY");
-	while (!prog_go) {
-		struct timespec ts = { 0, 5 * 1000 * 1000 };
-
-		nanosleep(&ts, NULL);
-		sh->slot[0].counter++;
-	}
+	prog_count_until_trigger(&sh->slot[0].counter);
 	sh->root_mark = ROOT_MARK;
 	write_pipe_bytes(QUEUED, MORE);
 	close(data_pipe[1]);

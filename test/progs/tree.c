@@ -132,12 +132,7 @@ static void __attribute__((noreturn)) run(int tamper)
 	if (write(ready_pipe[1], &c, 1) != 1)
 		_exit(3);
 	close(ready_pipe[1]);
-	while (!prog_go) {
-		struct timespec ts = { 0, 5 * 1000 * 1000 };
-
-		nanosleep(&ts, NULL);
-		counter++;
-	}
+	prog_count_until_trigger(&counter);
 	at_trigger = counter;
 	finish_children();
 	check_self(tamper);
