@@ -240,7 +240,8 @@ static void close_all_but(int from, const int *keep, int nr)
  */
 int files_open_all(struct restore_ctx *ctx)
 {
-	struct rlimit rl;
+	struct rlimit rl = { 0, 0 };
+	rlim_t need;
 	int base = 3;
 
 	for (size_t i = 0; i < ctx->nr_tasks; i++)
@@ -252,9 +253,13 @@ int files_open_all(struct restore_ctx *ctx)
 		return -ENOMEM;
 	for (size_t i = 0; i < ctx->nr_files; i++)
 		ctx->file_fds[i] = -1;
-	/* room for the files above the tasks' numbers; the soft limit may rise to the hard one */
-	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < (rlim_t)base + ctx->nr_files + 64) {
-		rl.rlim_cur = MIN(rl.rlim_max, (rlim_t)base + ctx->nr_files + 64);
+	/*
+	 * Room above the tasks' numbers for the files, and for the 4 pipe ends
+	 * per task that go above those; the soft limit may rise to the hard one.
+	 */
+	need = base + ctx->nr_files + 4 * ctx->nr_tasks + 64;
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < need) {
+		rl.rlim_cur = MIN(rl.rlim_max, need);
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {

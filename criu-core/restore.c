@@ -386,7 +386,6 @@ static int prepare_memory(struct restore_ctx *ctx, struct rst_task *t)
 	return 0;
 }
 
-/* the rest of the task, once the whole tree exists; then into the restorer */
 /*
  * The owner of an fd table installs the files once every task sharing it
  * has opened its last fd; their exe and status fds stay.
@@ -408,6 +407,7 @@ static int install_files(struct restore_ctx *ctx, struct rst_task *t)
 	return files_restore(ctx, t, keep, n);
 }
 
+/* the rest of the task, once the whole tree exists; then into the restorer */
 static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst_slot *slot)
 {
 	struct restorer_args *a = t->ra.args;
@@ -538,7 +538,7 @@ static int take_over_threads(const struct rst_task *t, pid_t *tids)
 	tids[0] = t->pid;
 	for (size_t i = 1; i < t->core->n_threads; i++) {
 		tids[i] = t->core->threads[i]->tid;
-		if (seize_task(tids[i], NULL)) {
+		if (seize_task(tids[i], NULL, false)) {
 			release_threads(tids, 1, i);
 			return -ECHILD;
 		}
@@ -695,15 +695,17 @@ static void close_other_pipes(struct restore_ctx *ctx, struct rst_task *self, bo
 {
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
 		struct rst_task *t = ctx->tasks[i];
-		int fds[4] = { t->status[0], t->status[1], t->sync[0], t->sync[1] };
+		int *fds[4] = { &t->status[0], &t->status[1], &t->sync[0], &t->sync[1] };
 		bool mine = files_owner(t) == files_owner(self), below = !mine && in_subtree(t, self);
 
 		for (int k = 0; k < 4; k++) {
 			bool needed = k == 1 || k == 2;
 
-			if (fds[k] < 0 || (mine && needed) || (below && needed && !descendants_too))
+			if (*fds[k] < 0 || (mine && needed) || (below && needed && !descendants_too))
 				continue;
-			close(fds[k]);
+			/* once: the number may be another fd's by the next pass */
+			close(*fds[k]);
+			*fds[k] = -1;
 		}
 	}
 }
@@ -792,6 +794,7 @@ static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct r
 		if (read(t->sync[0], &c, 1) != 1)
 			_exit(1);
 		close(t->sync[0]);
+		t->sync[0] = -1;
 	}
 	ret = t->zombie ? 0 : prepare_memory(ctx, t);
 	if (!ret)
