@@ -154,7 +154,20 @@ static int seize_one(struct dump_task *t)
 		t->zombie = true;
 		return 0;
 	}
-	if ((ret = seize_task(t->pid, &t->group_stop)))
+	ret = seize_task(t->pid, &t->group_stop, t->ppid != 0);
+	if (ret == -ESRCH && t->ppid) {
+		/* it exited on its own meanwhile: a zombie now, its parent is frozen (or reaped already) */
+		t->gone = kill(t->pid, 0) && errno == ESRCH;
+		if (t->gone)
+			return 0;
+		if ((ret = proc_parse_stat(t->pid, &t->stat)))
+			return ret;
+		t->zombie = t->stat.state == 'Z';
+		if (!t->zombie)
+			pr_err("pid %d: cannot seize it, yet it is neither gone nor a zombie", t->pid);
+		return t->zombie ? 0 : -ESRCH;
+	}
+	if (ret)
 		return ret;
 	if ((ret = seize_threads(t->pid, &t->tids, &t->nr_tids))) {
 		ptrace(PTRACE_DETACH, t->pid, 0, 0);
@@ -194,6 +207,8 @@ static int seize_tree(struct dump_ctx *ctx, pid_t root)
 			ret = add_task(ctx, kids[k], t->pid, &c);
 			if (!ret)
 				ret = seize_one(c);
+			if (!ret && c->gone)	/* exited and reaped before we got it */
+				free(ctx->tasks[--ctx->nr_tasks]);
 		}
 	}
 	return ret;

@@ -49,7 +49,7 @@ const char *describe_status(int st, char *buf, size_t len)
  * (stopped by SIGSTOP & co.) reports its stop signal instead of SIGTRAP:
  * that goes to *group_stop, else 0.
  */
-static int wait_interrupt_stop(pid_t pid, int *group_stop)
+static int wait_interrupt_stop(pid_t pid, int *group_stop, bool may_exit)
 {
 	char why[96];
 	int st;
@@ -58,7 +58,8 @@ static int wait_interrupt_stop(pid_t pid, int *group_stop)
 		if (wait_task(pid, &st, 0) < 0)
 			return -ECHILD;
 		if (!WIFSTOPPED(st)) {
-			pr_err("pid %d %s while being seized", pid, describe_status(st, why, sizeof(why)));
+			pr_msg(may_exit ? LOG_DEBUG : LOG_ERROR, "pid %d %s while being seized", pid,
+			       describe_status(st, why, sizeof(why)));
 			return -ESRCH;
 		}
 		if ((st >> 16) == PTRACE_EVENT_STOP) {
@@ -72,14 +73,14 @@ static int wait_interrupt_stop(pid_t pid, int *group_stop)
 	}
 }
 
-int seize_task(pid_t pid, int *group_stop)
+int seize_task(pid_t pid, int *group_stop, bool may_exit)
 {
 	if (ptrace(PTRACE_SEIZE, pid, 0, SEIZE_OPTIONS)) {
 		int e = errno;
 		struct proc_status st;
 
 		if (e == ESRCH) {
-			pr_err("pid %d: no such process", pid);
+			pr_msg(may_exit ? LOG_DEBUG : LOG_ERROR, "pid %d: no such process", pid);
 			return -ESRCH;
 		}
 		if (e == EPERM && !proc_parse_status(pid, &st)) {
@@ -98,7 +99,7 @@ int seize_task(pid_t pid, int *group_stop)
 		ptrace(PTRACE_DETACH, pid, 0, 0);
 		return ret;
 	}
-	if (wait_interrupt_stop(pid, group_stop)) {
+	if (wait_interrupt_stop(pid, group_stop, may_exit)) {
 		ptrace(PTRACE_DETACH, pid, 0, 0);
 		return -ESRCH;
 	}
@@ -144,10 +145,13 @@ int seize_threads(pid_t pid, pid_t **tids, int *nr)
 				break;
 			}
 			v = nv;
-			ret = seize_task(list[i], NULL);
+			/* a thread may exit meanwhile: it is gone, not dumped */
+			ret = seize_task(list[i], NULL, true);
 			if (!ret) {
 				v[n++] = list[i];
 				added++;
+			} else if (ret == -ESRCH && list[i] != pid) {
+				ret = 0;
 			}
 		}
 		if (ret) {
@@ -165,7 +169,7 @@ int interrupt_task(pid_t pid)
 {
 	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0))
 		return pr_perror("pid %d: cannot interrupt", pid);
-	return wait_interrupt_stop(pid, NULL);
+	return wait_interrupt_stop(pid, NULL, false);
 }
 
 bool is_retrap(int st)

@@ -18,6 +18,7 @@ struct dump_task {
 	pid_t born_sid;			/* the session it was born in, as far as the tree tells */
 	uint32_t clone_flags;		/* CLONE_FILES, CLONE_FS: shared with its parent */
 	bool zombie;			/* only its pstree entry is dumped */
+	bool gone;			/* exited and reaped while the tree was seized */
 	pid_t *tids;			/* every thread, the leader first */
 	int nr_tids;
 	struct proc_stat stat;

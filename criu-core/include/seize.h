@@ -13,7 +13,7 @@
  * PTRACE_SEIZE + PTRACE_INTERRUPT and wait until the task is in a ptrace
  * stop. *group_stop: the stop signal if the task was stopped (T), else 0.
  */
-int seize_task(pid_t pid, int *group_stop);
+int seize_task(pid_t pid, int *group_stop, bool may_exit);
 /*
  * Seize every other thread of pid, whose leader is seized already, listing
  * /proc/PID/task until a pass finds no thread it has not seized (a seized
