@@ -41,7 +41,7 @@ static int intact(const struct area *a)
 	return 1;
 }
 
-/* the smaps block of the VMA starting at addr: field "key" (kB) or VmFlags */
+/* the smaps block of the VMA holding addr: field "key" (kB) or VmFlags */
 static int smaps_field(void *addr, const char *key, char *out, size_t len)
 {
 	char line[512];
@@ -52,7 +52,8 @@ static int smaps_field(void *addr, const char *key, char *out, size_t len)
 
 	while (f && fgets(line, sizeof(line), f)) {
 		if (sscanf(line, "%lx-%lx %7s", &start, &end, perms) == 3) {
-			in = start == (unsigned long)addr;
+			/* containing it: a VMA may merge with a neighbour whose flags it now shares */
+			in = start <= (unsigned long)addr && (unsigned long)addr < end;
 			continue;
 		}
 		if (in && !strncmp(line, key, strlen(key)) && line[strlen(key)] == ':') {
