@@ -1,6 +1,6 @@
 /*
- * Pipes: each end an open file description, the pipe itself (its size and
- * the bytes queued in it) shared by both.
+ * Pipes and FIFOs: each end an open file description, the pipe itself (its
+ * size and the bytes queued in it) shared by both.
  *
  * Dump: the queued bytes are copied without taking them out: a read end is
  * opened through /proc/PID/fd/N and tee(2) duplicates the pipe's contents
@@ -12,7 +12,9 @@
  * Restore: cryo creates each pipe once, sizes it, writes the bytes back,
  * and hands out its ends (a further description of the same end is a
  * fresh open of /proc/self/fd/N). An end no task holds is closed when cryo
- * lets go of its copies: its readers see EOF, as after the dump.
+ * lets go of its copies: its readers see EOF, as after the dump. A FIFO is
+ * opened by its path instead, once read-write by cryo to hold the pipe
+ * while the bytes go in, and by each description with its own flags.
  */
 #define LOG_PREFIX "files-pipe: "
 #include <dirent.h>
@@ -30,7 +32,7 @@
 
 static bool pipe_match(const struct fd_parms *p)
 {
-	return S_ISFIFO(p->st.st_mode) && !strncmp(p->link, "pipe:[", 6);
+	return S_ISFIFO(p->st.st_mode) && (!strncmp(p->link, "pipe:[", 6) || p->link[0] == '/');
 }
 
 /* the bytes queued in the pipe behind pid's fd, left in place */
@@ -94,6 +96,13 @@ static int pipe_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 	pe->pipe_id = p->st.st_ino;
 	pe->flags = p->flags;
 	fe->pipe = pe;
+	if (p->link[0] == '/') {
+		if (ends_with(p->link, " (deleted)")) {
+			pr_err("pid %d fd %d: FIFO %s was deleted: not supported", p->pid, p->fd, p->link);
+			return -ENOTSUP;
+		}
+		pe->fifo = arena_strdup(&ctx->arena, p->link);
+	}
 	if (pipe_seen(ctx, p->st.st_ino))
 		return 0;
 	size = fcntl(p->lfd, F_GETPIPE_SZ);
@@ -150,7 +159,8 @@ static int pipe_dump_done(struct dump_ctx *ctx)
 		bool ends[2] = { false, false };
 		pid_t other;
 
-		if (fe->kind != FD_KIND__PIPE || !fe->pipe->has_size)
+		/* a FIFO can be opened by anyone: only anonymous pipes need both ends */
+		if (fe->kind != FD_KIND__PIPE || !fe->pipe->has_size || fe->pipe->fifo)
 			continue;
 		for (size_t j = 0; j < ctx->nr_files; j++) {
 			const FileEntry *o = ctx->file_entries[j];
@@ -176,6 +186,7 @@ struct rst_pipe {
 	uint64_t id;
 	int fds[2];
 	bool given[2];		/* the end's own description is taken */
+	bool fifo;		/* fds are cryo's hold on a FIFO */
 };
 
 static struct rst_pipe *find_pipe(struct restore_ctx *ctx, uint64_t id)
@@ -184,6 +195,28 @@ static struct rst_pipe *find_pipe(struct restore_ctx *ctx, uint64_t id)
 		if (ctx->pipes[i].id == id)
 			return &ctx->pipes[i];
 	return NULL;
+}
+
+/* cryo's hold on a FIFO: read-write, so that it never blocks */
+static int open_fifo(struct rst_pipe *rp, const char *path)
+{
+	struct stat st;
+
+	rp->fds[0] = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (rp->fds[0] < 0)
+		return pr_perror("FIFO %s: cannot open it", path);
+	if (fstat(rp->fds[0], &st) || !S_ISFIFO(st.st_mode)) {
+		pr_err("FIFO %s: it is not a FIFO any more", path);
+		close(rp->fds[0]);
+		return -ESTALE;
+	}
+	rp->fds[1] = fcntl(rp->fds[0], F_DUPFD_CLOEXEC, 0);
+	if (rp->fds[1] < 0) {
+		close(rp->fds[0]);
+		return pr_perror("FIFO %s: dup", path);
+	}
+	rp->fifo = true;
+	return 0;
 }
 
 /* create pipe id once, with its size and the bytes it held */
@@ -207,8 +240,11 @@ static struct rst_pipe *make_pipe(struct restore_ctx *ctx, uint64_t id)
 		return NULL;
 	ctx->pipes = np;
 	rp = &ctx->pipes[ctx->nr_pipes];
-	*rp = (struct rst_pipe){ .id = id };
-	if (pipe2(rp->fds, O_CLOEXEC)) {
+	*rp = (struct rst_pipe){ .id = id, .fds = { -1, -1 } };
+	if (data->fifo) {
+		if (open_fifo(rp, data->fifo))
+			return NULL;
+	} else if (pipe2(rp->fds, O_CLOEXEC)) {
 		pr_perror("pipe:[%lu]: cannot create it", (unsigned long)id);
 		return NULL;
 	}
@@ -239,7 +275,9 @@ static int pipe_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 	if (!rp)
 		return -EIO;
 	end = (pe->flags & O_ACCMODE) != O_RDONLY;
-	if (!rp->given[end]) {
+	if (pe->fifo) {
+		fd = open(pe->fifo, (pe->flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC);
+	} else if (!rp->given[end]) {
 		rp->given[end] = true;
 		fd = fcntl(rp->fds[end], F_DUPFD_CLOEXEC, 0);
 	} else {

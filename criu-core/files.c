@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
@@ -20,10 +21,17 @@
 #include "restore.h"
 
 static const struct fd_kind_ops *const fd_kinds[] = {
+	&reg_fd_ops,	/* first: it takes O_PATH fds of every kind of file */
 	&tty_fd_ops,	/* before chr: a terminal is a character device too */
 	&chr_fd_ops,
-	&reg_fd_ops,
 	&pipe_fd_ops,
+	&eventfd_fd_ops,
+	&signalfd_fd_ops,
+	&timerfd_fd_ops,
+	&epoll_fd_ops,
+	&inotify_fd_ops,
+	&pidfd_fd_ops,
+	//&unix_sk_fd_ops,
 };
 
 static const struct fd_kind_ops *kind_ops(FdKind kind)
@@ -34,7 +42,117 @@ static const struct fd_kind_ops *kind_ops(FdKind kind)
 	return NULL;
 }
 
+bool fd_is_anon(const struct fd_parms *p, const char *what)
+{
+	return !strncmp(p->link, "anon_inode:", 11) && !strcmp(p->link + 11, what);
+}
+
+const char *fdinfo_field(const char *fdinfo, const char *key)
+{
+	size_t len = strlen(key);
+
+	for (const char *l = fdinfo; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (!strncmp(l, key, len))
+			return l + len;
+	return NULL;
+}
+
 /* ---------------------------------------------------------------- dump */
+
+/* is there a task (TID: thread) of the tree with this id, or (PGRP) a group? */
+static bool owner_in_tree(struct dump_ctx *ctx, int type, pid_t pid)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		const struct dump_task *t = ctx->tasks[i];
+
+		if (t->zombie || t->gone)
+			continue;
+		if (type == F_OWNER_PGRP ? t->stat.pgid == pid : t->pid == pid)
+			return true;
+		for (int k = 0; type == F_OWNER_TID && k < t->nr_tids; k++)
+			if (t->tids[k] == pid)
+				return true;
+	}
+	return false;
+}
+
+/* O_ASYNC, F_SETOWN and F_SETSIG of the description */
+static int dump_fown(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe)
+{
+	struct f_owner_ex own;
+	FownEntry *fo;
+	int sig;
+
+	if (fcntl(p->lfd, F_GETOWN_EX, &own) || (sig = fcntl(p->lfd, F_GETSIG)) < 0)
+		return pr_perror("pid %d fd %d (%s): cannot read its owner and signal", p->pid, p->fd, p->link);
+	if (!(p->flags & O_ASYNC) && !own.pid && !sig)
+		return 0;
+	if (own.pid && !owner_in_tree(ctx, own.type, own.pid)) {
+		pr_err("pid %d fd %d (%s): its owner (F_SETOWN) %s %d is outside the dump", p->pid, p->fd, p->link,
+		       own.type == F_OWNER_PGRP ? "process group" : own.type == F_OWNER_TID ? "thread" : "pid",
+		       own.pid);
+		return -ENOTSUP;
+	}
+	fo = arena_new(&ctx->arena, FownEntry);
+	if (!fo)
+		return -ENOMEM;
+	fown_entry__init(fo);
+	fo->type = own.type;
+	fo->pid = own.pid;
+	fo->signum = sig;
+	fo->async = p->flags & O_ASYNC;
+	fe->fown = fo;
+	return 0;
+}
+
+/*
+ * The locks fdinfo shows for fd: flock and OFD locks belong to its open
+ * file description (into fe, the first time it is seen), POSIX locks to
+ * the task (into e). A lease, or a lock of a process outside the dump
+ * that shows here, is refused.
+ */
+static int dump_locks(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe, FdEntry *e)
+{
+	for (const char *l = fdinfo_field(p->fdinfo, "lock:"); l; l = fdinfo_field(l, "lock:")) {
+		char kind[16], adv[16], mode[16], end[32];
+		unsigned long long start;
+		LockEntry *lk, ***arr;
+		size_t *n;
+		int pid;
+
+		if (strstr(l, "->") && strstr(l, "->") < strchr(l, '\n'))
+			continue;	/* a waiter, not a holder */
+		if (sscanf(l, "%*d: %15s %15s %15s %d %*s %llu %31s", kind, adv, mode, &pid, &start, end) != 6) {
+			pr_err("pid %d fd %d (%s): cannot parse a lock line of its fdinfo", p->pid, p->fd, p->link);
+			return -EINVAL;
+		}
+		lk = arena_new(&ctx->arena, LockEntry);
+		if (!lk)
+			return -ENOMEM;
+		lock_entry__init(lk);
+		if (!strcmp(kind, "FLOCK") || !strcmp(kind, "OFDLCK")) {
+			if (!fe)
+				continue;	/* the description's locks are already in */
+			lk->kind = kind[0] == 'F' ? LOCK_KIND__FLOCK : LOCK_KIND__OFD;
+			arr = &fe->locks, n = &fe->n_locks;
+		} else if (!strcmp(kind, "POSIX")) {
+			lk->kind = LOCK_KIND__POSIX;
+			arr = &e->posix_locks, n = &e->n_posix_locks;
+		} else {
+			pr_err("pid %d fd %d (%s): holds a %s lock, which cryo does not support", p->pid, p->fd, p->link,
+			       kind);
+			return -ENOTSUP;
+		}
+		lk->write = !strcmp(mode, "WRITE");
+		lk->start = start;
+		lk->len = strcmp(end, "EOF") ? strtoull(end, NULL, 10) - start + 1 : 0;
+		*arr = arena_grow(&ctx->arena, *arr, *n, sizeof(**arr));
+		if (!*arr)
+			return -ENOMEM;
+		(*arr)[(*n)++] = lk;
+	}
+	return 0;
+}
 
 /* an id already given to the description behind lfd, or 0 */
 static uint32_t find_shared(struct dump_ctx *ctx, const struct fd_parms *p)
@@ -50,7 +168,7 @@ static uint32_t find_shared(struct dump_ctx *ctx, const struct fd_parms *p)
 	return 0;
 }
 
-static int add_file(struct dump_ctx *ctx, struct fd_parms *p, uint32_t *id)
+static int add_file(struct dump_ctx *ctx, struct fd_parms *p, FdEntry *e)
 {
 	const struct fd_kind_ops *ops = NULL;
 	struct dump_file *nf;
@@ -71,6 +189,10 @@ static int add_file(struct dump_ctx *ctx, struct fd_parms *p, uint32_t *id)
 	fe->id = ctx->nr_files + 1;
 	fe->kind = ops->kind;
 	ret = ops->dump(ctx, p, fe);
+	if (!ret)
+		ret = dump_fown(ctx, p, fe);
+	if (!ret)
+		ret = dump_locks(ctx, p, fe, e);
 	if (ret)
 		return ret;
 
@@ -88,14 +210,14 @@ static int add_file(struct dump_ctx *ctx, struct fd_parms *p, uint32_t *id)
 	ctx->file_entries[ctx->nr_files] = fe;
 	ctx->nr_files++;
 	p->lfd = -1;	/* kept by ctx->files now */
-	*id = fe->id;
+	e->id = fe->id;
 	pr_debug("pid %d fd %d: %s %s is file %u", p->pid, p->fd, ops->name, p->link, fe->id);
 	return 0;
 }
 
 static int dump_one_fd(struct dump_ctx *ctx, struct dump_task *t, int pidfd, int fd, FdEntry *e)
 {
-	_cleanup_free_ char *link = NULL;
+	_cleanup_free_ char *link = NULL, *info = NULL;
 	struct fd_parms p = { .pid = t->pid, .fd = fd, .lfd = -1 };
 	unsigned flags;
 	char name[32];
@@ -105,8 +227,9 @@ static int dump_one_fd(struct dump_ctx *ctx, struct dump_task *t, int pidfd, int
 	if ((ret = proc_readlink(t->pid, name, &link)))
 		return ret;
 	p.link = link;
-	if ((ret = proc_fdinfo(t->pid, fd, &p.pos, &flags)))
+	if ((ret = proc_fdinfo(t->pid, fd, &p.pos, &flags, &info)))
 		return ret;
+	p.fdinfo = info;
 	p.cloexec = flags & O_CLOEXEC;
 	p.flags = flags & ~O_CLOEXEC;
 	p.lfd = sys_pidfd_getfd(pidfd, fd, 0);
@@ -120,8 +243,10 @@ static int dump_one_fd(struct dump_ctx *ctx, struct dump_task *t, int pidfd, int
 	e->fd = fd;
 	e->cloexec = p.cloexec;
 	e->id = find_shared(ctx, &p);
-	if (!e->id)
-		ret = add_file(ctx, &p, &e->id);
+	if (e->id)
+		ret = dump_locks(ctx, &p, NULL, e);
+	else
+		ret = add_file(ctx, &p, e);
 out:
 	if (p.lfd >= 0)
 		close(p.lfd);
@@ -233,6 +358,63 @@ static void close_all_but(int from, const int *keep, int nr)
 	syscall(SYS_close_range, cur, ~0U, 0);
 }
 
+static int take_lock(int fd, const LockEntry *lk, pid_t pid, unsigned fdnum)
+{
+	struct flock fl = {
+		.l_type = lk->write ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET,
+		.l_start = lk->start, .l_len = lk->len,
+	};
+	int ret;
+
+	if (lk->kind == LOCK_KIND__FLOCK)
+		ret = flock(fd, (lk->write ? LOCK_EX : LOCK_SH) | LOCK_NB);
+	else
+		ret = fcntl(fd, lk->kind == LOCK_KIND__OFD ? F_OFD_SETLK : F_SETLK, &fl);
+	if (ret)
+		return pr_perror("pid %d fd %u: cannot take back its %s %s lock on %lu+%lu%s", pid, fdnum,
+				 lk->kind == LOCK_KIND__FLOCK ? "flock" : lk->kind == LOCK_KIND__OFD ? "OFD" : "POSIX",
+				 lk->write ? "write" : "read", lk->start, lk->len,
+				 errno == EAGAIN || errno == EWOULDBLOCK ? " (another process holds a conflicting one)" : "");
+	return 0;
+}
+
+/* the description's state that is not its kind's: O_ASYNC and its locks */
+static int open_common(int fd, const FileEntry *fe, pid_t pid, unsigned fdnum)
+{
+	int fl;
+
+	if (fe->fown && fe->fown->async &&
+	    ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl | O_ASYNC)))
+		return pr_perror("pid %d fd %u: cannot set O_ASYNC", pid, fdnum);
+	for (size_t i = 0; i < fe->n_locks; i++)
+		if (take_lock(fd, fe->locks[i], pid, fdnum))
+			return -EAGAIN;
+	return 0;
+}
+
+static bool opened_in_task(const FileEntry *fe)
+{
+	const struct fd_kind_ops *ops = kind_ops(fe->kind);
+
+	return ops && ops->needs_tree && ops->needs_tree(fe);
+}
+
+const FileEntry *files_find(struct restore_ctx *ctx, uint32_t id)
+{
+	for (size_t i = 0; i < ctx->nr_files; i++)
+		if (ctx->files[i]->id == id)
+			return ctx->files[i];
+	return NULL;
+}
+
+int files_get_fd(struct restore_ctx *ctx, uint32_t id)
+{
+	for (size_t i = 0; ctx->file_fds && i < ctx->nr_files; i++)
+		if (ctx->files[i]->id == id)
+			return ctx->file_fds[i];
+	return -1;
+}
+
 /*
  * In cryo, before the tree is forked: open every description once, above
  * every fd number any task uses, so that all tasks inherit the same open
@@ -242,7 +424,7 @@ int files_open_all(struct restore_ctx *ctx)
 {
 	struct rlimit rl = { 0, 0 };
 	rlim_t need;
-	int base = 3;
+	int base = 3, ret;
 
 	for (size_t i = 0; i < ctx->nr_tasks; i++)
 		if (!ctx->tasks[i]->zombie)
@@ -262,6 +444,9 @@ int files_open_all(struct restore_ctx *ctx)
 		rl.rlim_cur = MIN(rl.rlim_max, need);
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	for (size_t i = 0; i < ARRAY_SIZE(fd_kinds); i++)
+		if (fd_kinds[i]->prepare && (ret = fd_kinds[i]->prepare(ctx)))
+			return ret;
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
 		const struct rst_task *t = ctx->tasks[i];
 
@@ -278,7 +463,7 @@ int files_open_all(struct restore_ctx *ctx)
 				       t->pid, e->fd, e->id);
 				return -EINVAL;
 			}
-			if (ctx->file_fds[k] >= 0)
+			if (ctx->file_fds[k] >= 0 || opened_in_task(ctx->files[k]))
 				continue;
 			fd = ops->open(ctx, t->pid, e->fd, ctx->files[k]);
 			if (fd < 0)
@@ -290,7 +475,28 @@ int files_open_all(struct restore_ctx *ctx)
 				return pr_perror("pid %d fd %u: cannot move it above fd %d (open files limit %lu)",
 						 t->pid, e->fd, base, (unsigned long)rl.rlim_cur);
 			}
+			if ((ret = open_common(ctx->file_fds[k], ctx->files[k], t->pid, e->fd)))
+				return ret;
 		}
+	}
+	return 0;
+}
+
+/* cryo, once every task exists: the owners of the descriptions that had one */
+int files_set_owners(struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		const FownEntry *fo = ctx->files[i]->fown;
+		struct f_owner_ex own;
+
+		if (!fo || ctx->file_fds[i] < 0)
+			continue;
+		own.type = fo->type;
+		own.pid = fo->pid;
+		if ((fo->pid && fcntl(ctx->file_fds[i], F_SETOWN_EX, &own)) ||
+		    (fo->signum && fcntl(ctx->file_fds[i], F_SETSIG, fo->signum)))
+			return pr_perror("file %u: cannot give it owner %d and signal %u", ctx->files[i]->id,
+					 fo->pid, fo->signum);
 	}
 	return 0;
 }
@@ -307,12 +513,23 @@ void files_close_all(struct restore_ctx *ctx)
 			fd_kinds[i]->restore_done(ctx);
 }
 
-static int file_fd(struct restore_ctx *ctx, uint32_t id)
+/* in the task: a description that needed the tree, opened onto number e->fd */
+static int open_in_task(struct restore_ctx *ctx, struct rst_task *t, const FdEntry *e)
 {
-	for (size_t i = 0; i < ctx->nr_files; i++)
-		if (ctx->files[i]->id == id)
-			return ctx->file_fds[i];
-	return -1;
+	const FileEntry *fe = files_find(ctx, e->id);
+	int fd = kind_ops(fe->kind)->open(ctx, t->pid, e->fd, fe);
+
+	if (fd < 0)
+		return fd;
+	/* not on a number a later fd of the task takes */
+	if ((fd = fd_move_above(fd, ctx->files_top, true)) < 0)
+		return pr_perror("pid %d fd %u: cannot move it above fd %d", t->pid, e->fd, ctx->files_top);
+	if (open_common(fd, fe, t->pid, e->fd) || dup3(fd, e->fd, e->cloexec ? O_CLOEXEC : 0) < 0) {
+		close(fd);
+		return pr_perror("pid %d: cannot install fd %u", t->pid, e->fd);
+	}
+	close(fd);
+	return 0;
 }
 
 /*
@@ -324,16 +541,31 @@ static int file_fd(struct restore_ctx *ctx, uint32_t id)
 int files_restore(struct restore_ctx *ctx, struct rst_task *t, const int *keep_fds, int nr_keep)
 {
 	int base = ctx->files_base;
-	int keep[nr_keep + 1], n = 0;
+	int keep[nr_keep + 1], n = 0, ret;
 
 	/* cryo's own low fds go; the task's take their numbers */
 	syscall(SYS_close_range, 0, base - 1, 0);
 	for (size_t i = 0; i < t->nr_fds; i++) {
 		const FdEntry *e = t->fds[i];
 
-		if (dup3(file_fd(ctx, e->id), e->fd, e->cloexec ? O_CLOEXEC : 0) < 0)
+		if (files_get_fd(ctx, e->id) < 0)
+			continue;
+		if (dup3(files_get_fd(ctx, e->id), e->fd, e->cloexec ? O_CLOEXEC : 0) < 0)
 			return pr_perror("pid %d: cannot install fd %u", t->pid, e->fd);
 	}
+	/* then those opened here, and the task's POSIX locks */
+	for (size_t i = 0; i < t->nr_fds; i++) {
+		const FdEntry *e = t->fds[i];
+
+		if (files_get_fd(ctx, e->id) < 0 && open_in_task(ctx, t, e))
+			return -EIO;
+		for (size_t k = 0; k < e->n_posix_locks; k++)
+			if (take_lock(e->fd, e->posix_locks[k], t->pid, e->fd))
+				return -EAGAIN;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(fd_kinds); i++)
+		if (fd_kinds[i]->task_done && (ret = fd_kinds[i]->task_done(ctx, t)))
+			return ret;
 	for (int i = 0; i < nr_keep; i++)
 		keep[n++] = keep_fds[i];
 	if (log_get_fd() >= 0)

@@ -97,19 +97,14 @@ static int classify_vma(pid_t pid, const struct proc_vma *v, VmaEntry *e, struct
 		e->flags |= MAP_ANONYMOUS;
 		return 0;
 	}
-	if (memfd_is_mapping(path)) {
-		/* dumped with its contents: see collect_one_vma */
+	if (memfd_handles(path)) {
+		/* a memfd or deleted file, dumped with its contents: see collect_one_vma */
 		e->kind = v->shared ? VMA_KIND__FILE_SHARED : VMA_KIND__FILE_PRIVATE;
 		e->path = arena_strdup(a, path);
 		return 0;
 	}
 	if (!strncmp(path, "/SYSV", 5)) {
 		pr_err("pid %d: VMA %lx-%lx maps SysV shared memory %s: not supported yet",
-		       pid, v->start, v->end, path);
-		return -ENOTSUP;
-	}
-	if (ends_with(path, " (deleted)")) {
-		pr_err("pid %d: VMA %lx-%lx maps deleted file %s: not supported yet",
 		       pid, v->start, v->end, path);
 		return -ENOTSUP;
 	}
@@ -181,7 +176,7 @@ static int collect_one_vma(const struct proc_vma *v, void *arg)
 		if (ret)
 			return ret;
 	}
-	if ((e->path && memfd_is_mapping(e->path)) || e->kind == VMA_KIND__ANON_SHARED) {
+	if ((e->path && memfd_handles(e->path)) || e->kind == VMA_KIND__ANON_SHARED) {
 		ret = memfd_dump_vma(c->ctx, c->t->pid, e, &e->memfd_id);
 		if (ret)
 			return ret;

@@ -32,6 +32,11 @@ bool memfd_is_mapping(const char *path)
 	return !strncmp(path, MEMFD_PREFIX, strlen(MEMFD_PREFIX));
 }
 
+bool memfd_handles(const char *path)
+{
+	return memfd_is_mapping(path) || (path[0] == '/' && ends_with(path, DELETED));
+}
+
 /* ------------------------------------------------------------------ dump */
 
 /* copy the data ranges of fd into the data image; one chunk per range piece */
@@ -89,26 +94,26 @@ static int copy_data(struct dump_ctx *ctx, int fd, MemfdEntry *m, const char *wh
 	return img_close(data) ?: ret;
 }
 
-int memfd_dump_vma(struct dump_ctx *ctx, pid_t pid, const VmaEntry *v, uint32_t *id)
+/*
+ * The object behind "open", which is /proc/PID/map_files/A-B or
+ * /proc/PID/fd/N, dumped once: its id in memfds.img.
+ */
+static int dump_object(struct dump_ctx *ctx, const char *open_path, const char *path, bool anon,
+		       const char *what, uint32_t *id)
 {
-	bool anon = v->kind == VMA_KIND__ANON_SHARED;
-	char mf[96], what[128];
 	struct dump_memfd *nv;
 	struct stat st;
 	int fd, ret, seals = 0;
 	MemfdEntry *m;
 
-	snprintf(what, sizeof(what), "pid %d: VMA %lx-%lx (%s)", pid, v->start, v->end,
-		 anon ? "shared anonymous memory" : v->path);
-	snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, v->start, v->end);
-	if (stat(mf, &st))
+	if (stat(open_path, &st))
 		return pr_perror("%s: cannot stat the file behind it", what);
 	for (size_t i = 0; i < ctx->nr_memfds; i++)
 		if (ctx->memfds[i].dev == st.st_dev && ctx->memfds[i].ino == st.st_ino) {
 			*id = ctx->memfds[i].e->id;
 			return 0;
 		}
-	fd = open(mf, O_RDONLY | O_CLOEXEC);
+	fd = open(open_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return pr_perror("%s: cannot open the file behind it", what);
 	m = arena_new(&ctx->arena, MemfdEntry);
@@ -123,17 +128,22 @@ int memfd_dump_vma(struct dump_ctx *ctx, pid_t pid, const VmaEntry *v, uint32_t 
 	if (anon) {
 		m->name = arena_strdup(&ctx->arena, "");
 		m->has_anon = m->anon = true;
+	} else if (memfd_is_mapping(path)) {
+		m->name = arena_strdup(&ctx->arena, path + strlen(MEMFD_PREFIX));
+		if (ends_with(m->name, DELETED))
+			m->name[strlen(m->name) - strlen(DELETED)] = 0;
 	} else {
-		size_t len = strlen(v->path);
-
-		m->name = arena_strdup(&ctx->arena, v->path + strlen(MEMFD_PREFIX));
-		if (ends_with(v->path, DELETED))
-			m->name[len - strlen(MEMFD_PREFIX) - strlen(DELETED)] = 0;
+		/* a deleted file: its name (without " (deleted)") and mode */
+		m->name = arena_strdup(&ctx->arena, path);
+		m->name[strlen(path) - strlen(DELETED)] = 0;
+		m->has_deleted = m->deleted = true;
+		m->has_mode = true;
+		m->mode = st.st_mode & 07777;
 	}
 	/* shared anonymous memory cannot be sealed: no seals to keep */
 	if (fstat(fd, &st)) {
 		ret = pr_perror("%s: fstat", what);
-	} else if (!anon && (seals = fcntl(fd, F_GET_SEALS)) < 0) {
+	} else if (!anon && memfd_is_mapping(path) && (seals = fcntl(fd, F_GET_SEALS)) < 0) {
 		ret = pr_perror("%s: cannot read its seals", what);
 	} else {
 		m->size = st.st_size;
@@ -145,9 +155,29 @@ int memfd_dump_vma(struct dump_ctx *ctx, pid_t pid, const VmaEntry *v, uint32_t 
 		return ret;
 	ctx->memfds[ctx->nr_memfds++] = (struct dump_memfd){ st.st_dev, st.st_ino, m };
 	*id = m->id;
-	pr_debug("%s: %s %u, %lu bytes, %zu chunks, seals %#x", what, anon ? "shmem" : "memfd", m->id,
-		 m->size, m->n_chunks, m->seals);
+	pr_debug("%s: %s %u, %lu bytes, %zu chunks, seals %#x", what,
+		 anon ? "shmem" : m->deleted ? "deleted file" : "memfd", m->id, m->size, m->n_chunks, m->seals);
 	return 0;
+}
+
+int memfd_dump_vma(struct dump_ctx *ctx, pid_t pid, const VmaEntry *v, uint32_t *id)
+{
+	bool anon = v->kind == VMA_KIND__ANON_SHARED;
+	char mf[96], what[128 + PATH_MAX_LEN];
+
+	snprintf(what, sizeof(what), "pid %d: VMA %lx-%lx (%s)", pid, v->start, v->end,
+		 anon ? "shared anonymous memory" : v->path);
+	snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, v->start, v->end);
+	return dump_object(ctx, mf, v->path, anon, what, id);
+}
+
+int memfd_dump_fd(struct dump_ctx *ctx, pid_t pid, int fd, const char *link, uint32_t *id)
+{
+	char path[64], what[64 + PATH_MAX_LEN];
+
+	snprintf(what, sizeof(what), "pid %d fd %d (%s)", pid, fd, link);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+	return dump_object(ctx, path, link, false, what, id);
 }
 
 int memfd_write(struct dump_ctx *ctx)
@@ -225,6 +255,30 @@ static int create_shmem(uint64_t size)
 	return fd;
 }
 
+/*
+ * A deleted file comes back as a file of its name, unlinked once open; if
+ * the name is taken again, under a name next to it.
+ */
+static int create_deleted(const MemfdEntry *m)
+{
+	char path[PATH_MAX_LEN + 32];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s", m->name);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, m->mode);
+	for (int i = 1; fd < 0 && errno == EEXIST && i < 100; i++) {
+		snprintf(path, sizeof(path), "%s.cryo-%u-%d", m->name, m->id, i);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, m->mode);
+	}
+	if (fd < 0)
+		return pr_perror("deleted file %s: cannot create it again", m->name);
+	if (unlink(path) || fchmod(fd, m->mode)) {
+		close(fd);
+		return pr_perror("deleted file %s: cannot unlink %s", m->name, path);
+	}
+	return fd;
+}
+
 int memfd_restore(struct restore_ctx *ctx)
 {
 	struct img *img = img_open(ctx->dirfd, IMG_MEMFDS, 0, true);
@@ -244,12 +298,13 @@ int memfd_restore(struct restore_ctx *ctx)
 			break;
 		}
 		ctx->memfds = nv;
-		fd = m->anon ? create_shmem(m->size)
+		fd = m->anon ? create_shmem(m->size) : m->deleted ? create_deleted(m)
 			     : memfd_create(m->name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 		if (fd < 0) {
-			ret = m->anon ? fd : pr_perror("cannot create memfd %s", m->name);
+			ret = m->anon || m->deleted ? fd : pr_perror("cannot create memfd %s", m->name);
 		} else if (!m->anon && ftruncate(fd, m->size)) {
-			ret = pr_perror("memfd %s: cannot make it %lu bytes", m->name, m->size);
+			ret = pr_perror("%s %s: cannot make it %lu bytes", m->deleted ? "deleted file" : "memfd",
+					m->name, m->size);
 		} else {
 			ret = fill_memfd(ctx, m, fd);
 		}

@@ -304,7 +304,7 @@ int proc_for_each_vma(pid_t pid, int (*cb)(const struct proc_vma *v, void *arg),
 	return ret;
 }
 
-int proc_fdinfo(pid_t pid, int fd, uint64_t *pos, unsigned *flags)
+int proc_fdinfo(pid_t pid, int fd, uint64_t *pos, unsigned *flags, char **text)
 {
 	_cleanup_free_ char *buf = NULL;
 	char name[32], *p;
@@ -320,6 +320,8 @@ int proc_fdinfo(pid_t pid, int fd, uint64_t *pos, unsigned *flags)
 	p = strstr(buf, "flags:");
 	if (flags)
 		*flags = p ? strtoul(p + 6, NULL, 8) : 0;
+	if (text)
+		*text = steal_ptr(buf);
 	return 0;
 }
 

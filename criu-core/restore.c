@@ -892,6 +892,8 @@ static int finish_tasks(struct restore_ctx *ctx)
 	}
 	if (!ret)
 		ret = memfd_seal(ctx);
+	if (!ret)
+		ret = files_set_owners(ctx);
 	if (ret)
 		return ret;
 	tty_give_foreground(ctx, ctx->tasks[0]);
@@ -927,9 +929,9 @@ static int restore_tree(struct restore_ctx *ctx)
 					      "to lead again the process group its exited leader left" : "a zombie");
 	/* the objects tasks share are made here, before the tree, and inherited */
 	if (!ret)
-		ret = files_open_all(ctx);
-	if (!ret)
 		ret = memfd_restore(ctx);
+	if (!ret)
+		ret = files_open_all(ctx);
 	if (ret)
 		goto out_files;
 	ctx->shared = mmap(NULL, shared_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

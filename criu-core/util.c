@@ -237,6 +237,16 @@ char *arena_strdup(struct arena *a, const char *s)
 	return p;
 }
 
+/* old (n elements of size) copied into room for n + 1; old stays in the arena */
+void *arena_grow(struct arena *a, void *old, size_t n, size_t size)
+{
+	void *p = arena_alloc(a, (n + 1) * size);
+
+	if (p && n)
+		memcpy(p, old, n * size);
+	return p;
+}
+
 void arena_free(struct arena *a)
 {
 	while (a->head) {

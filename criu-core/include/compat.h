@@ -118,4 +118,23 @@ struct cryo_seccomp_metadata {
 #define TASK_SIZE_47		0x00007ffffffff000UL
 #define TASK_SIZE_56		0x00fffffffffff000UL
 
+#ifndef KCMP_EPOLL_TFD
+#define KCMP_EPOLL_TFD		7
+#endif
+struct kcmp_epoll_slot {
+	uint32_t efd, tfd, toff;
+};
+
+#ifndef TFD_IOC_SET_TICKS
+#define TFD_IOC_SET_TICKS	_IOW('T', 0, uint64_t)
+#endif
+
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD		00000200	/* O_EXCL */
+#endif
+
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER		_IO('T', 0x41)
+#endif
+
 #endif

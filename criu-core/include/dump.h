@@ -88,6 +88,10 @@ void files_release(struct dump_ctx *ctx);
 bool memfd_is_mapping(const char *path);
 /* the memfd VMA v maps: its data dumped the first time; *id for VmaEntry.memfd_id */
 int memfd_dump_vma(struct dump_ctx *ctx, pid_t pid, const VmaEntry *v, uint32_t *id);
+/* the same for a memfd or deleted file pid holds open at fd (link: its /proc link) */
+int memfd_dump_fd(struct dump_ctx *ctx, pid_t pid, int fd, const char *link, uint32_t *id);
+/* memfds and deleted files: files whose bytes go into the images */
+bool memfd_handles(const char *path);
 int memfd_write(struct dump_ctx *ctx);
 /* task.c */
 int task_collect(struct dump_ctx *ctx, struct dump_task *t);

@@ -16,6 +16,7 @@
 
 struct dump_ctx;
 struct restore_ctx;
+struct rst_task;
 
 /* what files.c learned about one fd before handing it to its kind */
 struct fd_parms {
@@ -27,6 +28,7 @@ struct fd_parms {
 	bool cloexec;
 	uint64_t pos;
 	const char *link;	/* readlink of /proc/PID/fd/N */
+	const char *fdinfo;	/* the text of /proc/PID/fdinfo/N */
 };
 
 struct fd_kind_ops {
@@ -38,8 +40,17 @@ struct fd_kind_ops {
 	int (*dump)(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe);
 	/* optional: every task's fds are collected; last checks before the images are written */
 	int (*dump_done)(struct dump_ctx *ctx);
-	/* open the description; returns an fd (any number) or -errno, logged */
+	/* optional: before any description is opened (e.g. make every object of the kind) */
+	int (*prepare)(struct restore_ctx *ctx);
+	/* optional: true if fe can only be opened once the tree's processes exist */
+	bool (*needs_tree)(const FileEntry *fe);
+	/*
+	 * open the description; returns an fd (any number) or -errno, logged.
+	 * In cryo before the tree is forked, or with needs_tree in task pid.
+	 */
 	int (*open)(struct restore_ctx *ctx, pid_t pid, int fd, const FileEntry *fe);
+	/* optional: in the task, once its fds are all installed */
+	int (*task_done)(struct restore_ctx *ctx, struct rst_task *t);
 	/* optional: the tree has its files; drop what the kind kept */
 	void (*restore_done)(struct restore_ctx *ctx);
 };
@@ -48,5 +59,20 @@ extern const struct fd_kind_ops reg_fd_ops;
 extern const struct fd_kind_ops chr_fd_ops;
 extern const struct fd_kind_ops tty_fd_ops;
 extern const struct fd_kind_ops pipe_fd_ops;
+extern const struct fd_kind_ops eventfd_fd_ops;
+extern const struct fd_kind_ops signalfd_fd_ops;
+extern const struct fd_kind_ops timerfd_fd_ops;
+extern const struct fd_kind_ops epoll_fd_ops;
+extern const struct fd_kind_ops inotify_fd_ops;
+extern const struct fd_kind_ops pidfd_fd_ops;
+extern const struct fd_kind_ops unix_sk_fd_ops;
+
+/* the anon_inode kind of fd p, e.g. "[eventfd]" or "inotify" */
+bool fd_is_anon(const struct fd_parms *p, const char *what);
+/* the value after "key" in fdinfo text, or NULL */
+const char *fdinfo_field(const char *fdinfo, const char *key);
+/* in cryo during the restore: its fd for file id, or -1 */
+int files_get_fd(struct restore_ctx *ctx, uint32_t id);
+const FileEntry *files_find(struct restore_ctx *ctx, uint32_t id);
 
 #endif

@@ -59,8 +59,8 @@ bool vmflag_has(const struct proc_vma *v, const char *code);
 /* Read a binary /proc/PID/<name> file (e.g. auxv) */
 int proc_read(pid_t pid, const char *name, char **buf, size_t *len);
 int proc_readlink(pid_t pid, const char *name, char **out);
-/* fdinfo: pos and flags (octal in the file) of one fd */
-int proc_fdinfo(pid_t pid, int fd, uint64_t *pos, unsigned *flags);
+/* fdinfo: pos and flags (octal in the file) of one fd; its whole text if text */
+int proc_fdinfo(pid_t pid, int fd, uint64_t *pos, unsigned *flags, char **text);
 /* List the TIDs of pid's threads (sorted, leader first). */
 int proc_list_threads(pid_t pid, pid_t **tids, int *nr);
 /* List the children of every thread of pid. */

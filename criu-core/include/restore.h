@@ -103,6 +103,7 @@ int memfd_seal(struct restore_ctx *ctx);
 void memfd_close_all(struct restore_ctx *ctx);
 /* files.c: cryo opens every file once; each task installs its fds from those */
 int files_open_all(struct restore_ctx *ctx);
+int files_set_owners(struct restore_ctx *ctx);
 void files_close_all(struct restore_ctx *ctx);
 int files_restore(struct restore_ctx *ctx, struct rst_task *t, const int *keep_fds, int nr_keep);
 /* task.c: fill the non-memory part of the restorer args */

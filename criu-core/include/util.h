@@ -62,6 +62,7 @@ struct arena {
 };
 void *arena_alloc(struct arena *a, size_t size);
 char *arena_strdup(struct arena *a, const char *s);
+void *arena_grow(struct arena *a, void *old, size_t n, size_t size);
 void arena_free(struct arena *a);
 #define arena_new(a, type)		((type *)arena_alloc(a, sizeof(type)))
 #define arena_array(a, type, n)		((type *)arena_alloc(a, sizeof(type) * (n)))
