@@ -28,7 +28,7 @@ static bool inotify_match(const struct fd_parms *p)
 	return fd_is_anon(p, "inotify");
 }
 
-/* an O_PATH fd on the root of a mount of device dev (kernel encoding), or -1 */
+/* an fd on the root of a mount of device dev (kernel encoding), or -1 */
 static int mount_of(unsigned kdev)
 {
 	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "r");
@@ -38,7 +38,7 @@ static int mount_of(unsigned kdev)
 
 	while (f && fd < 0 && fscanf(f, "%*d %*d %u:%u %4095s %4095s%*[^\n]", &ma, &mi, root, mnt) == 4)
 		if (ma == maj && mi == min && !strcmp(root, "/"))
-			fd = open(mnt, O_PATH | O_CLOEXEC);
+			fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return fd;
 }
 

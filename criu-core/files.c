@@ -83,6 +83,8 @@ static int dump_fown(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 	FownEntry *fo;
 	int sig;
 
+	if (p->flags & O_PATH)
+		return 0;	/* no owner, no signal */
 	if (fcntl(p->lfd, F_GETOWN_EX, &own) || (sig = fcntl(p->lfd, F_GETSIG)) < 0)
 		return pr_perror("pid %d fd %d (%s): cannot read its owner and signal", p->pid, p->fd, p->link);
 	if (!(p->flags & O_ASYNC) && !own.pid && !sig)
@@ -378,14 +380,9 @@ static int take_lock(int fd, const LockEntry *lk, pid_t pid, unsigned fdnum)
 	return 0;
 }
 
-/* the description's state that is not its kind's: O_ASYNC and its locks */
+/* the description's locks */
 static int open_common(int fd, const FileEntry *fe, pid_t pid, unsigned fdnum)
 {
-	int fl;
-
-	if (fe->fown && fe->fown->async &&
-	    ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl | O_ASYNC)))
-		return pr_perror("pid %d fd %u: cannot set O_ASYNC", pid, fdnum);
 	for (size_t i = 0; i < fe->n_locks; i++)
 		if (take_lock(fd, fe->locks[i], pid, fdnum))
 			return -EAGAIN;
@@ -553,16 +550,10 @@ int files_restore(struct restore_ctx *ctx, struct rst_task *t, const int *keep_f
 		if (dup3(files_get_fd(ctx, e->id), e->fd, e->cloexec ? O_CLOEXEC : 0) < 0)
 			return pr_perror("pid %d: cannot install fd %u", t->pid, e->fd);
 	}
-	/* then those opened here, and the task's POSIX locks */
-	for (size_t i = 0; i < t->nr_fds; i++) {
-		const FdEntry *e = t->fds[i];
-
-		if (files_get_fd(ctx, e->id) < 0 && open_in_task(ctx, t, e))
+	/* then those opened here */
+	for (size_t i = 0; i < t->nr_fds; i++)
+		if (files_get_fd(ctx, t->fds[i]->id) < 0 && open_in_task(ctx, t, t->fds[i]))
 			return -EIO;
-		for (size_t k = 0; k < e->n_posix_locks; k++)
-			if (take_lock(e->fd, e->posix_locks[k], t->pid, e->fd))
-				return -EAGAIN;
-	}
 	for (size_t i = 0; i < ARRAY_SIZE(fd_kinds); i++)
 		if (fd_kinds[i]->task_done && (ret = fd_kinds[i]->task_done(ctx, t)))
 			return ret;
@@ -572,5 +563,19 @@ int files_restore(struct restore_ctx *ctx, struct rst_task *t, const int *keep_f
 		keep[n++] = log_get_fd();
 	qsort(keep, n, sizeof(int), cmp_int);
 	close_all_but(base, keep, n);
+	/* last: a close of any fd of a file drops the task's POSIX locks on it */
+	for (size_t i = 0; i < t->nr_fds; i++) {
+		const FdEntry *e = t->fds[i];
+		const FownEntry *fo = files_find(ctx, e->id)->fown;
+		int fl;
+
+		/* signals name the fd that asked for them: this task's number */
+		if (fo && fo->async && ((fl = fcntl(e->fd, F_GETFL)) < 0 || fcntl(e->fd, F_SETFL, fl & ~O_ASYNC) ||
+					fcntl(e->fd, F_SETFL, fl | O_ASYNC)))
+			return pr_perror("pid %d fd %u: cannot set O_ASYNC", t->pid, e->fd);
+		for (size_t k = 0; k < e->n_posix_locks; k++)
+			if (take_lock(e->fd, e->posix_locks[k], t->pid, e->fd))
+				return -EAGAIN;
+	}
 	return 0;
 }

@@ -1,0 +1,19 @@
+"""Every common kind of fd comes back with its state: event, signal and
+timer fds, epoll sets, inotify watches, pidfds, O_ASYNC owners, locks,
+O_PATH and /proc fds, FIFOs, memfds and deleted files (see
+progs/fdkinds.c for what it checks)."""
+import cryolib
+from conftest import prog
+
+
+def test_fd_kinds(workload, images):
+    w = workload([prog("fdkinds")])
+    w.wait_ready()
+    cryolib.checkpoint_restore(w, images)
+    files = cryolib.show(images / "files.img")["records"]
+    kinds = {e["kind"] for e in files}
+    assert {"EVENTFD", "SIGNALFD", "TIMERFD", "EPOLL", "INOTIFY", "PIDFD", "PIPE", "REG"} <= kinds, kinds
+    # the deleted file and the memfd are dumped with their bytes, once each
+    objs = cryolib.show(images / "memfds.img")["records"]
+    assert sorted(o["name"].rsplit("/", 1)[-1] for o in objs) == ["fdkinds-memfd", "ghost"], objs
+    w.verify()
