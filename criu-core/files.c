@@ -31,7 +31,7 @@ static const struct fd_kind_ops *const fd_kinds[] = {
 	&epoll_fd_ops,
 	&inotify_fd_ops,
 	&pidfd_fd_ops,
-	//&unix_sk_fd_ops,
+	&unix_sk_fd_ops,
 };
 
 static const struct fd_kind_ops *kind_ops(FdKind kind)

@@ -17,3 +17,14 @@ def test_fd_kinds(workload, images):
     objs = cryolib.show(images / "memfds.img")["records"]
     assert sorted(o["name"].rsplit("/", 1)[-1] for o in objs) == ["fdkinds-memfd", "ghost"], objs
     w.verify()
+
+
+def test_unix_sockets(workload, images):
+    w = workload([prog("unixsk")])
+    w.wait_ready()
+    cryolib.checkpoint_restore(w, images)
+    socks = [e["unix_sk"] for e in cryolib.show(images / "files.img")["records"] if e["kind"] == "UNIX_SK"]
+    # the listener's two waiting connections are in the images, oldest first
+    listeners = [s for s in socks if s.get("icons")]
+    assert len(listeners) == 1 and len(listeners[0]["icons"]) == 2, listeners
+    w.verify()

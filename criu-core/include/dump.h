@@ -70,6 +70,11 @@ struct dump_ctx {
 
 	struct dump_memfd *memfds;
 	size_t nr_memfds;
+
+	/* sk-unix.c: every unix socket sock_diag lists, read once */
+	struct unix_sk_info *unix_sks;
+	size_t nr_unix_sks;
+	bool unix_loaded;
 };
 
 /* pstree.c */

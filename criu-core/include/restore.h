@@ -13,6 +13,7 @@
 
 struct rst_shared;
 struct rst_pipe;
+struct rst_unix;
 
 /*
  * Building the restorer's area in the child: a bump allocator over the
@@ -71,6 +72,8 @@ struct restore_ctx {
 	int files_top;			/* above the files cryo opened */
 	struct rst_pipe *pipes;		/* files-pipe.c: the pipes made so far */
 	size_t nr_pipes;
+	struct rst_unix *unix_sks;	/* sk-unix.c: the unix sockets, made before the tree */
+	size_t nr_unix_sks;
 	struct rst_task **tasks;	/* pstree.img order: parents first, [0] the root */
 	size_t nr_tasks;
 	struct rst_shared *shared;	/* barriers and restorer areas, shared with the tasks */
