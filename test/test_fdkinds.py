@@ -28,3 +28,14 @@ def test_unix_sockets(workload, images):
     listeners = [s for s in socks if s.get("icons")]
     assert len(listeners) == 1 and len(listeners[0]["icons"]) == 2, listeners
     w.verify()
+
+
+def test_two_processes_share_pipe_socketpair_and_epoll(workload, images):
+    w = workload([prog("mixed")])
+    w.wait_ready()
+    cryolib.checkpoint_restore(w, images)
+    files = cryolib.show(images / "files.img")["records"]
+    # one epoll set, one pipe, one socketpair: shared, not copied per process
+    assert sorted(e["kind"] for e in files if e["kind"] in ("EPOLL", "PIPE", "UNIX_SK")) == \
+        ["EPOLL", "PIPE", "PIPE", "UNIX_SK", "UNIX_SK"], files
+    w.verify()

@@ -101,3 +101,79 @@ def test_sleep_1000_survives_and_keeps_sleeping(workload, images):
     cryolib.assert_same_process(before, w.pid)
     os.kill(w.pid, signal.SIGTERM)
     assert cryolib.wait_pid(w.pid) == -signal.SIGTERM
+
+
+PY_UNIX = r"""
+import os, socket, threading, time
+
+def put(name, n):
+    with open(name + ".tmp", "w") as f:
+        f.write(str(n))
+    os.rename(name + ".tmp", name)
+
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind("srv.sock")
+srv.listen(4)
+if os.fork() == 0:
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect("srv.sock")
+    n = 0
+    while True:
+        n += 1
+        c.sendall(b"%d\n" % n)
+        reply = c.recv(64)
+        if int(reply) != 2 * n:
+            put("bad", "client sent %d, got %r" % (n, reply))
+        put("client", n)
+        time.sleep(0.005)
+
+def greeter():
+    while True:
+        s, _ = srv.accept()
+        s.sendall(b"hello")
+        s.close()
+
+conn, _ = srv.accept()
+threading.Thread(target=greeter, daemon=True).start()
+expect = 1
+for line in conn.makefile("rb"):
+    n = int(line)
+    if n != expect:
+        put("bad", "server expected %d, got %d" % (expect, n))
+    expect = n + 1
+    conn.sendall(b"%d" % (2 * n))
+    put("server", n)
+"""
+
+
+def test_python_unix_socket_server_and_client(workload, images):
+    """python3: a server with a listening unix socket (and a thread that
+    greets new connections) and a client process in conversation with it.
+    Both carry on from where they were, and the listener takes new
+    connections after the restore."""
+    w = workload(["/usr/bin/python3", "-c", PY_UNIX])
+
+    def count(name):
+        try:
+            return int((w.cwd / name).read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+    deadline = time.monotonic() + 20
+    while count("client") < 20:
+        assert time.monotonic() < deadline, f"the client does not count:\n{w.output()}"
+        time.sleep(0.05)
+    cryolib.checkpoint(w, images)
+    at_dump = count("client")
+    cryolib.restore(images)
+    w.restored = True
+    deadline = time.monotonic() + 20
+    while count("client") < at_dump + 20 or count("server") < at_dump + 20:
+        assert time.monotonic() < deadline, \
+            f"stuck after restore: client {count('client')}, server {count('server')}, {at_dump} at dump"
+        time.sleep(0.05)
+    assert not (w.cwd / "bad").exists(), (w.cwd / "bad").read_text()
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(w.cwd / "srv.sock"))
+        assert s.recv(16) == b"hello"

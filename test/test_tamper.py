@@ -23,6 +23,7 @@ TAMPERED = {
     ("clonefiles",): "the root's umask is 027, expected 077",
     ("share",): "b: sees root mark 0x600d600d in the shared memory, expected 0x600d600e",
     ("fdkinds",): "semaphore eventfd gave 5 reads, expected 6",
+    ("mixed",): "child failed its checks",
     ("unixsk",): "stream pair: got 'hello-a', expected 'hello-b'",
 }
 
