@@ -245,3 +245,79 @@ def test_verbose_and_log_file(workload, images, tmp_path):
     line = one_line_error(r, str(pid))
     assert line.split("cryo: ", 1)[1] in (tmp_path / "bad.log").read_text()
     w.verify()
+
+
+def test_dump_refuses_unknown_fd_kind(workload, images):
+    """An fd of a kind cryo cannot dump yet (here a TCP socket): the dump
+    names the pid, the fd and what /proc shows, and the process runs on."""
+    w = workload(["/usr/bin/python3", "-c",
+                  "import socket, time; s = socket.socket(); print('READY', s.fileno(), flush=True); "
+                  "time.sleep(1000)"])
+    w.wait_ready()
+    fd = int(w.output().split()[1])
+    link = os.readlink(f"/proc/{w.pid}/fd/{fd}")
+    before = cryolib.snapshot(w.pid)
+    r = cryolib.cryo("dump", "-t", w.pid, "-D", images, check=False)
+    one_line_error(r, f"pid {w.pid} fd {fd}", link, "not support")
+    cryolib.assert_same_process(before, w.pid)
+    assert not (images / "inventory.img").exists()
+
+
+SOCKET_OUT = """
+import os, socket, time
+a, b = socket.socketpair()
+pid = os.fork()
+if pid == 0:                                 # keeps a; the parent (outside the dump) keeps b
+    b.close()
+    time.sleep(1000)
+a.close()
+print("READY", pid, flush=True)
+time.sleep(1000)
+"""
+
+
+def test_dump_refuses_socket_to_outside(workload, images):
+    """A unix socket whose peer only a process outside the dump holds: the
+    dump says so and the process runs on."""
+    w = workload(["/usr/bin/python3", "-c", SOCKET_OUT])
+    w.wait_ready()
+    child = int(open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()[0])
+    before = cryolib.snapshot(child)
+    r = cryolib.cryo("dump", "-t", child, "-D", images, "--shell-job", check=False)
+    one_line_error(r, "unix socket", "is held by no task of the dump")
+    cryolib.assert_same_process(before, child)
+    assert not (images / "inventory.img").exists()
+
+
+CHANGED_FILE = """
+import time
+open("data", "w").write("0123456789")
+f = open("data", "r+")
+f.seek(3)
+print("READY", flush=True)
+time.sleep(1000)
+"""
+
+
+def test_restore_refuses_changed_file(workload, images):
+    """A file the process reads changed between dump and restore: the
+    restore refuses with the file's name and why, and leaves no process;
+    with the file as it was, the same images restore."""
+    w = workload(["/usr/bin/python3", "-c", CHANGED_FILE])
+    data = w.cwd / "data"
+    w.wait_ready()
+    st = data.stat()
+    cryolib.checkpoint(w, images)
+    with open(data, "a") as f:
+        f.write("more")
+    cryolib.restore_fails(images, w.pid, str(data), "changed since the dump", "14 bytes, not 10")
+    with open(data, "r+") as f:
+        f.write("abcdefghij")
+        f.truncate(10)
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    cryolib.restore_fails(images, w.pid, str(data), "modified after")
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns))
+    cryolib.restore(images)
+    w.restored = True
+    assert os.readlink(f"/proc/{w.pid}/fd/3") == str(data)
+    assert "pos:\t3" in open(f"/proc/{w.pid}/fdinfo/3").read()
