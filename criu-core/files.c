@@ -22,6 +22,7 @@
 
 static const struct fd_kind_ops *const fd_kinds[] = {
 	&reg_fd_ops,	/* first: it takes O_PATH fds of every kind of file */
+	&pty_fd_ops,	/* before tty: a pty of the tree's own */
 	&tty_fd_ops,	/* before chr: a terminal is a character device too */
 	&chr_fd_ops,
 	&pipe_fd_ops,

@@ -275,6 +275,8 @@ int pstree_set_session(struct restore_ctx *ctx, struct rst_task *t)
 	if (p->sid == (uint32_t)t->pid) {
 		if (setsid() < 0)
 			return pr_perror("pid %d: setsid", t->pid);
+		if (pty_take_ctty(ctx, t))
+			return -EIO;
 	} else if (!t->parent && !ctx->opts->shell_job) {
 		pr_err("pid %d was in session %u of a process outside the dump: restore it with --shell-job",
 		       t->pid, p->sid);

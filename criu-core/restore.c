@@ -822,6 +822,12 @@ static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct r
 	futex_add(&ctx->shared->grouped);
 	if (t->zombie)
 		become_zombie(ctx, t);
+	if (t->pstree->sid == (uint32_t)t->pid) {
+		/* the foreground group of its terminal exists once every task is in its group */
+		futex_wait_for(ctx, &ctx->shared->grouped, ctx->nr_tasks);
+		if (pty_set_foreground(ctx, t))
+			_exit(1);
+	}
 	if (wait_zombie_children(ctx, t))
 		_exit(1);
 	restore_child(ctx, t, &ctx->shared->slot[t->index]);

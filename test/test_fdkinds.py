@@ -39,3 +39,12 @@ def test_two_processes_share_pipe_socketpair_and_epoll(workload, images):
     assert sorted(e["kind"] for e in files if e["kind"] in ("EPOLL", "PIPE", "UNIX_SK")) == \
         ["EPOLL", "PIPE", "PIPE", "UNIX_SK", "UNIX_SK"], files
     w.verify()
+
+
+def test_pty_of_its_own(workload, images):
+    w = workload([prog("pty")])
+    w.wait_ready()
+    cryolib.checkpoint_restore(w, images)
+    ptys = [e["pty"] for e in cryolib.show(images / "files.img")["records"] if e["kind"] == "PTY"]
+    assert sorted(p["master"] for p in ptys) == [False, True], ptys
+    w.verify()

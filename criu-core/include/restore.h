@@ -14,6 +14,7 @@
 struct rst_shared;
 struct rst_pipe;
 struct rst_unix;
+struct rst_pty;
 
 /*
  * Building the restorer's area in the child: a bump allocator over the
@@ -72,6 +73,8 @@ struct restore_ctx {
 	int files_top;			/* above the files cryo opened */
 	struct rst_pipe *pipes;		/* files-pipe.c: the pipes made so far */
 	size_t nr_pipes;
+	struct rst_pty *ptys;		/* pty.c: the tree's pseudo-terminals */
+	size_t nr_ptys;
 	struct rst_unix *unix_sks;	/* sk-unix.c: the unix sockets, made before the tree */
 	size_t nr_unix_sks;
 	struct rst_task **tasks;	/* pstree.img order: parents first, [0] the root */
@@ -115,5 +118,8 @@ int task_prepare_args(struct restore_ctx *ctx, struct rst_task *t, struct rst_ar
 /* tty.c: a shell job that was in the foreground gets cryo's terminal's foreground */
 void tty_give_foreground(struct restore_ctx *ctx, const struct rst_task *t);
 void tty_take_back_foreground(struct restore_ctx *ctx);
+/* pty.c: a session leader's controlling terminal, and its foreground group */
+int pty_take_ctty(struct restore_ctx *ctx, const struct rst_task *t);
+int pty_set_foreground(struct restore_ctx *ctx, const struct rst_task *t);
 
 #endif

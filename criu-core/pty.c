@@ -1,0 +1,317 @@
+/*
+ * Pseudo-terminals owned by the tree: a master (/dev/ptmx) and its slave
+ * (/dev/pts/N). The pair keeps its number, the slave's termios and window
+ * size, the lock and packet mode, and which session has it as its
+ * controlling terminal with which foreground group.
+ *
+ * Dump: everything is read through the master (the termios, window, session
+ * and group ioctls act on the slave side from there). A slave whose master
+ * no task of the dump holds is the terminal of whoever started the tree: it
+ * becomes a shell-job terminal (tty.c), which needs --shell-job.
+ *
+ * Restore: cryo opens /dev/ptmx until it is given the dumped number
+ * (holding the others meanwhile), sets the slave's state through
+ * TIOCGPTPEER, and every slave description is a TIOCGPTPEER open. The
+ * session leader takes the slave as its controlling terminal right after
+ * its setsid, before it forks the rest of its session, who inherit it; it
+ * gives the foreground to the dumped group once every task has its group.
+ */
+#define LOG_PREFIX "pty: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/sysmacros.h>
+
+#include "compat.h"
+#include "dump.h"
+#include "files.h"
+#include "log.h"
+#include "restore.h"
+
+#define PTMX_MAJOR		5
+#define PTMX_MINOR		2
+#define PTS_MAJOR_FIRST		136
+#define PTS_MAJOR_LAST		143
+#define MAX_PTMX_OPENS		4096
+
+struct rst_pty {
+	uint32_t index;
+	int master, slave;	/* cryo's; the tasks inherit them */
+	const PtyEntry *state;
+};
+
+static bool is_master(dev_t rdev)
+{
+	return major(rdev) == PTMX_MAJOR && minor(rdev) == PTMX_MINOR;
+}
+
+static bool is_slave(dev_t rdev)
+{
+	return major(rdev) >= PTS_MAJOR_FIRST && major(rdev) <= PTS_MAJOR_LAST;
+}
+
+static bool pty_match(const struct fd_parms *p)
+{
+	int n;
+
+	return S_ISCHR(p->st.st_mode) &&
+	       (is_slave(p->st.st_rdev) || (is_master(p->st.st_rdev) && !ioctl(p->lfd, TIOCGPTN, &n)));
+}
+
+static bool seen_index(struct dump_ctx *ctx, uint32_t index)
+{
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		const PtyEntry *y = ctx->file_entries[i]->pty;
+
+		if (y && y->index == index && y->has_termios)
+			return true;
+	}
+	return false;
+}
+
+/* the pair's state, read through the master */
+static int dump_state(struct dump_ctx *ctx, const struct fd_parms *p, PtyEntry *y)
+{
+	struct termios t;
+	struct winsize ws;
+	int locked = 0, packet = 0;
+	pid_t sid, pgrp;
+
+	if (ioctl(p->lfd, TCGETS, &t) || ioctl(p->lfd, TIOCGWINSZ, &ws) || ioctl(p->lfd, TIOCGPTLCK, &locked) ||
+	    ioctl(p->lfd, TIOCGPKT, &packet))
+		return pr_perror("pid %d fd %d: pty %u: cannot read its state", p->pid, p->fd, y->index);
+	y->has_termios = true;
+	y->termios.len = sizeof(t);
+	y->termios.data = arena_alloc(&ctx->arena, sizeof(t));
+	if (!y->termios.data)
+		return -ENOMEM;
+	memcpy(y->termios.data, &t, sizeof(t));
+	y->has_rows = y->has_cols = y->has_xpixel = y->has_ypixel = true;
+	y->rows = ws.ws_row;
+	y->cols = ws.ws_col;
+	y->xpixel = ws.ws_xpixel;
+	y->ypixel = ws.ws_ypixel;
+	y->has_locked = y->has_packet = true;
+	y->locked = locked;
+	y->packet = packet;
+	if (!ioctl(p->lfd, TIOCGSID, &sid) && !ioctl(p->lfd, TIOCGPGRP, &pgrp)) {
+		if (!dump_find_task(ctx, sid)) {
+			pr_err("pid %d fd %d: pty %u is the terminal of session %d, outside the dump", p->pid,
+			       p->fd, y->index, sid);
+			return -ENOTSUP;
+		}
+		y->has_sid = y->has_fg_pgrp = true;
+		y->sid = sid;
+		y->fg_pgrp = pgrp;
+	}
+	return 0;
+}
+
+static int pty_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe)
+{
+	PtyEntry *y = arena_new(&ctx->arena, PtyEntry);
+	DevFileEntry *d = arena_new(&ctx->arena, DevFileEntry);
+	int index;
+
+	if (!y || !d)
+		return -ENOMEM;
+	pty_entry__init(y);
+	dev_file_entry__init(d);
+	y->master = is_master(p->st.st_rdev);
+	y->flags = p->flags;
+	if (y->master && ioctl(p->lfd, TIOCGPTN, &index))
+		return pr_perror("pid %d fd %d: TIOCGPTN", p->pid, p->fd);
+	y->index = y->master ? (uint32_t)index : (major(p->st.st_rdev) - PTS_MAJOR_FIRST) * 256 + minor(p->st.st_rdev);
+	/* as a shell-job terminal, should its master be outside */
+	d->path = arena_strdup(&ctx->arena, p->link);
+	d->flags = p->flags;
+	d->rdev = p->st.st_rdev;
+	fe->pty = y;
+	fe->dev = d;
+	return y->master && !seen_index(ctx, y->index) ? dump_state(ctx, p, y) : 0;
+}
+
+/* a slave whose master is not in the dump: the terminal the tree was started on */
+static int pty_dump_done(struct dump_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		FileEntry *fe = ctx->file_entries[i];
+		bool master = false;
+
+		if (fe->kind != FD_KIND__PTY || fe->pty->master)
+			continue;
+		for (size_t j = 0; j < ctx->nr_files && !master; j++) {
+			const PtyEntry *y = ctx->file_entries[j]->pty;
+
+			master = y && y->master && y->index == fe->pty->index;
+		}
+		if (master)
+			continue;
+		if (!ctx->opts->shell_job) {
+			pr_err("%s, a terminal of the dumped tree, is not the tree's own (its master is outside): dump it with --shell-job",
+			       fe->dev->path);
+			return -ENOTSUP;
+		}
+		fe->kind = FD_KIND__TTY;
+		fe->pty = NULL;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- restore */
+
+static struct rst_pty *find_pty(struct restore_ctx *ctx, uint32_t index)
+{
+	for (size_t i = 0; i < ctx->nr_ptys; i++)
+		if (ctx->ptys[i].index == index)
+			return &ctx->ptys[i];
+	return NULL;
+}
+
+/* /dev/ptmx opened until it gives pty index; the others it gave are closed */
+static int open_ptmx(uint32_t index)
+{
+	int held[64], nr = 0, fd = -1, n;
+
+	for (int tries = 0; tries < MAX_PTMX_OPENS; tries++) {
+		fd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0 || ioctl(fd, TIOCGPTN, &n)) {
+			fd = pr_perror("cannot open /dev/ptmx");
+			break;
+		}
+		if ((uint32_t)n == index)
+			break;
+		/* numbers below index that are free are filled, others skipped */
+		if ((uint32_t)n > index || nr == (int)ARRAY_SIZE(held)) {
+			close(fd);
+			pr_err("pty %u is in use: cannot make it again (got pty %d)", index, n);
+			fd = -EBUSY;
+			break;
+		}
+		held[nr++] = fd;
+		fd = -1;
+	}
+	while (nr)
+		close(held[--nr]);
+	return fd;
+}
+
+static int make_pty(struct restore_ctx *ctx, const PtyEntry *y)
+{
+	struct winsize ws = { y->rows, y->cols, y->xpixel, y->ypixel };
+	struct rst_pty *np = xrealloc_array(ctx->ptys, ctx->nr_ptys + 1, sizeof(*np)), *p;
+	int unlock = 0, locked = y->locked, packet = y->packet;
+
+	if (!np)
+		return -ENOMEM;
+	ctx->ptys = np;
+	p = &ctx->ptys[ctx->nr_ptys++];
+	*p = (struct rst_pty){ .index = y->index, .master = -1, .slave = -1, .state = y };
+	p->master = open_ptmx(y->index);
+	if (p->master < 0)
+		return p->master;
+	if (ioctl(p->master, TIOCSPTLCK, &unlock))
+		return pr_perror("pty %u: cannot unlock it", y->index);
+	p->slave = ioctl(p->master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (p->slave < 0)
+		return pr_perror("pty %u: cannot open its slave", y->index);
+	if (y->termios.len != sizeof(struct termios)) {
+		pr_err("files.img: pty %u has a termios of %zu bytes", y->index, y->termios.len);
+		return -EINVAL;
+	}
+	if (ioctl(p->slave, TCSETS, y->termios.data) || ioctl(p->slave, TIOCSWINSZ, &ws) ||
+	    ioctl(p->master, TIOCPKT, &packet) || ioctl(p->master, TIOCSPTLCK, &locked))
+		return pr_perror("pty %u: cannot set its termios, window size, packet mode or lock", y->index);
+	return 0;
+}
+
+static int pty_prepare(struct restore_ctx *ctx)
+{
+	int ret;
+
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		const PtyEntry *y = ctx->files[i]->kind == FD_KIND__PTY ? ctx->files[i]->pty : NULL;
+
+		if (y && y->master && y->has_termios && !find_pty(ctx, y->index) && (ret = make_pty(ctx, y)))
+			return ret;
+	}
+	return 0;
+}
+
+static int pty_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEntry *fe)
+{
+	struct rst_pty *p = fe->pty ? find_pty(ctx, fe->pty->index) : NULL;
+	int fd;
+
+	if (!p) {
+		pr_err("pid %d fd %d: pty %u has no master in the images", pid, fdnum, fe->pty ? fe->pty->index : 0);
+		return -EINVAL;
+	}
+	if (fe->pty->master)
+		fd = fcntl(p->master, F_DUPFD_CLOEXEC, 0);
+	else
+		fd = ioctl(p->master, TIOCGPTPEER, (fe->pty->flags & O_ACCMODE) | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 || fcntl(fd, F_SETFL, fe->pty->flags & ~O_ACCMODE))
+		return pr_perror("pid %d fd %d: pty %u", pid, fdnum, fe->pty->index);
+	return fd;
+}
+
+static void pty_restore_done(struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_ptys; i++) {
+		if (ctx->ptys[i].master >= 0)
+			close(ctx->ptys[i].master);
+		if (ctx->ptys[i].slave >= 0)
+			close(ctx->ptys[i].slave);
+	}
+	free(ctx->ptys);
+	ctx->ptys = NULL;
+	ctx->nr_ptys = 0;
+}
+
+static struct rst_pty *session_pty(struct restore_ctx *ctx, pid_t sid)
+{
+	for (size_t i = 0; i < ctx->nr_ptys; i++)
+		if (ctx->ptys[i].state->has_sid && ctx->ptys[i].state->sid == sid)
+			return &ctx->ptys[i];
+	return NULL;
+}
+
+/* in a session leader, right after its setsid */
+int pty_take_ctty(struct restore_ctx *ctx, const struct rst_task *t)
+{
+	struct rst_pty *p = session_pty(ctx, t->pid);
+
+	if (p && ioctl(p->slave, TIOCSCTTY, 0))
+		return pr_perror("pid %d: cannot take pty %u as its controlling terminal", t->pid, p->index);
+	return 0;
+}
+
+/* in a session leader, once every task is in its group */
+int pty_set_foreground(struct restore_ctx *ctx, const struct rst_task *t)
+{
+	struct rst_pty *p = session_pty(ctx, t->pid);
+	pid_t pgrp;
+
+	if (!p)
+		return 0;
+	pgrp = p->state->fg_pgrp;
+	if (ioctl(p->slave, TIOCSPGRP, &pgrp))
+		return pr_perror("pid %d: cannot give the foreground of pty %u to group %d", t->pid, p->index, pgrp);
+	return 0;
+}
+
+const struct fd_kind_ops pty_fd_ops = {
+	.kind = FD_KIND__PTY,
+	.name = "pty",
+	.match = pty_match,
+	.dump = pty_dump,
+	.dump_done = pty_dump_done,
+	.prepare = pty_prepare,
+	.open = pty_open,
+	.restore_done = pty_restore_done,
+};
