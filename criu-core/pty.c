@@ -11,7 +11,8 @@
  *
  * Restore: cryo opens /dev/ptmx until it is given the dumped number
  * (holding the others meanwhile), sets the slave's state through
- * TIOCGPTPEER, and every slave description is a TIOCGPTPEER open. The
+ * TIOCGPTPEER, and every slave description is a TIOCGPTPEER open (an
+ * open of /dev/tty is made by its task, once it has its terminal). The
  * session leader takes the slave as its controlling terminal right after
  * its setsid, before it forks the rest of its session, who inherit it; it
  * gives the foreground to the dumped group once every task has its group.
@@ -32,6 +33,7 @@
 #include "log.h"
 #include "restore.h"
 
+#define TTYAUX_MAJOR		5	/* /dev/tty, /dev/ptmx */
 #define PTMX_MAJOR		5
 #define PTMX_MINOR		2
 #define PTS_MAJOR_FIRST		136
@@ -54,12 +56,17 @@ static bool is_slave(dev_t rdev)
 	return major(rdev) >= PTS_MAJOR_FIRST && major(rdev) <= PTS_MAJOR_LAST;
 }
 
+static bool is_devtty(dev_t rdev)
+{
+	return major(rdev) == TTYAUX_MAJOR && minor(rdev) == 0;
+}
+
 static bool pty_match(const struct fd_parms *p)
 {
 	int n;
 
-	return S_ISCHR(p->st.st_mode) &&
-	       (is_slave(p->st.st_rdev) || (is_master(p->st.st_rdev) && !ioctl(p->lfd, TIOCGPTN, &n)));
+	return S_ISCHR(p->st.st_mode) && (is_slave(p->st.st_rdev) || is_devtty(p->st.st_rdev) ||
+					  (is_master(p->st.st_rdev) && !ioctl(p->lfd, TIOCGPTN, &n)));
 }
 
 static bool seen_index(struct dump_ctx *ctx, uint32_t index)
@@ -126,6 +133,14 @@ static int pty_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *f
 	if (y->master && ioctl(p->lfd, TIOCGPTN, &index))
 		return pr_perror("pid %d fd %d: TIOCGPTN", p->pid, p->fd);
 	y->index = y->master ? (uint32_t)index : (major(p->st.st_rdev) - PTS_MAJOR_FIRST) * 256 + minor(p->st.st_rdev);
+	if (is_devtty(p->st.st_rdev)) {
+		/* the terminal /dev/tty stood for: the task's controlling one */
+		const struct dump_task *t = dump_find_task(ctx, p->pid);
+		dev_t ctty = t ? (dev_t)t->stat.tty_nr : 0;
+
+		y->has_devtty = y->devtty = true;
+		y->index = is_slave(ctty) ? (major(ctty) - PTS_MAJOR_FIRST) * 256 + minor(ctty) : ~0u;
+	}
 	/* as a shell-job terminal, should its master be outside */
 	d->path = arena_strdup(&ctx->arena, p->link);
 	d->flags = p->flags;
@@ -242,6 +257,12 @@ static int pty_prepare(struct restore_ctx *ctx)
 	return 0;
 }
 
+/* /dev/tty is opened by the task, once it has its controlling terminal */
+static bool pty_needs_tree(const FileEntry *fe)
+{
+	return fe->pty && fe->pty->devtty;
+}
+
 static int pty_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEntry *fe)
 {
 	struct rst_pty *p = fe->pty ? find_pty(ctx, fe->pty->index) : NULL;
@@ -251,7 +272,9 @@ static int pty_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEnt
 		pr_err("pid %d fd %d: pty %u has no master in the images", pid, fdnum, fe->pty ? fe->pty->index : 0);
 		return -EINVAL;
 	}
-	if (fe->pty->master)
+	if (fe->pty->devtty)
+		fd = open("/dev/tty", (fe->pty->flags & O_ACCMODE) | O_NOCTTY | O_CLOEXEC);
+	else if (fe->pty->master)
 		fd = fcntl(p->master, F_DUPFD_CLOEXEC, 0);
 	else
 		fd = ioctl(p->master, TIOCGPTPEER, (fe->pty->flags & O_ACCMODE) | O_NOCTTY | O_CLOEXEC);
@@ -312,6 +335,7 @@ const struct fd_kind_ops pty_fd_ops = {
 	.dump = pty_dump,
 	.dump_done = pty_dump_done,
 	.prepare = pty_prepare,
+	.needs_tree = pty_needs_tree,
 	.open = pty_open,
 	.restore_done = pty_restore_done,
 };

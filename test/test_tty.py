@@ -85,6 +85,11 @@ def start_job(tmp_path, term):
                              stdin=term.slave, stdout=term.slave, stderr=term.slave,
                              start_new_session=True, close_fds=True)
     term.read_until("READY")
+    # the shell writes the pid file itself, maybe a moment after the job's READY
+    deadline = time.monotonic() + 10
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline, "the shell wrote no pid file"
+        time.sleep(0.01)
     job = int(pidfile.read_text())
     return shell, job
 

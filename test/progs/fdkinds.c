@@ -17,7 +17,7 @@
  *    write after restore raises that signal with si_fd;
  *  - flock, POSIX (bytes 100-199) and OFD locks, seen from a new process;
  *  - an O_PATH fd on a directory, an fd on /proc/self/status;
- *  - a FIFO with 3000 bytes queued and two descriptions of it;
+ *  - a FIFO resized to 8192 bytes and full, with two descriptions of it;
  *  - a memfd with seals at offset 1234, and a deleted file, open at offset
  *    777 and mapped shared, still one file.
  * "tamper" expects the semaphore eventfd to hold 6.
@@ -39,7 +39,7 @@
 #include "prog.h"
 
 #define INTERVAL_MS	300
-#define FIFO_BYTES	3000
+#define FIFO_BYTES	8192	/* the FIFO's whole size */
 #define MEMFD_BYTES	(100 << 10)
 #define GHOST_BYTES	(200 << 10)
 
@@ -205,6 +205,7 @@ int main(int argc, char **argv)
 	must(mkfifo("fifo", 0600), "mkfifo");
 	fifo_rw = must(open("fifo", O_RDWR | O_NONBLOCK), "open fifo");
 	fifo_rd = must(open("fifo", O_RDONLY | O_NONBLOCK), "open fifo");
+	must(fcntl(fifo_rw, F_SETPIPE_SZ, FIFO_BYTES), "F_SETPIPE_SZ");
 	for (int i = 0; i < FIFO_BYTES; i++)
 		buf[i] = pattern(i, 7);
 	must(write(fifo_rw, buf, FIFO_BYTES), "write fifo");
@@ -358,6 +359,7 @@ int main(int argc, char **argv)
 
 	/* FIFO */
 	char got_fifo[FIFO_BYTES + 10];
+	CHECK(fcntl(fifo_rd, F_GETPIPE_SZ) == FIFO_BYTES, "FIFO size %d", fcntl(fifo_rd, F_GETPIPE_SZ));
 	n = read(fifo_rd, got_fifo, sizeof(got_fifo));
 	CHECK(n == FIFO_BYTES && !memcmp(got_fifo, buf, FIFO_BYTES), "FIFO gave %d bytes, expected %d", n, FIFO_BYTES);
 	CHECK((fcntl(fifo_rd, F_GETFL) & O_ACCMODE) == O_RDONLY && (fcntl(fifo_rw, F_GETFL) & O_ACCMODE) == O_RDWR,

@@ -3,7 +3,8 @@
  * controlling terminal: raw-ish termios (no echo, VMIN 3), a 33x111
  * window, and a child's process group in the foreground. After restore the
  * pair has its number, termios, window and foreground group, /dev/tty is
- * that terminal, and bytes flow both ways between master and slave.
+ * that terminal (an fd opened on it before the dump too), and bytes flow
+ * both ways between master and slave.
  * "tamper" expects 34 rows.
  */
 #include <fcntl.h>
@@ -43,6 +44,10 @@ int main(int argc, char **argv)
 	signal(SIGTTOU, SIG_IGN);
 	if (tcsetpgrp(s, child))
 		return perror("tcsetpgrp"), 2;
+	int tty = open("/dev/tty", O_RDWR);	/* held across the checkpoint */
+
+	if (tty < 0)
+		return perror("/dev/tty"), 2;
 	say("READY child=%d pty=%s", child, name);
 	prog_wait_trigger();
 
@@ -54,7 +59,6 @@ int main(int argc, char **argv)
 	      "window %dx%d, expected %dx111", ws.ws_row, ws.ws_col, tamper ? 34 : 33);
 	CHECK(tcgetpgrp(s) == child, "foreground group %d, expected %d", tcgetpgrp(s), child);
 	CHECK(tcgetsid(s) == getpid(), "the pty is the terminal of session %d, expected %d", tcgetsid(s), getpid());
-	int tty = open("/dev/tty", O_RDWR);
 	CHECK(tty >= 0 && tcgetsid(tty) == getpid() && tcgetpgrp(tty) == child, "/dev/tty: %s",
 	      tty >= 0 ? "not this session's pty" : strerror(errno));
 	/* back in the foreground to use it */
