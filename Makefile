@@ -15,7 +15,8 @@ Q	:= $(if $(filter 1,$(V)),,@)
 
 DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 	    libnl-3-dev libnl-route-3-dev libnet1-dev libbsd-dev zlib1g-dev \
-	    python3 python3-pytest busybox-static
+	    python3 python3-pytest busybox-static \
+	    iproute2 util-linux
 
 WARN	:= -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS	?= -O2 -g
@@ -109,7 +110,12 @@ $(B)/sample-counter $(B)/bench-mem: $(B)/%: scripts/%.c
 	@echo "  CC      $<"
 	$(Q)$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -o $@ $<
 
-all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem
+# the sample containers' own programs: static, they run in a busybox root
+$(B)/ct-ipc $(B)/ct-counter: $(B)/%: scripts/%.c
+	@echo "  CC      $<"
+	$(Q)$(CC) -O2 -static -std=gnu11 -Wall -Wextra -Werror -o $@ $<
+
+all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem $(B)/ct-ipc $(B)/ct-counter
 .DEFAULT_GOAL := all
 
 deps:

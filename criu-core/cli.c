@@ -28,13 +28,16 @@ static void usage(FILE *f)
 "Usage: cryo COMMAND [OPTIONS]\n"
 "\n"
 "Commands:\n"
-"  dump -t PID -D DIR     checkpoint process PID into image directory DIR\n"
+"  dump -t PID -D DIR     checkpoint process PID and its tree into image directory DIR;\n"
+"                         a container (PID: its init as the host sees it) is frozen\n"
+"                         through its cgroup and dumped with its namespaces\n"
 "  restore -D DIR         restore the process saved in DIR\n"
 "  check                  probe the kernel features cryo needs\n"
 "  show PATH              print an image file or directory as JSON\n"
 "\n"
 "Options:\n"
 "  -t, --tree PID         the process to dump\n"
+"      --cgroup DIR       dump: the tree in this cgroup directory (a container's)\n"
 "  -D, --images-dir DIR   image directory (default: .)\n"
 "  -W, --work-dir DIR     where -o and --pidfile paths are relative to (default: -D)\n"
 "  -o, --log-file FILE    write a full debug log to FILE\n"
@@ -71,7 +74,7 @@ static char *work_path(const struct cryo_opts *o, const char *p)
 	return out;
 }
 
-enum { OPT_PIDFILE = 1000, OPT_FEATURE };
+enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP };
 
 int main(int argc, char **argv)
 {
@@ -86,6 +89,7 @@ int main(int argc, char **argv)
 		{ "restore-detached", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "feature", required_argument, NULL, OPT_FEATURE },
+		{ "cgroup", required_argument, NULL, OPT_CGROUP },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -134,6 +138,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_FEATURE:
 			o.feature = optarg;
+			break;
+		case OPT_CGROUP:
+			o.cgroup = optarg;
 			break;
 		case 'V':
 			printf("Version: %s\n", CRYO_VERSION);

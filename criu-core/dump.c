@@ -19,10 +19,12 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 
+#include "cgroup.h"
 #include "compat.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
+#include "ns.h"
 #include "seize.h"
 
 static int write_one(struct dump_ctx *ctx, enum img_type type, unsigned id, const ProtobufCMessage *m)
@@ -45,7 +47,7 @@ static int write_inventory(struct dump_ctx *ctx)
 	uname(&u);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	inv.format_version = 1;
-	inv.root_pid = ctx->tasks[0]->pid;
+	inv.root_pid = ctx->tasks[0]->vpid;
 	inv.cryo_version = CRYO_VERSION;
 	inv.kernel_release = u.release;
 	inv.has_dump_time_ns = inv.has_shell_job = inv.has_page_size = inv.has_nr_tasks = true;
@@ -61,7 +63,8 @@ static int write_images(struct dump_ctx *ctx)
 {
 	int ret;
 
-	if ((ret = pstree_write(ctx)) || (ret = files_write(ctx)) || (ret = memfd_write(ctx)))
+	if ((ret = pstree_write(ctx)) || (ret = files_write(ctx)) || (ret = memfd_write(ctx)) ||
+	    (ret = ns_dump(ctx)) || (ret = cgroup_dump(ctx)) || (ret = mnt_dump(ctx)))
 		return ret;
 	/* last: its presence says the directory holds a complete dump */
 	return write_inventory(ctx);
@@ -89,8 +92,11 @@ static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 	t->parasite = NULL;
 	if (ret)
 		return ret;
-	if ((ret = write_one(ctx, IMG_CORE, t->pid, &t->core->base)) ||
-	    (ret = write_one(ctx, IMG_MM, t->pid, &t->mm->base)) || (ret = files_write_fds(ctx, t)))
+	/* the tids the tree knows, inside its pid namespace */
+	for (size_t i = 0; i < t->core->n_threads; i++)
+		t->core->threads[i]->tid = t->vtids[i];
+	if ((ret = write_one(ctx, IMG_CORE, t->vpid, &t->core->base)) ||
+	    (ret = write_one(ctx, IMG_MM, t->vpid, &t->mm->base)) || (ret = files_write_fds(ctx, t)))
 		return ret;
 	return 0;
 }
@@ -139,8 +145,12 @@ static int add_task(struct dump_ctx *ctx, pid_t pid, pid_t ppid, struct dump_tas
 	return 0;
 }
 
-/* seize a live task with all its threads; a zombie is only recorded */
-static int seize_one(struct dump_task *t)
+/*
+ * Seize a live task with all its threads; a zombie is only recorded. In a
+ * frozen cgroup the task and its threads are only attached: they stop once
+ * thawed (settle_tree).
+ */
+static int seize_one(struct dump_task *t, bool frozen)
 {
 	int ret;
 
@@ -154,8 +164,8 @@ static int seize_one(struct dump_task *t)
 		t->zombie = true;
 		return 0;
 	}
-	ret = seize_task(t->pid, &t->group_stop, t->ppid != 0);
-	if (ret == -ESRCH && t->ppid) {
+	ret = frozen ? seize_attach(t->pid, false) : seize_task(t->pid, &t->group_stop, t->ppid != 0);
+	if (ret == -ESRCH && t->ppid && !frozen) {
 		/* it exited on its own meanwhile: a zombie now, its parent is frozen (or reaped already) */
 		t->gone = kill(t->pid, 0) && errno == ESRCH;
 		if (t->gone)
@@ -169,13 +179,42 @@ static int seize_one(struct dump_task *t)
 	}
 	if (ret)
 		return ret;
-	if ((ret = seize_threads(t->pid, &t->tids, &t->nr_tids))) {
+	if ((ret = seize_threads(t->pid, &t->tids, &t->nr_tids, frozen))) {
 		ptrace(PTRACE_DETACH, t->pid, 0, 0);
 		return ret;
 	}
 	t->seized = true;
+	t->settled = !frozen;
 	/* stat again: now it cannot change its group or session any more */
-	return proc_parse_stat(t->pid, &t->stat);
+	return frozen ? 0 : proc_parse_stat(t->pid, &t->stat);
+}
+
+/* thawed: wait for the stop of every task and thread attached while frozen */
+static int settle_tree(struct dump_ctx *ctx)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		struct dump_task *t = ctx->tasks[i];
+		int r;
+
+		if (!t->seized || t->settled)
+			continue;
+		r = seize_wait(t->pid, &t->group_stop, false);
+		for (int k = 1; k < t->nr_tids; k++)
+			if (seize_wait(t->tids[k], NULL, false) && !r)
+				r = -ESRCH;
+		if (r) {
+			/* seize_wait let go of what did not stop */
+			t->seized = false;
+			ret = ret ?: r;
+			continue;
+		}
+		t->settled = true;
+		if (!ret)
+			ret = proc_parse_stat(t->pid, &t->stat);
+	}
+	return ret;
 }
 
 /*
@@ -184,11 +223,12 @@ static int seize_one(struct dump_task *t)
  */
 static int seize_tree(struct dump_ctx *ctx, pid_t root)
 {
+	bool frozen = ctx->freezer != NULL;
 	struct dump_task *t;
 	int ret = add_task(ctx, root, 0, &t);
 
 	if (!ret)
-		ret = seize_one(t);
+		ret = seize_one(t, frozen);
 	if (!ret && t->zombie) {
 		pr_err("pid %d is a zombie: there is nothing to dump", root);
 		ret = -ESRCH;
@@ -206,7 +246,7 @@ static int seize_tree(struct dump_ctx *ctx, pid_t root)
 
 			ret = add_task(ctx, kids[k], t->pid, &c);
 			if (!ret)
-				ret = seize_one(c);
+				ret = seize_one(c, frozen);
 			if (!ret && c->gone)	/* exited and reaped before we got it */
 				free(ctx->tasks[--ctx->nr_tasks]);
 		}
@@ -276,7 +316,7 @@ static int check_sharing(struct dump_ctx *ctx, size_t i)
 
 static int dump_tree(struct dump_ctx *ctx)
 {
-	int ret = 0;
+	int ret = ns_collect(ctx);
 
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		ret = pstree_check(ctx, ctx->tasks[i]) ?: check_sharing(ctx, i);
@@ -292,6 +332,7 @@ static void free_tree(struct dump_ctx *ctx)
 		struct dump_task *t = ctx->tasks[i];
 
 		proc_status_free(&t->status);
+		free(t->vtids);
 		free(t->chunks);
 		free(t->parent_runs);
 		free(t->tids);
@@ -300,14 +341,41 @@ static void free_tree(struct dump_ctx *ctx)
 	free(ctx->tasks);
 }
 
+/*
+ * Freeze the tree's own cgroup if it has one, seize every task, and thaw:
+ * the tasks stop in ptrace as they leave the freezer, none having run a
+ * single instruction meanwhile.
+ */
+static int seize_all(struct dump_ctx *ctx, pid_t root)
+{
+	int ret = cgroup_freeze(ctx, root);
+
+	if (ret)
+		return ret;
+	ret = seize_tree(ctx, root);
+	if (!ret)
+		ret = cgroup_check_members(ctx);
+	if (ctx->freezer) {
+		int r = cgroup_thaw(ctx);
+
+		ret = ret ?: r;
+		r = settle_tree(ctx);
+		ret = ret ?: r;
+	}
+	return ret;
+}
+
 int cmd_dump(struct cryo_opts *o)
 {
 	struct dump_ctx ctx = { .opts = o, .dirfd = -1 };
 	uint64_t t0 = now_ns();
+	pid_t root = o->pid;
 	int ret;
 
-	if (o->pid <= 0) {
-		pr_err("dump: which process? Give its pid with -t PID");
+	if (o->cgroup && cgroup_root_task(o->cgroup, &root))
+		return 1;
+	if (root <= 0) {
+		pr_err("dump: which process? Give its pid with -t PID, or its container's cgroup with --cgroup DIR");
 		return 1;
 	}
 	kerndat_basics(&ctx.kd);
@@ -321,21 +389,21 @@ int cmd_dump(struct cryo_opts *o)
 		return 1;
 	}
 
-	ret = seize_tree(&ctx, o->pid);
+	ret = seize_all(&ctx, root);
 	if (!ret)
 		ret = dump_tree(&ctx);
 	if (ret) {
 		size_t n = release_tree(&ctx);
 
 		if (n)
-			pr_info("pid %d and its tree (%zu processes) resumed after the failed dump", o->pid, n);
+			pr_info("pid %d and its tree (%zu processes) resumed after the failed dump", root, n);
 	} else {
 		for (size_t i = 0; i < ctx.nr_tasks && !ret; i++)
 			if (ctx.tasks[i]->seized)
 				ret = finish_task(&ctx, ctx.tasks[i]);
 	}
 	if (!ret)
-		pr_info("dumped pid %d (%zu processes) to %s in %lu ms", o->pid, ctx.nr_tasks,
+		pr_info("dumped pid %d (%zu processes) to %s in %lu ms", root, ctx.nr_tasks,
 			o->images_dir, (now_ns() - t0) / 1000000);
 	files_release(&ctx);
 	free_tree(&ctx);

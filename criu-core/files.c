@@ -305,7 +305,7 @@ int files_write(struct dump_ctx *ctx)
 
 int files_write_fds(struct dump_ctx *ctx, struct dump_task *t)
 {
-	struct img *img = img_create(ctx->dirfd, IMG_FDS, t->pid);
+	struct img *img = img_create(ctx->dirfd, IMG_FDS, t->vpid);
 	int ret = 0;
 
 	if (!img)
@@ -414,34 +414,48 @@ int files_get_fd(struct restore_ctx *ctx, uint32_t id)
 }
 
 /*
- * In cryo, before the tree is forked: open every description once, above
- * every fd number any task uses, so that all tasks inherit the same open
- * files and the ones they shared keep one offset.
+ * In cryo, before the tree is forked: the fd numbers above every one any
+ * task uses (files_base), where cryo's own fds for the tasks and then the
+ * files go.
  */
-int files_open_all(struct restore_ctx *ctx)
+int files_plan(struct restore_ctx *ctx)
 {
 	struct rlimit rl = { 0, 0 };
 	rlim_t need;
-	int base = 3, ret;
+	int base = 3;
 
 	for (size_t i = 0; i < ctx->nr_tasks; i++)
 		if (!ctx->tasks[i]->zombie)
 			base = MAX(base, files_max_fd(ctx->tasks[i]) + 1);
 	ctx->files_base = ctx->files_top = base;
-	ctx->file_fds = malloc((ctx->nr_files + 1) * sizeof(int));
-	if (!ctx->file_fds)
-		return -ENOMEM;
-	for (size_t i = 0; i < ctx->nr_files; i++)
-		ctx->file_fds[i] = -1;
 	/*
-	 * Room above the tasks' numbers for the files, and for the 4 pipe ends
-	 * per task that go above those; the soft limit may rise to the hard one.
+	 * Room above the tasks' numbers for the 4 pipe ends per task and for
+	 * the files; the soft limit may rise to the hard one.
 	 */
 	need = base + ctx->nr_files + 4 * ctx->nr_tasks + 64;
 	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < need) {
 		rl.rlim_cur = MIN(rl.rlim_max, need);
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	return 0;
+}
+
+/*
+ * In the root, before it forks the tree (and in its namespaces): open every
+ * description once, above every fd number any task uses, so that all tasks
+ * inherit the same open files and the ones they shared keep one offset.
+ */
+int files_open_all(struct restore_ctx *ctx)
+{
+	struct rlimit rl = { 0, 0 };
+	int base = ctx->files_base, ret;
+
+	getrlimit(RLIMIT_NOFILE, &rl);
+	ctx->file_fds = malloc((ctx->nr_files + 1) * sizeof(int));
+	if (!ctx->file_fds)
+		return -ENOMEM;
+	for (size_t i = 0; i < ctx->nr_files; i++)
+		ctx->file_fds[i] = -1;
 	for (size_t i = 0; i < ARRAY_SIZE(fd_kinds); i++)
 		if (fd_kinds[i]->prepare && (ret = fd_kinds[i]->prepare(ctx)))
 			return ret;

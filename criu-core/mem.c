@@ -416,10 +416,10 @@ int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
 	size_t next_run = 0;
 	int ret = 0;
 
-	pages = img_create(ctx->dirfd, IMG_PAGES, t->pid);
+	pages = img_create(ctx->dirfd, IMG_PAGES, t->vpid);
 	if (!pages)
 		return -EIO;
-	pagemap = img_create(ctx->dirfd, IMG_PAGEMAP, t->pid);
+	pagemap = img_create(ctx->dirfd, IMG_PAGEMAP, t->vpid);
 	if (!pagemap) {
 		img_close(pages);
 		return -EIO;

@@ -118,6 +118,17 @@ int proc_parse_status(pid_t pid, struct proc_status *st)
 			st->threads = atoi(v);
 		else if (!strcmp(line, "TracerPid"))
 			st->tracer = atoi(v);
+		else if (!strcmp(line, "NSpid")) {
+			/* its pid in each namespace, cryo's first: keep the innermost */
+			for (char *p = v, *end; *p; p = end) {
+				long n = strtol(p, &end, 10);
+
+				if (end == p)
+					break;
+				st->ns_pid = n;
+				st->ns_levels++;
+			}
+		}
 		else if (!strcmp(line, "Uid"))
 			sscanf(v, "%u %u %u %u", &st->uid[0], &st->uid[1], &st->uid[2], &st->uid[3]);
 		else if (!strcmp(line, "Gid"))

@@ -14,6 +14,7 @@
  */
 #define LOG_PREFIX "pstree: "
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 
 #include "dump.h"
 #include "log.h"
+#include "ns.h"
 #include "restore.h"
 
 /* ---------------------------------------------------------------- dump */
@@ -86,9 +88,21 @@ int pstree_check(struct dump_ctx *ctx, struct dump_task *t)
 	return 0;
 }
 
+/*
+ * A group or session id inside the tree's pid namespace. One led from
+ * outside the namespace (a shell job's) has no id there: it keeps cryo's.
+ */
+static pid_t tree_id(struct dump_ctx *ctx, pid_t id)
+{
+	pid_t v = dump_vpid(ctx, id);
+
+	return v ? v : id;
+}
+
 int pstree_write(struct dump_ctx *ctx)
 {
 	struct img *img = img_create(ctx->dirfd, IMG_PSTREE, 0);
+	bool pidns = ctx->ns_flags & CLONE_NEWPID;
 	int ret = 0;
 
 	if (!img)
@@ -96,12 +110,12 @@ int pstree_write(struct dump_ctx *ctx)
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++) {
 		const struct dump_task *t = ctx->tasks[i];
 		PstreeEntry e = PSTREE_ENTRY__INIT;
-		uint32_t tid = t->pid;
+		uint32_t tid = t->vpid, host_tid = t->pid;
 
-		e.pid = t->pid;
-		e.ppid = i ? t->ppid : 0;
-		e.pgid = t->stat.pgid;
-		e.sid = t->stat.sid;
+		e.pid = t->vpid;
+		e.ppid = i ? dump_vpid(ctx, t->ppid) : 0;
+		e.pgid = tree_id(ctx, t->stat.pgid);
+		e.sid = tree_id(ctx, t->stat.sid);
 		e.has_tty_foreground = true;
 		e.tty_foreground = t->stat.tty_nr && t->stat.tpgid == t->stat.pgid;
 		e.has_clone_flags = t->clone_flags != 0;
@@ -113,7 +127,13 @@ int pstree_write(struct dump_ctx *ctx)
 			e.zombie_status = t->stat.exit_code;
 		} else {
 			e.n_threads = t->nr_tids;
-			e.threads = (uint32_t *)t->tids;
+			e.threads = (uint32_t *)t->vtids;
+		}
+		if (pidns) {
+			e.has_host_pid = true;
+			e.host_pid = t->pid;
+			e.n_host_threads = e.n_threads;
+			e.host_threads = t->zombie ? &host_tid : (uint32_t *)t->tids;
 		}
 		ret = img_write(img, &e.base);
 	}
@@ -193,6 +213,8 @@ static int plan_group_helpers(struct restore_ctx *ctx)
 			return -ENOMEM;
 		h->helper = h->zombie = true;
 		h->pid = pgid;
+		/* in a pid namespace its pid outside is free to be any */
+		h->host_pid = ctx->tasks[0]->pstree->has_host_pid ? 0 : pgid;
 		h->parent = m->parent;
 		h->born_sid = m->born_sid;
 		h->before_setsid = m->before_setsid;
@@ -228,6 +250,7 @@ int pstree_read(struct restore_ctx *ctx)
 		}
 		t->pstree = (PstreeEntry *)m;
 		t->pid = t->pstree->pid;
+		t->host_pid = t->pstree->has_host_pid ? (pid_t)t->pstree->host_pid : t->pid;
 		t->zombie = t->pstree->has_zombie_status;
 	}
 	img_close(img);

@@ -29,9 +29,11 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "cgroup.h"
 #include "compat.h"
 #include "files.h"
 #include "log.h"
+#include "ns.h"
 #include "proc.h"
 #include "restore.h"
 #include "restorer-blob.h"
@@ -148,7 +150,7 @@ static int read_images(struct restore_ctx *ctx)
 	}
 	ctx->inv = (InventoryEntry *)m;
 
-	ret = pstree_read(ctx);
+	ret = pstree_read(ctx) ?: ns_read(ctx) ?: cgroup_read(ctx) ?: mnt_read(ctx);
 	if (ret)
 		return ret;
 
@@ -206,6 +208,14 @@ static void free_images(struct restore_ctx *ctx)
 	free(ctx->files);
 	if (ctx->inv)
 		img_free_msg(IMG_INVENTORY, &ctx->inv->base);
+	if (ctx->ns)
+		img_free_msg(IMG_NS, &ctx->ns->base);
+	for (size_t i = 0; i < ctx->nr_cgroups; i++)
+		img_free_msg(IMG_CGROUP, &ctx->cgroups[i]->base);
+	free(ctx->cgroups);
+	for (size_t i = 0; i < ctx->nr_mounts; i++)
+		img_free_msg(IMG_MNT, &ctx->mounts[i]->base);
+	free(ctx->mounts);
 }
 
 /* ------------------------------------------------------------ the child */
@@ -303,8 +313,11 @@ static void futex_wait_for(struct restore_ctx *ctx, uint32_t *word, uint32_t tar
 	uint32_t v;
 
 	while ((v = __atomic_load_n(word, __ATOMIC_SEQ_CST)) < target) {
+		struct pollfd gone = { .fd = ctx->cryo_pidfd, .events = POLLIN };
+
 		syscall(SYS_futex, word, FUTEX_WAIT, v, &tick, NULL, 0);
-		if (kill(ctx->cryo_pid, 0) && errno == ESRCH)
+		/* a pidfd: cryo's pid means nothing inside a pid namespace */
+		if (poll(&gone, 1, 0) > 0)
 			_exit(1);
 	}
 }
@@ -502,7 +515,7 @@ static int wait_child_ready(struct restore_ctx *ctx, struct rst_task *t, char *m
 			return pr_perror("poll");
 		r = waitpid(-1, &st, WNOHANG | __WALL);
 		if (r > 0) {
-			if (r == t->pid && msg[0])
+			if (r == t->host_pid && msg[0])
 				return -ECHILD;	/* it said why */
 			return task_failed(ctx, r, st);
 		}
@@ -535,9 +548,10 @@ static int take_over(pid_t pid, bool reported)
  */
 static int take_over_threads(const struct rst_task *t, pid_t *tids)
 {
-	tids[0] = t->pid;
+	tids[0] = t->host_pid;
 	for (size_t i = 1; i < t->core->n_threads; i++) {
-		tids[i] = t->core->threads[i]->tid;
+		tids[i] = i < t->pstree->n_host_threads ? (pid_t)t->pstree->host_threads[i] :
+			  (pid_t)t->core->threads[i]->tid;
 		if (seize_task(tids[i], NULL, false)) {
 			release_threads(tids, 1, i);
 			return -ECHILD;
@@ -578,24 +592,24 @@ static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rs
 	for (size_t i = 1; i < t->core->n_threads; i++)
 		if (set_thread_state(tids[i], t->core->threads[i]))
 			return -EIO;
-	if (ptrace_get_regs(t->pid, &r))
+	if (ptrace_get_regs(t->host_pid, &r))
 		return -EIO;
 	r.rip = sh->area_start + restorer_off_syscall;
 	r.rax = __NR_munmap;
 	r.rdi = sh->area_start;
 	r.rsi = sh->area_len;
 	r.orig_rax = -1;
-	if (ptrace_set_regs(t->pid, &r) || ptrace_step_syscall(t->pid) || ptrace_get_regs(t->pid, &r))
+	if (ptrace_set_regs(t->host_pid, &r) || ptrace_step_syscall(t->host_pid) || ptrace_get_regs(t->host_pid, &r))
 		return -EIO;
 	if (r.rax) {
 		pr_err("pid %d: cannot unmap the restorer: error %lld", t->pid, -(long long)r.rax);
 		return -EIO;
 	}
-	if (set_thread_state(t->pid, t->core->threads[0]))
+	if (set_thread_state(t->host_pid, t->core->threads[0]))
 		return -EIO;
 	release_threads(tids, 1, t->core->n_threads);
 	/* a task that was stopped goes back to its stop right away */
-	if (ptrace(PTRACE_DETACH, t->pid, 0, t->core->task->stopped ? SIGSTOP : 0))
+	if (ptrace(PTRACE_DETACH, t->host_pid, 0, t->core->task->stopped ? SIGSTOP : 0))
 		return pr_perror("pid %d: cannot let it go", t->pid);
 	return 0;
 }
@@ -606,13 +620,16 @@ static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rs
  * back) stays pending and reaches the process once it runs, under the
  * dumped mask, instead of hitting cryo's code in the child.
  */
-static pid_t clone_with_pid(pid_t pid, uint64_t flags)
+static pid_t clone_with_pid(const struct restore_ctx *ctx, const struct rst_task *t, uint64_t flags)
 {
+	bool pidns = ctx->ns && (ctx->ns->flags & CLONE_NEWPID);
+	/* its pid in each pid namespace, innermost first; cryo's too if known */
+	pid_t pids[2] = { t->pid, t->host_pid };
 	struct clone_args args = {
 		.flags = flags,
 		.exit_signal = SIGCHLD,
-		.set_tid = (uint64_t)&pid,
-		.set_tid_size = 1,
+		.set_tid = (uint64_t)pids,
+		.set_tid_size = pidns && t->host_pid ? 2 : 1,
 	};
 	uint64_t all = ~0ULL, old;
 	pid_t child;
@@ -656,7 +673,8 @@ static int wait_restored(pid_t pid)
 static int check_ids_free(const struct rst_task *t)
 {
 	for (size_t i = 0; i < t->core->n_threads; i++) {
-		pid_t tid = t->core->threads[i]->tid;
+		pid_t tid = i < t->pstree->n_host_threads ? (pid_t)t->pstree->host_threads[i] :
+			    (pid_t)t->core->threads[i]->tid;
 		_cleanup_free_ char *comm = NULL;
 		char path[64], what[64];
 
@@ -739,7 +757,7 @@ static int fork_children(struct restore_ctx *ctx, struct rst_task *t, bool befor
 
 		if (c->parent != t || c->before_setsid != before_setsid)
 			continue;
-		pid = clone_with_pid(c->pid, c->pstree->clone_flags & (CLONE_FILES | CLONE_FS));
+		pid = clone_with_pid(ctx, c, c->pstree->clone_flags & (CLONE_FILES | CLONE_FS));
 		if (pid == 0)
 			run_task(ctx, c);
 		if (pid < 0)
@@ -796,7 +814,10 @@ static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct r
 		close(t->sync[0]);
 		t->sync[0] = -1;
 	}
-	ret = t->zombie ? 0 : prepare_memory(ctx, t);
+	/* the root: the container's namespaces, then the objects every task inherits */
+	ret = t->parent ? 0 : ns_restore_root(ctx) ?: memfd_restore(ctx) ?: files_open_all(ctx);
+	if (!ret && !t->zombie)
+		ret = prepare_memory(ctx, t);
 	if (!ret)
 		ret = fork_children(ctx, t, true);
 	if (!ret)
@@ -809,6 +830,9 @@ static void __attribute__((noreturn)) run_task(struct restore_ctx *ctx, struct r
 		close_other_pipes(ctx, t, true);
 	futex_add(&ctx->shared->born);
 	futex_wait_for(ctx, &ctx->shared->born, ctx->nr_tasks);
+	/* every task has mapped its memfds, and every owner exists */
+	if (!t->parent && (memfd_seal(ctx) || files_set_owners(ctx)))
+		_exit(1);
 	/* a shared table: once every task sharing it has forked its children */
 	if (shared && owner)
 		close_other_pipes(ctx, t, true);
@@ -845,16 +869,18 @@ static bool task_gone(pid_t pid)
 /* cryo: trace each task as it appears and let it start */
 static int start_tasks(struct restore_ctx *ctx)
 {
+	int ret;
+
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
 		struct rst_task *t = ctx->tasks[i];
 		uint64_t deadline = now_ns() + 30ULL * 1000000000;
 
 		if (t->zombie)
 			continue;
-		while (kill(t->pid, 0)) {
+		while (kill(t->host_pid, 0)) {
 			const struct rst_task *p = t->parent;
 
-			if (p ? task_gone(p->pid) : waitpid(t->pid, NULL, WNOHANG | __WALL) < 0) {
+			if (p ? task_gone(p->host_pid) : waitpid(t->host_pid, NULL, WNOHANG | __WALL) < 0) {
 				/* it said why on its status pipe */
 				pr_err("pid %d: its parent %d is gone before creating it", t->pid, p ? p->pid : 0);
 				return -ECHILD;
@@ -865,9 +891,11 @@ static int start_tasks(struct restore_ctx *ctx)
 			}
 			usleep(200);
 		}
-		if (ptrace(PTRACE_SEIZE, t->pid, 0, SEIZE_OPTIONS | PTRACE_O_EXITKILL))
+		if (ptrace(PTRACE_SEIZE, t->host_pid, 0, SEIZE_OPTIONS | PTRACE_O_EXITKILL))
 			return pr_perror("pid %d: cannot trace the restoring task", t->pid);
 		t->traced = true;
+		if (!i && (ret = cgroup_attach(ctx, t->host_pid)))
+			return ret;
 		if (write(t->sync[1], "g", 1) != 1)
 			return pr_perror("pid %d: cannot start the restoring task", t->pid);
 	}
@@ -890,16 +918,12 @@ static int finish_tasks(struct restore_ctx *ctx)
 		if (msg[0])
 			write_all(STDERR_FILENO, msg, strlen(msg));
 		if (!ret)
-			ret = take_over(t->pid, msg[0]);
+			ret = take_over(t->host_pid, msg[0]);
 		if (!ret) {
 			t->tids = calloc(t->core->n_threads, sizeof(*t->tids));
 			ret = t->tids ? take_over_threads(t, t->tids) : -ENOMEM;
 		}
 	}
-	if (!ret)
-		ret = memfd_seal(ctx);
-	if (!ret)
-		ret = files_set_owners(ctx);
 	if (ret)
 		return ret;
 	tty_give_foreground(ctx, ctx->tasks[0]);
@@ -915,7 +939,8 @@ static int finish_tasks(struct restore_ctx *ctx)
 static void kill_tree(struct restore_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->nr_tasks; i++)
-		kill(ctx->tasks[i]->pid, SIGKILL);
+		if (ctx->tasks[i]->host_pid)
+			kill(ctx->tasks[i]->host_pid, SIGKILL);
 	while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
 		;
 }
@@ -929,15 +954,15 @@ static int restore_tree(struct restore_ctx *ctx)
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = check_ids_free(ctx->tasks[i]);
-		else if (!kill(ctx->tasks[i]->pid, 0) || errno != ESRCH)
+		else if (ctx->tasks[i]->host_pid && (!kill(ctx->tasks[i]->host_pid, 0) || errno != ESRCH))
 			ret = -EEXIST, pr_err("pid %d (%s) is already in use: cannot restore it",
-					      ctx->tasks[i]->pid, ctx->tasks[i]->helper ?
+					      ctx->tasks[i]->host_pid, ctx->tasks[i]->helper ?
 					      "to lead again the process group its exited leader left" : "a zombie");
-	/* the objects tasks share are made here, before the tree, and inherited */
+	/* the root makes the objects tasks share, above every fd number they use */
 	if (!ret)
-		ret = memfd_restore(ctx);
+		ret = files_plan(ctx);
 	if (!ret)
-		ret = files_open_all(ctx);
+		ret = cgroup_prepare(ctx) ?: mnt_make_stage(ctx);
 	if (ret)
 		goto out_files;
 	ctx->shared = mmap(NULL, shared_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -965,10 +990,14 @@ static int restore_tree(struct restore_ctx *ctx)
 	}
 	if ((ret = log_move_file_fd(ctx->files_top)))
 		goto out;
+	ctx->cryo_pidfd = sys_pidfd_open(getpid(), 0);
+	if (ctx->cryo_pidfd < 0 || (ctx->cryo_pidfd = fd_move_above(ctx->cryo_pidfd, ctx->files_top, true)) < 0) {
+		ret = pr_perror("cannot open a pidfd of cryo for the restoring tasks");
+		goto out;
+	}
 	/* orphans of a failed restore come back to us to be reaped */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
-	ctx->cryo_pid = getpid();
-	root = clone_with_pid(ctx->tasks[0]->pid, 0);
+	root = clone_with_pid(ctx, ctx->tasks[0], ns_clone_flags(ctx));
 	if (root == 0)
 		run_task(ctx, ctx->tasks[0]);
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
@@ -1001,15 +1030,19 @@ out:
 	prctl(PR_SET_CHILD_SUBREAPER, 0);
 	munmap(ctx->shared, shared_len);
 	ctx->shared = NULL;
+	if (ctx->cryo_pidfd >= 0)
+		close(ctx->cryo_pidfd);
 out_files:
 	memfd_close_all(ctx);
 	files_close_all(ctx);
+	mnt_remove_stage(ctx);
+	cgroup_cleanup(ctx, ret != 0);
 	return ret;
 }
 
 int cmd_restore(struct cryo_opts *o)
 {
-	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1 };
+	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1, .cryo_pidfd = -1 };
 	uint64_t t0 = now_ns();
 	pid_t root;
 	int ret;
@@ -1026,7 +1059,7 @@ int cmd_restore(struct cryo_opts *o)
 	close(ctx.dirfd);
 	if (!ret)
 		pr_info("restore took %lu ms", (now_ns() - t0) / 1000000);
-	root = ctx.nr_tasks ? ctx.tasks[0]->pid : 0;
+	root = ctx.nr_tasks ? ctx.tasks[0]->host_pid : 0;
 	free_images(&ctx);
 	if (!ret && !o->detach) {
 		ret = wait_restored(root);

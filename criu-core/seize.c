@@ -73,7 +73,7 @@ static int wait_interrupt_stop(pid_t pid, int *group_stop, bool may_exit)
 	}
 }
 
-int seize_task(pid_t pid, int *group_stop, bool may_exit)
+int seize_attach(pid_t pid, bool may_exit)
 {
 	if (ptrace(PTRACE_SEIZE, pid, 0, SEIZE_OPTIONS)) {
 		int e = errno;
@@ -96,14 +96,25 @@ int seize_task(pid_t pid, int *group_stop, bool may_exit)
 	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0)) {
 		int ret = pr_perror("pid %d: cannot interrupt", pid);
 
+		/* not stopped: detaching fails, but the tracer's exit lets it go */
 		ptrace(PTRACE_DETACH, pid, 0, 0);
 		return ret;
 	}
+	return 0;
+}
+
+int seize_wait(pid_t pid, int *group_stop, bool may_exit)
+{
 	if (wait_interrupt_stop(pid, group_stop, may_exit)) {
 		ptrace(PTRACE_DETACH, pid, 0, 0);
 		return -ESRCH;
 	}
 	return 0;
+}
+
+int seize_task(pid_t pid, int *group_stop, bool may_exit)
+{
+	return seize_attach(pid, may_exit) ?: seize_wait(pid, group_stop, may_exit);
 }
 
 void release_threads(const pid_t *tids, int from, int nr)
@@ -121,7 +132,7 @@ static bool has_tid(const pid_t *v, int n, pid_t tid)
 	return false;
 }
 
-int seize_threads(pid_t pid, pid_t **tids, int *nr)
+int seize_threads(pid_t pid, pid_t **tids, int *nr, bool frozen)
 {
 	pid_t *v = malloc(sizeof(*v));
 	int n = 1, added;
@@ -146,7 +157,7 @@ int seize_threads(pid_t pid, pid_t **tids, int *nr)
 			}
 			v = nv;
 			/* a thread may exit meanwhile: it is gone, not dumped */
-			ret = seize_task(list[i], NULL, true);
+			ret = frozen ? seize_attach(list[i], true) : seize_task(list[i], NULL, true);
 			if (!ret) {
 				v[n++] = list[i];
 				added++;
@@ -159,7 +170,7 @@ int seize_threads(pid_t pid, pid_t **tids, int *nr)
 			free(v);
 			return ret;
 		}
-	} while (added);
+	} while (added && !frozen);
 	*tids = v;
 	*nr = n;
 	return 0;

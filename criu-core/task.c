@@ -458,6 +458,7 @@ static int prepare_threads(struct rst_task *t, struct rst_area *ra)
 		struct rst_thread *r = &v[i];
 
 		r->tid = th->tid;
+		r->host_tid = i < t->pstree->n_host_threads ? (int32_t)t->pstree->host_threads[i] : 0;
 		snprintf(r->comm, sizeof(r->comm), "%s", th->comm ? th->comm : t->core->task->comm);
 		if (th->altstack) {
 			r->altstack_sp = th->altstack->sp;

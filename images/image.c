@@ -23,6 +23,10 @@ const struct img_desc img_descs[IMG__MAX] = {
 	[IMG_FDS]	= { "fds-%u.img",	"FDS ", 1, &fd_entry__descriptor },
 	[IMG_MEMFDS]	= { "memfds.img",	"MFDS", 1, &memfd_entry__descriptor },
 	[IMG_MEMFD_DATA] = { "memfd-%u.img",	"MFDD", 1, NULL },
+	[IMG_NS]	= { "ns.img",		"NS  ", 1, &ns_entry__descriptor },
+	[IMG_CGROUP]	= { "cgroup.img",	"CGRP", 1, &cgroup_entry__descriptor },
+	[IMG_MNT]	= { "mnt.img",		"MNT ", 1, &mount_entry__descriptor },
+	[IMG_TMPFS]	= { "tmpfs-%u.img",	"TMPF", 1, &fs_node_entry__descriptor },
 };
 
 struct img_hdr {

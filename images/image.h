@@ -28,6 +28,7 @@
 #include "pagemap.pb-c.h"
 #include "files.pb-c.h"
 #include "memfd.pb-c.h"
+#include "ns.pb-c.h"
 
 enum img_type {
 	IMG_INVENTORY,
@@ -40,6 +41,10 @@ enum img_type {
 	IMG_FDS,
 	IMG_MEMFDS,
 	IMG_MEMFD_DATA,
+	IMG_NS,
+	IMG_CGROUP,
+	IMG_MNT,
+	IMG_TMPFS,
 	IMG__MAX
 };
 

@@ -10,6 +10,7 @@
 struct cryo_opts {
 	const char *command;
 	pid_t pid;			/* -t/--tree */
+	const char *cgroup;		/* --cgroup: dump the tree in this cgroup directory */
 	const char *images_dir;		/* -D/--images-dir (default ".") */
 	const char *work_dir;		/* -W/--work-dir (default: images dir) */
 	const char *log_file;		/* -o/--log-file, relative to the work dir */

@@ -13,7 +13,9 @@
 #include "util.h"
 
 struct dump_task {
-	pid_t pid;
+	pid_t pid;			/* as cryo sees it */
+	pid_t vpid;			/* in the tree's pid namespace (pstree.img, image names) */
+	pid_t *vtids;			/* the same for tids[] */
 	pid_t ppid;			/* its parent in the tree; 0 for the root */
 	pid_t born_sid;			/* the session it was born in, as far as the tree tells */
 	uint32_t clone_flags;		/* CLONE_FILES, CLONE_FS: shared with its parent */
@@ -24,6 +26,7 @@ struct dump_task {
 	struct proc_stat stat;
 	struct proc_status status;
 	bool seized;
+	bool settled;			/* in its ptrace stop (attached in a frozen cgroup: not until thawed) */
 	int group_stop;			/* stop signal if it was stopped */
 	struct parasite_ctl *parasite;
 
@@ -70,6 +73,9 @@ struct dump_ctx {
 
 	struct dump_memfd *memfds;
 	size_t nr_memfds;
+
+	uint32_t ns_flags;		/* CLONE_NEW* of the namespaces the tree has of its own */
+	char *freezer;			/* the frozen cgroup's directory, while frozen */
 
 	/* sk-unix.c: every unix socket sock_diag lists, read once */
 	struct unix_sk_info *unix_sks;

@@ -23,6 +23,8 @@ struct proc_status {
 	unsigned umask;
 	int threads;
 	pid_t tracer;
+	pid_t ns_pid;		/* in its innermost pid namespace (NSpid) */
+	int ns_levels;		/* pid namespaces from cryo's down to its own */
 	uint32_t uid[4], gid[4];	/* real, effective, saved, fs */
 	uint32_t *groups;		/* malloc'ed */
 	int nr_groups;

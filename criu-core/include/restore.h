@@ -27,7 +27,8 @@ struct rst_area {
 };
 
 struct rst_task {
-	pid_t pid;
+	pid_t pid;			/* in the tree's pid namespace */
+	pid_t host_pid;			/* as cryo sees it */
 	size_t index;			/* in ctx->tasks */
 	struct rst_task *parent;	/* NULL for the root */
 	bool zombie;			/* only its pstree entry exists */
@@ -80,10 +81,17 @@ struct restore_ctx {
 	struct rst_task **tasks;	/* pstree.img order: parents first, [0] the root */
 	size_t nr_tasks;
 	struct rst_shared *shared;	/* barriers and restorer areas, shared with the tasks */
-	pid_t cryo_pid;			/* the restoring tasks give up when it is gone */
+	int cryo_pidfd;			/* the restoring tasks give up when cryo is gone */
 	int fg_tty;			/* terminal given to a restored shell job, or -1 */
 	struct rst_memfd *memfds;
 	size_t nr_memfds;
+	NsEntry *ns;			/* ns.img: NULL if the tree has no namespace of its own */
+	CgroupEntry **cgroups;		/* cgroup.c */
+	size_t nr_cgroups;
+	char **cg_made;			/* the cgroup directories cryo made, by index */
+	MountEntry **mounts;		/* mnt.c */
+	size_t nr_mounts;
+	char mnt_stage[64];		/* where the root builds the container's root */
 	struct arena arena;		/* messages read from the images */
 };
 
@@ -107,7 +115,8 @@ int memfd_restore(struct restore_ctx *ctx);
 int memfd_get(struct restore_ctx *ctx, uint32_t id);
 int memfd_seal(struct restore_ctx *ctx);
 void memfd_close_all(struct restore_ctx *ctx);
-/* files.c: cryo opens every file once; each task installs its fds from those */
+/* files.c: the root opens every file once; each task installs its fds from those */
+int files_plan(struct restore_ctx *ctx);
 int files_open_all(struct restore_ctx *ctx);
 int files_set_owners(struct restore_ctx *ctx);
 void files_close_all(struct restore_ctx *ctx);

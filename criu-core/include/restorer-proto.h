@@ -64,7 +64,9 @@ struct rst_seccomp_filter {
 /* what each thread sets on itself */
 struct rst_thread {
 	int32_t tid;
+	int32_t host_tid;			/* outside its pid namespace, or 0 */
 	int32_t altstack_flags;
+	int32_t pad;
 	uint64_t altstack_sp, altstack_size;
 	uint64_t clear_tid;			/* set_tid_address */
 	uint64_t rseq_ptr;

@@ -15,12 +15,20 @@
  */
 int seize_task(pid_t pid, int *group_stop, bool may_exit);
 /*
+ * The two halves of it, for a frozen cgroup: PTRACE_SEIZE + PTRACE_INTERRUPT
+ * while the task cannot run, then (once thawed) wait for the stop.
+ */
+int seize_attach(pid_t pid, bool may_exit);
+int seize_wait(pid_t pid, int *group_stop, bool may_exit);
+/*
  * Seize every other thread of pid, whose leader is seized already, listing
  * /proc/PID/task until a pass finds no thread it has not seized (a seized
  * thread creates no more). *tids: every thread, the leader first. On
- * failure the threads seized here are let go again.
+ * failure the threads seized here are let go again. frozen: the task's
+ * cgroup is frozen, so one pass lists every thread, and each is only
+ * attached (seize_wait once thawed).
  */
-int seize_threads(pid_t pid, pid_t **tids, int *nr);
+int seize_threads(pid_t pid, pid_t **tids, int *nr, bool frozen);
 /* PTRACE_DETACH each of tids[from..nr) */
 void release_threads(const pid_t *tids, int from, int nr);
 /* Interrupt an already seized, running task and wait for the stop. */

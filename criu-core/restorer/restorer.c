@@ -351,13 +351,14 @@ struct k_clone_args {
  */
 static void create_thread(struct restorer_args *a, struct rst_thread *th)
 {
-	uint64_t tid = th->tid;
+	/* its tid in each pid namespace, innermost first */
+	int32_t tid[2] = { th->tid, th->host_tid };
 	struct k_clone_args ca = {
 		.flags = CLONE_THREAD_FLAGS,
 		.stack = th->stack_top - RESTORER_THREAD_STACK,
 		.stack_size = RESTORER_THREAD_STACK,
-		.set_tid = (uint64_t)&tid,
-		.set_tid_size = 1,
+		.set_tid = (uint64_t)tid,
+		.set_tid_size = th->host_tid ? 2 : 1,
 	};
 	register uint64_t r12 asm("r12") = (uint64_t)thread_main;
 	register uint64_t r13 asm("r13") = (uint64_t)a;

@@ -1,0 +1,498 @@
+/*
+ * Cgroups: the freezer that holds a container still while it is seized,
+ * and the container's own cgroups, dumped with their limits and made again
+ * before its tasks are put in them.
+ *
+ * A hierarchy counts as the tree's own when its root task is in a cgroup
+ * there that is neither "/" nor cryo's own: that is the container's cgroup.
+ * Paths are those of /proc/PID/cgroup, read from cryo's cgroup namespace.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "dump.h"
+#include "log.h"
+#include "restore.h"
+#include "util.h"
+
+/* limits worth carrying over, per controller, in the order they are written */
+static const char *const cg_props[] = {
+	"cpuset.cpus", "cpuset.mems",
+	"memory.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.swappiness",
+	"memory.max", "memory.high", "memory.low", "memory.min",
+	"pids.max",
+	"cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.max", "cpu.weight",
+};
+
+/* one line of /proc/PID/cgroup */
+struct cg_line {
+	char ctrls[128];
+	char path[PATH_MAX_LEN];
+};
+
+static int parse_cgroups(pid_t pid, struct cg_line **out, int *nr)
+{
+	_cleanup_free_ char *buf = NULL;
+	char file[64], *save = NULL;
+	struct cg_line *v = NULL;
+	int n = 0, ret;
+
+	snprintf(file, sizeof(file), "/proc/%d/cgroup", pid);
+	if ((ret = read_file(file, &buf, NULL)))
+		return ret;
+	for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		struct cg_line *nv;
+
+		if (!c2)
+			continue;
+		nv = xrealloc_array(v, n + 1, sizeof(*v));
+		if (!nv) {
+			free(v);
+			return -ENOMEM;
+		}
+		v = nv;
+		snprintf(v[n].ctrls, sizeof(v[n].ctrls), "%.*s", (int)(c2 - c1 - 1), c1 + 1);
+		snprintf(v[n].path, sizeof(v[n].path), "%s", c2 + 1);
+		n++;
+	}
+	*out = v;
+	*nr = n;
+	return 0;
+}
+
+/*
+ * Where the hierarchy of ctrls is mounted in cryo's mount namespace: the
+ * cgroup (v1) mount whose options hold every one of ctrls, or the cgroup2
+ * mount for "".
+ */
+static int cg_mount(const char *ctrls, char *out, size_t len)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+
+	if (!f)
+		return pr_perror("cannot read /proc/self/mountinfo");
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[PATH_MAX_LEN], type[32], opts[1024];
+		char *sep = strstr(line, " - ");
+		bool all = true;
+
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		    sscanf(sep + 3, "%31s %*s %1023s", type, opts) != 2)
+			continue;
+		if (!*ctrls ? strcmp(type, "cgroup2") : strcmp(type, "cgroup"))
+			continue;
+		if (*ctrls) {
+			char want[128], *save = NULL;
+
+			snprintf(want, sizeof(want), "%s", ctrls);
+			for (char *c = strtok_r(want, ",", &save); c && all; c = strtok_r(NULL, ",", &save)) {
+				char *p = strstr(opts, c);
+				size_t cl = strlen(c);
+
+				all = false;
+				for (; p && !all; p = strstr(p + 1, c))
+					all = (p == opts || p[-1] == ',') && (p[cl] == ',' || !p[cl]);
+			}
+		}
+		if (all) {
+			snprintf(out, len, "%s", mnt);
+			return 0;
+		}
+	}
+	pr_err("cgroup hierarchy '%s' is not mounted in cryo's mount namespace", *ctrls ? ctrls : "v2");
+	return -ENOENT;
+}
+
+static int cg_dir(const char *ctrls, const char *path, char *out, size_t len)
+{
+	char mnt[PATH_MAX_LEN];
+	int ret = cg_mount(ctrls, mnt, sizeof(mnt));
+
+	if (!ret && snprintf(out, len, "%s%s", mnt, path) >= (int)len) {
+		pr_err("cgroup %s%s: path too long", mnt, path);
+		ret = -ENAMETOOLONG;
+	}
+	return ret;
+}
+
+static bool has_ctrl(const char *ctrls, const char *c)
+{
+	size_t cl = strlen(c);
+
+	for (const char *p = strstr(ctrls, c); p; p = strstr(p + 1, c))
+		if ((p == ctrls || p[-1] == ',') && (p[cl] == ',' || !p[cl]))
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------- freezer */
+
+static int freezer_set(const char *dir, const char *state)
+{
+	char path[PATH_MAX_LEN + 32];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/freezer.state", dir);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write_all(fd, state, strlen(state)))
+		ret = pr_perror("cannot write %s to %s", state, path);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static int freezer_state(const char *dir, char *out, size_t len)
+{
+	char path[PATH_MAX_LEN + 32];
+	_cleanup_free_ char *buf = NULL;
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/freezer.state", dir);
+	if ((ret = read_file(path, &buf, NULL)))
+		return ret;
+	buf[strcspn(buf, "\n")] = 0;
+	snprintf(out, len, "%s", buf);
+	return 0;
+}
+
+int cgroup_freeze(struct dump_ctx *ctx, pid_t root)
+{
+	_cleanup_free_ struct cg_line *mine = NULL, *its = NULL;
+	int nm, ni, ret;
+	uint64_t deadline;
+	char dir[PATH_MAX_LEN] = "", state[32];
+
+	if ((ret = parse_cgroups(getpid(), &mine, &nm)))
+		return ret;
+	if (parse_cgroups(root, &its, &ni))
+		return 0;	/* no such process: seizing it says so */
+	for (int i = 0; i < ni; i++) {
+		if (!has_ctrl(its[i].ctrls, "freezer"))
+			continue;
+		for (int k = 0; k < nm; k++)
+			if (!strcmp(mine[k].ctrls, its[i].ctrls) && !strcmp(mine[k].path, its[i].path))
+				return 0;	/* cryo's own: the tree is frozen with ptrace alone */
+		if (!strcmp(its[i].path, "/"))
+			return 0;
+		if ((ret = cg_dir(its[i].ctrls, its[i].path, dir, sizeof(dir))))
+			return ret;
+		break;
+	}
+	if (!dir[0])
+		return 0;
+	if ((ret = freezer_state(dir, state, sizeof(state))))
+		return ret;
+	if (strcmp(state, "THAWED")) {
+		pr_err("cgroup %s is %s already: cryo freezes a running container only", dir, state);
+		return -EBUSY;
+	}
+	if ((ret = freezer_set(dir, "FROZEN")))
+		return ret;
+	ctx->freezer = xstrdup(dir);
+	if (!ctx->freezer) {
+		freezer_set(dir, "THAWED");
+		return -ENOMEM;
+	}
+	deadline = now_ns() + 10ULL * 1000000000;
+	while (!(ret = freezer_state(dir, state, sizeof(state))) && strcmp(state, "FROZEN")) {
+		if (now_ns() > deadline) {
+			pr_err("cgroup %s did not freeze within 10 s (%s)", dir, state);
+			ret = -ETIMEDOUT;
+			break;
+		}
+		usleep(1000);
+	}
+	if (ret) {
+		cgroup_thaw(ctx);
+		return ret;
+	}
+	pr_info("froze cgroup %s", dir);
+	return 0;
+}
+
+int cgroup_thaw(struct dump_ctx *ctx)
+{
+	int ret;
+
+	if (!ctx->freezer)
+		return 0;
+	ret = freezer_set(ctx->freezer, "THAWED");
+	if (!ret)
+		pr_info("thawed cgroup %s", ctx->freezer);
+	free(ctx->freezer);
+	ctx->freezer = NULL;
+	return ret;
+}
+
+int cgroup_root_task(const char *path, pid_t *root)
+{
+	char dir[PATH_MAX_LEN + 32];
+	_cleanup_free_ char *buf = NULL;
+	pid_t *pids = NULL, found = 0;
+	int n = 0, ret;
+
+	snprintf(dir, sizeof(dir), "%s/cgroup.procs", path);
+	if ((ret = read_file(dir, &buf, NULL)))
+		return ret;
+	for (char *p = buf; *p; p += strcspn(p, "\n"), p += !!*p) {
+		pid_t *nv = xrealloc_array(pids, n + 1, sizeof(*pids));
+
+		if (!nv) {
+			free(pids);
+			return -ENOMEM;
+		}
+		pids = nv;
+		pids[n++] = atoi(p);
+	}
+	/* the one whose parent is not in the cgroup */
+	for (int i = 0; i < n && ret == 0; i++) {
+		struct proc_stat st;
+		bool inside = false;
+
+		if (proc_parse_stat(pids[i], &st))
+			continue;
+		for (int k = 0; k < n && !inside; k++)
+			inside = pids[k] == st.ppid;
+		if (inside)
+			continue;
+		if (found) {
+			pr_err("cgroup %s holds two trees, of pid %d and pid %d: dump one with --tree", path, found,
+			       pids[i]);
+			ret = -EINVAL;
+		}
+		found = pids[i];
+	}
+	free(pids);
+	if (!ret && !found) {
+		pr_err("cgroup %s has no process", path);
+		ret = -ESRCH;
+	}
+	*root = found;
+	return ret;
+}
+
+int cgroup_check_members(struct dump_ctx *ctx)
+{
+	char path[PATH_MAX_LEN + 32];
+	_cleanup_free_ char *buf = NULL;
+	int ret;
+
+	if (!ctx->freezer)
+		return 0;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", ctx->freezer);
+	if ((ret = read_file(path, &buf, NULL)))
+		return ret;
+	for (char *p = buf; *p; p += strcspn(p, "\n"), p += !!*p) {
+		pid_t pid = atoi(p);
+
+		if (!dump_find_task(ctx, pid)) {
+			pr_err("pid %d is in the container's cgroup %s but not in the tree of pid %d: it would be lost",
+			       pid, ctx->freezer, ctx->tasks[0]->pid);
+			return -ENOTSUP;
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- dump */
+
+static int dump_props(struct dump_ctx *ctx, const char *dir, CgroupEntry *e)
+{
+	e->props = arena_alloc(&ctx->arena, ARRAY_SIZE(cg_props) * sizeof(*e->props));
+	if (!e->props)
+		return -ENOMEM;
+	for (size_t i = 0; i < ARRAY_SIZE(cg_props); i++) {
+		char path[PATH_MAX_LEN + 64];
+		_cleanup_free_ char *val = NULL;
+		CgroupPropEntry *p;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, cg_props[i]);
+		if (access(path, F_OK) || read_file(path, &val, NULL))
+			continue;
+		val[strcspn(val, "\n")] = 0;
+		p = arena_alloc(&ctx->arena, sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		cgroup_prop_entry__init(p);
+		p->name = (char *)cg_props[i];
+		p->value = arena_strdup(&ctx->arena, val);
+		if (!p->value)
+			return -ENOMEM;
+		e->props[e->n_props++] = p;
+	}
+	return 0;
+}
+
+int cgroup_dump(struct dump_ctx *ctx)
+{
+	_cleanup_free_ struct cg_line *mine = NULL, *its = NULL;
+	struct img *img = NULL;
+	int nm, ni, ret;
+	pid_t root = ctx->tasks[0]->pid;
+
+	if ((ret = parse_cgroups(getpid(), &mine, &nm)) || (ret = parse_cgroups(root, &its, &ni)))
+		return ret;
+	/* every task in the root's cgroups: one place to put them back */
+	for (size_t t = 1; t < ctx->nr_tasks; t++) {
+		_cleanup_free_ struct cg_line *other = NULL;
+		int no;
+
+		if (ctx->tasks[t]->zombie || parse_cgroups(ctx->tasks[t]->pid, &other, &no))
+			continue;
+		for (int i = 0; i < no && i < ni; i++)
+			if (strcmp(other[i].path, its[i].path)) {
+				pr_err("pid %d is in cgroup %s:%s, its root pid %d in %s: cgroups inside the tree are not supported yet",
+				       ctx->tasks[t]->pid, other[i].ctrls, other[i].path, root, its[i].path);
+				return -ENOTSUP;
+			}
+	}
+	for (int i = 0; i < ni && !ret; i++) {
+		CgroupEntry e = CGROUP_ENTRY__INIT;
+		char dir[PATH_MAX_LEN];
+		bool own = strcmp(its[i].path, "/") != 0;
+
+		for (int k = 0; k < nm && own; k++)
+			own = strcmp(mine[k].ctrls, its[i].ctrls) || strcmp(mine[k].path, its[i].path);
+		if (!own)
+			continue;
+		if (cg_dir(its[i].ctrls, its[i].path, dir, sizeof(dir)))
+			continue;	/* not mounted here: nothing to restore into either */
+		if (!img && !(img = img_create(ctx->dirfd, IMG_CGROUP, 0)))
+			return -EIO;
+		e.controllers = its[i].ctrls;
+		e.path = its[i].path;
+		ret = dump_props(ctx, dir, &e) ?: img_write(img, &e.base);
+		pr_debug("cgroup %s:%s with %zu limits", e.controllers, e.path, e.n_props);
+	}
+	if (img)
+		ret = img_close(img) ?: ret;
+	return ret;
+}
+
+/* ------------------------------------------------------------- restore */
+
+int cgroup_read(struct restore_ctx *ctx)
+{
+	struct img *img = img_open(ctx->dirfd, IMG_CGROUP, 0, true);
+	ProtobufCMessage *m;
+	int ret;
+
+	if (!img)
+		return errno == ENOENT ? 0 : -EIO;
+	while ((ret = img_read(img, &m)) == 1) {
+		CgroupEntry **nv = xrealloc_array(ctx->cgroups, ctx->nr_cgroups + 1, sizeof(*nv));
+
+		if (!nv) {
+			img_free_msg(IMG_CGROUP, m);
+			ret = -ENOMEM;
+			break;
+		}
+		ctx->cgroups = nv;
+		ctx->cgroups[ctx->nr_cgroups++] = (CgroupEntry *)m;
+	}
+	img_close(img);
+	return ret;
+}
+
+static int mkdir_p(const char *path, bool *made)
+{
+	char tmp[PATH_MAX_LEN];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0755) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	*made = !mkdir(tmp, 0755);
+	return *made || errno == EEXIST ? 0 : -errno;
+}
+
+int cgroup_prepare(struct restore_ctx *ctx)
+{
+	ctx->cg_made = calloc(ctx->nr_cgroups + 1, sizeof(*ctx->cg_made));
+	if (!ctx->cg_made)
+		return -ENOMEM;
+	for (size_t i = 0; i < ctx->nr_cgroups; i++) {
+		const CgroupEntry *e = ctx->cgroups[i];
+		char dir[PATH_MAX_LEN], path[PATH_MAX_LEN + 64];
+		_cleanup_free_ char *procs = NULL;
+		bool made = false;
+		int ret;
+
+		if ((ret = cg_dir(e->controllers, e->path, dir, sizeof(dir))))
+			return ret;
+		if ((ret = mkdir_p(dir, &made))) {
+			errno = -ret;
+			return pr_perror("cannot create cgroup %s", dir);
+		}
+		if (made)
+			ctx->cg_made[i] = xstrdup(dir);
+		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+		if (!made && !read_file(path, &procs, NULL) && procs[0]) {
+			pr_err("cgroup %s has processes already (pid %d): is the container running?", dir,
+			       atoi(procs));
+			return -EBUSY;
+		}
+		for (size_t k = 0; k < e->n_props; k++) {
+			const CgroupPropEntry *p = e->props[k];
+			int fd;
+
+			snprintf(path, sizeof(path), "%s/%s", dir, p->name);
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd < 0 || write_all(fd, p->value, strlen(p->value))) {
+				int e2 = errno;
+
+				if (fd >= 0)
+					close(fd);
+				errno = e2;
+				return pr_perror("cgroup %s: cannot set %s to %s", dir, p->name, p->value);
+			}
+			close(fd);
+		}
+	}
+	return 0;
+}
+
+int cgroup_attach(struct restore_ctx *ctx, pid_t pid)
+{
+	for (size_t i = 0; i < ctx->nr_cgroups; i++) {
+		const CgroupEntry *e = ctx->cgroups[i];
+		char dir[PATH_MAX_LEN], path[PATH_MAX_LEN + 32], buf[16];
+		int fd, n = snprintf(buf, sizeof(buf), "%d", pid), ret;
+
+		if ((ret = cg_dir(e->controllers, e->path, dir, sizeof(dir))))
+			return ret;
+		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write_all(fd, buf, n)) {
+			ret = pr_perror("pid %d: cannot join cgroup %s", pid, dir);
+			if (fd >= 0)
+				close(fd);
+			return ret;
+		}
+		close(fd);
+	}
+	return 0;
+}
+
+void cgroup_cleanup(struct restore_ctx *ctx, bool failed)
+{
+	for (size_t i = 0; ctx->cg_made && i < ctx->nr_cgroups; i++) {
+		if (failed && ctx->cg_made[i] && rmdir(ctx->cg_made[i]))
+			pr_perror("cannot remove cgroup %s after the failed restore", ctx->cg_made[i]);
+		free(ctx->cg_made[i]);
+	}
+	free(ctx->cg_made);
+	ctx->cg_made = NULL;
+}

@@ -1,0 +1,32 @@
+/* cgroup.c: the freezer around a dump, and the tree's own cgroups with their limits. */
+#ifndef CRYO_CGROUP_H
+#define CRYO_CGROUP_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct dump_ctx;
+struct restore_ctx;
+
+/*
+ * Freeze the v1 freezer cgroup of root if it is the tree's own (not "/",
+ * not cryo's); ctx->freezer is then its directory. Nothing to do otherwise.
+ */
+int cgroup_freeze(struct dump_ctx *ctx, pid_t root);
+int cgroup_thaw(struct dump_ctx *ctx);
+/* every process of the frozen cgroup must be in the tree */
+int cgroup_check_members(struct dump_ctx *ctx);
+/* --cgroup DIR: the one process of DIR whose parent is outside it */
+int cgroup_root_task(const char *dir, pid_t *root);
+/* cgroup.img: the root's cgroups that are its own, with their limits */
+int cgroup_dump(struct dump_ctx *ctx);
+
+int cgroup_read(struct restore_ctx *ctx);
+/* make the cgroups (refusing ones with processes in them) and set their limits */
+int cgroup_prepare(struct restore_ctx *ctx);
+/* put pid (cryo's view) into every one of them */
+int cgroup_attach(struct restore_ctx *ctx, pid_t pid);
+/* after a failed restore: remove the cgroups cryo made */
+void cgroup_cleanup(struct restore_ctx *ctx, bool failed);
+
+#endif

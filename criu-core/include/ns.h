@@ -1,0 +1,36 @@
+/* ns.c, mnt.c: the namespaces a container has of its own. */
+#ifndef CRYO_NS_H
+#define CRYO_NS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct dump_ctx;
+struct restore_ctx;
+
+/* which namespaces the tree has of its own (ctx->ns_flags), its pids inside them */
+int ns_collect(struct dump_ctx *ctx);
+/* the pid inside the tree's pid namespace of a pid or tid of the tree (cryo's view); 0 if none */
+pid_t dump_vpid(struct dump_ctx *ctx, pid_t pid);
+/* ns.img: the flags and the UTS names */
+int ns_dump(struct dump_ctx *ctx);
+/* cryo's own namespace name (e.g. "uts") switched to pid's and back */
+int ns_enter(pid_t pid, const char *name, int *saved);
+int ns_leave(const char *name, int *saved);
+
+int ns_read(struct restore_ctx *ctx);
+/* the CLONE_NEW* flags the root is cloned with */
+uint64_t ns_clone_flags(const struct restore_ctx *ctx);
+/* in the root, in its new namespaces: cgroup namespace, UTS, mounts, loopback */
+int ns_restore_root(struct restore_ctx *ctx);
+
+/* mnt.c: the mount tree as the tree's root sees it, tmpfs contents included */
+int mnt_dump(struct dump_ctx *ctx);
+int mnt_read(struct restore_ctx *ctx);
+/* in the root, in its new mount namespace: mount everything and pivot_root into it */
+int mnt_restore(struct restore_ctx *ctx);
+/* cryo: the empty directory (in /tmp) the root builds the container's root on, and its removal */
+int mnt_make_stage(struct restore_ctx *ctx);
+void mnt_remove_stage(struct restore_ctx *ctx);
+
+#endif

@@ -1,0 +1,592 @@
+/*
+ * The mount namespace: the mount tree as the container's root task sees it
+ * (/proc/PID/mountinfo), made again in the restored root's new mount
+ * namespace, which then pivots into it.
+ *
+ * Each mount is one of:
+ *  - a file system cryo's own mount namespace shows too (the same device):
+ *    the container's root directory, a host directory bind-mounted in. It
+ *    is referenced by its host path, not copied; a path missing at restore
+ *    is an error that names it;
+ *  - a file system of the container's own that is mounted again from its
+ *    type and options: proc, sysfs, devpts, mqueue, overlay (from the same
+ *    layer directories), and tmpfs, whose files go into tmpfs-ID.img.
+ * Anything else is refused at dump, naming the mount and its type.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "dump.h"
+#include "log.h"
+#include "ns.h"
+#include "restore.h"
+#include "util.h"
+
+/* file systems mounted again from their type and options */
+static const char *const own_fs[] = { "proc", "sysfs", "devpts", "mqueue", "tmpfs", "overlay" };
+
+struct minfo {
+	unsigned id, parent, major, minor;
+	char root[PATH_MAX_LEN], mnt[PATH_MAX_LEN];
+	char mopts[256], optional[256], type[64], source[PATH_MAX_LEN], sopts[4096];
+};
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] && s[3]) {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = 0;
+}
+
+static int parse_line(char *line, struct minfo *m)
+{
+	char *sep = strstr(line, " - ");
+	int n = 0;
+
+	if (!sep)
+		return -EINVAL;
+	*sep = 0;
+	m->optional[0] = 0;
+	if (sscanf(line, "%u %u %u:%u %4095s %4095s %255s %n", &m->id, &m->parent, &m->major, &m->minor, m->root,
+		   m->mnt, m->mopts, &n) < 7)
+		return -EINVAL;
+	snprintf(m->optional, sizeof(m->optional), "%s", line + n);
+	if (sscanf(sep + 3, "%63s %4095s %4095s", m->type, m->source, m->sopts) != 3)
+		return -EINVAL;
+	unescape(m->root);
+	unescape(m->mnt);
+	unescape(m->source);
+	return 0;
+}
+
+static int read_mountinfo(const char *path, struct minfo **out, size_t *nr)
+{
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	struct minfo *v = NULL;
+	size_t n = 0;
+	char *line = NULL;
+	size_t cap = 0;
+
+	if (!f)
+		return pr_perror("cannot read %s", path);
+	while (getline(&line, &cap, f) > 0) {
+		struct minfo *nv = xrealloc_array(v, n + 1, sizeof(*v));
+
+		if (!nv) {
+			free(line);
+			free(v);
+			return -ENOMEM;
+		}
+		v = nv;
+		line[strcspn(line, "\n")] = 0;
+		if (parse_line(line, &v[n])) {
+			pr_err("%s: cannot parse '%s'", path, line);
+			free(line);
+			free(v);
+			return -EINVAL;
+		}
+		n++;
+	}
+	free(line);
+	*out = v;
+	*nr = n;
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	unsigned long flag;
+} mnt_flags[] = {
+	{ "ro", MS_RDONLY }, { "nosuid", MS_NOSUID }, { "nodev", MS_NODEV }, { "noexec", MS_NOEXEC },
+	{ "noatime", MS_NOATIME }, { "nodiratime", MS_NODIRATIME }, { "relatime", MS_RELATIME },
+	{ "strictatime", MS_STRICTATIME },
+};
+
+static uint64_t parse_flags(const char *opts)
+{
+	char buf[256], *save = NULL;
+	uint64_t f = 0;
+
+	snprintf(buf, sizeof(buf), "%s", opts);
+	for (char *o = strtok_r(buf, ",", &save); o; o = strtok_r(NULL, ",", &save))
+		for (size_t i = 0; i < ARRAY_SIZE(mnt_flags); i++)
+			if (!strcmp(o, mnt_flags[i].name))
+				f |= mnt_flags[i].flag;
+	return f;
+}
+
+/* the file system's options without the leading rw/ro, which is the mount's */
+static const char *fs_options(const char *sopts)
+{
+	if (!strncmp(sopts, "rw", 2) || !strncmp(sopts, "ro", 2))
+		return sopts[2] == ',' ? sopts + 3 : sopts + 2;
+	return sopts;
+}
+
+static bool is_own_fs(const char *type)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(own_fs); i++)
+		if (!strcmp(type, own_fs[i]))
+			return true;
+	return false;
+}
+
+/*
+ * The host path of m's directory: a mount of the same device in cryo's
+ * namespace whose root holds m's root.
+ */
+static bool host_path(const struct minfo *m, const struct minfo *host, size_t nr, char *out, size_t len)
+{
+	for (size_t i = 0; i < nr; i++) {
+		const struct minfo *h = &host[i];
+		size_t rl = strlen(h->root);
+
+		if (h->major != m->major || h->minor != m->minor)
+			continue;
+		if (!strcmp(h->root, "/"))
+			rl = 0;
+		else if (strncmp(m->root, h->root, rl) || (m->root[rl] && m->root[rl] != '/'))
+			continue;
+		snprintf(out, len, "%s%s", strcmp(h->mnt, "/") || !m->root[rl] ? h->mnt : "", m->root + rl);
+		return true;
+	}
+	return false;
+}
+
+static void parse_propagation(const char *optional, MountEntry *e)
+{
+	const char *p;
+
+	if ((p = strstr(optional, "shared:"))) {
+		e->has_propagation = e->has_shared_group = true;
+		e->propagation = MS_SHARED;
+		e->shared_group = atoi(p + 7);
+	}
+	if ((p = strstr(optional, "master:"))) {
+		e->has_propagation = e->has_master_group = true;
+		e->propagation = MS_SLAVE;
+		e->master_group = atoi(p + 7);
+	}
+}
+
+/* ---------------------------------------------------------------- dump */
+
+/* mountinfo lists parents first */
+static bool dump_find_parent_mount(const struct minfo *v, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (v[j].id == v[i].parent)
+			return true;
+	return false;
+}
+
+struct tmpfs_walk {
+	struct dump_ctx *ctx;
+	struct img *img;
+	dev_t dev;
+	unsigned id;
+};
+
+static int dump_node(struct tmpfs_walk *w, int dirfd, const char *name, const char *rel, const struct stat *st);
+
+static int dump_dir(struct tmpfs_walk *w, int fd, const char *rel)
+{
+	DIR *d = fdopendir(fd);
+	struct dirent *de;
+	int ret = 0;
+
+	if (!d) {
+		close(fd);
+		return pr_perror("tmpfs %u: cannot list %s", w->id, rel);
+	}
+	while (!ret && (de = readdir(d))) {
+		char path[PATH_MAX_LEN];
+		struct stat st;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(path, sizeof(path), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW)) {
+			ret = pr_perror("tmpfs %u: cannot stat %s", w->id, path);
+			break;
+		}
+		ret = dump_node(w, dirfd(d), de->d_name, path, &st);
+	}
+	closedir(d);
+	return ret;
+}
+
+static int dump_node(struct tmpfs_walk *w, int dirfd, const char *name, const char *rel, const struct stat *st)
+{
+	FsNodeEntry e = FS_NODE_ENTRY__INIT;
+	char target[PATH_MAX_LEN];
+	bool other_fs = st->st_dev != w->dev;
+	int ret;
+
+	e.path = (char *)rel;
+	e.mode = st->st_mode;
+	e.uid = st->st_uid;
+	e.gid = st->st_gid;
+	e.has_mtime_ns = true;
+	e.mtime_ns = st->st_mtim.tv_sec * 1000000000ULL + st->st_mtim.tv_nsec;
+	if (other_fs) {
+		/* a mount point: another mount covers it; keep an empty directory */
+		e.mode = S_IFDIR | 0755;
+		return img_write(w->img, &e.base);
+	}
+	if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
+		e.has_rdev = true;
+		e.rdev = st->st_rdev;
+	} else if (S_ISLNK(st->st_mode)) {
+		ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
+
+		if (n < 0)
+			return pr_perror("tmpfs %u: cannot read link %s", w->id, rel);
+		target[n] = 0;
+		e.target = target;
+	} else if (S_ISSOCK(st->st_mode)) {
+		pr_warn("tmpfs %u: socket file %s is not kept (its socket is bound anew, if in the dump)", w->id, rel);
+		return 0;
+	}
+	if (S_ISREG(st->st_mode)) {
+		_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		_cleanup_free_ uint8_t *buf = malloc(1 << 20);
+		uint64_t off = 0;
+
+		if (fd < 0 || !buf)
+			return fd < 0 ? pr_perror("tmpfs %u: cannot read %s", w->id, rel) : -ENOMEM;
+		e.has_size = true;
+		e.size = st->st_size;
+		do {
+			ssize_t n = pread(fd, buf, 1 << 20, off);
+
+			if (n < 0)
+				return pr_perror("tmpfs %u: cannot read %s", w->id, rel);
+			e.has_data = e.has_offset = true;
+			e.data.data = buf;
+			e.data.len = n;
+			e.offset = off;
+			if ((ret = img_write(w->img, &e.base)))
+				return ret;
+			off += n;
+			if (!n)
+				break;
+		} while (off < (uint64_t)st->st_size);
+		return 0;
+	}
+	if ((ret = img_write(w->img, &e.base)))
+		return ret;
+	if (S_ISDIR(st->st_mode)) {
+		int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+
+		if (fd < 0)
+			return pr_perror("tmpfs %u: cannot open %s", w->id, rel);
+		return dump_dir(w, fd, rel);
+	}
+	return 0;
+}
+
+static int dump_tmpfs(struct dump_ctx *ctx, pid_t pid, const struct minfo *m)
+{
+	struct tmpfs_walk w = { .ctx = ctx, .id = m->id };
+	char path[PATH_MAX_LEN + 32];
+	struct stat st;
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/root%s", pid, m->mnt);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st)) {
+		ret = pr_perror("tmpfs %s of pid %d: cannot open it", m->mnt, pid);
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	w.dev = st.st_dev;
+	w.img = img_create(ctx->dirfd, IMG_TMPFS, m->id);
+	if (!w.img) {
+		close(fd);
+		return -EIO;
+	}
+	ret = dump_dir(&w, fd, "");
+	return img_close(w.img) ?: ret;
+}
+
+int mnt_dump(struct dump_ctx *ctx)
+{
+	_cleanup_free_ struct minfo *its = NULL, *host = NULL;
+	pid_t root = ctx->tasks[0]->pid;
+	size_t ni, nh;
+	char path[64];
+	struct img *img;
+	int ret;
+
+	if (!(ctx->ns_flags & CLONE_NEWNS))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", root);
+	if ((ret = read_mountinfo(path, &its, &ni)) || (ret = read_mountinfo("/proc/self/mountinfo", &host, &nh)))
+		return ret;
+	if (!ni || strcmp(its[0].mnt, "/")) {
+		pr_err("pid %d: its mountinfo does not start with its root", root);
+		return -EINVAL;
+	}
+	img = img_create(ctx->dirfd, IMG_MNT, 0);
+	if (!img)
+		return -EIO;
+	for (size_t i = 0; i < ni && !ret; i++) {
+		const struct minfo *m = &its[i];
+		MountEntry e = MOUNT_ENTRY__INIT;
+		char src[PATH_MAX_LEN];
+
+		e.id = m->id;
+		e.parent_id = i ? m->parent : 0;
+		e.mountpoint = (char *)m->mnt;
+		e.fstype = (char *)m->type;
+		e.source = (char *)m->source;
+		e.flags = parse_flags(m->mopts);
+		e.options = (char *)fs_options(m->sopts);
+		parse_propagation(m->optional, &e);
+		if (i && !dump_find_parent_mount(its, i)) {
+			pr_err("pid %d: mount %u at %s: its parent %u is not in its mount tree", root, m->id, m->mnt,
+			       m->parent);
+			ret = -EINVAL;
+		} else if (host_path(m, host, nh, src, sizeof(src))) {
+			e.bind_source = src;
+			pr_debug("mount %u at %s: bind of %s", m->id, m->mnt, src);
+		} else if (!is_own_fs(m->type)) {
+			pr_err("pid %d: mount %u at %s (%s from %s): file system type %s is not supported", root,
+			       m->id, m->mnt, m->type, m->source, m->type);
+			ret = -ENOTSUP;
+		} else if (strcmp(m->root, "/")) {
+			pr_err("pid %d: mount %u at %s binds %s of a %s mounted elsewhere in the container: not supported yet",
+			       root, m->id, m->mnt, m->root, m->type);
+			ret = -ENOTSUP;
+		} else if (!strcmp(m->type, "tmpfs")) {
+			e.has_contents = e.contents = true;
+			ret = dump_tmpfs(ctx, root, m);
+		}
+		if (!ret)
+			ret = img_write(img, &e.base);
+	}
+	return img_close(img) ?: ret;
+}
+
+/* ------------------------------------------------------------- restore */
+
+int mnt_read(struct restore_ctx *ctx)
+{
+	struct img *img;
+	ProtobufCMessage *m;
+	int ret;
+
+	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWNS))
+		return 0;
+	img = img_open(ctx->dirfd, IMG_MNT, 0, false);
+	if (!img)
+		return -EIO;
+	while ((ret = img_read(img, &m)) == 1) {
+		MountEntry **nv = xrealloc_array(ctx->mounts, ctx->nr_mounts + 1, sizeof(*nv));
+
+		if (!nv) {
+			img_free_msg(IMG_MNT, m);
+			ret = -ENOMEM;
+			break;
+		}
+		ctx->mounts = nv;
+		ctx->mounts[ctx->nr_mounts++] = (MountEntry *)m;
+	}
+	img_close(img);
+	if (!ret && (!ctx->nr_mounts || strcmp(ctx->mounts[0]->mountpoint, "/"))) {
+		pr_err("mnt.img does not start with the root mount");
+		ret = -EINVAL;
+	}
+	/* every directory it refers to must be there before anything starts */
+	for (size_t i = 0; i < ctx->nr_mounts && !ret; i++) {
+		const MountEntry *e = ctx->mounts[i];
+		struct stat st;
+
+		if (e->bind_source && stat(e->bind_source, &st)) {
+			ret = pr_perror("mount %s of the container binds %s, which is missing here", e->mountpoint,
+					e->bind_source);
+		}
+	}
+	return ret;
+}
+
+static int restore_node(int top, const FsNodeEntry *e, unsigned id)
+{
+	const char *p = e->path;
+	mode_t perm = e->mode & 07777;
+	int ret = 0;
+
+	if (S_ISDIR(e->mode)) {
+		if (mkdirat(top, p, perm) && errno != EEXIST)
+			return pr_perror("tmpfs %u: cannot make directory %s", id, p);
+	} else if (S_ISLNK(e->mode)) {
+		if (symlinkat(e->target ? e->target : "", top, p))
+			return pr_perror("tmpfs %u: cannot make symlink %s", id, p);
+	} else if (S_ISREG(e->mode)) {
+		int fd = openat(top, p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, perm);
+
+		if (fd < 0)
+			return pr_perror("tmpfs %u: cannot create %s", id, p);
+		if (e->has_data && e->data.len && pwrite(fd, e->data.data, e->data.len, e->offset) != (ssize_t)e->data.len)
+			ret = pr_perror("tmpfs %u: cannot write %s", id, p);
+		if (!ret && e->has_size && ftruncate(fd, e->size))
+			ret = pr_perror("tmpfs %u: cannot size %s", id, p);
+		close(fd);
+		if (ret || e->offset)
+			return ret;	/* the rest of a file made by its first chunk */
+	} else if (mknodat(top, p, e->mode, e->has_rdev ? e->rdev : 0)) {
+		return pr_perror("tmpfs %u: cannot make node %s", id, p);
+	}
+	if (fchownat(top, p, e->uid, e->gid, AT_SYMLINK_NOFOLLOW))
+		return pr_perror("tmpfs %u: cannot give %s to %u:%u", id, p, e->uid, e->gid);
+	if (!S_ISLNK(e->mode) && fchmodat(top, p, perm, 0))
+		return pr_perror("tmpfs %u: cannot chmod %s", id, p);
+	return 0;
+}
+
+static void set_mtime(int top, const FsNodeEntry *e)
+{
+	struct timespec ts[2] = {
+		{ .tv_nsec = UTIME_OMIT },
+		{ .tv_sec = e->mtime_ns / 1000000000, .tv_nsec = e->mtime_ns % 1000000000 },
+	};
+
+	if (e->has_mtime_ns)
+		utimensat(top, e->path, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+static int restore_tmpfs(struct restore_ctx *ctx, const MountEntry *m, const char *target)
+{
+	struct img *img = img_open(ctx->dirfd, IMG_TMPFS, m->id, false);
+	_cleanup_close_ int top = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	FsNodeEntry **nodes = NULL;
+	size_t n = 0;
+	ProtobufCMessage *msg;
+	int ret;
+
+	if (!img)
+		return -EIO;
+	if (top < 0) {
+		img_close(img);
+		return pr_perror("tmpfs %s: cannot open %s", m->mountpoint, target);
+	}
+	while ((ret = img_read(img, &msg)) == 1) {
+		FsNodeEntry **nv = xrealloc_array(nodes, n + 1, sizeof(*nv));
+
+		if (!nv) {
+			img_free_msg(IMG_TMPFS, msg);
+			ret = -ENOMEM;
+			break;
+		}
+		nodes = nv;
+		nodes[n++] = (FsNodeEntry *)msg;
+		ret = restore_node(top, nodes[n - 1], m->id);
+		if (ret)
+			break;
+	}
+	img_close(img);
+	/* times last, deepest first: making what a directory holds changes its own */
+	for (size_t i = n; !ret && i-- > 0;)
+		set_mtime(top, nodes[i]);
+	for (size_t i = 0; i < n; i++)
+		img_free_msg(IMG_TMPFS, &nodes[i]->base);
+	free(nodes);
+	return ret;
+}
+
+static int mount_one(struct restore_ctx *ctx, const MountEntry *m, const char *target)
+{
+	unsigned long keep = m->flags & ~MS_RDONLY;
+
+	if (m->bind_source) {
+		if (mount(m->bind_source, target, NULL, MS_BIND, NULL))
+			return pr_perror("cannot bind %s on %s (the container's %s)", m->bind_source, target,
+					 m->mountpoint);
+	} else if (mount(m->source, target, m->fstype, keep, m->options)) {
+		return pr_perror("cannot mount %s (%s, %s) on the container's %s", m->source, m->fstype, m->options,
+				 m->mountpoint);
+	}
+	if (m->contents) {
+		int ret = restore_tmpfs(ctx, m, target);
+
+		if (ret)
+			return ret;
+	}
+	/* the mount's own flags, read-only last: the files are in by now */
+	if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | m->flags, NULL))
+		return pr_perror("cannot set the flags %#lx of the container's %s", (unsigned long)m->flags,
+				 m->mountpoint);
+	return 0;
+}
+
+int mnt_restore(struct restore_ctx *ctx)
+{
+	const char *stage = ctx->mnt_stage;
+	int ret = 0;
+
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		return pr_perror("cannot make the new mount namespace private");
+	for (size_t i = 0; i < ctx->nr_mounts && !ret; i++) {
+		const MountEntry *m = ctx->mounts[i];
+		char target[PATH_MAX_LEN * 2];
+
+		snprintf(target, sizeof(target), "%s%s", stage, i ? m->mountpoint : "");
+		ret = mount_one(ctx, m, target);
+	}
+	for (size_t i = 0; i < ctx->nr_mounts && !ret; i++) {
+		const MountEntry *m = ctx->mounts[i];
+		char target[PATH_MAX_LEN * 2];
+
+		if (!m->propagation)
+			continue;
+		snprintf(target, sizeof(target), "%s%s", stage, i ? m->mountpoint : "");
+		if (mount(NULL, target, NULL, m->propagation, NULL))
+			ret = pr_perror("cannot make the container's %s %s", m->mountpoint,
+					m->propagation == MS_SHARED ? "shared" : "a slave");
+	}
+	/* pivot_root(".", "."): the old root ends up on top of the new one, and goes */
+	if (!ret && (chdir(stage) || syscall(SYS_pivot_root, ".", ".")))
+		ret = pr_perror("cannot pivot_root into the container's root %s", stage);
+	if (!ret && (umount2(".", MNT_DETACH) || chdir("/")))
+		ret = pr_perror("cannot let go of cryo's root in the container");
+	return ret;
+}
+
+int mnt_make_stage(struct restore_ctx *ctx)
+{
+	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWNS))
+		return 0;
+	snprintf(ctx->mnt_stage, sizeof(ctx->mnt_stage), "/tmp/.cryo-root-XXXXXX");
+	if (!mkdtemp(ctx->mnt_stage)) {
+		ctx->mnt_stage[0] = 0;
+		return pr_perror("cannot make a directory to build the container's root in");
+	}
+	return 0;
+}
+
+void mnt_remove_stage(struct restore_ctx *ctx)
+{
+	if (ctx->mnt_stage[0] && rmdir(ctx->mnt_stage))
+		pr_warn("cannot remove %s: %s", ctx->mnt_stage, strerror(errno));
+	ctx->mnt_stage[0] = 0;
+}

@@ -1,0 +1,296 @@
+/*
+ * Namespaces: which ones the dumped tree has of its own (its root's,
+ * compared with cryo's), the pids inside its pid namespace, and the UTS
+ * names. The mount tree is mnt.c's, the cgroups cgroup.c's.
+ *
+ * A container's tasks all share its namespaces; a task in other ones
+ * (nested containers) is refused. User and time namespaces are not
+ * handled yet and are refused too.
+ *
+ * On restore cryo clones the root with the namespaces it needs (its pid 1
+ * inside, its host pid outside), puts it into its cgroups, and the root
+ * builds the rest in itself before it opens any file: the cgroup
+ * namespace, the UTS names, the mount tree, the loopback device.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "dump.h"
+#include "log.h"
+#include "ns.h"
+#include "restore.h"
+#include "util.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+static const struct {
+	const char *name;
+	uint32_t flag;
+	bool supported;
+} ns_kinds[] = {
+	{ "user", CLONE_NEWUSER, false },
+	{ "time", CLONE_NEWTIME, false },
+	{ "pid", CLONE_NEWPID, true },
+	{ "mnt", CLONE_NEWNS, true },
+	{ "net", CLONE_NEWNET, true },
+	{ "uts", CLONE_NEWUTS, true },
+	{ "ipc", CLONE_NEWIPC, true },
+	{ "cgroup", CLONE_NEWCGROUP, true },
+};
+
+static int ns_ino(pid_t pid, const char *name, ino_t *ino)
+{
+	char path[64];
+	struct stat st;
+
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", pid, name);
+	else
+		snprintf(path, sizeof(path), "/proc/self/ns/%s", name);
+	if (stat(path, &st))
+		return pr_perror("cannot stat %s", path);
+	*ino = st.st_ino;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- dump */
+
+/* the tree's pids inside its own pid namespace, with a check that it is one */
+static int collect_vpids(struct dump_ctx *ctx)
+{
+	int levels = 0;
+
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		struct dump_task *t = ctx->tasks[i];
+		struct proc_status st;
+		int ret;
+
+		t->vtids = calloc(t->zombie ? 1 : t->nr_tids, sizeof(*t->vtids));
+		if (!t->vtids)
+			return -ENOMEM;
+		for (int k = 0; k < (t->zombie ? 1 : t->nr_tids); k++) {
+			pid_t tid = t->zombie ? t->pid : t->tids[k];
+
+			if (!(ctx->ns_flags & CLONE_NEWPID)) {
+				t->vtids[k] = tid;
+				continue;
+			}
+			if ((ret = proc_parse_status(tid, &st)))
+				return ret;
+			proc_status_free(&st);
+			if (!levels)
+				levels = st.ns_levels;
+			if (st.ns_levels != levels) {
+				pr_err("pid %d is in a pid namespace nested in its container's: not supported yet",
+				       tid);
+				return -ENOTSUP;
+			}
+			t->vtids[k] = st.ns_pid;
+		}
+		t->vpid = t->vtids[0];
+	}
+	if ((ctx->ns_flags & CLONE_NEWPID) && ctx->tasks[0]->vpid != 1) {
+		pr_err("pid %d is pid %d in its pid namespace, not its init: dump the container from its init",
+		       ctx->tasks[0]->pid, ctx->tasks[0]->vpid);
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+int ns_collect(struct dump_ctx *ctx)
+{
+	pid_t root = ctx->tasks[0]->pid;
+
+	for (size_t k = 0; k < ARRAY_SIZE(ns_kinds); k++) {
+		ino_t mine, its;
+		int ret;
+
+		if ((ret = ns_ino(0, ns_kinds[k].name, &mine)) || (ret = ns_ino(root, ns_kinds[k].name, &its)))
+			return ret;
+		if (mine != its) {
+			if (!ns_kinds[k].supported) {
+				pr_err("pid %d is in a %s namespace of its own: not supported yet", root,
+				       ns_kinds[k].name);
+				return -ENOTSUP;
+			}
+			ctx->ns_flags |= ns_kinds[k].flag;
+		}
+		for (size_t i = 1; i < ctx->nr_tasks; i++) {
+			const struct dump_task *t = ctx->tasks[i];
+			ino_t other;
+
+			if (t->zombie)
+				continue;
+			if ((ret = ns_ino(t->pid, ns_kinds[k].name, &other)))
+				return ret;
+			if (other != its) {
+				pr_err("pid %d is in another %s namespace than its root pid %d: nested namespaces are not supported yet",
+				       t->pid, ns_kinds[k].name, root);
+				return -ENOTSUP;
+			}
+		}
+	}
+	if (ctx->ns_flags)
+		pr_info("pid %d has namespaces of its own (%#x)", root, ctx->ns_flags);
+	return collect_vpids(ctx);
+}
+
+pid_t dump_vpid(struct dump_ctx *ctx, pid_t pid)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		const struct dump_task *t = ctx->tasks[i];
+
+		for (int k = 0; k < (t->zombie ? 1 : t->nr_tids); k++)
+			if ((t->zombie ? t->pid : t->tids[k]) == pid)
+				return t->vtids[k];
+	}
+	return 0;
+}
+
+int ns_enter(pid_t pid, const char *name, int *saved)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/ns/%s", name);
+	*saved = open(path, O_RDONLY | O_CLOEXEC);
+	if (*saved < 0)
+		return pr_perror("cannot open %s", path);
+	snprintf(path, sizeof(path), "/proc/%d/ns/%s", pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, 0)) {
+		int ret = pr_perror("cannot enter %s", path);
+
+		if (fd >= 0)
+			close(fd);
+		close(*saved);
+		*saved = -1;
+		return ret;
+	}
+	close(fd);
+	return 0;
+}
+
+int ns_leave(const char *name, int *saved)
+{
+	int ret = 0;
+
+	if (*saved < 0)
+		return 0;
+	if (setns(*saved, 0))
+		ret = pr_perror("cannot go back to cryo's %s namespace", name);
+	close(*saved);
+	*saved = -1;
+	return ret;
+}
+
+int ns_dump(struct dump_ctx *ctx)
+{
+	NsEntry e = NS_ENTRY__INIT;
+	struct utsname u;
+	struct img *img;
+	int saved = -1, ret = 0;
+
+	if (!ctx->ns_flags)
+		return 0;
+	e.flags = ctx->ns_flags;
+	if (ctx->ns_flags & CLONE_NEWUTS) {
+		if ((ret = ns_enter(ctx->tasks[0]->pid, "uts", &saved)))
+			return ret;
+		if (uname(&u))
+			ret = pr_perror("pid %d: cannot read its UTS names", ctx->tasks[0]->pid);
+		ret = ns_leave("uts", &saved) ?: ret;
+		if (ret)
+			return ret;
+		e.hostname = u.nodename;
+		e.domainname = u.domainname;
+	}
+	img = img_create(ctx->dirfd, IMG_NS, 0);
+	if (!img)
+		return -EIO;
+	ret = img_write(img, &e.base);
+	return img_close(img) ?: ret;
+}
+
+/* ------------------------------------------------------------- restore */
+
+int ns_read(struct restore_ctx *ctx)
+{
+	struct img *img = img_open(ctx->dirfd, IMG_NS, 0, true);
+	ProtobufCMessage *m;
+	int ret;
+
+	if (!img)
+		return errno == ENOENT ? 0 : -EIO;
+	ret = img_read(img, &m);
+	img_close(img);
+	if (ret == 0) {
+		pr_err("ns.img is empty");
+		return -EINVAL;
+	}
+	if (ret < 0)
+		return ret;
+	ctx->ns = (NsEntry *)m;
+	for (size_t k = 0; k < ARRAY_SIZE(ns_kinds); k++)
+		if ((ctx->ns->flags & ns_kinds[k].flag) && !ns_kinds[k].supported) {
+			pr_err("ns.img: a %s namespace, which this cryo cannot restore", ns_kinds[k].name);
+			return -ENOTSUP;
+		}
+	return 0;
+}
+
+uint64_t ns_clone_flags(const struct restore_ctx *ctx)
+{
+	/* the cgroup namespace waits until the root is in its cgroups */
+	return ctx->ns ? ctx->ns->flags & (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS |
+					   CLONE_NEWIPC) : 0;
+}
+
+static int loopback_up(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret = 0;
+
+	if (s < 0)
+		return pr_perror("socket");
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(s, SIOCSIFFLAGS, &ifr))
+			ret = pr_perror("cannot bring up the container's loopback device");
+	}
+	close(s);
+	return ret;
+}
+
+int ns_restore_root(struct restore_ctx *ctx)
+{
+	const NsEntry *e = ctx->ns;
+	int ret;
+
+	if (!e)
+		return 0;
+	if ((e->flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP))
+		return pr_perror("cannot make the container's cgroup namespace");
+	if (e->flags & CLONE_NEWUTS) {
+		if (e->hostname && sethostname(e->hostname, strlen(e->hostname)))
+			return pr_perror("cannot set the host name %s", e->hostname);
+		if (e->domainname && setdomainname(e->domainname, strlen(e->domainname)))
+			return pr_perror("cannot set the domain name %s", e->domainname);
+	}
+	if ((e->flags & CLONE_NEWNS) && (ret = mnt_restore(ctx)))
+		return ret;
+	if (e->flags & CLONE_NEWNET)
+		return loopback_up();
+	return 0;
+}
