@@ -1,0 +1,163 @@
+"""Containers (scripts/container): the whole container is frozen through its
+cgroup, dumped with its namespaces and restored with the same shape: pids
+inside and outside, host name, mount tree, tmpfs and overlay files, cgroups
+with their limits, and services that carry on from their state."""
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from cryolib import ROOT, cryo, dump, one_line_error, restore
+
+CONTAINER = ROOT / "scripts" / "container"
+CGROOT = "/sys/fs/cgroup"
+
+
+class Container:
+    def __init__(self, kind, name):
+        self.kind, self.name = kind, name
+        self.dir = ROOT / "build" / "ct" / name
+        r = subprocess.run([str(CONTAINER), "start", kind, name], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, f"container start failed:\n{r.stderr}"
+        self.pid = int(r.stdout.split()[-1])
+
+    def sh(self, script):
+        """Run a busybox shell script inside the container; its stdout."""
+        r = subprocess.run(["nsenter", "-t", str(self.pid), "-p", "-m", "-u", "-i", "-n", "-C", "-r",
+                            "-w", "/bin/sh", "-c", script], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, f"in the container: {script!r} failed:\n{r.stderr}"
+        return r.stdout
+
+    def stop(self):
+        subprocess.run([str(CONTAINER), "stop", self.name], capture_output=True, timeout=60)
+
+    def snapshot(self):
+        """What must read the same inside before and after."""
+        ps = self.sh("ps -o pid,comm,args | grep -v ' ps \\| sh -c '")
+        mounts = [re.sub(r"^\d+ \d+ \d+:\d+ ", "", l) for l in self.sh("cat /proc/self/mountinfo").splitlines()]
+        return {
+            "ps": sorted(l for l in ps.splitlines() if "sleep" not in l and "[exe]" not in l),
+            "hostname": self.sh("hostname").strip(),
+            "domainname": self.sh("cat /proc/sys/kernel/domainname").strip(),
+            "mountinfo": mounts,
+            "cgroup": self.sh("cat /proc/1/cgroup"),
+            "ip": self.sh("ip addr show lo | grep inet"),
+        }
+
+    def host_view(self):
+        """The pids the host sees and the container's cgroup limits."""
+        nspid = open(f"/proc/{self.pid}/status").read().split("NSpid:")[1].split("\n")[0].split()
+        limits = {}
+        for f in ("memory/cryo/%s/memory.limit_in_bytes", "pids/cryo/%s/pids.max",
+                  "cpu/cryo/%s/cpu.shares", "cpu/cryo/%s/cpu.cfs_quota_us"):
+            limits[f] = open(f"{CGROOT}/{f % self.name}").read().strip()
+        cg = open(f"/proc/{self.pid}/cgroup").read()
+        return {"nspid": nspid, "limits": limits, "cgroup": cg}
+
+
+@pytest.fixture
+def container():
+    made = []
+
+    def start(kind, name):
+        c = Container(kind, name)
+        made.append(c)
+        return c
+
+    yield start
+    for c in made:
+        c.stop()
+
+
+def wait_gone(pid, timeout=10):
+    end = time.time() + timeout
+    while os.path.exists(f"/proc/{pid}") and time.time() < end:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}"), f"pid {pid} still there after the dump"
+
+
+def read_counter(c):
+    return int((c.dir / "upper" / "data" / "counter").read_text())
+
+
+def test_app_container(container, images):
+    """The application container: one process on an overlay root, in its own
+    pid, mount, UTS, IPC, network and cgroup namespaces."""
+    c = container("app", "ctapp")
+    time.sleep(0.5)
+    before, host_before = c.snapshot(), c.host_view()
+    assert before["hostname"] == "app-ctapp"
+    dump(c.pid, images)
+    wait_gone(c.pid)
+    # the dump of a frozen container left the freezer thawed
+    assert open(f"{CGROOT}/freezer/cryo/ctapp/freezer.state").read().strip() == "THAWED"
+    counted = read_counter(c)
+    time.sleep(0.3)
+    assert read_counter(c) == counted, "the counter moved while the container was dumped"
+    restore(images)
+    time.sleep(0.5)
+    after, host_after = c.snapshot(), c.host_view()
+    assert after == before
+    assert host_after == host_before
+    assert host_after["nspid"][1] == "1"
+    # the counter carries on from its memory, not from 1
+    now = read_counter(c)
+    assert counted < now < counted + 30, (counted, now)
+    log = [int(x) for x in (c.dir / "upper" / "data" / "log").read_text().split()]
+    assert log == list(range(10, 10 * len(log) + 1, 10)), "the counter's log has a gap or restarted"
+    # files in the overlay's upper layer and in a tmpfs are intact
+    assert c.sh("cat /data/upper-note /data/layer-note /run/note") == \
+        "written in the upper layer\nfrom the second layer\ntmpfs file of ctapp\n"
+    assert c.sh("ls -l /dev/null /dev/zero | cut -c1-10") == "crw-rw-rw-\ncrw-rw-rw-\n"
+
+
+def test_container_dump_by_cgroup(container, images):
+    """--cgroup DIR finds the container's init; --leave-running keeps it going."""
+    c = container("app", "ctcg")
+    time.sleep(0.3)
+    cryo("dump", "--cgroup", f"{CGROOT}/memory/cryo/ctcg", "-D", images, "-R", "-o", "dump.log", "-v4")
+    assert os.path.exists(f"/proc/{c.pid}")
+    assert open(f"{CGROOT}/freezer/cryo/ctcg/freezer.state").read().strip() == "THAWED"
+    n = read_counter(c)
+    time.sleep(0.3)
+    assert read_counter(c) > n, "the container does not run after a --leave-running dump"
+    ps = cryo("show", images / "pstree.img").stdout
+    assert f'"host_pid": {c.pid}' in ps and '"pid": 1,' in ps
+
+
+def test_container_unsupported_mount(container, images):
+    """A mount cryo cannot keep fails the dump with its name and type; the
+    container goes on, thawed."""
+    c = container("app", "ctbad")
+    c.sh("mkdir -p /mnt/r && mount -t ramfs ramfs /mnt/r")
+    r = cryo("dump", "-t", c.pid, "-D", images, check=False)
+    one_line_error(r, "/mnt/r", "ramfs", "not supported")
+    assert open(f"{CGROOT}/freezer/cryo/ctbad/freezer.state").read().strip() == "THAWED"
+    n = read_counter(c)
+    time.sleep(0.3)
+    assert read_counter(c) > n, "the container does not run after the failed dump"
+    assert not (images / "inventory.img").exists()
+
+
+def test_container_missing_layer(container, images):
+    """A restore whose overlay layer or bind source is gone names it, and
+    leaves no task and no cgroup behind."""
+    c = container("app", "ctgone")
+    time.sleep(0.3)
+    dump(c.pid, images)
+    wait_gone(c.pid)
+    layer = c.dir / "layer2"
+    layer.rename(c.dir / "layer2.away")
+    try:
+        r = cryo("restore", "-D", images, "-d", check=False)
+        one_line_error(r, "layer2")
+        time.sleep(0.2)
+        assert not os.path.exists(f"/proc/{c.pid}")
+    finally:
+        (c.dir / "layer2.away").rename(layer)
+    restore(images)
+    time.sleep(0.3)
+    assert c.sh("cat /data/layer-note") == "from the second layer\n"
