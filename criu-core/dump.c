@@ -64,7 +64,7 @@ static int write_images(struct dump_ctx *ctx)
 	int ret;
 
 	if ((ret = pstree_write(ctx)) || (ret = files_write(ctx)) || (ret = memfd_write(ctx)) ||
-	    (ret = ns_dump(ctx)) || (ret = cgroup_dump(ctx)) || (ret = mnt_dump(ctx)))
+	    (ret = ns_dump(ctx)) || (ret = cgroup_dump(ctx)) || (ret = mnt_dump(ctx)) || (ret = ipc_dump(ctx)))
 		return ret;
 	/* last: its presence says the directory holds a complete dump */
 	return write_inventory(ctx);
@@ -398,7 +398,12 @@ int cmd_dump(struct cryo_opts *o)
 		if (n)
 			pr_info("pid %d and its tree (%zu processes) resumed after the failed dump", root, n);
 	} else {
-		for (size_t i = 0; i < ctx.nr_tasks && !ret; i++)
+		/*
+		 * Children first: the init of a pid namespace, killed, waits
+		 * for every other task there to be reaped, which as their
+		 * tracer we must let happen first.
+		 */
+		for (size_t i = ctx.nr_tasks; i-- > 0 && !ret;)
 			if (ctx.tasks[i]->seized)
 				ret = finish_task(&ctx, ctx.tasks[i]);
 	}

@@ -21,7 +21,8 @@
 #include "restore.h"
 
 static const struct fd_kind_ops *const fd_kinds[] = {
-	&reg_fd_ops,	/* first: it takes O_PATH fds of every kind of file */
+	&mq_fd_ops,	/* before reg: a message queue looks like a regular file */
+	&reg_fd_ops,	/* it takes O_PATH fds of every kind of file */
 	&pty_fd_ops,	/* before tty: a pty of the tree's own */
 	&tty_fd_ops,	/* before chr: a terminal is a character device too */
 	&chr_fd_ops,
@@ -33,6 +34,7 @@ static const struct fd_kind_ops *const fd_kinds[] = {
 	&inotify_fd_ops,
 	&pidfd_fd_ops,
 	&unix_sk_fd_ops,
+	&inet_sk_fd_ops,
 };
 
 static const struct fd_kind_ops *kind_ops(FdKind kind)

@@ -12,12 +12,14 @@
  */
 #define LOG_PREFIX "mem: "
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -53,7 +55,7 @@ struct vma_collect {
 };
 
 /* Sort one smaps entry into a VmaEntry kind, or explain why cryo can't. */
-static int classify_vma(pid_t pid, const struct proc_vma *v, VmaEntry *e, struct arena *a)
+static int classify_vma(pid_t pid, uint32_t ns_flags, const struct proc_vma *v, VmaEntry *e, struct arena *a)
 {
 	const char *path = v->path;
 
@@ -97,16 +99,23 @@ static int classify_vma(pid_t pid, const struct proc_vma *v, VmaEntry *e, struct
 		e->flags |= MAP_ANONYMOUS;
 		return 0;
 	}
+	if (!strncmp(path, "/SYSV", 5)) {
+		/* SysV shared memory: its inode number is the segment's id; ipc.img has the contents */
+		if (!(ns_flags & CLONE_NEWIPC)) {
+			pr_err("pid %d: VMA %lx-%lx maps SysV shared memory %lu of cryo's own IPC namespace: dump a container that has its own",
+			       pid, v->start, v->end, (unsigned long)v->ino);
+			return -ENOTSUP;
+		}
+		e->kind = VMA_KIND__FILE_SHARED;
+		e->has_sysv_shmid = true;
+		e->sysv_shmid = v->ino;
+		return 0;
+	}
 	if (memfd_handles(path)) {
 		/* a memfd or deleted file, dumped with its contents: see collect_one_vma */
 		e->kind = v->shared ? VMA_KIND__FILE_SHARED : VMA_KIND__FILE_PRIVATE;
 		e->path = arena_strdup(a, path);
 		return 0;
-	}
-	if (!strncmp(path, "/SYSV", 5)) {
-		pr_err("pid %d: VMA %lx-%lx maps SysV shared memory %s: not supported yet",
-		       pid, v->start, v->end, path);
-		return -ENOTSUP;
 	}
 	if (path[0] != '/') {
 		pr_err("pid %d: VMA %lx-%lx: cannot understand mapping '%s'", pid, v->start, v->end, path);
@@ -168,7 +177,7 @@ static int collect_one_vma(const struct proc_vma *v, void *arg)
 	e->end = v->end;
 	e->pgoff = v->pgoff;
 	e->prot = v->prot;
-	ret = classify_vma(c->t->pid, v, e, a);
+	ret = classify_vma(c->t->pid, c->ctx->ns_flags, v, e, a);
 	if (ret)
 		return ret;
 	if (e->path) {
@@ -537,6 +546,15 @@ static int premap_vma(struct restore_ctx *ctx, const struct rst_task *t, const V
 	int fd = -1;
 	void *p;
 
+	if (v->has_sysv_shmid) {
+		/* the segment exists again (ipc.c): attach it where the VMA goes */
+		p = shmat(v->sysv_shmid, (void *)addr, SHM_REMAP | ((v->prot & PROT_WRITE) ? 0 : SHM_RDONLY) |
+			  ((v->prot & PROT_EXEC) ? SHM_EXEC : 0));
+		if (p == (void *)-1)
+			return pr_perror("pid %d: VMA %lx-%lx: cannot attach SysV shared memory %u", t->pid,
+					 v->start, v->end, v->sysv_shmid);
+		return 0;
+	}
 	if (v->kind == VMA_KIND__FILE_PRIVATE || v->kind == VMA_KIND__FILE_SHARED || v->has_memfd_id) {
 		fd = open_mapped_file(ctx, t, v);
 		if (fd < 0)

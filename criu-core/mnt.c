@@ -390,6 +390,30 @@ int mnt_dump(struct dump_ctx *ctx)
 
 /* ------------------------------------------------------------- restore */
 
+/* the layer directories of an overlay mount (lowerdir=a:b,upperdir=c,workdir=d) */
+static int check_layers(const MountEntry *e)
+{
+	_cleanup_free_ char *opts = xstrdup(e->options);
+	char *save = NULL;
+
+	if (!opts)
+		return -ENOMEM;
+	for (char *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+		char *v = strchr(o, '='), *save2 = NULL;
+
+		if (!v || (strncmp(o, "lowerdir=", 9) && strncmp(o, "upperdir=", 9) && strncmp(o, "workdir=", 8)))
+			continue;
+		for (char *d = strtok_r(v + 1, ":", &save2); d; d = strtok_r(NULL, ":", &save2)) {
+			struct stat st;
+
+			if (stat(d, &st))
+				return pr_perror("mount %s of the container is an overlay on %s, which is missing here",
+						 e->mountpoint, d);
+		}
+	}
+	return 0;
+}
+
 int mnt_read(struct restore_ctx *ctx)
 {
 	struct img *img;
@@ -426,6 +450,8 @@ int mnt_read(struct restore_ctx *ctx)
 			ret = pr_perror("mount %s of the container binds %s, which is missing here", e->mountpoint,
 					e->bind_source);
 		}
+		if (!ret && !strcmp(e->fstype, "overlay"))
+			ret = check_layers(e);
 	}
 	return ret;
 }

@@ -288,6 +288,8 @@ int ns_restore_root(struct restore_ctx *ctx)
 		if (e->domainname && setdomainname(e->domainname, strlen(e->domainname)))
 			return pr_perror("cannot set the domain name %s", e->domainname);
 	}
+	if ((ret = ipc_restore(ctx)))
+		return ret;
 	if ((e->flags & CLONE_NEWNS) && (ret = mnt_restore(ctx)))
 		return ret;
 	if (e->flags & CLONE_NEWNET)

@@ -40,6 +40,7 @@
 #include "dump.h"
 #include "files.h"
 #include "log.h"
+#include "sockets.h"
 #include "restore.h"
 
 #define UNIX_NAME_MAX	((int)sizeof(((struct sockaddr_un *)0)->sun_path))
@@ -176,32 +177,6 @@ static struct unix_sk_info *find_info(struct dump_ctx *ctx, uint32_t ino)
 		if (ctx->unix_sks[i].ino == ino)
 			return &ctx->unix_sks[i];
 	return NULL;
-}
-
-static int get_opts(const struct fd_parms *p, SkOpts *o)
-{
-	struct timeval rt, st;
-	int v[5];
-	socklen_t l = sizeof(int), lt = sizeof(struct timeval);
-	int opts[] = { SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF };
-
-	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
-		l = sizeof(int);
-		if (getsockopt(p->lfd, SOL_SOCKET, opts[i], &v[i], &l))
-			return pr_perror("pid %d fd %d (%s): getsockopt %d", p->pid, p->fd, p->link, opts[i]);
-	}
-	if (getsockopt(p->lfd, SOL_SOCKET, SO_RCVTIMEO, &rt, &lt) ||
-	    getsockopt(p->lfd, SOL_SOCKET, SO_SNDTIMEO, &st, &lt))
-		return pr_perror("pid %d fd %d (%s): cannot read its timeouts", p->pid, p->fd, p->link);
-	sk_opts__init(o);
-	o->sndbuf = v[0];
-	o->rcvbuf = v[1];
-	o->passcred = v[2];
-	o->passsec = v[3];
-	o->peek_off = v[4];
-	o->rcvtimeo_us = rt.tv_sec * 1000000ULL + rt.tv_usec;
-	o->sndtimeo_us = st.tv_sec * 1000000ULL + st.tv_usec;
-	return 0;
 }
 
 /* fds passed in a peeked message: closed, and the socket refused */
@@ -359,7 +334,7 @@ static int unix_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 	}
 	u->opts = o;
 	fe->unix_sk = u;
-	if ((ret = get_opts(p, o)))
+	if ((ret = sk_opts_dump(p, o)))
 		return ret;
 	return s->state == SK_LISTEN ? 0 : peek_queue(ctx, p, u);
 }
@@ -724,27 +699,12 @@ static int make_connections(struct restore_ctx *ctx)
 	return 0;
 }
 
-static int set_opts(const struct rst_unix *s)
+static int set_unix_opts(const struct rst_unix *s)
 {
-	const SkOpts *o = s->u->opts;
-	struct timeval rt = { o->rcvtimeo_us / 1000000, o->rcvtimeo_us % 1000000 };
-	struct timeval st = { o->sndtimeo_us / 1000000, o->sndtimeo_us % 1000000 };
-	int snd = o->sndbuf / 2, rcv = o->rcvbuf / 2, cred = o->passcred, sec = o->passsec;
+	char what[32];
 
-	/* the kernel doubles what it is given; the FORCE forms pass the sysctl limits (root) */
-	if (setsockopt(s->fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(int)) &&
-	    setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof(int)))
-		return pr_perror("unix socket %u: SO_SNDBUF %d", s->u->ino, snd);
-	if (setsockopt(s->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(int)) &&
-	    setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(int)))
-		return pr_perror("unix socket %u: SO_RCVBUF %d", s->u->ino, rcv);
-	if (setsockopt(s->fd, SOL_SOCKET, SO_PASSCRED, &cred, sizeof(int)) ||
-	    (sec && setsockopt(s->fd, SOL_SOCKET, SO_PASSSEC, &sec, sizeof(int))) ||
-	    setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof(rt)) ||
-	    setsockopt(s->fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof(st)) ||
-	    (o->peek_off >= 0 && setsockopt(s->fd, SOL_SOCKET, SO_PEEK_OFF, &o->peek_off, sizeof(int))))
-		return pr_perror("unix socket %u: cannot set its options", s->u->ino);
-	return 0;
+	snprintf(what, sizeof(what), "unix socket %u", s->u->ino);
+	return sk_opts_restore(s->fd, s->u->opts, what);
 }
 
 /* who puts s's queue back: its peer, its stand-in, a socket connected to it, or a new one */
@@ -826,7 +786,7 @@ static int unix_prepare(struct restore_ctx *ctx)
 	if ((ret = create_sockets(ctx)) || (ret = make_connections(ctx)))
 		return ret;
 	for (size_t i = 0; i < ctx->nr_unix_sks; i++)
-		if ((ret = set_opts(&ctx->unix_sks[i])))
+		if ((ret = set_unix_opts(&ctx->unix_sks[i])))
 			return ret;
 	for (size_t i = 0; i < ctx->nr_unix_sks; i++)
 		if ((ret = fill_queue(ctx, &ctx->unix_sks[i])))

@@ -29,6 +29,7 @@
 #include "files.pb-c.h"
 #include "memfd.pb-c.h"
 #include "ns.pb-c.h"
+#include "ipc.pb-c.h"
 
 enum img_type {
 	IMG_INVENTORY,
@@ -45,6 +46,7 @@ enum img_type {
 	IMG_CGROUP,
 	IMG_MNT,
 	IMG_TMPFS,
+	IMG_IPC,
 	IMG__MAX
 };
 

@@ -24,6 +24,10 @@ uint64_t ns_clone_flags(const struct restore_ctx *ctx);
 /* in the root, in its new namespaces: cgroup namespace, UTS, mounts, loopback */
 int ns_restore_root(struct restore_ctx *ctx);
 
+/* ipc.c: SysV objects and POSIX message queues; restored in the root */
+int ipc_dump(struct dump_ctx *ctx);
+int ipc_restore(struct restore_ctx *ctx);
+
 /* mnt.c: the mount tree as the tree's root sees it, tmpfs contents included */
 int mnt_dump(struct dump_ctx *ctx);
 int mnt_read(struct restore_ctx *ctx);

@@ -1,0 +1,258 @@
+/*
+ * TCP and UDP sockets, IPv4 and IPv6, that hold no connection state yet:
+ * a listening TCP socket with nothing in its accept queue, a socket that
+ * is only bound (or not even), a UDP socket connected to an address. A
+ * TCP connection (established, or waiting in a listener's queue) needs
+ * TCP repair and is refused for now, naming both ends.
+ *
+ * The listen backlog comes from sock_diag (inet_diag), asked in the
+ * socket's own network namespace. On restore the root, which is in the
+ * tree's network namespace, makes the socket: options, bind, listen or
+ * connect.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/sockios.h>
+
+#include "dump.h"
+#include "files.h"
+#include "log.h"
+#include "restore.h"
+#include "sockets.h"
+#include "util.h"
+
+static bool inet_match(const struct fd_parms *p)
+{
+	int domain;
+	socklen_t len = sizeof(domain);
+
+	return S_ISSOCK(p->st.st_mode) && !getsockopt(p->lfd, SOL_SOCKET, SO_DOMAIN, &domain, &len) &&
+	       (domain == AF_INET || domain == AF_INET6);
+}
+
+static const char *addr_str(const void *sa, size_t len, char *buf, size_t blen)
+{
+	const struct sockaddr_in *in = sa;
+	const struct sockaddr_in6 *in6 = sa;
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	if (len >= sizeof(*in) && in->sin_family == AF_INET) {
+		inet_ntop(AF_INET, &in->sin_addr, a, sizeof(a));
+		snprintf(buf, blen, "%s:%u", a, ntohs(in->sin_port));
+	} else if (len >= sizeof(*in6) && in6->sin6_family == AF_INET6) {
+		inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
+		snprintf(buf, blen, "[%s]:%u", a, ntohs(in6->sin6_port));
+	} else {
+		snprintf(buf, blen, "?");
+	}
+	return buf;
+}
+
+/* a listener's backlog and accept queue, from inet_diag in the socket's own namespace */
+static int listen_info(const struct fd_parms *p, int family, uint32_t *backlog, uint32_t *queued)
+{
+	struct {
+		struct nlmsghdr h;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.h = { .nlmsg_len = sizeof(req), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.r = { .sdiag_family = family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = 1 << 10 /* LISTEN */ },
+	};
+	_cleanup_close_ int ns = ioctl(p->lfd, SIOCGSKNS);
+	_cleanup_close_ int mine = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	_cleanup_free_ char *buf = malloc(1 << 16);
+	_cleanup_close_ int fd = -1;
+	ssize_t n;
+
+	if (ns < 0 || mine < 0 || !buf)
+		return pr_perror("pid %d fd %d (%s): cannot reach its network namespace", p->pid, p->fd, p->link);
+	if (setns(ns, CLONE_NEWNET))
+		return pr_perror("pid %d fd %d: cannot enter its network namespace", p->pid, p->fd);
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (setns(mine, CLONE_NEWNET))
+		return pr_perror("cannot go back to cryo's network namespace");
+	if (fd < 0)
+		return pr_perror("cannot open a sock_diag socket");
+	if (send(fd, &req, sizeof(req), 0) != sizeof(req))
+		return pr_perror("sock_diag: cannot ask for the listening sockets");
+	while ((n = recv(fd, buf, 1 << 16, 0)) > 0) {
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+
+			if (h->nlmsg_type == NLMSG_DONE)
+				goto not_found;
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				errno = -((struct nlmsgerr *)NLMSG_DATA(h))->error;
+				return pr_perror("sock_diag: listing the listening sockets");
+			}
+			if (m->idiag_inode != p->st.st_ino)
+				continue;
+			*queued = m->idiag_rqueue;
+			*backlog = m->idiag_wqueue;
+			return 0;
+		}
+	}
+not_found:
+	pr_err("pid %d fd %d (%s): sock_diag does not list the listening socket", p->pid, p->fd, p->link);
+	return -ENOENT;
+}
+
+static bool opt_on(int fd, int level, int opt)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+
+	return !getsockopt(fd, level, opt, &v, &l) && v;
+}
+
+static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe)
+{
+	InetSkEntry *e = arena_new(&ctx->arena, InetSkEntry);
+	SkOpts *o = arena_new(&ctx->arena, SkOpts);
+	struct sockaddr_storage src, dst;
+	socklen_t sl = sizeof(src), dl = sizeof(dst), l = sizeof(int);
+	int family, type, proto, ret;
+	char a[80], b[80], dev[IFNAMSIZ + 1] = "";
+	socklen_t devl = sizeof(dev) - 1;
+	bool connected, listening;
+
+	if (!e || !o)
+		return -ENOMEM;
+	inet_sk_entry__init(e);
+	if (getsockopt(p->lfd, SOL_SOCKET, SO_DOMAIN, &family, &l) ||
+	    getsockopt(p->lfd, SOL_SOCKET, SO_TYPE, &type, &l) ||
+	    getsockopt(p->lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) ||
+	    getsockname(p->lfd, (struct sockaddr *)&src, &sl))
+		return pr_perror("pid %d fd %d (%s): cannot read the socket", p->pid, p->fd, p->link);
+	if (!((type == SOCK_STREAM && proto == IPPROTO_TCP) || (type == SOCK_DGRAM && proto == IPPROTO_UDP))) {
+		pr_err("pid %d fd %d (%s): an IPv%d socket of type %d, protocol %d: not supported yet", p->pid,
+		       p->fd, p->link, family == AF_INET ? 4 : 6, type, proto);
+		return -ENOTSUP;
+	}
+	connected = !getpeername(p->lfd, (struct sockaddr *)&dst, &dl);
+	listening = opt_on(p->lfd, SOL_SOCKET, SO_ACCEPTCONN);
+	if (connected && type == SOCK_STREAM) {
+		pr_err("pid %d fd %d: TCP connection %s -> %s: established connections are not supported yet",
+		       p->pid, p->fd, addr_str(&src, sl, a, sizeof(a)), addr_str(&dst, dl, b, sizeof(b)));
+		return -ENOTSUP;
+	}
+	e->family = family;
+	e->type = type;
+	e->protocol = proto;
+	e->flags = p->flags;
+	e->has_src = true;
+	e->src.data = arena_alloc(&ctx->arena, sl);
+	if (!e->src.data)
+		return -ENOMEM;
+	memcpy(e->src.data, &src, sl);
+	e->src.len = sl;
+	if (connected) {
+		e->has_dst = true;
+		e->dst.data = arena_alloc(&ctx->arena, dl);
+		if (!e->dst.data)
+			return -ENOMEM;
+		memcpy(e->dst.data, &dst, dl);
+		e->dst.len = dl;
+	}
+	if (listening) {
+		uint32_t queued = 0;
+
+		if ((ret = listen_info(p, family, &e->backlog, &queued)))
+			return ret;
+		if (queued) {
+			pr_err("pid %d fd %d: TCP listener %s has %u connections not accepted yet: not supported yet",
+			       p->pid, p->fd, addr_str(&src, sl, a, sizeof(a)), queued);
+			return -ENOTSUP;
+		}
+		e->has_backlog = true;
+	}
+	if ((ret = sk_opts_dump(p, o)))
+		return ret;
+	e->opts = o;
+	e->has_reuseaddr = e->has_reuseport = e->has_keepalive = true;
+	e->reuseaddr = opt_on(p->lfd, SOL_SOCKET, SO_REUSEADDR);
+	e->reuseport = opt_on(p->lfd, SOL_SOCKET, SO_REUSEPORT);
+	e->keepalive = opt_on(p->lfd, SOL_SOCKET, SO_KEEPALIVE);
+	if (family == AF_INET6) {
+		e->has_v6only = true;
+		e->v6only = opt_on(p->lfd, IPPROTO_IPV6, IPV6_V6ONLY);
+	}
+	if (type == SOCK_STREAM) {
+		e->has_nodelay = true;
+		e->nodelay = opt_on(p->lfd, IPPROTO_TCP, TCP_NODELAY);
+	}
+	if (!getsockopt(p->lfd, SOL_SOCKET, SO_BINDTODEVICE, dev, &devl) && dev[0]) {
+		e->bind_dev = arena_strdup(&ctx->arena, dev);
+		if (!e->bind_dev)
+			return -ENOMEM;
+	}
+	pr_debug("pid %d fd %d: %s socket %s%s", p->pid, p->fd, type == SOCK_STREAM ? "TCP" : "UDP",
+		 addr_str(&src, sl, a, sizeof(a)), listening ? " listening" : "");
+	fe->inet_sk = e;
+	return 0;
+}
+
+static bool port_set(const ProtobufCBinaryData *a)
+{
+	const struct sockaddr_in *in = (const void *)a->data;
+
+	/* sin_port and sin6_port sit at the same offset */
+	return a->len >= sizeof(*in) && in->sin_port != 0;
+}
+
+static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEntry *fe)
+{
+	const InetSkEntry *e = fe->inet_sk;
+	char what[64], a[80];
+	int fd, one = 1, ret = 0;
+
+	if (!e) {
+		pr_err("files.img: entry %u is a socket without its details", fe->id);
+		return -EINVAL;
+	}
+	snprintf(what, sizeof(what), "pid %d fd %d (%s socket)", pid, fdnum, e->type == SOCK_STREAM ? "TCP" : "UDP");
+	fd = socket(e->family, e->type | SOCK_CLOEXEC | ((e->flags & O_NONBLOCK) ? SOCK_NONBLOCK : 0), e->protocol);
+	if (fd < 0)
+		return pr_perror("%s: socket", what);
+	ret = sk_opts_restore(fd, e->opts, what);
+	if (!ret && ((e->reuseaddr && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one))) ||
+		     (e->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one))) ||
+		     (e->keepalive && setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one))) ||
+		     (e->has_v6only && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &e->v6only, sizeof(int))) ||
+		     (e->nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) ||
+		     (e->bind_dev && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, e->bind_dev, strlen(e->bind_dev)))))
+		ret = pr_perror("%s: cannot set its options", what);
+	if (!ret && e->has_src && port_set(&e->src) && bind(fd, (const void *)e->src.data, e->src.len))
+		ret = pr_perror("%s: cannot bind it to %s", what, addr_str(e->src.data, e->src.len, a, sizeof(a)));
+	if (!ret && e->has_backlog && listen(fd, e->backlog))
+		ret = pr_perror("%s: cannot listen", what);
+	if (!ret && e->has_dst && connect(fd, (const void *)e->dst.data, e->dst.len))
+		ret = pr_perror("%s: cannot connect it to %s", what, addr_str(e->dst.data, e->dst.len, a, sizeof(a)));
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+const struct fd_kind_ops inet_sk_fd_ops = {
+	.kind = FD_KIND__INET_SK,
+	.name = "inet socket",
+	.match = inet_match,
+	.dump = inet_dump,
+	.open = inet_open,
+};

@@ -1,0 +1,62 @@
+/* The socket options every kind of socket has (SOL_SOCKET). */
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "log.h"
+#include "sockets.h"
+#include "util.h"
+
+int sk_opts_dump(const struct fd_parms *p, SkOpts *o)
+{
+	struct timeval rt, st;
+	int v[5];
+	socklen_t l, lt = sizeof(struct timeval);
+	int opts[] = { SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF };
+
+	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
+		l = sizeof(int);
+		if (getsockopt(p->lfd, SOL_SOCKET, opts[i], &v[i], &l)) {
+			/* only some families have these */
+			if (errno == EOPNOTSUPP && opts[i] != SO_SNDBUF && opts[i] != SO_RCVBUF) {
+				v[i] = opts[i] == SO_PEEK_OFF ? -1 : 0;
+				continue;
+			}
+			return pr_perror("pid %d fd %d (%s): getsockopt %d", p->pid, p->fd, p->link, opts[i]);
+		}
+	}
+	if (getsockopt(p->lfd, SOL_SOCKET, SO_RCVTIMEO, &rt, &lt) ||
+	    getsockopt(p->lfd, SOL_SOCKET, SO_SNDTIMEO, &st, &lt))
+		return pr_perror("pid %d fd %d (%s): cannot read its timeouts", p->pid, p->fd, p->link);
+	sk_opts__init(o);
+	o->sndbuf = v[0];
+	o->rcvbuf = v[1];
+	o->passcred = v[2];
+	o->passsec = v[3];
+	o->peek_off = v[4];
+	o->rcvtimeo_us = rt.tv_sec * 1000000ULL + rt.tv_usec;
+	o->sndtimeo_us = st.tv_sec * 1000000ULL + st.tv_usec;
+	return 0;
+}
+
+int sk_opts_restore(int fd, const SkOpts *o, const char *what)
+{
+	struct timeval rt = { o->rcvtimeo_us / 1000000, o->rcvtimeo_us % 1000000 };
+	struct timeval st = { o->sndtimeo_us / 1000000, o->sndtimeo_us % 1000000 };
+	int snd = o->sndbuf / 2, rcv = o->rcvbuf / 2, cred = o->passcred, sec = o->passsec;
+
+	/* the kernel doubles what it is given; the FORCE forms pass the sysctl limits (root) */
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(int)) &&
+	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof(int)))
+		return pr_perror("%s: SO_SNDBUF %d", what, snd);
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(int)) &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(int)))
+		return pr_perror("%s: SO_RCVBUF %d", what, rcv);
+	if ((cred && setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &cred, sizeof(int))) ||
+	    (sec && setsockopt(fd, SOL_SOCKET, SO_PASSSEC, &sec, sizeof(int))) ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof(rt)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof(st)) ||
+	    (o->peek_off >= 0 && setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &o->peek_off, sizeof(int))))
+		return pr_perror("%s: cannot set its options", what);
+	return 0;
+}
