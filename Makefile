@@ -21,7 +21,9 @@ DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 WARN	:= -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 $(WARN) -D_GNU_SOURCE -Icriu-core/include -Iimages -I$(B)/gen -fno-strict-aliasing
-LDLIBS	:= -lprotobuf-c -lz
+NL_CFLAGS := $(shell pkg-config --cflags libnl-route-3.0 2>/dev/null || echo -I/usr/include/libnl3)
+CFLAGS	+= $(NL_CFLAGS)
+LDLIBS	:= -lprotobuf-c -lz -lnl-route-3 -lnl-3
 
 # ---- image schemas ----
 PROTOS		:= $(wildcard images/*.proto)

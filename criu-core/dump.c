@@ -64,7 +64,8 @@ static int write_images(struct dump_ctx *ctx)
 	int ret;
 
 	if ((ret = pstree_write(ctx)) || (ret = files_write(ctx)) || (ret = memfd_write(ctx)) ||
-	    (ret = ns_dump(ctx)) || (ret = cgroup_dump(ctx)) || (ret = mnt_dump(ctx)) || (ret = ipc_dump(ctx)))
+	    (ret = ns_dump(ctx)) || (ret = cgroup_dump(ctx)) || (ret = mnt_dump(ctx)) || (ret = ipc_dump(ctx)) ||
+	    (ret = net_dump(ctx)))
 		return ret;
 	/* last: its presence says the directory holds a complete dump */
 	return write_inventory(ctx);

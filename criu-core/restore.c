@@ -150,7 +150,7 @@ static int read_images(struct restore_ctx *ctx)
 	}
 	ctx->inv = (InventoryEntry *)m;
 
-	ret = pstree_read(ctx) ?: ns_read(ctx) ?: cgroup_read(ctx) ?: mnt_read(ctx);
+	ret = pstree_read(ctx) ?: ns_read(ctx) ?: cgroup_read(ctx) ?: mnt_read(ctx) ?: net_read(ctx);
 	if (ret)
 		return ret;
 
@@ -215,6 +215,8 @@ static void free_images(struct restore_ctx *ctx)
 	free(ctx->cgroups);
 	for (size_t i = 0; i < ctx->nr_mounts; i++)
 		img_free_msg(IMG_MNT, &ctx->mounts[i]->base);
+	if (ctx->net)
+		img_free_msg(IMG_NET, &ctx->net->base);
 	free(ctx->mounts);
 }
 
@@ -894,7 +896,7 @@ static int start_tasks(struct restore_ctx *ctx)
 		if (ptrace(PTRACE_SEIZE, t->host_pid, 0, SEIZE_OPTIONS | PTRACE_O_EXITKILL))
 			return pr_perror("pid %d: cannot trace the restoring task", t->pid);
 		t->traced = true;
-		if (!i && (ret = cgroup_attach(ctx, t->host_pid)))
+		if (!i && ((ret = cgroup_attach(ctx, t->host_pid)) || (ret = net_restore(ctx, t->host_pid))))
 			return ret;
 		if (write(t->sync[1], "g", 1) != 1)
 			return pr_perror("pid %d: cannot start the restoring task", t->pid);

@@ -28,6 +28,7 @@ const struct img_desc img_descs[IMG__MAX] = {
 	[IMG_MNT]	= { "mnt.img",		"MNT ", 1, &mount_entry__descriptor },
 	[IMG_TMPFS]	= { "tmpfs-%u.img",	"TMPF", 1, &fs_node_entry__descriptor },
 	[IMG_IPC]	= { "ipc.img",		"IPC ", 1, &ipc_entry__descriptor },
+	[IMG_NET]	= { "net.img",		"NET ", 1, &net_entry__descriptor },
 };
 
 struct img_hdr {

@@ -30,6 +30,7 @@
 #include "memfd.pb-c.h"
 #include "ns.pb-c.h"
 #include "ipc.pb-c.h"
+#include "net.pb-c.h"
 
 enum img_type {
 	IMG_INVENTORY,
@@ -47,6 +48,7 @@ enum img_type {
 	IMG_MNT,
 	IMG_TMPFS,
 	IMG_IPC,
+	IMG_NET,
 	IMG__MAX
 };
 

@@ -28,6 +28,11 @@ int ns_restore_root(struct restore_ctx *ctx);
 int ipc_dump(struct dump_ctx *ctx);
 int ipc_restore(struct restore_ctx *ctx);
 
+/* net.c: devices, addresses, routes, sysctls; cryo restores them once the root exists (pid) */
+int net_dump(struct dump_ctx *ctx);
+int net_read(struct restore_ctx *ctx);
+int net_restore(struct restore_ctx *ctx, pid_t pid);
+
 /* mnt.c: the mount tree as the tree's root sees it, tmpfs contents included */
 int mnt_dump(struct dump_ctx *ctx);
 int mnt_read(struct restore_ctx *ctx);

@@ -89,6 +89,7 @@ struct restore_ctx {
 	CgroupEntry **cgroups;		/* cgroup.c */
 	size_t nr_cgroups;
 	char **cg_made;			/* the cgroup directories cryo made, by index */
+	NetEntry *net;			/* net.c */
 	MountEntry **mounts;		/* mnt.c */
 	size_t nr_mounts;
 	char mnt_stage[64];		/* where the root builds the container's root */
