@@ -350,7 +350,10 @@ static int make_veths(struct restore_ctx *ctx, pid_t pid)
 		rtnl_link_set_mtu(l, le->peer_mtu);
 		rtnl_link_set_name(peer, le->name);
 		rtnl_link_set_ns_pid(peer, pid);
-		err = rtnl_link_add(host.sk, l, NLM_F_CREATE | NLM_F_EXCL);
+		/* the dumped namespace's pair goes away a moment after its last task */
+		for (int tries = 0; (err = rtnl_link_add(host.sk, l, NLM_F_CREATE | NLM_F_EXCL)) == -NLE_EXIST &&
+				    tries < 100; tries++)
+			usleep(50000);
 		rtnl_link_put(peer);
 		rtnl_link_veth_release(l);
 		if (err) {

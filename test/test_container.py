@@ -2,10 +2,12 @@
 cgroup, dumped with its namespaces and restored with the same shape: pids
 inside and outside, host name, mount tree, tmpfs and overlay files, cgroups
 with their limits, and services that carry on from their state."""
+import difflib
 import os
 import re
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -16,11 +18,11 @@ CGROOT = "/sys/fs/cgroup"
 
 
 class Container:
-    def __init__(self, kind, name):
-        self.kind, self.name = kind, name
+    def __init__(self, kind, name, ip=66):
+        self.kind, self.name, self.ip = kind, name, ip
         self.dir = ROOT / "build" / "ct" / name
-        r = subprocess.run([str(CONTAINER), "start", kind, name], capture_output=True, text=True,
-                           timeout=60)
+        r = subprocess.run([str(CONTAINER), "start", kind, name, "--ip", str(ip)], capture_output=True,
+                           text=True, timeout=60)
         assert r.returncode == 0, f"container start failed:\n{r.stderr}"
         self.pid = int(r.stdout.split()[-1])
 
@@ -62,8 +64,8 @@ class Container:
 def container():
     made = []
 
-    def start(kind, name):
-        c = Container(kind, name)
+    def start(kind, name, ip=66):
+        c = Container(kind, name, ip)
         made.append(c)
         return c
 
@@ -81,6 +83,36 @@ def wait_gone(pid, timeout=10):
 
 def read_counter(c):
     return int((c.dir / "upper" / "data" / "counter").read_text())
+
+
+def os_state(c):
+    """The OS container's shape, read inside it: what must not change."""
+    s = c.snapshot()
+    s["ip"] = re.sub(r"@if\d+", "@ifN", c.sh("ip addr; ip route; ip -6 route"))
+    s["sysctl"] = c.sh("cat /proc/sys/net/ipv4/ip_forward")
+    s["ipc"] = c.sh("/bin/ct-ipc show; cat /proc/sysvipc/shm /proc/sysvipc/msg /proc/sysvipc/sem | "
+                    "awk '{print $1, $2, $3, $4}'")
+    s["files"] = c.sh("cat /run/note /run/boot-note /shared/hello; ls -l /dev | cut -c1-10,35-")
+    return s
+
+
+def settle_dad(c):
+    """A new veth does IPv6 duplicate address detection for its link-local address first."""
+    for _ in range(50):
+        if "tentative" not in c.sh("ip -6 addr"):
+            return
+        time.sleep(0.1)
+
+
+def http_get(url):
+    return urllib.request.urlopen(url, timeout=5).read().decode()
+
+
+def shm_counter(c):
+    """The word ct-ipc keeps bumping in its SysV segment: it must still be the segment's."""
+    out = c.sh("od -An -tu4 -N4 /proc/$(pidof ct-ipc)/map_files/$(grep SYSV /proc/$(pidof ct-ipc)/maps | "
+               "cut -d' ' -f1)")
+    return int(out.split()[0])
 
 
 def test_app_container(container, images):
@@ -161,3 +193,40 @@ def test_container_missing_layer(container, images):
     restore(images)
     time.sleep(0.3)
     assert c.sh("cat /data/layer-note") == "from the second layer\n"
+
+
+def test_os_container(container, images):
+    """The OS container: busybox init and its services (a counter loop, httpd,
+    SysV and POSIX IPC), a veth on the host bridge with IPv4 and IPv6, tmpfs
+    and bind mounts, cgroup limits."""
+    c = container("os", "ctos")
+    time.sleep(1.5)
+    page = http_get(f"http://10.77.0.{c.ip}/")
+    settle_dad(c)
+    before, host_before = os_state(c), c.host_view()
+    assert "eth0" in before["ip"] and f"10.77.0.{c.ip}/24" in before["ip"] and "default via 10.77.0.1" in before["ip"]
+    shm_before = shm_counter(c)
+    dump(c.pid, images)
+    wait_gone(c.pid)
+    last = int((c.dir / "rootfs" / "var" / "counter").read_text())
+    restore(images)
+    time.sleep(0.5)
+    settle_dad(c)
+    after, host_after = os_state(c), c.host_view()
+    for k in before:
+        assert after[k] == before[k], f"{k} differs:\n" + "\n".join(
+            difflib.unified_diff(before[k].splitlines() if isinstance(before[k], str) else before[k],
+                                 after[k].splitlines() if isinstance(after[k], str) else after[k]))
+    assert host_after == host_before
+    # the services carry on from their state: the counter from its shell variable
+    now = int((c.dir / "rootfs" / "var" / "counter").read_text())
+    assert last < now < last + 20, (last, now)
+    time.sleep(0.5)
+    assert int((c.dir / "rootfs" / "var" / "counter").read_text()) > now
+    # ct-ipc writes into the very segment the IPC namespace has
+    s1 = shm_counter(c)
+    time.sleep(0.3)
+    assert shm_before <= s1 < shm_counter(c)
+    # httpd serves the same page at the same addresses, from the host
+    assert http_get(f"http://10.77.0.{c.ip}/") == page
+    assert http_get(f"http://[fd77::{c.ip}]/") == page
