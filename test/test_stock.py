@@ -177,3 +177,56 @@ def test_python_unix_socket_server_and_client(workload, images):
         s.settimeout(5)
         s.connect(str(w.cwd / "srv.sock"))
         assert s.recv(16) == b"hello"
+
+
+PY_INET = """
+import socket, threading, time
+tcp = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.bind(("::", 0))
+tcp.listen(7)
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 0))
+state = {"served": 0}
+
+def udp_echo():
+    while True:
+        data, peer = udp.recvfrom(64)
+        udp.sendto(b"udp " + data, peer)
+threading.Thread(target=udp_echo, daemon=True).start()
+print("READY", tcp.getsockname()[1], udp.getsockname()[1], flush=True)
+while True:
+    s, _ = tcp.accept()
+    state["served"] += 1
+    s.sendall(b"served %d" % state["served"])
+    s.close()
+"""
+
+
+def test_python_tcp_listener_and_udp(workload, images):
+    """python3 listening on TCP (IPv6, dual stack) and answering on a bound
+    UDP socket: after the restore both ports answer, with the count of
+    connections served kept in memory."""
+    import socket
+    w = workload(["/usr/bin/python3", "-c", PY_INET])
+    w.wait_ready()
+    tport, uport = map(int, w.output().split()[1:3])
+
+    def tcp_get():
+        with socket.create_connection(("127.0.0.1", tport), timeout=5) as s:
+            return s.recv(64)
+
+    assert tcp_get() == b"served 1"
+    assert tcp_get() == b"served 2"
+    cryolib.checkpoint(w, images)
+    cryolib.restore(images)
+    w.restored = True
+    assert tcp_get() == b"served 3"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(5)
+        u.sendto(b"ping", ("127.0.0.1", uport))
+        assert u.recv(64) == b"udp ping"
+    # the listen backlog: ss shows it as Send-Q of a listener
+    import subprocess
+    ss = subprocess.run(["ss", "-ltnH", f"sport = :{tport}"], capture_output=True, text=True).stdout.split()
+    assert ss[0] == "LISTEN" and ss[2] == "7", ss
