@@ -4,13 +4,14 @@
  * names. The mount tree is mnt.c's, the cgroups cgroup.c's.
  *
  * A container's tasks all share its namespaces; a task in other ones
- * (nested containers) is refused. User and time namespaces are not
- * handled yet and are refused too.
+ * (nested containers) is refused. User namespaces are not handled yet and
+ * are refused too.
  *
  * On restore cryo clones the root with the namespaces it needs (its pid 1
  * inside, its host pid outside), puts it into its cgroups, and the root
- * builds the rest in itself before it opens any file: the cgroup
- * namespace, the UTS names, the mount tree, the loopback device.
+ * builds the rest in itself before it opens any file: the time namespace
+ * with its offsets, the cgroup namespace, the UTS names, the IPC objects,
+ * the mount tree, the loopback device.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +41,7 @@ static const struct {
 	bool supported;
 } ns_kinds[] = {
 	{ "user", CLONE_NEWUSER, false },
-	{ "time", CLONE_NEWTIME, false },
+	{ "time", CLONE_NEWTIME, true },
 	{ "pid", CLONE_NEWPID, true },
 	{ "mnt", CLONE_NEWNS, true },
 	{ "net", CLONE_NEWNET, true },
@@ -195,6 +196,37 @@ int ns_leave(const char *name, int *saved)
 	return ret;
 }
 
+/* /proc/PID/timens_offsets: "monotonic S NS" and "boottime S NS" lines */
+static int dump_time_offsets(pid_t pid, NsEntry *e)
+{
+	_cleanup_free_ char *buf = NULL;
+	char path[64], *save = NULL;
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/timens_offsets", pid);
+	if ((ret = read_file(path, &buf, NULL))) {
+		pr_err("pid %d: cannot read its time namespace offsets: %s", pid, strerror(-ret));
+		return ret;
+	}
+	for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char clock[32];
+		long long sec, nsec;
+
+		if (sscanf(l, "%31s %lld %lld", clock, &sec, &nsec) != 3)
+			continue;
+		if (!strcmp(clock, "monotonic")) {
+			e->has_monotonic_sec = e->has_monotonic_nsec = true;
+			e->monotonic_sec = sec;
+			e->monotonic_nsec = nsec;
+		} else if (!strcmp(clock, "boottime")) {
+			e->has_boottime_sec = e->has_boottime_nsec = true;
+			e->boottime_sec = sec;
+			e->boottime_nsec = nsec;
+		}
+	}
+	return 0;
+}
+
 int ns_dump(struct dump_ctx *ctx)
 {
 	NsEntry e = NS_ENTRY__INIT;
@@ -216,6 +248,8 @@ int ns_dump(struct dump_ctx *ctx)
 		e.hostname = u.nodename;
 		e.domainname = u.domainname;
 	}
+	if ((ctx->ns_flags & CLONE_NEWTIME) && (ret = dump_time_offsets(ctx->tasks[0]->pid, &e)))
+		return ret;
 	img = img_create(ctx->dirfd, IMG_NS, 0);
 	if (!img)
 		return -EIO;
@@ -273,6 +307,35 @@ static int loopback_up(void)
 	return ret;
 }
 
+/*
+ * A time namespace takes its offsets before any task is in it: make it for
+ * the children, set them, then step into it (the vDSO's data follows).
+ */
+static int restore_time(const NsEntry *e)
+{
+	char buf[128];
+	int fd, n, ret = 0;
+
+	if (unshare(CLONE_NEWTIME))
+		return pr_perror("cannot make the container's time namespace");
+	n = snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n", (long long)e->monotonic_sec,
+		     (long long)e->monotonic_nsec, (long long)e->boottime_sec, (long long)e->boottime_nsec);
+	fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, buf, n) != n)
+		ret = pr_perror("cannot set the time namespace offsets (monotonic %llds, boottime %llds)",
+				(long long)e->monotonic_sec, (long long)e->boottime_sec);
+	if (fd >= 0)
+		close(fd);
+	if (ret)
+		return ret;
+	fd = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWTIME))
+		ret = pr_perror("cannot enter the container's time namespace");
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
 int ns_restore_root(struct restore_ctx *ctx)
 {
 	const NsEntry *e = ctx->ns;
@@ -280,6 +343,8 @@ int ns_restore_root(struct restore_ctx *ctx)
 
 	if (!e)
 		return 0;
+	if ((e->flags & CLONE_NEWTIME) && (ret = restore_time(e)))
+		return ret;
 	if ((e->flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP))
 		return pr_perror("cannot make the container's cgroup namespace");
 	if (e->flags & CLONE_NEWUTS) {

@@ -1,7 +1,8 @@
 /*
  * The sample application container's one process: a counter kept in
  * memory, written to a file every 100 ms through an fd held open (the
- * number at offset 0, and a line per second appended to a log).
+ * number at offset 0, and a line per second appended to a log: the number
+ * and CLOCK_MONOTONIC's seconds, as the vDSO gives them).
  *
  *   ct-counter FILE LOG
  *
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int main(int argc, char **argv)
@@ -35,8 +37,16 @@ int main(int argc, char **argv)
 
 		if (pwrite(fd, buf, len, 0) != len || ftruncate(fd, len))
 			return 1;
-		if (n % 10 == 0 && write(log, buf, len) != len)
-			return 1;
+		if (n % 10 == 0) {
+			struct timespec ts;
+			char line[64];
+			int ll;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ll = snprintf(line, sizeof(line), "%lu %ld\n", n, (long)ts.tv_sec);
+			if (write(log, line, ll) != ll)
+				return 1;
+		}
 		usleep(100000);
 	}
 }

@@ -57,7 +57,9 @@ class Container:
                   "cpu/cryo/%s/cpu.shares", "cpu/cryo/%s/cpu.cfs_quota_us"):
             limits[f] = open(f"{CGROOT}/{f % self.name}").read().strip()
         cg = open(f"/proc/{self.pid}/cgroup").read()
-        return {"nspid": nspid, "limits": limits, "cgroup": cg}
+        offsets = open(f"/proc/{self.pid}/timens_offsets").read()
+        assert "86400" in offsets, offsets
+        return {"nspid": nspid, "limits": limits, "cgroup": cg, "timens_offsets": offsets}
 
 
 @pytest.fixture
@@ -117,7 +119,7 @@ def shm_counter(c):
 
 def test_app_container(container, images):
     """The application container: one process on an overlay root, in its own
-    pid, mount, UTS, IPC, network and cgroup namespaces."""
+    pid, mount, UTS, IPC, network, cgroup and time namespaces."""
     c = container("app", "ctapp")
     time.sleep(0.5)
     before, host_before = c.snapshot(), c.host_view()
@@ -138,8 +140,14 @@ def test_app_container(container, images):
     # the counter carries on from its memory, not from 1
     now = read_counter(c)
     assert counted < now < counted + 30, (counted, now)
-    log = [int(x) for x in (c.dir / "upper" / "data" / "log").read_text().split()]
-    assert log == list(range(10, 10 * len(log) + 1, 10)), "the counter's log has a gap or restarted"
+    log = [list(map(int, l.split())) for l in (c.dir / "upper" / "data" / "log").read_text().splitlines()]
+    counts = [n for n, _ in log]
+    assert counts == list(range(10, 10 * len(log) + 1, 10)), "the counter's log has a gap or restarted"
+    # its clock, read through the vDSO, runs in its time namespace (a day ahead) before and after
+    host_mono = time.clock_gettime(time.CLOCK_MONOTONIC)
+    monos = [m for _, m in log]
+    assert all(host_mono + 86400 - 600 < m <= host_mono + 86400 + 1 for m in monos), (host_mono, monos)
+    assert monos == sorted(monos)
     # files in the overlay's upper layer and in a tmpfs are intact
     assert c.sh("cat /data/upper-note /data/layer-note /run/note") == \
         "written in the upper layer\nfrom the second layer\ntmpfs file of ctapp\n"
