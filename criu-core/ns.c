@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dump.h"
@@ -196,6 +197,57 @@ int ns_leave(const char *name, int *saved)
 	return ret;
 }
 
+/*
+ * The pid namespace's last pid, which only a process in it can read: a
+ * child of a helper that entered it. Being the newest there, its own pid P
+ * says it: every pid from the last one up to P was taken, so a cursor at
+ * P - 1 hands out the same next pid.
+ */
+static int dump_last_pid(pid_t root, NsEntry *e)
+{
+	char path[64];
+	int fd, st, pfd[2];
+	pid_t helper, got = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", root);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || pipe2(pfd, O_CLOEXEC)) {
+		int ret = pr_perror("pid %d: cannot reach its pid namespace", root);
+
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	helper = fork();
+	if (helper == 0) {
+		pid_t kid;
+
+		if (setns(fd, CLONE_NEWPID))
+			_exit(1);
+		kid = fork();
+		if (kid == 0) {
+			pid_t me = getpid();
+
+			_exit(write(pfd[1], &me, sizeof(me)) == sizeof(me) ? 0 : 1);
+		}
+		_exit(kid > 0 && waitpid(kid, &st, 0) == kid && WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : 1);
+	}
+	close(fd);
+	close(pfd[1]);
+	if (helper > 0 && (read(pfd[0], &got, sizeof(got)) != sizeof(got)))
+		got = 0;
+	close(pfd[0]);
+	if (helper > 0)
+		waitpid(helper, &st, 0);
+	if (got <= 1) {
+		pr_err("pid %d: cannot learn the last pid of its pid namespace", root);
+		return -EIO;
+	}
+	e->has_last_pid = true;
+	e->last_pid = got - 1;
+	return 0;
+}
+
 /* /proc/PID/timens_offsets: "monotonic S NS" and "boottime S NS" lines */
 static int dump_time_offsets(pid_t pid, NsEntry *e)
 {
@@ -249,6 +301,8 @@ int ns_dump(struct dump_ctx *ctx)
 		e.domainname = u.domainname;
 	}
 	if ((ctx->ns_flags & CLONE_NEWTIME) && (ret = dump_time_offsets(ctx->tasks[0]->pid, &e)))
+		return ret;
+	if ((ctx->ns_flags & CLONE_NEWPID) && (ret = dump_last_pid(ctx->tasks[0]->pid, &e)))
 		return ret;
 	img = img_create(ctx->dirfd, IMG_NS, 0);
 	if (!img)
@@ -336,6 +390,20 @@ static int restore_time(const NsEntry *e)
 	return ret;
 }
 
+/* in the pid namespace: clone3 with set_tid leaves the cursor where this puts it */
+static int set_last_pid(uint32_t last)
+{
+	char buf[16];
+	int n = snprintf(buf, sizeof(buf), "%u", last), fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+	int ret = 0;
+
+	if (fd < 0 || write(fd, buf, n) != n)
+		ret = pr_perror("cannot set the pid namespace's last pid to %u", last);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
 int ns_restore_root(struct restore_ctx *ctx)
 {
 	const NsEntry *e = ctx->ns;
@@ -344,6 +412,8 @@ int ns_restore_root(struct restore_ctx *ctx)
 	if (!e)
 		return 0;
 	if ((e->flags & CLONE_NEWTIME) && (ret = restore_time(e)))
+		return ret;
+	if (e->has_last_pid && (ret = set_last_pid(e->last_pid)))
 		return ret;
 	if ((e->flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP))
 		return pr_perror("cannot make the container's cgroup namespace");
