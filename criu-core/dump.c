@@ -93,6 +93,8 @@ static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 	t->parasite = NULL;
 	if (ret)
 		return ret;
+	if (t->core->task && t->core->task->creds)
+		ns_translate_creds(ctx, t->core->task->creds);
 	/* the tids the tree knows, inside its pid namespace */
 	for (size_t i = 0; i < t->core->n_threads; i++)
 		t->core->threads[i]->tid = t->vtids[i];

@@ -48,19 +48,19 @@ union semun {
 	unsigned short *array;
 };
 
-static IpcPermEntry *perm_entry(struct arena *a, const struct ipc_perm *p, int id)
+static IpcPermEntry *perm_entry(struct dump_ctx *ctx, const struct ipc_perm *p, int id)
 {
-	IpcPermEntry *e = arena_new(a, IpcPermEntry);
+	IpcPermEntry *e = arena_new(&ctx->arena, IpcPermEntry);
 
 	if (!e)
 		return NULL;
 	ipc_perm_entry__init(e);
 	e->key = p->__key;
 	e->id = id;
-	e->uid = p->uid;
-	e->gid = p->gid;
-	e->cuid = p->cuid;
-	e->cgid = p->cgid;
+	e->uid = ns_uid(ctx, p->uid);
+	e->gid = ns_gid(ctx, p->gid);
+	e->cuid = ns_uid(ctx, p->cuid);
+	e->cgid = ns_gid(ctx, p->cgid);
 	e->mode = p->mode & 0777;
 	return e;
 }
@@ -89,7 +89,7 @@ static int dump_shm(struct dump_ctx *ctx, struct img *img)
 
 		if (id < 0)
 			continue;
-		s.perm = perm_entry(&ctx->arena, &ds.shm_perm, id);
+		s.perm = perm_entry(ctx, &ds.shm_perm, id);
 		if (!s.perm)
 			return -ENOMEM;
 		s.size = ds.shm_segsz;
@@ -136,7 +136,7 @@ static int dump_msg(struct dump_ctx *ctx, struct img *img)
 
 		if (id < 0)
 			continue;
-		m.perm = perm_entry(&ctx->arena, &ds.msg_perm, id);
+		m.perm = perm_entry(ctx, &ds.msg_perm, id);
 		m.msgs = arena_array(&ctx->arena, SysvMsg *, ds.msg_qnum + 1);
 		if (!m.perm || !m.msgs)
 			return -ENOMEM;
@@ -179,7 +179,7 @@ static int dump_sem(struct dump_ctx *ctx, struct img *img)
 		if (id < 0)
 			continue;
 		vals = calloc(ds.sem_nsems + 1, sizeof(*vals));
-		s.perm = perm_entry(&ctx->arena, &ds.sem_perm, id);
+		s.perm = perm_entry(ctx, &ds.sem_perm, id);
 		s.values = arena_array(&ctx->arena, uint32_t, ds.sem_nsems + 1);
 		if (!vals || !s.perm || !s.values)
 			return -ENOMEM;
@@ -225,8 +225,8 @@ static int dump_one_mq(struct dump_ctx *ctx, struct img *img, const char *dir, c
 	}
 	m.name = arena_strdup(&ctx->arena, name);
 	m.mode = st.st_mode & 07777;
-	m.uid = st.st_uid;
-	m.gid = st.st_gid;
+	m.uid = ns_uid(ctx, st.st_uid);
+	m.gid = ns_gid(ctx, st.st_gid);
 	m.maxmsg = at.mq_maxmsg;
 	m.msgsize = at.mq_msgsize;
 	for (long i = 0; i < at.mq_curmsgs && !ret; i++) {
@@ -469,7 +469,7 @@ int ipc_restore(struct restore_ctx *ctx)
 
 	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWIPC))
 		return 0;
-	img = img_open(ctx->dirfd, IMG_IPC, 0, false);
+	img = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_IPC, 0, false);
 	if (!img)
 		return -EIO;
 	while ((ret = img_read(img, &msg)) == 1) {

@@ -573,7 +573,7 @@ static int premap_vma(struct restore_ctx *ctx, const struct rst_task *t, const V
 /* Read the pages image into the premapped VMAs, checking every chunk. */
 static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vma *rv, size_t nr)
 {
-	struct img *pages = img_open(ctx->dirfd, IMG_PAGES, t->pid, false);
+	struct img *pages = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_PAGES, t->pid, false);
 	uint64_t off = IMG_PAGES_HDR_LEN, t0 = now_ns();
 	size_t vi = 0;
 	int ret = 0;

@@ -199,7 +199,7 @@ int memfd_write(struct dump_ctx *ctx)
 
 static int fill_memfd(struct restore_ctx *ctx, const MemfdEntry *m, int fd)
 {
-	struct img *data = img_open(ctx->dirfd, IMG_MEMFD_DATA, m->id, false);
+	struct img *data = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_MEMFD_DATA, m->id, false);
 	_cleanup_free_ char *buf = malloc(COPY_CHUNK);
 	uint64_t off = IMG_PAGES_HDR_LEN;
 	int ret = 0;
@@ -281,7 +281,7 @@ static int create_deleted(const MemfdEntry *m)
 
 int memfd_restore(struct restore_ctx *ctx)
 {
-	struct img *img = img_open(ctx->dirfd, IMG_MEMFDS, 0, true);
+	struct img *img = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_MEMFDS, 0, true);
 	ProtobufCMessage *msg;
 	int ret;
 

@@ -189,6 +189,29 @@ static void parse_propagation(const char *optional, MountEntry *e)
 
 /* ---------------------------------------------------------------- dump */
 
+/* uid= and gid= options (tmpfs, devpts) as the tree's user namespace sees them */
+static char *ns_mount_options(struct dump_ctx *ctx, const char *opts)
+{
+	char *out = arena_alloc(&ctx->arena, strlen(opts) + 64), *o = out;
+	_cleanup_free_ char *copy = xstrdup(opts);
+	char *save = NULL;
+
+	if (!out || !copy)
+		return NULL;
+	*o = 0;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (o != out)
+			*o++ = ',';
+		if (!strncmp(t, "uid=", 4))
+			o += sprintf(o, "uid=%u", ns_uid(ctx, strtoul(t + 4, NULL, 10)));
+		else if (!strncmp(t, "gid=", 4))
+			o += sprintf(o, "gid=%u", ns_gid(ctx, strtoul(t + 4, NULL, 10)));
+		else
+			o += sprintf(o, "%s", t);
+	}
+	return out;
+}
+
 /* mountinfo lists parents first */
 static bool dump_find_parent_mount(const struct minfo *v, size_t i)
 {
@@ -243,13 +266,13 @@ static int dump_node(struct tmpfs_walk *w, int dirfd, const char *name, const ch
 
 	e.path = (char *)rel;
 	e.mode = st->st_mode;
-	e.uid = st->st_uid;
-	e.gid = st->st_gid;
+	e.uid = ns_uid(w->ctx, st->st_uid);
+	e.gid = ns_gid(w->ctx, st->st_gid);
 	e.has_mtime_ns = true;
 	e.mtime_ns = st->st_mtim.tv_sec * 1000000000ULL + st->st_mtim.tv_nsec;
 	if (other_fs) {
-		/* a mount point: another mount covers it; keep an empty directory */
-		e.mode = S_IFDIR | 0755;
+		/* a mount point: another mount covers it; keep an empty directory, or file */
+		e.mode = S_ISDIR(st->st_mode) ? S_IFDIR | 0755 : S_IFREG | 0644;
 		return img_write(w->img, &e.base);
 	}
 	if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
@@ -361,7 +384,11 @@ int mnt_dump(struct dump_ctx *ctx)
 		e.fstype = (char *)m->type;
 		e.source = (char *)m->source;
 		e.flags = parse_flags(m->mopts);
-		e.options = (char *)fs_options(m->sopts);
+		e.options = ns_mount_options(ctx, fs_options(m->sopts));
+		if (!e.options) {
+			ret = -ENOMEM;
+			break;
+		}
 		parse_propagation(m->optional, &e);
 		if (i && !dump_find_parent_mount(its, i)) {
 			pr_err("pid %d: mount %u at %s: its parent %u is not in its mount tree", root, m->id, m->mnt,
@@ -503,7 +530,7 @@ static void set_mtime(int top, const FsNodeEntry *e)
 
 static int restore_tmpfs(struct restore_ctx *ctx, const MountEntry *m, const char *target)
 {
-	struct img *img = img_open(ctx->dirfd, IMG_TMPFS, m->id, false);
+	struct img *img = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_TMPFS, m->id, false);
 	_cleanup_close_ int top = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	FsNodeEntry **nodes = NULL;
 	size_t n = 0;

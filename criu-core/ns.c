@@ -4,8 +4,8 @@
  * names. The mount tree is mnt.c's, the cgroups cgroup.c's.
  *
  * A container's tasks all share its namespaces; a task in other ones
- * (nested containers) is refused. User namespaces are not handled yet and
- * are refused too.
+ * (nested containers) is refused. In a user namespace, every uid and gid
+ * the images hold is the one seen inside it.
  *
  * On restore cryo clones the root with the namespaces it needs (its pid 1
  * inside, its host pid outside), puts it into its cgroups, and the root
@@ -14,12 +14,14 @@
  * the mount tree, the loopback device.
  */
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -41,7 +43,7 @@ static const struct {
 	uint32_t flag;
 	bool supported;
 } ns_kinds[] = {
-	{ "user", CLONE_NEWUSER, false },
+	{ "user", CLONE_NEWUSER, true },
 	{ "time", CLONE_NEWTIME, true },
 	{ "pid", CLONE_NEWPID, true },
 	{ "mnt", CLONE_NEWNS, true },
@@ -110,6 +112,58 @@ static int collect_vpids(struct dump_ctx *ctx)
 	return 0;
 }
 
+static int read_map(pid_t pid, const char *name, struct id_map *m, int *nr)
+{
+	_cleanup_free_ char *buf = NULL;
+	char path[64], *save = NULL;
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
+	if ((ret = read_file(path, &buf, NULL))) {
+		pr_err("pid %d: cannot read its %s: %s", pid, name, strerror(-ret));
+		return ret;
+	}
+	*nr = 0;
+	for (char *l = strtok_r(buf, "\n", &save); l && *nr < 16; l = strtok_r(NULL, "\n", &save))
+		if (sscanf(l, "%u %u %u", &m[*nr].first, &m[*nr].lower, &m[*nr].count) == 3)
+			(*nr)++;
+	return 0;
+}
+
+static uint32_t map_id(const struct id_map *m, int nr, uint32_t id)
+{
+	if (!nr)
+		return id;
+	for (int i = 0; i < nr; i++)
+		if (id >= m[i].lower && id - m[i].lower < m[i].count)
+			return m[i].first + (id - m[i].lower);
+	return 65534;	/* the overflow id, as the kernel shows it */
+}
+
+uint32_t ns_uid(const struct dump_ctx *ctx, uint32_t id)
+{
+	return map_id(ctx->uid_map, ctx->nr_uid_map, id);
+}
+
+uint32_t ns_gid(const struct dump_ctx *ctx, uint32_t id)
+{
+	return map_id(ctx->gid_map, ctx->nr_gid_map, id);
+}
+
+void ns_translate_creds(const struct dump_ctx *ctx, CredsEntry *c)
+{
+	c->uid = ns_uid(ctx, c->uid);
+	c->euid = ns_uid(ctx, c->euid);
+	c->suid = ns_uid(ctx, c->suid);
+	c->fsuid = ns_uid(ctx, c->fsuid);
+	c->gid = ns_gid(ctx, c->gid);
+	c->egid = ns_gid(ctx, c->egid);
+	c->sgid = ns_gid(ctx, c->sgid);
+	c->fsgid = ns_gid(ctx, c->fsgid);
+	for (size_t i = 0; i < c->n_groups; i++)
+		c->groups[i] = ns_gid(ctx, c->groups[i]);
+}
+
 int ns_collect(struct dump_ctx *ctx)
 {
 	pid_t root = ctx->tasks[0]->pid;
@@ -145,6 +199,13 @@ int ns_collect(struct dump_ctx *ctx)
 	}
 	if (ctx->ns_flags)
 		pr_info("pid %d has namespaces of its own (%#x)", root, ctx->ns_flags);
+	if (ctx->ns_flags & CLONE_NEWUSER) {
+		int ret = read_map(root, "uid_map", ctx->uid_map, &ctx->nr_uid_map) ?:
+			  read_map(root, "gid_map", ctx->gid_map, &ctx->nr_gid_map);
+
+		if (ret)
+			return ret;
+	}
 	return collect_vpids(ctx);
 }
 
@@ -279,6 +340,34 @@ static int dump_time_offsets(pid_t pid, NsEntry *e)
 	return 0;
 }
 
+static int maps_to_entries(struct dump_ctx *ctx, const struct id_map *m, int nr, IdMapEntry ***out, size_t *n)
+{
+	*out = arena_array(&ctx->arena, IdMapEntry *, nr + 1);
+	if (!*out)
+		return -ENOMEM;
+	for (int i = 0; i < nr; i++) {
+		IdMapEntry *e = arena_new(&ctx->arena, IdMapEntry);
+
+		if (!e)
+			return -ENOMEM;
+		id_map_entry__init(e);
+		e->first = m[i].first;
+		e->lower = m[i].lower;
+		e->count = m[i].count;
+		(*out)[i] = e;
+	}
+	*n = nr;
+	return 0;
+}
+
+static int dump_maps(struct dump_ctx *ctx, NsEntry *e)
+{
+	if (!(ctx->ns_flags & CLONE_NEWUSER))
+		return 0;
+	return maps_to_entries(ctx, ctx->uid_map, ctx->nr_uid_map, &e->uid_map, &e->n_uid_map) ?:
+	       maps_to_entries(ctx, ctx->gid_map, ctx->nr_gid_map, &e->gid_map, &e->n_gid_map);
+}
+
 int ns_dump(struct dump_ctx *ctx)
 {
 	NsEntry e = NS_ENTRY__INIT;
@@ -303,6 +392,8 @@ int ns_dump(struct dump_ctx *ctx)
 	if ((ctx->ns_flags & CLONE_NEWTIME) && (ret = dump_time_offsets(ctx->tasks[0]->pid, &e)))
 		return ret;
 	if ((ctx->ns_flags & CLONE_NEWPID) && (ret = dump_last_pid(ctx->tasks[0]->pid, &e)))
+		return ret;
+	if ((ret = dump_maps(ctx, &e)))
 		return ret;
 	img = img_create(ctx->dirfd, IMG_NS, 0);
 	if (!img)
@@ -340,9 +431,13 @@ int ns_read(struct restore_ctx *ctx)
 
 uint64_t ns_clone_flags(const struct restore_ctx *ctx)
 {
-	/* the cgroup namespace waits until the root is in its cgroups */
-	return ctx->ns ? ctx->ns->flags & (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS |
-					   CLONE_NEWIPC) : 0;
+	/*
+	 * The cgroup namespace waits until the root is in its cgroups, the time
+	 * namespace for its offsets. With a user namespace, the others made in
+	 * the same clone are its own.
+	 */
+	return ctx->ns ? ctx->ns->flags & (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
+					   CLONE_NEWUTS | CLONE_NEWIPC) : 0;
 }
 
 static int loopback_up(void)
@@ -404,6 +499,30 @@ static int set_last_pid(uint32_t last)
 	return ret;
 }
 
+static int write_map(pid_t pid, const char *name, IdMapEntry **m, size_t n)
+{
+	char path[64], buf[1024];
+	int fd, len = 0, ret = 0;
+
+	for (size_t i = 0; i < n && len < (int)sizeof(buf) - 40; i++)
+		len += snprintf(buf + len, sizeof(buf) - len, "%u %u %u\n", m[i]->first, m[i]->lower, m[i]->count);
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, buf, len) != len)
+		ret = pr_perror("cannot write the container's %s (%.*s)", name, (int)strcspn(buf, "\n"), buf);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+int ns_write_maps(struct restore_ctx *ctx, pid_t pid)
+{
+	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWUSER))
+		return 0;
+	return write_map(pid, "uid_map", ctx->ns->uid_map, ctx->ns->n_uid_map) ?:
+	       write_map(pid, "gid_map", ctx->ns->gid_map, ctx->ns->n_gid_map);
+}
+
 int ns_restore_root(struct restore_ctx *ctx)
 {
 	const NsEntry *e = ctx->ns;
@@ -411,6 +530,12 @@ int ns_restore_root(struct restore_ctx *ctx)
 
 	if (!e)
 		return 0;
+	/* cryo wrote the maps: become the container's root (its caps stay, ids now mapped) */
+	if ((e->flags & CLONE_NEWUSER) && (setresgid(0, 0, 0) || setgroups(0, NULL) || setresuid(0, 0, 0)))
+		return pr_perror("cannot become root in the container's user namespace");
+	/* changing ids made it undumpable: its /proc files would be the host root's */
+	if ((e->flags & CLONE_NEWUSER) && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
+		return pr_perror("PR_SET_DUMPABLE");
 	if ((e->flags & CLONE_NEWTIME) && (ret = restore_time(e)))
 		return ret;
 	if (e->has_last_pid && (ret = set_last_pid(e->last_pid)))

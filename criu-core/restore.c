@@ -153,6 +153,16 @@ static int read_images(struct restore_ctx *ctx)
 	ret = pstree_read(ctx) ?: ns_read(ctx) ?: cgroup_read(ctx) ?: mnt_read(ctx) ?: net_read(ctx);
 	if (ret)
 		return ret;
+	/*
+	 * In a user namespace only cryo, cloning the root, can choose a pid
+	 * outside the container: the others get whatever the host gives.
+	 */
+	if (ctx->ns && (ctx->ns->flags & CLONE_NEWUSER))
+		for (size_t i = 0; i < ctx->nr_tasks; i++) {
+			ctx->tasks[i]->pstree->n_host_threads = 0;
+			if (i)
+				ctx->tasks[i]->host_pid = 0;
+		}
 
 	img = img_open(ctx->dirfd, IMG_FILES, 0, false);
 	if (!img)
@@ -545,15 +555,53 @@ static int take_over(pid_t pid, bool reported)
 }
 
 /*
+ * Thread i of t as cryo sees it: the same tid outside a pid namespace, the
+ * dumped host tid where it was restored, 0 where it could not be (a user
+ * namespace's tasks cannot choose pids outside it).
+ */
+static pid_t known_host_tid(const struct restore_ctx *ctx, const struct rst_task *t, size_t i)
+{
+	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWPID))
+		return t->core->threads[i]->tid;
+	if (!i)
+		return t->host_pid;
+	return i < t->pstree->n_host_threads ? (pid_t)t->pstree->host_threads[i] : 0;
+}
+
+/* among host's children (or threads), the one whose innermost pid is ns_id; 0 if none */
+static pid_t find_by_nspid(pid_t host, bool children, pid_t ns_id)
+{
+	_cleanup_free_ pid_t *v = NULL;
+	int n = 0;
+
+	if ((children ? proc_list_children(host, &v, &n) : proc_list_threads(host, &v, &n)))
+		return 0;
+	for (int k = 0; k < n; k++) {
+		struct proc_status st;
+
+		if (proc_parse_status(v[k], &st))
+			continue;
+		proc_status_free(&st);
+		if (st.ns_pid == ns_id)
+			return v[k];
+	}
+	return 0;
+}
+
+/*
  * The other threads wait in pause() too, untraced: seize them. tids[0] is
  * the leader, taken over already.
  */
-static int take_over_threads(const struct rst_task *t, pid_t *tids)
+static int take_over_threads(const struct restore_ctx *ctx, const struct rst_task *t, pid_t *tids)
 {
 	tids[0] = t->host_pid;
 	for (size_t i = 1; i < t->core->n_threads; i++) {
-		tids[i] = i < t->pstree->n_host_threads ? (pid_t)t->pstree->host_threads[i] :
-			  (pid_t)t->core->threads[i]->tid;
+		tids[i] = known_host_tid(ctx, t, i) ?: find_by_nspid(t->host_pid, false, t->core->threads[i]->tid);
+		if (!tids[i]) {
+			pr_err("pid %d: its thread %u is not there", t->pid, t->core->threads[i]->tid);
+			release_threads(tids, 1, i);
+			return -ECHILD;
+		}
 		if (seize_task(tids[i], NULL, false)) {
 			release_threads(tids, 1, i);
 			return -ECHILD;
@@ -672,15 +720,14 @@ static int wait_restored(pid_t pid)
 }
 
 /* Every pid and tid of the task must be free before anything starts. */
-static int check_ids_free(const struct rst_task *t)
+static int check_ids_free(const struct restore_ctx *ctx, const struct rst_task *t)
 {
 	for (size_t i = 0; i < t->core->n_threads; i++) {
-		pid_t tid = i < t->pstree->n_host_threads ? (pid_t)t->pstree->host_threads[i] :
-			    (pid_t)t->core->threads[i]->tid;
+		pid_t tid = known_host_tid(ctx, t, i);
 		_cleanup_free_ char *comm = NULL;
 		char path[64], what[64];
 
-		if (kill(tid, 0) && errno == ESRCH)
+		if (!tid || (kill(tid, 0) && errno == ESRCH))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/comm", tid);
 		read_file(path, &comm, NULL);
@@ -879,10 +926,13 @@ static int start_tasks(struct restore_ctx *ctx)
 
 		if (t->zombie)
 			continue;
-		while (kill(t->host_pid, 0)) {
+		while (!t->host_pid || kill(t->host_pid, 0)) {
 			const struct rst_task *p = t->parent;
 
-			if (p ? task_gone(p->host_pid) : waitpid(t->host_pid, NULL, WNOHANG | __WALL) < 0) {
+			/* its pid outside could not be chosen: find it among its parent's children */
+			if (!t->host_pid && p && (t->host_pid = find_by_nspid(p->host_pid, true, t->pid)))
+				continue;
+			if (p ? task_gone(p->host_pid) : waitpid(ctx->tasks[0]->host_pid, NULL, WNOHANG | __WALL) < 0) {
 				/* it said why on its status pipe */
 				pr_err("pid %d: its parent %d is gone before creating it", t->pid, p ? p->pid : 0);
 				return -ECHILD;
@@ -896,7 +946,8 @@ static int start_tasks(struct restore_ctx *ctx)
 		if (ptrace(PTRACE_SEIZE, t->host_pid, 0, SEIZE_OPTIONS | PTRACE_O_EXITKILL))
 			return pr_perror("pid %d: cannot trace the restoring task", t->pid);
 		t->traced = true;
-		if (!i && ((ret = cgroup_attach(ctx, t->host_pid)) || (ret = net_restore(ctx, t->host_pid))))
+		if (!i && ((ret = ns_write_maps(ctx, t->host_pid)) || (ret = cgroup_attach(ctx, t->host_pid)) ||
+			   (ret = net_restore(ctx, t->host_pid))))
 			return ret;
 		if (write(t->sync[1], "g", 1) != 1)
 			return pr_perror("pid %d: cannot start the restoring task", t->pid);
@@ -923,7 +974,7 @@ static int finish_tasks(struct restore_ctx *ctx)
 			ret = take_over(t->host_pid, msg[0]);
 		if (!ret) {
 			t->tids = calloc(t->core->n_threads, sizeof(*t->tids));
-			ret = t->tids ? take_over_threads(t, t->tids) : -ENOMEM;
+			ret = t->tids ? take_over_threads(ctx, t, t->tids) : -ENOMEM;
 		}
 	}
 	if (ret)
@@ -955,7 +1006,7 @@ static int restore_tree(struct restore_ctx *ctx)
 
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
-			ret = check_ids_free(ctx->tasks[i]);
+			ret = check_ids_free(ctx, ctx->tasks[i]);
 		else if (ctx->tasks[i]->host_pid && (!kill(ctx->tasks[i]->host_pid, 0) || errno != ESRCH))
 			ret = -EEXIST, pr_err("pid %d (%s) is already in use: cannot restore it",
 					      ctx->tasks[i]->host_pid, ctx->tasks[i]->helper ?
@@ -963,6 +1014,12 @@ static int restore_tree(struct restore_ctx *ctx)
 	/* the root makes the objects tasks share, above every fd number they use */
 	if (!ret)
 		ret = files_plan(ctx);
+	/* the container's root may not open cryo's images: they are opened for it, above its fds */
+	if (!ret && ctx->ns && (ctx->ns->flags & CLONE_NEWUSER)) {
+		ret = img_preopen(ctx->dirfd, &ctx->pre_imgs, ctx->files_top);
+		for (size_t i = 0; i < ctx->pre_imgs.n; i++)
+			ctx->files_top = MAX(ctx->files_top, ctx->pre_imgs.v[i].fd + 1);
+	}
 	if (!ret)
 		ret = cgroup_prepare(ctx) ?: mnt_make_stage(ctx);
 	if (ret)
@@ -1039,6 +1096,7 @@ out_files:
 	files_close_all(ctx);
 	mnt_remove_stage(ctx);
 	cgroup_cleanup(ctx, ret != 0);
+	img_preopened_close(&ctx->pre_imgs);
 	return ret;
 }
 

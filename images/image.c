@@ -1,5 +1,6 @@
 #define LOG_PREFIX "image: "
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,16 +266,19 @@ static int img_check_hdr(struct img *img, int type, off_t size)
  * type its header names. Message images are read whole into img->data; for
  * pages the fd is left at the first page.
  */
-static struct img *img_load(int dirfd, const char *name, int type, bool optional)
+static struct img *img_load(int dirfd, const char *name, int type, bool optional, int fd)
 {
 	struct img *img = img_alloc(type < 0 ? 0 : type, name, false);
 	struct stat st;
 	size_t len;
 	int ret, t;
 
-	if (!img)
+	if (!img) {
+		if (fd >= 0)
+			close(fd);
 		return NULL;
-	img->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	}
+	img->fd = fd >= 0 ? fd : openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (img->fd < 0) {
 		ret = errno;
 		if (!(optional && ret == ENOENT))
@@ -328,12 +332,98 @@ struct img *img_open(int dirfd, enum img_type type, unsigned id, bool optional)
 	char name[64];
 
 	img_name(type, id, name, sizeof(name));
-	return img_load(dirfd, name, type, optional);
+	return img_load(dirfd, name, type, optional, -1);
 }
 
 struct img *img_open_path(int dirfd, const char *name)
 {
-	return img_load(dirfd, name, -1, false);
+	return img_load(dirfd, name, -1, false, -1);
+}
+
+int img_preopen(int dirfd, struct img_preopened *p, int min_fd)
+{
+	int dfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+	int ret = 0;
+
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return pr_perror("cannot list the image directory");
+	}
+	while (!ret && (de = readdir(d))) {
+		size_t nl = strlen(de->d_name);
+		void *nv;
+		int fd;
+
+		if (nl < 5 || nl >= sizeof(p->v[0].name) || strcmp(de->d_name + nl - 4, ".img"))
+			continue;
+		nv = realloc(p->v, (p->n + 1) * sizeof(*p->v));
+		if (!nv) {
+			ret = -ENOMEM;
+			break;
+		}
+		p->v = nv;
+		fd = openat(dirfd, de->d_name, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && min_fd > 0) {
+			int moved = fcntl(fd, F_DUPFD_CLOEXEC, min_fd);
+
+			close(fd);
+			fd = moved;
+		}
+		if (fd < 0) {
+			ret = pr_perror("cannot open image %s", de->d_name);
+			break;
+		}
+		snprintf(p->v[p->n].name, sizeof(p->v[p->n].name), "%s", de->d_name);
+		p->v[p->n++].fd = fd;
+	}
+	closedir(d);
+	return ret;
+}
+
+void img_preopened_close(struct img_preopened *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		close(p->v[i].fd);
+	free(p->v);
+	p->v = NULL;
+	p->n = 0;
+}
+
+struct img *img_open_pre(const struct img_preopened *p, int dirfd, enum img_type type, unsigned id, bool optional)
+{
+	char name[64];
+
+	if (!p || !p->n)
+		return img_open(dirfd, type, id, optional);
+	img_name(type, id, name, sizeof(name));
+	for (size_t i = 0; i < p->n; i++) {
+		int fd;
+
+		if (strcmp(p->v[i].name, name))
+			continue;
+		/*
+		 * A dup shares the offset: fine, as each image is read by one
+		 * process at a time, from a set position (message images are
+		 * read whole, pages with pread).
+		 */
+		fd = fcntl(p->v[i].fd, F_DUPFD_CLOEXEC, 0);
+		if (fd >= 0 && lseek(fd, 0, SEEK_SET) < 0) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd < 0) {
+			pr_perror("cannot reopen image %s", name);
+			return NULL;
+		}
+		return img_load(dirfd, name, type, optional, fd);
+	}
+	if (!optional)
+		pr_err("cannot open image %s: No such file or directory", name);
+	errno = ENOENT;
+	return NULL;
 }
 
 int img_read(struct img *img, ProtobufCMessage **msg)

@@ -92,6 +92,19 @@ struct img *img_open(int dirfd, enum img_type type, unsigned id, bool optional);
  * as by img_open. NULL on error (logged: not an image, truncated, ...).
  */
 struct img *img_open_path(int dirfd, const char *name);
+/*
+ * Every image of dirfd opened ahead (at fd numbers >= min_fd), for
+ * processes whose credentials will not let them open the files (a restored
+ * user namespace's); img_open_pre then takes them from there (or, with
+ * none, opens as img_open does).
+ */
+struct img_preopened {
+	size_t n;
+	struct { char name[64]; int fd; } *v;
+};
+int img_preopen(int dirfd, struct img_preopened *p, int min_fd);
+void img_preopened_close(struct img_preopened *p);
+struct img *img_open_pre(const struct img_preopened *p, int dirfd, enum img_type type, unsigned id, bool optional);
 /* Append one message; errors are reported by img_close. */
 int img_write(struct img *img, const ProtobufCMessage *msg);
 /* Read the next message: 1 and *msg set, 0 at the end, <0 on error (logged). */

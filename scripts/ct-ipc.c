@@ -6,6 +6,7 @@
  *
  *   ct-ipc          run the service
  *   ct-ipc show     print every object's state (contents included), one line each
+ *   ct-ipc counter  print the counter word the service keeps bumping in the segment
  *
  * Built static: it runs inside the busybox root file system.
  */
@@ -96,6 +97,17 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "show"))
 		return show();
+	if (argc > 1 && !strcmp(argv[1], "counter")) {
+		int id = shmget(SHM_KEY, 0, 0);
+		uint32_t *c = id < 0 ? (void *)-1 : shmat(id, NULL, SHM_RDONLY);
+
+		if (c == (void *)-1) {
+			perror("ct-ipc counter");
+			return 1;
+		}
+		printf("%u\n", *c);
+		return 0;
+	}
 	shm = shmget(SHM_KEY, SHM_SIZE, IPC_CREAT | 0640);
 	msq = msgget(MSG_KEY, IPC_CREAT | 0600);
 	sem = semget(SEM_KEY, 4, IPC_CREAT | 0660);

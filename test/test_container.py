@@ -18,18 +18,19 @@ CGROOT = "/sys/fs/cgroup"
 
 
 class Container:
-    def __init__(self, kind, name, ip=66):
-        self.kind, self.name, self.ip = kind, name, ip
+    def __init__(self, kind, name, ip=66, userns=False):
+        self.kind, self.name, self.ip, self.userns = kind, name, ip, userns
         self.dir = ROOT / "build" / "ct" / name
-        r = subprocess.run([str(CONTAINER), "start", kind, name, "--ip", str(ip)], capture_output=True,
-                           text=True, timeout=60)
+        r = subprocess.run([str(CONTAINER), "start", kind, name, "--ip", str(ip)] + ["--userns"] * userns,
+                           capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, f"container start failed:\n{r.stderr}"
         self.pid = int(r.stdout.split()[-1])
 
     def sh(self, script):
         """Run a busybox shell script inside the container; its stdout."""
-        r = subprocess.run(["nsenter", "-t", str(self.pid), "-p", "-m", "-u", "-i", "-n", "-C", "-r",
-                            "-w", "/bin/sh", "-c", script], capture_output=True, text=True, timeout=30)
+        r = subprocess.run(["nsenter", "-t", str(self.pid)] + ["-U"] * self.userns +
+                           ["-p", "-m", "-u", "-i", "-n", "-C", "-T", "-r", "-w", "/bin/sh", "-c", script],
+                           capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, f"in the container: {script!r} failed:\n{r.stderr}"
         return r.stdout
 
@@ -59,15 +60,19 @@ class Container:
         cg = open(f"/proc/{self.pid}/cgroup").read()
         offsets = open(f"/proc/{self.pid}/timens_offsets").read()
         assert "86400" in offsets, offsets
-        return {"nspid": nspid, "limits": limits, "cgroup": cg, "timens_offsets": offsets}
+        status = open(f"/proc/{self.pid}/status").read()
+        ids = [l for l in status.splitlines() if l.startswith(("Uid:", "Gid:"))]
+        maps = open(f"/proc/{self.pid}/uid_map").read() + open(f"/proc/{self.pid}/gid_map").read()
+        return {"nspid": nspid, "limits": limits, "cgroup": cg, "timens_offsets": offsets, "ids": ids,
+                "maps": maps}
 
 
 @pytest.fixture
 def container():
     made = []
 
-    def start(kind, name, ip=66):
-        c = Container(kind, name, ip)
+    def start(kind, name, ip=66, userns=False):
+        c = Container(kind, name, ip, userns)
         made.append(c)
         return c
 
@@ -112,9 +117,7 @@ def http_get(url):
 
 def shm_counter(c):
     """The word ct-ipc keeps bumping in its SysV segment: it must still be the segment's."""
-    out = c.sh("od -An -tu4 -N4 /proc/$(pidof ct-ipc)/map_files/$(grep SYSV /proc/$(pidof ct-ipc)/maps | "
-               "cut -d' ' -f1)")
-    return int(out.split()[0])
+    return int(c.sh("/bin/ct-ipc counter"))
 
 
 def test_app_container(container, images):
@@ -203,11 +206,14 @@ def test_container_missing_layer(container, images):
     assert c.sh("cat /data/layer-note") == "from the second layer\n"
 
 
-def test_os_container(container, images):
+@pytest.mark.parametrize("userns", [False, True], ids=["privileged", "unprivileged"])
+def test_os_container(container, images, userns):
     """The OS container: busybox init and its services (a counter loop, httpd,
     SysV and POSIX IPC), a veth on the host bridge with IPv4 and IPv6, tmpfs
-    and bind mounts, cgroup limits."""
-    c = container("os", "ctos")
+    and bind mounts, cgroup limits. Unprivileged: the same in a user
+    namespace whose root is host uid 100000, its /dev nodes bind-mounted
+    from the host."""
+    c = container("os", "ctuos" if userns else "ctos", ip=67 if userns else 66, userns=userns)
     time.sleep(1.5)
     page = http_get(f"http://10.77.0.{c.ip}/")
     settle_dad(c)
@@ -226,6 +232,9 @@ def test_os_container(container, images):
             difflib.unified_diff(before[k].splitlines() if isinstance(before[k], str) else before[k],
                                  after[k].splitlines() if isinstance(after[k], str) else after[k]))
     assert host_after == host_before
+    if userns:
+        assert host_after["ids"][0].split()[1:] == ["100000"] * 4, host_after["ids"]
+        assert host_after["maps"].split() == ["0", "100000", "65536"] * 2
     # the services carry on from their state: the counter from its shell variable
     now = int((c.dir / "rootfs" / "var" / "counter").read_text())
     assert last < now < last + 20, (last, now)

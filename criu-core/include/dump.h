@@ -75,6 +75,8 @@ struct dump_ctx {
 	size_t nr_memfds;
 
 	uint32_t ns_flags;		/* CLONE_NEW* of the namespaces the tree has of its own */
+	struct id_map { uint32_t first, lower, count; } uid_map[16], gid_map[16];
+	int nr_uid_map, nr_gid_map;	/* the tree's user namespace: 0, ids are cryo's */
 	char *freezer;			/* the frozen cgroup's directory, while frozen */
 
 	/* sk-unix.c: every unix socket sock_diag lists, read once */

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "image.h"
+
 struct dump_ctx;
 struct restore_ctx;
 
@@ -12,6 +14,11 @@ struct restore_ctx;
 int ns_collect(struct dump_ctx *ctx);
 /* the pid inside the tree's pid namespace of a pid or tid of the tree (cryo's view); 0 if none */
 pid_t dump_vpid(struct dump_ctx *ctx, pid_t pid);
+/* a uid or gid as cryo sees it, as the tree's user namespace sees it (65534 if unmapped) */
+uint32_t ns_uid(const struct dump_ctx *ctx, uint32_t id);
+uint32_t ns_gid(const struct dump_ctx *ctx, uint32_t id);
+/* the credentials of a task, made the tree's view */
+void ns_translate_creds(const struct dump_ctx *ctx, CredsEntry *c);
 /* ns.img: the flags and the UTS names */
 int ns_dump(struct dump_ctx *ctx);
 /* cryo's own namespace name (e.g. "uts") switched to pid's and back */
@@ -19,6 +26,8 @@ int ns_enter(pid_t pid, const char *name, int *saved);
 int ns_leave(const char *name, int *saved);
 
 int ns_read(struct restore_ctx *ctx);
+/* cryo: the user namespace's maps, for the root (pid) just cloned into it */
+int ns_write_maps(struct restore_ctx *ctx, pid_t pid);
 /* the CLONE_NEW* flags the root is cloned with */
 uint64_t ns_clone_flags(const struct restore_ctx *ctx);
 /* in the root, in its new namespaces: cgroup namespace, UTS, mounts, loopback */

@@ -93,6 +93,7 @@ struct restore_ctx {
 	MountEntry **mounts;		/* mnt.c */
 	size_t nr_mounts;
 	char mnt_stage[64];		/* where the root builds the container's root */
+	struct img_preopened pre_imgs;	/* a user namespace's: images its tasks read, opened by cryo */
 	struct arena arena;		/* messages read from the images */
 };
 
