@@ -120,17 +120,20 @@ def shm_counter(c):
     return int(c.sh("/bin/ct-ipc counter"))
 
 
-def test_app_container(container, images):
+@pytest.mark.parametrize("userns", [False, True], ids=["privileged", "unprivileged"])
+def test_app_container(container, images, userns):
     """The application container: one process on an overlay root, in its own
-    pid, mount, UTS, IPC, network, cgroup and time namespaces."""
-    c = container("app", "ctapp")
+    pid, mount, UTS, IPC, network, cgroup and time namespaces (and user
+    namespace, unprivileged)."""
+    name = "ctuapp" if userns else "ctapp"
+    c = container("app", name, userns=userns)
     time.sleep(0.5)
     before, host_before = c.snapshot(), c.host_view()
-    assert before["hostname"] == "app-ctapp"
+    assert before["hostname"] == f"app-{name}"
     dump(c.pid, images)
     wait_gone(c.pid)
     # the dump of a frozen container left the freezer thawed
-    assert open(f"{CGROOT}/freezer/cryo/ctapp/freezer.state").read().strip() == "THAWED"
+    assert open(f"{CGROOT}/freezer/cryo/{name}/freezer.state").read().strip() == "THAWED"
     counted = read_counter(c)
     time.sleep(0.3)
     assert read_counter(c) == counted, "the counter moved while the container was dumped"
@@ -153,7 +156,7 @@ def test_app_container(container, images):
     assert monos == sorted(monos)
     # files in the overlay's upper layer and in a tmpfs are intact
     assert c.sh("cat /data/upper-note /data/layer-note /run/note") == \
-        "written in the upper layer\nfrom the second layer\ntmpfs file of ctapp\n"
+        f"written in the upper layer\nfrom the second layer\ntmpfs file of {name}\n"
     assert c.sh("ls -l /dev/null /dev/zero | cut -c1-10") == "crw-rw-rw-\ncrw-rw-rw-\n"
 
 
