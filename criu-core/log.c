@@ -21,7 +21,8 @@ static struct {
 int log_init(int stderr_level, const char *path)
 {
 	lg.stderr_level = stderr_level;
-	clock_gettime(CLOCK_MONOTONIC, &lg.start);
+	/* not CLOCK_MONOTONIC: a task restored into a time namespace sees it shifted */
+	clock_gettime(CLOCK_REALTIME, &lg.start);
 	if (path) {
 		lg.file_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 		if (lg.file_fd < 0) {
@@ -89,7 +90,7 @@ void log_msg(int level, const char *prefix, const char *file, int line, const ch
 		struct timespec now;
 		long us;
 
-		clock_gettime(CLOCK_MONOTONIC, &now);
+		clock_gettime(CLOCK_REALTIME, &now);
 		us = (now.tv_sec - lg.start.tv_sec) * 1000000 + (now.tv_nsec - lg.start.tv_nsec) / 1000;
 		n = snprintf(out, sizeof(out), "(%3ld.%06ld) %d %-5s %s%s (%s:%d)\n", us / 1000000, us % 1000000,
 			     getpid(), level_name[level], prefix, msg, file, line);
