@@ -2,7 +2,8 @@
  * The sample container's IPC service: it makes a SysV shared memory
  * segment (attached, with a pattern and a counter it keeps bumping), a
  * message queue with messages in it, a semaphore set with values and a
- * POSIX message queue with a message, then runs forever.
+ * POSIX message queue with a message, and holds a pseudo-terminal of the
+ * container's devpts (window 33x77), then runs forever.
  *
  *   ct-ipc          run the service
  *   ct-ipc show     print every object's state (contents included), one line each
@@ -10,12 +11,14 @@
  *
  * Built static: it runs inside the busybox root file system.
  */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <mqueue.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
@@ -83,6 +86,15 @@ static int show(void)
 		return 1;
 	}
 	printf("mqueue %s messages %ld maxmsg %ld msgsize %ld\n", MQ_NAME, ma.mq_curmsgs, ma.mq_maxmsg, ma.mq_msgsize);
+	/* the service's pty, as a new open of its slave sees it */
+	int pt = open("/dev/pts/0", O_RDWR | O_NOCTTY);
+	struct winsize ws;
+
+	if (pt < 0 || ioctl(pt, TIOCGWINSZ, &ws) < 0) {
+		perror("pty /dev/pts/0");
+		return 1;
+	}
+	printf("pty /dev/pts/0 rows %u cols %u\n", ws.ws_row, ws.ws_col);
 	return 0;
 }
 
@@ -131,6 +143,17 @@ int main(int argc, char **argv)
 	}
 	semctl(sem, 0, SETALL, vals);
 	mq_send(mq, "posix message", 14, 5);
+	{
+		struct winsize ws = { .ws_row = 33, .ws_col = 77 };
+		int master = posix_openpt(O_RDWR | O_NOCTTY), slave = -1;
+
+		if (master >= 0 && !grantpt(master) && !unlockpt(master))
+			slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+		if (slave < 0 || ioctl(master, TIOCSWINSZ, &ws)) {
+			perror("ct-ipc: pty");
+			return 1;
+		}
+	}
 	counter = (volatile uint32_t *)p;
 	for (;;) {
 		(*counter)++;
