@@ -567,12 +567,36 @@ static int restore_tmpfs(struct restore_ctx *ctx, const MountEntry *m, const cha
 	return ret;
 }
 
-static int mount_one(struct restore_ctx *ctx, const MountEntry *m, const char *target)
+/*
+ * An earlier mount of the same peer group that m can be bound from (a peer
+ * of a shared mount is a bind of it): both binds of host directories, m's
+ * inside the other's. Its path under stage, or NULL.
+ */
+static const char *peer_of(struct restore_ctx *ctx, size_t i, const char *stage, char *buf, size_t len)
+{
+	const MountEntry *m = ctx->mounts[i];
+
+	if (!m->has_shared_group || !m->bind_source)
+		return NULL;
+	for (size_t j = 0; j < i; j++) {
+		const MountEntry *o = ctx->mounts[j];
+		size_t ol = o->bind_source ? strlen(o->bind_source) : 0;
+
+		if (!o->has_shared_group || o->shared_group != m->shared_group || !ol ||
+		    strncmp(m->bind_source, o->bind_source, ol) || (m->bind_source[ol] && m->bind_source[ol] != '/'))
+			continue;
+		snprintf(buf, len, "%s%s%s", stage, j ? o->mountpoint : "", m->bind_source + ol);
+		return buf;
+	}
+	return NULL;
+}
+
+static int mount_one(struct restore_ctx *ctx, const MountEntry *m, const char *target, const char *peer)
 {
 	unsigned long keep = m->flags & ~MS_RDONLY;
 
 	if (m->bind_source) {
-		if (mount(m->bind_source, target, NULL, MS_BIND, NULL))
+		if (mount(peer ? peer : m->bind_source, target, NULL, MS_BIND, NULL))
 			return pr_perror("cannot bind %s on %s (the container's %s)", m->bind_source, target,
 					 m->mountpoint);
 	} else if (mount(m->source, target, m->fstype, keep, m->options)) {
@@ -597,25 +621,25 @@ int mnt_restore(struct restore_ctx *ctx)
 	const char *stage = ctx->mnt_stage;
 	int ret = 0;
 
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-		return pr_perror("cannot make the new mount namespace private");
+	/*
+	 * Slaves of cryo's mounts: a bind of a host directory that was a
+	 * slave of a host peer group is one again; the rest is made private
+	 * or shared below, as it was.
+	 */
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL))
+		return pr_perror("cannot make the new mount namespace a slave of cryo's");
 	for (size_t i = 0; i < ctx->nr_mounts && !ret; i++) {
 		const MountEntry *m = ctx->mounts[i];
-		char target[PATH_MAX_LEN * 2];
+		char target[PATH_MAX_LEN * 2], peer[PATH_MAX_LEN * 2];
+		const char *from = peer_of(ctx, i, stage, peer, sizeof(peer));
+		unsigned long prop = m->propagation ? m->propagation : MS_PRIVATE;
 
 		snprintf(target, sizeof(target), "%s%s", stage, i ? m->mountpoint : "");
-		ret = mount_one(ctx, m, target);
-	}
-	for (size_t i = 0; i < ctx->nr_mounts && !ret; i++) {
-		const MountEntry *m = ctx->mounts[i];
-		char target[PATH_MAX_LEN * 2];
-
-		if (!m->propagation)
-			continue;
-		snprintf(target, sizeof(target), "%s%s", stage, i ? m->mountpoint : "");
-		if (mount(NULL, target, NULL, m->propagation, NULL))
+		ret = mount_one(ctx, m, target, from);
+		/* a peer bound from its group keeps it; a slave keeps its master */
+		if (!ret && !from && mount(NULL, target, NULL, prop, NULL))
 			ret = pr_perror("cannot make the container's %s %s", m->mountpoint,
-					m->propagation == MS_SHARED ? "shared" : "a slave");
+					prop == MS_SHARED ? "shared" : prop == MS_SLAVE ? "a slave" : "private");
 	}
 	/* pivot_root(".", "."): the old root ends up on top of the new one, and goes */
 	if (!ret && (chdir(stage) || syscall(SYS_pivot_root, ".", ".")))
