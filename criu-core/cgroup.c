@@ -380,25 +380,7 @@ int cgroup_dump(struct dump_ctx *ctx)
 
 int cgroup_read(struct restore_ctx *ctx)
 {
-	struct img *img = img_open(ctx->dirfd, IMG_CGROUP, 0, true);
-	ProtobufCMessage *m;
-	int ret;
-
-	if (!img)
-		return errno == ENOENT ? 0 : -EIO;
-	while ((ret = img_read(img, &m)) == 1) {
-		CgroupEntry **nv = xrealloc_array(ctx->cgroups, ctx->nr_cgroups + 1, sizeof(*nv));
-
-		if (!nv) {
-			img_free_msg(IMG_CGROUP, m);
-			ret = -ENOMEM;
-			break;
-		}
-		ctx->cgroups = nv;
-		ctx->cgroups[ctx->nr_cgroups++] = (CgroupEntry *)m;
-	}
-	img_close(img);
-	return ret;
+	return img_read_all(ctx->dirfd, IMG_CGROUP, 0, true, &ctx->cgroups, &ctx->nr_cgroups);
 }
 
 static int mkdir_p(const char *path, bool *made)

@@ -443,27 +443,11 @@ static int check_layers(const MountEntry *e)
 
 int mnt_read(struct restore_ctx *ctx)
 {
-	struct img *img;
-	ProtobufCMessage *m;
 	int ret;
 
 	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWNS))
 		return 0;
-	img = img_open(ctx->dirfd, IMG_MNT, 0, false);
-	if (!img)
-		return -EIO;
-	while ((ret = img_read(img, &m)) == 1) {
-		MountEntry **nv = xrealloc_array(ctx->mounts, ctx->nr_mounts + 1, sizeof(*nv));
-
-		if (!nv) {
-			img_free_msg(IMG_MNT, m);
-			ret = -ENOMEM;
-			break;
-		}
-		ctx->mounts = nv;
-		ctx->mounts[ctx->nr_mounts++] = (MountEntry *)m;
-	}
-	img_close(img);
+	ret = img_read_all(ctx->dirfd, IMG_MNT, 0, false, &ctx->mounts, &ctx->nr_mounts);
 	if (!ret && (!ctx->nr_mounts || strcmp(ctx->mounts[0]->mountpoint, "/"))) {
 		pr_err("mnt.img does not start with the root mount");
 		ret = -EINVAL;

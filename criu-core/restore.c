@@ -75,7 +75,6 @@ void *rst_area_alloc(struct rst_area *ra, size_t size)
 static int read_task_images(struct restore_ctx *ctx, struct rst_task *t)
 {
 	ProtobufCMessage *m;
-	struct img *img;
 	int ret;
 
 	if ((ret = img_read_one(ctx->dirfd, IMG_CORE, t->pid, &m)))
@@ -93,40 +92,8 @@ static int read_task_images(struct restore_ctx *ctx, struct rst_task *t)
 		return -EINVAL;
 	}
 
-	img = img_open(ctx->dirfd, IMG_PAGEMAP, t->pid, false);
-	if (!img)
-		return -EIO;
-	while ((ret = img_read(img, &m)) == 1) {
-		PagemapEntry **n = xrealloc_array(t->pagemap, t->nr_pagemap + 1, sizeof(*n));
-
-		if (!n) {
-			img_free_msg(IMG_PAGEMAP, m);
-			ret = -ENOMEM;
-			break;
-		}
-		t->pagemap = n;
-		t->pagemap[t->nr_pagemap++] = (PagemapEntry *)m;
-	}
-	img_close(img);
-	if (ret)
-		return ret;
-
-	img = img_open(ctx->dirfd, IMG_FDS, t->pid, false);
-	if (!img)
-		return -EIO;
-	while ((ret = img_read(img, &m)) == 1) {
-		FdEntry **n = xrealloc_array(t->fds, t->nr_fds + 1, sizeof(*n));
-
-		if (!n) {
-			img_free_msg(IMG_FDS, m);
-			ret = -ENOMEM;
-			break;
-		}
-		t->fds = n;
-		t->fds[t->nr_fds++] = (FdEntry *)m;
-	}
-	img_close(img);
-	return ret;
+	return img_read_all(ctx->dirfd, IMG_PAGEMAP, t->pid, false, &t->pagemap, &t->nr_pagemap) ?:
+	       img_read_all(ctx->dirfd, IMG_FDS, t->pid, false, &t->fds, &t->nr_fds);
 }
 
 static int read_images(struct restore_ctx *ctx)
@@ -164,21 +131,7 @@ static int read_images(struct restore_ctx *ctx)
 				ctx->tasks[i]->host_pid = 0;
 		}
 
-	img = img_open(ctx->dirfd, IMG_FILES, 0, false);
-	if (!img)
-		return -EIO;
-	while ((ret = img_read(img, &m)) == 1) {
-		FileEntry **n = xrealloc_array(ctx->files, ctx->nr_files + 1, sizeof(*n));
-
-		if (!n) {
-			img_free_msg(IMG_FILES, m);
-			ret = -ENOMEM;
-			break;
-		}
-		ctx->files = n;
-		ctx->files[ctx->nr_files++] = (FileEntry *)m;
-	}
-	img_close(img);
+	ret = img_read_all(ctx->dirfd, IMG_FILES, 0, false, &ctx->files, &ctx->nr_files);
 	for (size_t i = 0; !ret && i < ctx->nr_tasks; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = read_task_images(ctx, ctx->tasks[i]);

@@ -340,6 +340,32 @@ struct img *img_open_path(int dirfd, const char *name)
 	return img_load(dirfd, name, -1, false, -1);
 }
 
+int img_read_all(int dirfd, enum img_type type, unsigned id, bool optional, void *out, size_t *n)
+{
+	struct img *img = img_open(dirfd, type, id, optional);
+	ProtobufCMessage **v = NULL, *m;
+	int ret;
+
+	*(ProtobufCMessage ***)out = NULL;
+	*n = 0;
+	if (!img)
+		return optional && errno == ENOENT ? 0 : -EIO;
+	while ((ret = img_read(img, &m)) == 1) {
+		ProtobufCMessage **nv = realloc(v, (*n + 1) * sizeof(*v));
+
+		if (!nv) {
+			img_free_msg(type, m);
+			ret = -ENOMEM;
+			break;
+		}
+		v = nv;
+		v[(*n)++] = m;
+	}
+	img_close(img);
+	*(ProtobufCMessage ***)out = v;
+	return ret;
+}
+
 int img_preopen(int dirfd, struct img_preopened *p, int min_fd)
 {
 	int dfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);

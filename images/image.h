@@ -109,6 +109,12 @@ struct img *img_open_pre(const struct img_preopened *p, int dirfd, enum img_type
 int img_write(struct img *img, const ProtobufCMessage *msg);
 /* Read the next message: 1 and *msg set, 0 at the end, <0 on error (logged). */
 int img_read(struct img *img, ProtobufCMessage **msg);
+/*
+ * Every message of an image into a malloc'ed array: out is the address of
+ * a pointer to an array of message pointers (e.g. FileEntry ***). A missing
+ * optional image gives none. On error what was read is in *out, to free.
+ */
+int img_read_all(int dirfd, enum img_type type, unsigned id, bool optional, void *out, size_t *n);
 /* Read exactly one message (the whole image must be that one record). */
 int img_read_one(int dirfd, enum img_type type, unsigned id, ProtobufCMessage **msg);
 /* Flush (when writing) and close; returns <0 if any write failed. */
