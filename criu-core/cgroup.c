@@ -134,82 +134,99 @@ static bool has_ctrl(const char *ctrls, const char *c)
 
 /* ------------------------------------------------------------- freezer */
 
-static int freezer_set(const char *dir, const char *state)
+/*
+ * v1: freezer.state FROZEN/THAWED (FREEZING on the way); v2: cgroup.freeze
+ * 1/0, and cgroup.events says "frozen 1" once every task is.
+ */
+static int freezer_set(const char *dir, bool v2, bool frozen)
 {
 	char path[PATH_MAX_LEN + 32];
+	const char *val = v2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED");
 	int fd, ret = 0;
 
-	snprintf(path, sizeof(path), "%s/freezer.state", dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, v2 ? "cgroup.freeze" : "freezer.state");
 	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write_all(fd, state, strlen(state)))
-		ret = pr_perror("cannot write %s to %s", state, path);
+	if (fd < 0 || write_all(fd, val, strlen(val)))
+		ret = pr_perror("cannot write %s to %s", val, path);
 	if (fd >= 0)
 		close(fd);
 	return ret;
 }
 
-static int freezer_state(const char *dir, char *out, size_t len)
+/* 1 frozen, 0 not (yet), <0 error */
+static int freezer_frozen(const char *dir, bool v2)
 {
 	char path[PATH_MAX_LEN + 32];
 	_cleanup_free_ char *buf = NULL;
 	int ret;
 
-	snprintf(path, sizeof(path), "%s/freezer.state", dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, v2 ? "cgroup.events" : "freezer.state");
 	if ((ret = read_file(path, &buf, NULL)))
 		return ret;
-	buf[strcspn(buf, "\n")] = 0;
-	snprintf(out, len, "%s", buf);
+	if (v2)
+		return strstr(buf, "frozen 1") != NULL;
+	return !strncmp(buf, "FROZEN", 6);
+}
+
+/* the tree's own freezer cgroup: v1 if it has one, else v2; "" if none (ptrace alone then) */
+static int own_freezer(pid_t root, char *dir, size_t len, bool *v2)
+{
+	_cleanup_free_ struct cg_line *mine = NULL, *its = NULL;
+	int nm, ni, ret;
+
+	dir[0] = 0;
+	if ((ret = parse_cgroups(getpid(), &mine, &nm)))
+		return ret;
+	if (parse_cgroups(root, &its, &ni))
+		return 0;	/* no such process: seizing it says so */
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < ni; i++) {
+			bool own = strcmp(its[i].path, "/") != 0;
+
+			if (pass ? its[i].ctrls[0] != 0 : !has_ctrl(its[i].ctrls, "freezer"))
+				continue;
+			for (int k = 0; k < nm && own; k++)
+				own = strcmp(mine[k].ctrls, its[i].ctrls) || strcmp(mine[k].path, its[i].path);
+			if (!own)
+				break;		/* cryo's own, or the root: not this hierarchy */
+			*v2 = pass;
+			return cg_dir(its[i].ctrls, its[i].path, dir, len);
+		}
 	return 0;
 }
 
 int cgroup_freeze(struct dump_ctx *ctx, pid_t root)
 {
-	_cleanup_free_ struct cg_line *mine = NULL, *its = NULL;
-	int nm, ni, ret;
+	char dir[PATH_MAX_LEN];
+	bool v2 = false;
 	uint64_t deadline;
-	char dir[PATH_MAX_LEN] = "", state[32];
+	int ret = own_freezer(root, dir, sizeof(dir), &v2);
 
-	if ((ret = parse_cgroups(getpid(), &mine, &nm)))
+	if (ret || !dir[0])
 		return ret;
-	if (parse_cgroups(root, &its, &ni))
-		return 0;	/* no such process: seizing it says so */
-	for (int i = 0; i < ni; i++) {
-		if (!has_ctrl(its[i].ctrls, "freezer"))
-			continue;
-		for (int k = 0; k < nm; k++)
-			if (!strcmp(mine[k].ctrls, its[i].ctrls) && !strcmp(mine[k].path, its[i].path))
-				return 0;	/* cryo's own: the tree is frozen with ptrace alone */
-		if (!strcmp(its[i].path, "/"))
-			return 0;
-		if ((ret = cg_dir(its[i].ctrls, its[i].path, dir, sizeof(dir))))
-			return ret;
-		break;
+	if ((ret = freezer_frozen(dir, v2)) != 0) {
+		if (ret > 0)
+			pr_err("cgroup %s is frozen already: cryo freezes a running container only", dir);
+		return ret > 0 ? -EBUSY : ret;
 	}
-	if (!dir[0])
-		return 0;
-	if ((ret = freezer_state(dir, state, sizeof(state))))
-		return ret;
-	if (strcmp(state, "THAWED")) {
-		pr_err("cgroup %s is %s already: cryo freezes a running container only", dir, state);
-		return -EBUSY;
-	}
-	if ((ret = freezer_set(dir, "FROZEN")))
+	if ((ret = freezer_set(dir, v2, true)))
 		return ret;
 	ctx->freezer = xstrdup(dir);
+	ctx->freezer_v2 = v2;
 	if (!ctx->freezer) {
-		freezer_set(dir, "THAWED");
+		freezer_set(dir, v2, false);
 		return -ENOMEM;
 	}
 	deadline = now_ns() + 10ULL * 1000000000;
-	while (!(ret = freezer_state(dir, state, sizeof(state))) && strcmp(state, "FROZEN")) {
+	while ((ret = freezer_frozen(dir, v2)) == 0) {
 		if (now_ns() > deadline) {
-			pr_err("cgroup %s did not freeze within 10 s (%s)", dir, state);
+			pr_err("cgroup %s did not freeze within 10 s", dir);
 			ret = -ETIMEDOUT;
 			break;
 		}
 		usleep(1000);
 	}
-	if (ret) {
+	if (ret < 0) {
 		cgroup_thaw(ctx);
 		return ret;
 	}
@@ -223,7 +240,7 @@ int cgroup_thaw(struct dump_ctx *ctx)
 
 	if (!ctx->freezer)
 		return 0;
-	ret = freezer_set(ctx->freezer, "THAWED");
+	ret = freezer_set(ctx->freezer, ctx->freezer_v2, false);
 	if (!ret)
 		pr_info("thawed cgroup %s", ctx->freezer);
 	free(ctx->freezer);

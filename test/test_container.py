@@ -255,3 +255,27 @@ def test_os_container(container, images, userns):
     # httpd serves the same page at the same addresses, from the host
     assert http_get(f"http://10.77.0.{c.ip}/") == page
     assert http_get(f"http://[fd77::{c.ip}]/") == page
+
+
+def test_process_frozen_through_cgroup_v2(workload, images):
+    """A process in a cgroup v2 of its own (and in no v1 freezer cgroup of
+    its own) is frozen through cgroup.freeze for the dump, thawed after."""
+    v2 = f"{CGROOT}/unified"
+    if not os.path.exists(f"{v2}/cgroup.procs"):
+        pytest.skip("no cgroup v2 hierarchy")
+    cg = f"{v2}/cryo-test-{os.getpid()}"
+    os.makedirs(cg, exist_ok=True)
+    try:
+        w = workload(["/bin/sleep", "1000"])
+        time.sleep(0.2)
+        open(f"{cg}/cgroup.procs", "w").write(str(w.pid))
+        cryo("dump", "-t", w.pid, "-D", images, "-R", "-o", "dump.log", "-v4")
+        log = (images / "dump.log").read_text()
+        assert f"froze cgroup {cg}" in log and f"thawed cgroup {cg}" in log, log[-2000:]
+        assert open(f"{cg}/cgroup.freeze").read().strip() == "0"
+        assert "frozen 0" in open(f"{cg}/cgroup.events").read()
+        assert os.path.exists(f"/proc/{w.pid}")
+    finally:
+        for p in open(f"{cg}/cgroup.procs").read().split():
+            open(f"{v2}/cgroup.procs", "w").write(p)
+        os.rmdir(cg)

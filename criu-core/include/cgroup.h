@@ -9,8 +9,9 @@ struct dump_ctx;
 struct restore_ctx;
 
 /*
- * Freeze the v1 freezer cgroup of root if it is the tree's own (not "/",
- * not cryo's); ctx->freezer is then its directory. Nothing to do otherwise.
+ * Freeze the freezer cgroup of root if it is the tree's own (not "/", not
+ * cryo's): v1's freezer hierarchy if it is in one, else cgroup v2's.
+ * ctx->freezer is then its directory. Nothing to do otherwise.
  */
 int cgroup_freeze(struct dump_ctx *ctx, pid_t root);
 int cgroup_thaw(struct dump_ctx *ctx);

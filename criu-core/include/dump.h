@@ -78,6 +78,7 @@ struct dump_ctx {
 	struct id_map { uint32_t first, lower, count; } uid_map[16], gid_map[16];
 	int nr_uid_map, nr_gid_map;	/* the tree's user namespace: 0, ids are cryo's */
 	char *freezer;			/* the frozen cgroup's directory, while frozen */
+	bool freezer_v2;		/* it is cgroup v2's (cgroup.freeze) */
 
 	/* sk-unix.c: every unix socket sock_diag lists, read once */
 	struct unix_sk_info *unix_sks;
