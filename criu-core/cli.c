@@ -38,6 +38,7 @@ static void usage(FILE *f)
 "Options:\n"
 "  -t, --tree PID         the process to dump\n"
 "      --cgroup DIR       dump: the tree in this cgroup directory (a container's)\n"
+"      --tcp-established  dump: established TCP connections too (TCP repair)\n"
 "  -D, --images-dir DIR   image directory (default: .)\n"
 "  -W, --work-dir DIR     where -o and --pidfile paths are relative to (default: -D)\n"
 "  -o, --log-file FILE    write a full debug log to FILE\n"
@@ -74,7 +75,7 @@ static char *work_path(const struct cryo_opts *o, const char *p)
 	return out;
 }
 
-enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP };
+enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED };
 
 int main(int argc, char **argv)
 {
@@ -90,6 +91,7 @@ int main(int argc, char **argv)
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "feature", required_argument, NULL, OPT_FEATURE },
 		{ "cgroup", required_argument, NULL, OPT_CGROUP },
+		{ "tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -141,6 +143,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_CGROUP:
 			o.cgroup = optarg;
+			break;
+		case OPT_TCP_ESTABLISHED:
+			o.tcp_established = true;
 			break;
 		case 'V':
 			printf("Version: %s\n", CRYO_VERSION);

@@ -395,6 +395,9 @@ int cmd_dump(struct cryo_opts *o)
 	ret = seize_all(&ctx, root);
 	if (!ret)
 		ret = dump_tree(&ctx);
+	/* connections leave repair mode before their tasks run again */
+	if (ret || o->leave_running)
+		inet_dump_finish(&ctx, true);
 	if (ret) {
 		size_t n = release_tree(&ctx);
 
@@ -413,6 +416,7 @@ int cmd_dump(struct cryo_opts *o)
 	if (!ret)
 		pr_info("dumped pid %d (%zu processes) to %s in %lu ms", root, ctx.nr_tasks,
 			o->images_dir, (now_ns() - t0) / 1000000);
+	inet_dump_finish(&ctx, false);
 	files_release(&ctx);
 	free_tree(&ctx);
 	free(ctx.memfds);

@@ -493,6 +493,9 @@ int files_open_all(struct restore_ctx *ctx)
 				return ret;
 		}
 	}
+	for (size_t i = 0; i < ARRAY_SIZE(fd_kinds); i++)
+		if (fd_kinds[i]->open_done && (ret = fd_kinds[i]->open_done(ctx)))
+			return ret;
 	return 0;
 }
 

@@ -1,9 +1,15 @@
 /*
- * TCP and UDP sockets, IPv4 and IPv6, that hold no connection state yet:
- * a listening TCP socket with nothing in its accept queue, a socket that
- * is only bound (or not even), a UDP socket connected to an address. A
- * TCP connection (established, or waiting in a listener's queue) needs
- * TCP repair and is refused for now, naming both ends.
+ * TCP and UDP sockets, IPv4 and IPv6: a listening TCP socket with nothing
+ * in its accept queue, a socket that is only bound (or not even), a UDP
+ * socket connected to an address, and (with --tcp-established) an
+ * established TCP connection, read and rebuilt in TCP repair mode: its
+ * sequence numbers, both queues, window and options. Connections waiting
+ * in a listener's queue and other TCP states are refused, naming both ends.
+ *
+ * A dumped connection stays in repair mode in cryo's hands: when the task
+ * is killed after the dump its socket goes silently, with no FIN or RST
+ * for the peer; if the task runs on, repair mode ends without a window
+ * probe (inet_dump_finish).
  *
  * The listen backlog comes from sock_diag (inet_diag), asked in the
  * socket's own network namespace. On restore the root, which is in the
@@ -13,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -119,6 +126,108 @@ static bool opt_on(int fd, int level, int opt)
 	return !getsockopt(fd, level, opt, &v, &l) && v;
 }
 
+/* one queue's sequence number and bytes, in repair mode */
+static int peek_queue(int fd, int queue, uint32_t *seq, ProtobufCBinaryData *data, struct arena *a)
+{
+	int len = 0;
+	socklen_t l = sizeof(*seq);
+
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)) ||
+	    getsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, seq, &l) ||
+	    ioctl(fd, queue == TCP_RECV_QUEUE ? SIOCINQ : SIOCOUTQ, &len))
+		return -errno;
+	data->len = 0;
+	data->data = arena_alloc(a, len + 1);
+	if (!data->data)
+		return -ENOMEM;
+	if (len && recv(fd, data->data, len, MSG_PEEK | MSG_DONTWAIT) != len)
+		return errno ? -errno : -EIO;
+	data->len = len;
+	return 0;
+}
+
+static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpStreamEntry **out, const char *src,
+			   const char *dst)
+{
+	TcpStreamEntry *t = arena_new(&ctx->arena, TcpStreamEntry);
+	struct tcp_info ti;
+	struct tcp_repair_window w;
+	socklen_t l = sizeof(ti);
+	int on = 1, unsent = 0, cork = 0, ret, *nv;
+
+	if (!t)
+		return -ENOMEM;
+	tcp_stream_entry__init(t);
+	if (getsockopt(p->lfd, SOL_TCP, TCP_INFO, &ti, &l))
+		return pr_perror("pid %d fd %d: TCP_INFO", p->pid, p->fd);
+	if (ti.tcpi_state != TCP_ESTABLISHED) {
+		pr_err("pid %d fd %d: TCP connection %s -> %s is in state %u, only established ones are supported yet",
+		       p->pid, p->fd, src, dst, ti.tcpi_state);
+		return -ENOTSUP;
+	}
+	if (setsockopt(p->lfd, SOL_TCP, TCP_REPAIR, &on, sizeof(on)))
+		return pr_perror("pid %d fd %d: cannot put TCP connection %s -> %s in repair mode", p->pid, p->fd,
+				 src, dst);
+	/* from here on it leaves repair mode only through inet_dump_finish */
+	nv = xrealloc_array(ctx->tcp_repaired, ctx->nr_tcp_repaired + 1, sizeof(*nv));
+	if (!nv || (nv[ctx->nr_tcp_repaired] = fcntl(p->lfd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		if (nv)
+			ctx->tcp_repaired = nv;
+		l = 0;
+		setsockopt(p->lfd, SOL_TCP, TCP_REPAIR, &l, sizeof(int));
+		return -ENOMEM;
+	}
+	ctx->tcp_repaired = nv;
+	ctx->nr_tcp_repaired++;
+	l = sizeof(int);
+	ret = peek_queue(p->lfd, TCP_RECV_QUEUE, &t->inq_seq, &t->inq, &ctx->arena) ?:
+	      peek_queue(p->lfd, TCP_SEND_QUEUE, &t->outq_seq, &t->outq, &ctx->arena);
+	if (!ret && ioctl(p->lfd, SIOCOUTQNSD, &unsent))
+		ret = -errno;
+	l = sizeof(w);
+	if (!ret && getsockopt(p->lfd, SOL_TCP, TCP_REPAIR_WINDOW, &w, &l))
+		ret = -errno;
+	l = sizeof(int);
+	if (!ret && (getsockopt(p->lfd, SOL_TCP, TCP_MAXSEG, &t->mss, &l) ||
+		     getsockopt(p->lfd, SOL_TCP, TCP_TIMESTAMP, &t->timestamp, &l) ||
+		     getsockopt(p->lfd, SOL_TCP, TCP_CORK, &cork, &l)))
+		ret = -errno;
+	if (ret) {
+		errno = -ret;
+		return pr_perror("pid %d fd %d: cannot read TCP connection %s -> %s", p->pid, p->fd, src, dst);
+	}
+	t->unsent = unsent;
+	t->options = ti.tcpi_options;
+	t->snd_wscale = ti.tcpi_snd_wscale;
+	t->rcv_wscale = ti.tcpi_rcv_wscale;
+	t->snd_wl1 = w.snd_wl1;
+	t->snd_wnd = w.snd_wnd;
+	t->max_window = w.max_window;
+	t->rcv_wnd = w.rcv_wnd;
+	t->rcv_wup = w.rcv_wup;
+	t->has_cork = true;
+	t->cork = cork;
+	pr_debug("pid %d fd %d: TCP %s -> %s: %zu bytes to read, %zu to send (%u unsent)", p->pid, p->fd, src, dst,
+		 t->inq.len, t->outq.len, t->unsent);
+	*out = t;
+	return 0;
+}
+
+void inet_dump_finish(struct dump_ctx *ctx, bool resumed)
+{
+	int off = TCP_REPAIR_OFF_NO_WP;
+
+	for (size_t i = 0; i < ctx->nr_tcp_repaired; i++) {
+		/* killed tasks: closing it in repair mode sends nothing to the peer */
+		if (resumed && setsockopt(ctx->tcp_repaired[i], SOL_TCP, TCP_REPAIR, &off, sizeof(off)))
+			pr_perror("cannot take a TCP connection out of repair mode");
+		close(ctx->tcp_repaired[i]);
+	}
+	free(ctx->tcp_repaired);
+	ctx->tcp_repaired = NULL;
+	ctx->nr_tcp_repaired = 0;
+}
+
 static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe)
 {
 	InetSkEntry *e = arena_new(&ctx->arena, InetSkEntry);
@@ -146,9 +255,14 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 	connected = !getpeername(p->lfd, (struct sockaddr *)&dst, &dl);
 	listening = opt_on(p->lfd, SOL_SOCKET, SO_ACCEPTCONN);
 	if (connected && type == SOCK_STREAM) {
-		pr_err("pid %d fd %d: TCP connection %s -> %s: established connections are not supported yet",
-		       p->pid, p->fd, addr_str(&src, sl, a, sizeof(a)), addr_str(&dst, dl, b, sizeof(b)));
-		return -ENOTSUP;
+		if (!ctx->opts->tcp_established) {
+			pr_err("pid %d fd %d: TCP connection %s -> %s is established: dump with --tcp-established to keep it",
+			       p->pid, p->fd, addr_str(&src, sl, a, sizeof(a)), addr_str(&dst, dl, b, sizeof(b)));
+			return -ENOTSUP;
+		}
+		if ((ret = dump_tcp_stream(ctx, p, &e->tcp, addr_str(&src, sl, a, sizeof(a)),
+					   addr_str(&dst, dl, b, sizeof(b)))))
+			return ret;
 	}
 	e->family = family;
 	e->type = type;
@@ -214,6 +328,112 @@ static bool port_set(const ProtobufCBinaryData *a)
 	return a->len >= sizeof(*in) && in->sin_port != 0;
 }
 
+static int send_queue(int fd, const uint8_t *p, size_t len)
+{
+	while (len) {
+		struct pollfd pf = { .fd = fd, .events = POLLOUT };
+		ssize_t n = send(fd, p, len, MSG_DONTWAIT);
+
+		if (n < 0 && errno == EAGAIN && poll(&pf, 1, 10000) > 0)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * In repair mode (since before bind): the sequence numbers, then connect (no packet goes out),
+ * the options, both queues, the window. It stays in repair mode until
+ * every socket is made (inet_open_done).
+ */
+static int restore_tcp_stream(int fd, const InetSkEntry *e, const char *what)
+{
+	const TcpStreamEntry *t = e->tcp;
+	int q, sent = t->outq.len - t->unsent;
+	uint32_t inseq = t->inq_seq - t->inq.len, outseq = t->outq_seq - t->outq.len;
+	struct tcp_repair_opt opts[4];
+	struct tcp_repair_window w = { t->snd_wl1, t->snd_wnd, t->max_window, t->rcv_wnd, t->rcv_wup };
+	int nopts = 0;
+	char a[80];
+
+	if (t->unsent > t->outq.len) {
+		pr_err("%s: its image says more bytes are unsent than queued", what);
+		return -EINVAL;
+	}
+	opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_MAXSEG, t->mss };
+	if (t->options & TCPI_OPT_WSCALE)
+		opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_WINDOW, t->snd_wscale | (t->rcv_wscale << 16) };
+	if (t->options & TCPI_OPT_SACK)
+		opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_SACK_PERMITTED, 0 };
+	if (t->options & TCPI_OPT_TIMESTAMPS)
+		opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_TIMESTAMP, 0 };
+	q = TCP_RECV_QUEUE;
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
+	    setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, &inseq, sizeof(inseq)))
+		return pr_perror("%s: cannot set its receive sequence", what);
+	q = TCP_SEND_QUEUE;
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
+	    setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, &outseq, sizeof(outseq)))
+		return pr_perror("%s: cannot set its send sequence", what);
+	if (connect(fd, (const void *)e->dst.data, e->dst.len))
+		return pr_perror("%s: cannot connect it again to %s", what,
+				 addr_str(e->dst.data, e->dst.len, a, sizeof(a)));
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_OPTIONS, opts, nopts * sizeof(opts[0])))
+		return pr_perror("%s: cannot set its options (mss %u, window scale %u/%u)", what, t->mss,
+				 t->snd_wscale, t->rcv_wscale);
+	if ((t->options & TCPI_OPT_TIMESTAMPS) &&
+	    setsockopt(fd, SOL_TCP, TCP_TIMESTAMP, &t->timestamp, sizeof(t->timestamp)))
+		return pr_perror("%s: cannot set its timestamp", what);
+	q = TCP_RECV_QUEUE;
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
+	    (t->inq.len && send_queue(fd, t->inq.data, t->inq.len)))
+		return pr_perror("%s: cannot put back %zu received bytes", what, t->inq.len);
+	q = TCP_SEND_QUEUE;
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
+	    (sent && send_queue(fd, t->outq.data, sent)))
+		return pr_perror("%s: cannot put back %d bytes sent and not acknowledged", what, sent);
+	/* the window last: the kernel checks it against the queues' sequence numbers */
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)))
+		return pr_perror("%s: cannot set its window", what);
+	return 0;
+}
+
+/*
+ * Every socket is there, the other ends of connections inside the tree
+ * too: out of repair mode, and the bytes never sent go the normal way.
+ */
+static int inet_open_done(struct restore_ctx *ctx)
+{
+	int off = 0, on = 1, ret = 0;
+
+	for (size_t i = 0; i < ctx->nr_tcp_repairing && !ret; i++) {
+		const FileEntry *fe = files_find(ctx, ctx->tcp_repairing[i]);
+		const TcpStreamEntry *t = fe->inet_sk->tcp;
+		int fd = files_get_fd(ctx, fe->id);
+		char what[32];
+
+		snprintf(what, sizeof(what), "TCP connection %u", fe->id);
+		/* room for what it held: the send buffer goes back to its size after */
+		int room = t->outq.len + t->unsent, snd = fe->inet_sk->opts->sndbuf / 2;
+
+		if (setsockopt(fd, SOL_TCP, TCP_REPAIR, &off, sizeof(off)))
+			ret = pr_perror("%s: cannot leave TCP repair mode", what);
+		else if (t->unsent && (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &room, sizeof(room)) ||
+				       send_queue(fd, t->outq.data + t->outq.len - t->unsent, t->unsent) ||
+				       setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(snd))))
+			ret = pr_perror("%s: cannot queue %u bytes not sent yet", what, t->unsent);
+		else if (t->cork && setsockopt(fd, SOL_TCP, TCP_CORK, &on, sizeof(on)))
+			ret = pr_perror("%s: TCP_CORK", what);
+	}
+	free(ctx->tcp_repairing);
+	ctx->tcp_repairing = NULL;
+	ctx->nr_tcp_repairing = 0;
+	return ret;
+}
+
 static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEntry *fe)
 {
 	const InetSkEntry *e = fe->inet_sk;
@@ -236,11 +456,23 @@ static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 		     (e->nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) ||
 		     (e->bind_dev && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, e->bind_dev, strlen(e->bind_dev)))))
 		ret = pr_perror("%s: cannot set its options", what);
+	/* repair mode before bind: a connection shares its port with its listener */
+	if (!ret && e->tcp && setsockopt(fd, SOL_TCP, TCP_REPAIR, &one, sizeof(one)))
+		ret = pr_perror("%s: cannot use TCP repair mode", what);
 	if (!ret && e->has_src && port_set(&e->src) && bind(fd, (const void *)e->src.data, e->src.len))
 		ret = pr_perror("%s: cannot bind it to %s", what, addr_str(e->src.data, e->src.len, a, sizeof(a)));
 	if (!ret && e->has_backlog && listen(fd, e->backlog))
 		ret = pr_perror("%s: cannot listen", what);
-	if (!ret && e->has_dst && connect(fd, (const void *)e->dst.data, e->dst.len))
+	if (!ret && e->tcp) {
+		uint32_t *nv = xrealloc_array(ctx->tcp_repairing, ctx->nr_tcp_repairing + 1, sizeof(*nv));
+
+		ret = nv ? restore_tcp_stream(fd, e, what) : -ENOMEM;
+		if (nv) {
+			ctx->tcp_repairing = nv;
+			nv[ctx->nr_tcp_repairing++] = fe->id;
+		}
+	}
+	else if (!ret && e->has_dst && connect(fd, (const void *)e->dst.data, e->dst.len))
 		ret = pr_perror("%s: cannot connect it to %s", what, addr_str(e->dst.data, e->dst.len, a, sizeof(a)));
 	if (ret) {
 		close(fd);
@@ -255,4 +487,5 @@ const struct fd_kind_ops inet_sk_fd_ops = {
 	.match = inet_match,
 	.dump = inet_dump,
 	.open = inet_open,
+	.open_done = inet_open_done,
 };

@@ -26,12 +26,15 @@ TAMPERED = {
     ("mixed",): "child failed its checks",
     ("pty",): "window 33x111, expected 34x111",
     ("unixsk",): "stream pair: got 'hello-a', expected 'hello-b'",
+    ("tcp",): "client: server stream wrong or short at byte 0 of 1000",
 }
+# what their dump needs
+DUMP_ARGS = {"tcp": ("--tcp-established",)}
 
 
 @pytest.mark.parametrize("argv", TAMPERED, ids=[a[0] for a in TAMPERED])
 def test_tampered_state_is_caught(workload, images, argv):
     w = workload([prog(argv[0]), *argv[1:], "tamper"])
     w.wait_ready()
-    cryolib.checkpoint_restore(w, images)
+    cryolib.checkpoint_restore(w, images, dump_args=DUMP_ARGS.get(argv[0], ()))
     w.verify_fails(TAMPERED[argv])

@@ -19,6 +19,7 @@ struct cryo_opts {
 	bool leave_running;		/* --leave-running */
 	bool shell_job;			/* -j/--shell-job */
 	bool detach;			/* -d/--restore-detached */
+	bool tcp_established;		/* --tcp-established: dump established TCP connections */
 	const char *feature;		/* check --feature NAME */
 };
 

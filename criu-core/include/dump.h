@@ -79,6 +79,8 @@ struct dump_ctx {
 	int nr_uid_map, nr_gid_map;	/* the tree's user namespace: 0, ids are cryo's */
 	char *freezer;			/* the frozen cgroup's directory, while frozen */
 	bool freezer_v2;		/* it is cgroup v2's (cgroup.freeze) */
+	int *tcp_repaired;		/* sk-inet.c: connections cryo holds in repair mode */
+	size_t nr_tcp_repaired;
 
 	/* sk-unix.c: every unix socket sock_diag lists, read once */
 	struct unix_sk_info *unix_sks;
@@ -98,6 +100,8 @@ int files_collect(struct dump_ctx *ctx, struct dump_task *t);
 int files_write(struct dump_ctx *ctx);
 int files_write_fds(struct dump_ctx *ctx, struct dump_task *t);
 void files_release(struct dump_ctx *ctx);
+/* sk-inet.c: TCP connections out of repair mode if their tasks run on; closed */
+void inet_dump_finish(struct dump_ctx *ctx, bool resumed);
 /* memfd.c */
 bool memfd_is_mapping(const char *path);
 /* the memfd VMA v maps: its data dumped the first time; *id for VmaEntry.memfd_id */

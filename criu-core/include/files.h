@@ -49,6 +49,8 @@ struct fd_kind_ops {
 	 * In cryo before the tree is forked, or with needs_tree in task pid.
 	 */
 	int (*open)(struct restore_ctx *ctx, pid_t pid, int fd, const FileEntry *fe);
+	/* optional: every description the root opens is open (e.g. both ends of a connection) */
+	int (*open_done)(struct restore_ctx *ctx);
 	/* optional: in the task, once its fds are all installed */
 	int (*task_done)(struct restore_ctx *ctx, struct rst_task *t);
 	/* optional: the tree has its files; drop what the kind kept */

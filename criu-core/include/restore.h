@@ -77,6 +77,8 @@ struct restore_ctx {
 	struct rst_pty *ptys;		/* pty.c: the tree's pseudo-terminals */
 	size_t nr_ptys;
 	struct rst_unix *unix_sks;	/* sk-unix.c: the unix sockets, made before the tree */
+	uint32_t *tcp_repairing;	/* sk-inet.c: files of connections still in repair mode */
+	size_t nr_tcp_repairing;
 	size_t nr_unix_sks;
 	struct rst_task **tasks;	/* pstree.img order: parents first, [0] the root */
 	size_t nr_tasks;

@@ -1,0 +1,180 @@
+/*
+ * tcp [v6] [tamper]: established TCP connections over loopback, both ends
+ * in this process, with data in flight both ways at the checkpoint.
+ *
+ * A listener accepts a client. The client writes 3 MiB of a numbered byte
+ * stream that the server does not read (small buffers): part of it waits
+ * in the server's receive queue, part in the client's send queue, some of
+ * it never sent (the window is full). The server writes 1000 bytes the
+ * client does not read either. After the restore both sides read
+ * everything and check every byte, then trade one more message each way on
+ * the same connection, and the listener accepts a new one.
+ *
+ * "tamper" expects the server's message to start at byte 1 of its stream.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "prog.h"
+
+#define CLIENT_BYTES	(3 << 20)
+#define SERVER_BYTES	1000
+
+static int tamper;
+
+static unsigned char stream_byte(uint64_t i, unsigned salt)
+{
+	return (unsigned char)((i * 131 + (i >> 9) + salt) & 0xff);
+}
+
+/* write the numbered stream from *off until the socket would block (non-blocking) */
+static void write_some(int fd, uint64_t *off, uint64_t total, unsigned salt)
+{
+	unsigned char buf[4096];
+
+	while (*off < total) {
+		size_t n = total - *off < sizeof(buf) ? total - *off : sizeof(buf);
+		ssize_t w;
+
+		for (size_t i = 0; i < n; i++)
+			buf[i] = stream_byte(*off + i, salt);
+		w = send(fd, buf, n, MSG_DONTWAIT);
+		if (w <= 0)
+			return;
+		*off += w;
+	}
+}
+
+/* read exactly total bytes (waiting up to 10 s), checking each; returns bytes that matched */
+static uint64_t read_check(int fd, uint64_t total, unsigned salt, uint64_t start)
+{
+	unsigned char buf[65536];
+	uint64_t got = 0;
+
+	while (got < total) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 10000) <= 0)
+			break;
+		n = recv(fd, buf, sizeof(buf) < total - got ? sizeof(buf) : total - got, MSG_DONTWAIT);
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] != stream_byte(start + got + i, salt))
+				return got + i;
+		got += n;
+	}
+	return got;
+}
+
+int main(int argc, char **argv)
+{
+	int v6 = 0, one = 1, small = 16384;
+	struct sockaddr_storage sa = { 0 };
+	socklen_t sl;
+	int lsn, cli, srv, fam;
+	uint64_t coff = 0, soff = 0, cq = 0, sq = 0;
+	char buf[64];
+
+	for (int i = 1; i < argc; i++) {
+		v6 |= !strcmp(argv[i], "v6");
+		tamper |= !strcmp(argv[i], "tamper");
+	}
+	fam = v6 ? AF_INET6 : AF_INET;
+	prog_trigger_init();
+	lsn = socket(fam, SOCK_STREAM, 0);
+	setsockopt(lsn, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (v6) {
+		struct sockaddr_in6 *a = (void *)&sa;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_loopback;
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (void *)&sa;
+
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sl = sizeof(*a);
+	}
+	if (bind(lsn, (void *)&sa, sl) || listen(lsn, 5) || getsockname(lsn, (void *)&sa, &sl)) {
+		perror("listener");
+		return 2;
+	}
+	cli = socket(fam, SOCK_STREAM, 0);
+	setsockopt(cli, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(cli, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(cli, (void *)&sa, sl) || (srv = accept(lsn, NULL, NULL)) < 0) {
+		perror("connect");
+		return 2;
+	}
+	setsockopt(srv, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	/* fill both directions as far as they go */
+	write_some(srv, &soff, SERVER_BYTES, 7);
+	for (int i = 0; i < 50; i++) {
+		write_some(cli, &coff, CLIENT_BYTES, 3);
+		usleep(2000);
+	}
+	ioctl(cli, TIOCOUTQ, &cq);
+	ioctl(srv, FIONREAD, &sq);
+	say("READY sent=%lu client-outq=%lu server-inq=%lu", (unsigned long)coff, (unsigned long)cq,
+	    (unsigned long)sq);
+	prog_wait_trigger();
+
+	/* the client goes on writing the rest while the server reads it all */
+	{
+		uint64_t got = 0, want = CLIENT_BYTES;
+		unsigned char rb[65536];
+
+		while (got < want) {
+			struct pollfd p[2] = { { .fd = srv, .events = POLLIN }, { .fd = cli, .events = POLLOUT } };
+
+			if (poll(p, coff < want ? 2 : 1, 10000) <= 0)
+				break;
+			if (p[1].revents & POLLOUT)
+				write_some(cli, &coff, CLIENT_BYTES, 3);
+			if (p[0].revents & POLLIN) {
+				ssize_t n = recv(srv, rb, sizeof(rb), MSG_DONTWAIT);
+
+				if (n <= 0)
+					break;
+				for (ssize_t i = 0; i < n; i++)
+					if (rb[i] != stream_byte(got + i, 3)) {
+						CHECK(0, "client stream byte %lu is %u, expected %u",
+						      (unsigned long)(got + i), rb[i], stream_byte(got + i, 3));
+						want = 0;
+						break;
+					}
+				got += n;
+			}
+		}
+		CHECK(got == CLIENT_BYTES, "server read %lu of %d client bytes", (unsigned long)got, CLIENT_BYTES);
+	}
+	{
+		uint64_t ok = read_check(cli, SERVER_BYTES, 7, tamper ? 1 : 0);
+
+		CHECK(ok == SERVER_BYTES, "client: server stream wrong or short at byte %lu of %d",
+		      (unsigned long)ok, SERVER_BYTES);
+	}
+	/* the same connection still carries new data both ways */
+	CHECK(send(cli, "ping", 4, 0) == 4 && recv(srv, buf, 4, MSG_WAITALL) == 4 && !memcmp(buf, "ping", 4),
+	      "no ping on the restored connection");
+	CHECK(send(srv, "pong", 4, 0) == 4 && recv(cli, buf, 4, MSG_WAITALL) == 4 && !memcmp(buf, "pong", 4),
+	      "no pong on the restored connection");
+	{
+		int c2 = socket(fam, SOCK_STREAM, 0), s2;
+
+		CHECK(!connect(c2, (void *)&sa, sl) && (s2 = accept(lsn, NULL, NULL)) >= 0,
+		      "the listener takes no new connection");
+	}
+	if (!prog_failed)
+		say("PASS");
+	return prog_failed;
+}
