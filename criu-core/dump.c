@@ -319,7 +319,7 @@ static int check_sharing(struct dump_ctx *ctx, size_t i)
 
 static int dump_tree(struct dump_ctx *ctx)
 {
-	int ret = ns_collect(ctx);
+	int ret = ns_collect(ctx) ?: net_lock(ctx);
 
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		ret = pstree_check(ctx, ctx->tasks[i]) ?: check_sharing(ctx, i);
@@ -395,9 +395,11 @@ int cmd_dump(struct cryo_opts *o)
 	ret = seize_all(&ctx, root);
 	if (!ret)
 		ret = dump_tree(&ctx);
-	/* connections leave repair mode before their tasks run again */
-	if (ret || o->leave_running)
+	/* connections leave repair mode before their tasks run again, then the network opens */
+	if (ret || o->leave_running) {
 		inet_dump_finish(&ctx, true);
+		net_unlock(&ctx, true);
+	}
 	if (ret) {
 		size_t n = release_tree(&ctx);
 
@@ -417,6 +419,7 @@ int cmd_dump(struct cryo_opts *o)
 		pr_info("dumped pid %d (%zu processes) to %s in %lu ms", root, ctx.nr_tasks,
 			o->images_dir, (now_ns() - t0) / 1000000);
 	inet_dump_finish(&ctx, false);
+	net_unlock(&ctx, false);
 	files_release(&ctx);
 	free_tree(&ctx);
 	free(ctx.memfds);

@@ -9,6 +9,12 @@
  * makes each veth pair with one end in there and the other put back in
  * its bridge, then sets up the inside as it was, before the root goes on.
  * Other kinds of device are refused at dump, naming them.
+ *
+ * The network lock: from before the dump reads any socket until the
+ * restore is done, the host end of each veth is down, so that nothing
+ * reaches the container (to be acknowledged and then lost, or answered
+ * with a reset by a namespace whose sockets are not there yet) and the
+ * peers only retransmit. A dump that lets the container run on unlocks.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -308,6 +314,94 @@ int net_dump(struct dump_ctx *ctx)
 	return img_close(img) ?: ret;
 }
 
+/* bring the host ends named in names up or down */
+static int set_host_ends(char **names, size_t n, bool up)
+{
+	struct rt host;
+	int ret = rt_open(&host, "cryo's network namespace");
+
+	for (size_t i = 0; !ret && i < n; i++) {
+		struct rtnl_link *l = rtnl_link_get_by_name(host.links, names[i]), *chg = rtnl_link_alloc();
+		int err;
+
+		if (!l || !chg) {
+			if (!l)
+				pr_err("network lock: veth %s is gone", names[i]);
+			ret = l ? -ENOMEM : -ENOENT;
+		} else {
+			if (up)
+				rtnl_link_set_flags(chg, IFF_UP);
+			else
+				rtnl_link_unset_flags(chg, IFF_UP);
+			if ((err = rtnl_link_change(host.sk, l, chg, 0))) {
+				pr_err("network lock: cannot take veth %s %s: %s", names[i], up ? "up" : "down",
+				       nl_geterror(err));
+				ret = -EIO;
+			}
+		}
+		if (l)
+			rtnl_link_put(l);
+		if (chg)
+			rtnl_link_put(chg);
+	}
+	rt_close(&host);
+	return ret;
+}
+
+int net_lock(struct dump_ctx *ctx)
+{
+	struct rt in, host;
+	int saved = -1, ret;
+	size_t n = 0;
+	int idx[64];
+
+	if (!(ctx->ns_flags & CLONE_NEWNET))
+		return 0;
+	if ((ret = ns_enter(ctx->tasks[0]->pid, "net", &saved)))
+		return ret;
+	ret = rt_open(&in, "the container's network namespace");
+	if (!ret) {
+		for (struct nl_object *o = nl_cache_get_first(in.links); o && n < 64; o = nl_cache_get_next(o)) {
+			const char *type = rtnl_link_get_type((struct rtnl_link *)o);
+
+			if (type && !strcmp(type, "veth"))
+				idx[n++] = rtnl_link_get_link((struct rtnl_link *)o);
+		}
+		rt_close(&in);
+	}
+	ret = ns_leave("net", &saved) ?: ret;
+	if (ret || !n)
+		return ret;
+	if ((ret = rt_open(&host, "cryo's network namespace")))
+		return ret;
+	ctx->net_locked = calloc(n, sizeof(char *));
+	for (size_t i = 0; ctx->net_locked && i < n; i++) {
+		char name[IFNAMSIZ];
+
+		if (rtnl_link_i2name(host.links, idx[i], name, sizeof(name)) &&
+		    (ctx->net_locked[ctx->nr_net_locked] = strdup(name)))
+			ctx->nr_net_locked++;
+	}
+	rt_close(&host);
+	if (!ctx->net_locked)
+		return -ENOMEM;
+	ret = set_host_ends(ctx->net_locked, ctx->nr_net_locked, false);
+	if (!ret)
+		pr_info("network locked: %zu host veth ends down", ctx->nr_net_locked);
+	return ret;
+}
+
+void net_unlock(struct dump_ctx *ctx, bool resume)
+{
+	if (resume && ctx->nr_net_locked && !set_host_ends(ctx->net_locked, ctx->nr_net_locked, true))
+		pr_info("network unlocked");
+	for (size_t i = 0; i < ctx->nr_net_locked; i++)
+		free(ctx->net_locked[i]);
+	free(ctx->net_locked);
+	ctx->net_locked = NULL;
+	ctx->nr_net_locked = 0;
+}
+
 /* ------------------------------------------------------------- restore */
 
 int net_read(struct restore_ctx *ctx)
@@ -362,7 +456,7 @@ static int make_veths(struct restore_ctx *ctx, pid_t pid)
 			ret = -EIO;
 			break;
 		}
-		/* the new host end: into its bridge, up */
+		/* the new host end: into its bridge, down until the restore is done */
 		nl_cache_refill(host.sk, host.links);
 		l = rtnl_link_get_by_name(host.links, le->peer_name);
 		chg = rtnl_link_alloc();
@@ -371,9 +465,8 @@ static int make_veths(struct restore_ctx *ctx, pid_t pid)
 		} else {
 			if (master)
 				rtnl_link_set_master(chg, master);
-			rtnl_link_set_flags(chg, IFF_UP);
 			if ((err = rtnl_link_change(host.sk, l, chg, 0))) {
-				pr_err("veth %s: cannot put it in bridge %s and up: %s", le->peer_name,
+				pr_err("veth %s: cannot put it in bridge %s: %s", le->peer_name,
 				       le->peer_master ? le->peer_master : "-", nl_geterror(err));
 				ret = -EIO;
 			}
@@ -524,6 +617,17 @@ static int setup_sysctls(const NetEntry *n)
 			return ret;
 	}
 	return 0;
+}
+
+int net_restore_unlock(struct restore_ctx *ctx)
+{
+	char *names[64];
+	size_t n = 0;
+
+	for (size_t i = 0; ctx->net && i < ctx->net->n_links && n < 64; i++)
+		if (!strcmp(ctx->net->links[i]->kind, "veth") && ctx->net->links[i]->peer_name)
+			names[n++] = ctx->net->links[i]->peer_name;
+	return n ? set_host_ends(names, n, true) : 0;
 }
 
 int net_restore(struct restore_ctx *ctx, pid_t pid)

@@ -1032,6 +1032,9 @@ static int restore_tree(struct restore_ctx *ctx)
 	ret = start_tasks(ctx);
 	if (!ret)
 		ret = finish_tasks(ctx);
+	/* everything runs: the network lock goes */
+	if (!ret)
+		ret = net_restore_unlock(ctx);
 	if (ret)
 		kill_tree(ctx);
 	else

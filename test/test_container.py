@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from cryolib import ROOT, cryo, dump, one_line_error, restore
+from cryolib import show as cryolib_show
 
 CONTAINER = ROOT / "scripts" / "container"
 CGROOT = "/sys/fs/cgroup"
@@ -279,3 +280,75 @@ def test_process_frozen_through_cgroup_v2(workload, images):
         for p in open(f"{cg}/cgroup.procs").read().split():
             open(f"{v2}/cgroup.procs", "w").write(p)
         os.rmdir(cg)
+
+
+def test_tcp_client_on_host_carries_on(container, images):
+    """A client on the host streams numbered lines to the OS container's
+    echo service (nc -e cat) while the container is checkpointed and
+    restored: the connection is never reset, and every line comes back
+    exactly once, in order, including those in flight at the checkpoint."""
+    import select
+    import socket
+    import threading
+    c = container("os", "cttcp", ip=68)
+    time.sleep(1.5)
+    s = socket.create_connection(("10.77.0.68", 7000), timeout=20)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(None)
+    state = {"sent": 0, "got": 0, "error": None, "stop": False, "deadline": time.monotonic() + 60}
+
+    def writer():
+        try:
+            while not state["stop"]:
+                state["sent"] += 1
+                s.sendall(b"%d\n" % state["sent"])
+                time.sleep(0.002)
+        except OSError as e:
+            state["error"] = f"send: {e}"
+
+    def reader():
+        buf = b""
+        try:
+            while state["got"] < state["sent"] or not state["stop"]:
+                if not select.select([s], [], [], 0.2)[0]:
+                    if time.monotonic() > state["deadline"]:
+                        state["error"] = "the echo stopped coming"
+                        return
+                    continue
+                data = s.recv(65536)
+                if not data:
+                    state["error"] = "the container closed the connection"
+                    return
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for l in lines:
+                    if int(l) != state["got"] + 1:
+                        state["error"] = f"got line {int(l)} after {state['got']}"
+                        return
+                    state["got"] += 1
+        except OSError as e:
+            state["error"] = f"recv: {e}"
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    dump(c.pid, images, "--tcp-established")
+    at_dump = state["got"]
+    wait_gone(c.pid)
+    restore(images)
+    t_restored, got_restored = time.monotonic(), state["got"]
+    while state["got"] == got_restored and time.monotonic() < t_restored + 30:
+        time.sleep(0.01)
+    assert state["got"] > got_restored, "no echo within 30 s of the restore"
+    time.sleep(2)
+    state["stop"] = True
+    threads[0].join(10)
+    threads[1].join(20)
+    s.close()
+    assert state["error"] is None, state
+    assert state["got"] == state["sent"], state
+    assert state["got"] > at_dump + 100, (at_dump, state)
+    conns = [e["inet_sk"]["tcp"] for e in cryolib_show(images / "files.img")["records"]
+             if e["kind"] == "INET_SK" and "tcp" in e["inet_sk"]]
+    assert conns, "no established connection in the images"

@@ -79,6 +79,8 @@ struct dump_ctx {
 	int nr_uid_map, nr_gid_map;	/* the tree's user namespace: 0, ids are cryo's */
 	char *freezer;			/* the frozen cgroup's directory, while frozen */
 	bool freezer_v2;		/* it is cgroup v2's (cgroup.freeze) */
+	char **net_locked;		/* net.c: host veth ends taken down by the network lock */
+	size_t nr_net_locked;
 	int *tcp_repaired;		/* sk-inet.c: connections cryo holds in repair mode */
 	size_t nr_tcp_repaired;
 

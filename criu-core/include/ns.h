@@ -2,6 +2,7 @@
 #ifndef CRYO_NS_H
 #define CRYO_NS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -41,6 +42,11 @@ int ipc_restore(struct restore_ctx *ctx);
 int net_dump(struct dump_ctx *ctx);
 int net_read(struct restore_ctx *ctx);
 int net_restore(struct restore_ctx *ctx, pid_t pid);
+/* the network lock: host veth ends down while the dump reads the sockets; up if the tree runs on */
+int net_lock(struct dump_ctx *ctx);
+void net_unlock(struct dump_ctx *ctx, bool resume);
+/* the restore is done: the host veth ends up */
+int net_restore_unlock(struct restore_ctx *ctx);
 
 /* mnt.c: the mount tree as the tree's root sees it, tmpfs contents included */
 int mnt_dump(struct dump_ctx *ctx);
