@@ -18,6 +18,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <net/if.h>
@@ -124,6 +125,81 @@ static bool opt_on(int fd, int level, int opt)
 	socklen_t l = sizeof(v);
 
 	return !getsockopt(fd, level, opt, &v, &l) && v;
+}
+
+/* an int option: dumped as a present field, set back only if the kernel's default differs */
+struct int_opt {
+	int level, name;
+	size_t has, val;	/* offsets of has_X and X in InetSkEntry */
+	bool v6;		/* for AF_INET6 sockets (else AF_INET), or either if tcp */
+	bool tcp;		/* TCP sockets only */
+};
+
+#define IOPT(lvl, nm, f, six, t) { lvl, nm, offsetof(InetSkEntry, has_##f), offsetof(InetSkEntry, f), six, t }
+static const struct int_opt int_opts[] = {
+	IOPT(IPPROTO_IP, IP_TOS, tos, false, false),
+	IOPT(IPPROTO_IP, IP_TTL, ttl, false, false),
+	IOPT(IPPROTO_IP, IP_FREEBIND, freebind, false, false),
+	IOPT(IPPROTO_IP, IP_TRANSPARENT, transparent, false, false),
+	IOPT(IPPROTO_IPV6, IPV6_TCLASS, tos, true, false),
+	IOPT(IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl, true, false),
+	IOPT(IPPROTO_IPV6, IPV6_FREEBIND, freebind, true, false),
+	IOPT(IPPROTO_IPV6, IPV6_TRANSPARENT, transparent, true, false),
+	IOPT(IPPROTO_TCP, TCP_KEEPIDLE, keepidle, false, true),
+	IOPT(IPPROTO_TCP, TCP_KEEPINTVL, keepintvl, false, true),
+	IOPT(IPPROTO_TCP, TCP_KEEPCNT, keepcnt, false, true),
+};
+
+static bool opt_applies(const struct int_opt *o, int family, int type)
+{
+	if (o->tcp)
+		return type == SOCK_STREAM;
+	return o->v6 == (family == AF_INET6);
+}
+
+/* bools and uint32s alike: protobuf-c keeps a protobuf_c_boolean as an int */
+static void dump_int_opts(int fd, InetSkEntry *e)
+{
+	struct linger lg;
+	socklen_t l = sizeof(lg);
+
+	for (size_t i = 0; i < ARRAY_SIZE(int_opts); i++) {
+		const struct int_opt *o = &int_opts[i];
+		int v;
+		socklen_t vl = sizeof(v);
+
+		if (!opt_applies(o, e->family, e->type) || getsockopt(fd, o->level, o->name, &v, &vl))
+			continue;
+		*(protobuf_c_boolean *)((char *)e + o->has) = true;
+		*(uint32_t *)((char *)e + o->val) = v;
+	}
+	if (!getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &l)) {
+		e->has_linger_on = e->has_linger_sec = true;
+		e->linger_on = lg.l_onoff;
+		e->linger_sec = lg.l_linger;
+	}
+}
+
+static int restore_int_opts(int fd, const InetSkEntry *e, const char *what)
+{
+	struct linger lg = { e->linger_on, e->linger_sec };
+
+	for (size_t i = 0; i < ARRAY_SIZE(int_opts); i++) {
+		const struct int_opt *o = &int_opts[i];
+		int v, cur;
+		socklen_t cl = sizeof(cur);
+
+		if (!opt_applies(o, e->family, e->type) || !*(protobuf_c_boolean *)((const char *)e + o->has))
+			continue;
+		v = *(const uint32_t *)((const char *)e + o->val);
+		if (!getsockopt(fd, o->level, o->name, &cur, &cl) && cur == v)
+			continue;
+		if (setsockopt(fd, o->level, o->name, &v, sizeof(v)))
+			return pr_perror("%s: cannot set option %d/%d to %d", what, o->level, o->name, v);
+	}
+	if (e->linger_on && setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)))
+		return pr_perror("%s: SO_LINGER", what);
+	return 0;
 }
 
 /* one queue's sequence number and bytes, in repair mode */
@@ -309,6 +385,7 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 		e->has_nodelay = true;
 		e->nodelay = opt_on(p->lfd, IPPROTO_TCP, TCP_NODELAY);
 	}
+	dump_int_opts(p->lfd, e);
 	if (!getsockopt(p->lfd, SOL_SOCKET, SO_BINDTODEVICE, dev, &devl) && dev[0]) {
 		e->bind_dev = arena_strdup(&ctx->arena, dev);
 		if (!e->bind_dev)
@@ -456,6 +533,8 @@ static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 		     (e->nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) ||
 		     (e->bind_dev && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, e->bind_dev, strlen(e->bind_dev)))))
 		ret = pr_perror("%s: cannot set its options", what);
+	if (!ret)
+		ret = restore_int_opts(fd, e, what);
 	/* repair mode before bind: a connection shares its port with its listener */
 	if (!ret && e->tcp && setsockopt(fd, SOL_TCP, TCP_REPAIR, &one, sizeof(one)))
 		ret = pr_perror("%s: cannot use TCP repair mode", what);

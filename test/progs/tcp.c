@@ -8,7 +8,9 @@
  * it never sent (the window is full). The server writes 1000 bytes the
  * client does not read either. After the restore both sides read
  * everything and check every byte, then trade one more message each way on
- * the same connection, and the listener accepts a new one.
+ * the same connection, and the listener accepts a new one. The client's
+ * options (TOS/traffic class, TTL/hops, linger, keepalive timers) are
+ * checked too.
  *
  * "tamper" expects the server's message to start at byte 1 of its stream.
  */
@@ -116,6 +118,21 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setsockopt(srv, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	{
+		struct linger lg = { 1, 7 };
+		int tos = 0x10, ttl = 33, idle = 77, intvl = 11, cnt = 5;
+
+		if (setsockopt(cli, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_TCLASS : IP_TOS, &tos, sizeof(tos)) ||
+		    setsockopt(cli, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_UNICAST_HOPS : IP_TTL, &ttl, sizeof(ttl)) ||
+		    setsockopt(cli, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) ||
+		    setsockopt(cli, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
+		    setsockopt(cli, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
+		    setsockopt(cli, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
+		    setsockopt(cli, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt))) {
+			perror("options");
+			return 2;
+		}
+	}
 	/* fill both directions as far as they go */
 	write_some(srv, &soff, SERVER_BYTES, 7);
 	for (int i = 0; i < 50; i++) {
@@ -128,6 +145,24 @@ int main(int argc, char **argv)
 	    (unsigned long)sq);
 	prog_wait_trigger();
 
+	{
+		struct linger lg = { 0, 0 };
+		int tos = 0, ttl = 0, idle = 0, intvl = 0, cnt = 0, ka = 0;
+		socklen_t l = sizeof(int), ll = sizeof(lg);
+
+		getsockopt(cli, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_TCLASS : IP_TOS, &tos, &l);
+		getsockopt(cli, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_UNICAST_HOPS : IP_TTL, &ttl, &l);
+		getsockopt(cli, SOL_SOCKET, SO_LINGER, &lg, &ll);
+		getsockopt(cli, SOL_SOCKET, SO_KEEPALIVE, &ka, &l);
+		getsockopt(cli, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &l);
+		getsockopt(cli, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, &l);
+		getsockopt(cli, IPPROTO_TCP, TCP_KEEPCNT, &cnt, &l);
+		CHECK(tos == 0x10 && ttl == 33, "client TOS %#x TTL %d, expected 0x10 and 33", tos, ttl);
+		CHECK(lg.l_onoff == 1 && lg.l_linger == 7, "client linger %d/%d, expected 1/7", lg.l_onoff,
+		      lg.l_linger);
+		CHECK(ka && idle == 77 && intvl == 11 && cnt == 5, "client keepalive %d %d/%d/%d, expected 1 77/11/5",
+		      ka, idle, intvl, cnt);
+	}
 	/* the client goes on writing the rest while the server reads it all */
 	{
 		uint64_t got = 0, want = CLIENT_BYTES;
