@@ -370,7 +370,7 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 		}
 		e->has_backlog = true;
 	}
-	if ((ret = sk_opts_dump(p, o)))
+	if ((ret = sk_opts_dump(p, o, &ctx->arena)))
 		return ret;
 	e->opts = o;
 	e->has_reuseaddr = e->has_reuseport = e->has_keepalive = true;

@@ -334,7 +334,7 @@ static int unix_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 	}
 	u->opts = o;
 	fe->unix_sk = u;
-	if ((ret = sk_opts_dump(p, o)))
+	if ((ret = sk_opts_dump(p, o, &ctx->arena)))
 		return ret;
 	return s->state == SK_LISTEN ? 0 : peek_queue(ctx, p, u);
 }

@@ -1,13 +1,41 @@
 /* The socket options every kind of socket has (SOL_SOCKET). */
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <linux/filter.h>
 
 #include "log.h"
 #include "sockets.h"
 #include "util.h"
 
-int sk_opts_dump(const struct fd_parms *p, SkOpts *o)
+/* a classic BPF socket filter: SO_GET_FILTER gives its length (in instructions), then it */
+static int dump_filter(const struct fd_parms *p, SkOpts *o, struct arena *a)
+{
+	socklen_t n = 0;
+	struct sock_filter *f;
+
+	if (getsockopt(p->lfd, SOL_SOCKET, SO_GET_FILTER, NULL, &n) || !n)
+		return 0;	/* none */
+	f = calloc(n, sizeof(*f));
+	o->filter = arena_array(a, uint64_t, n);
+	if (!f || !o->filter) {
+		free(f);
+		o->filter = NULL;
+		return -ENOMEM;
+	}
+	if (getsockopt(p->lfd, SOL_SOCKET, SO_GET_FILTER, f, &n)) {
+		free(f);
+		return pr_perror("pid %d fd %d (%s): cannot read its socket filter", p->pid, p->fd, p->link);
+	}
+	for (socklen_t i = 0; i < n; i++)
+		o->filter[i] = f[i].code | (uint64_t)f[i].jt << 16 | (uint64_t)f[i].jf << 24 | (uint64_t)f[i].k << 32;
+	o->n_filter = n;
+	free(f);
+	return 0;
+}
+
+int sk_opts_dump(const struct fd_parms *p, SkOpts *o, struct arena *a)
 {
 	struct timeval rt, st;
 	int v[5];
@@ -36,7 +64,7 @@ int sk_opts_dump(const struct fd_parms *p, SkOpts *o)
 	o->peek_off = v[4];
 	o->rcvtimeo_us = rt.tv_sec * 1000000ULL + rt.tv_usec;
 	o->sndtimeo_us = st.tv_sec * 1000000ULL + st.tv_usec;
-	return 0;
+	return dump_filter(p, o, a);
 }
 
 int sk_opts_restore(int fd, const SkOpts *o, const char *what)
@@ -58,5 +86,20 @@ int sk_opts_restore(int fd, const SkOpts *o, const char *what)
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof(st)) ||
 	    (o->peek_off >= 0 && setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &o->peek_off, sizeof(int))))
 		return pr_perror("%s: cannot set its options", what);
+	if (o->n_filter) {
+		struct sock_filter *f = calloc(o->n_filter, sizeof(*f));
+		struct sock_fprog prog = { .len = o->n_filter, .filter = f };
+		int ret = 0;
+
+		if (!f)
+			return -ENOMEM;
+		for (size_t i = 0; i < o->n_filter; i++)
+			f[i] = (struct sock_filter){ o->filter[i] & 0xffff, (o->filter[i] >> 16) & 0xff,
+						     (o->filter[i] >> 24) & 0xff, o->filter[i] >> 32 };
+		if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)))
+			ret = pr_perror("%s: cannot attach its socket filter (%zu instructions)", what, o->n_filter);
+		free(f);
+		return ret;
+	}
 	return 0;
 }

@@ -10,11 +10,13 @@
  * everything and check every byte, then trade one more message each way on
  * the same connection, and the listener accepts a new one. The client's
  * options (TOS/traffic class, TTL/hops, linger, keepalive timers) are
- * checked too.
+ * checked too, and the server's socket filter (a 3-instruction program
+ * that lets everything in).
  *
  * "tamper" expects the server's message to start at byte 1 of its stream.
  */
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -119,6 +121,16 @@ int main(int argc, char **argv)
 	}
 	setsockopt(srv, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	{
+		struct sock_filter f[3] = { { BPF_LD | BPF_W | BPF_LEN, 0, 0, 0 }, { BPF_JMP | BPF_JGE | BPF_K, 0, 0, 1 },
+					    { BPF_RET | BPF_K, 0, 0, 0xfffff } };
+		struct sock_fprog fp = { 3, f };
+
+		if (setsockopt(srv, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof(fp))) {
+			perror("filter");
+			return 2;
+		}
+	}
+	{
 		struct linger lg = { 1, 7 };
 		int tos = 0x10, ttl = 33, idle = 77, intvl = 11, cnt = 5;
 
@@ -162,6 +174,14 @@ int main(int argc, char **argv)
 		      lg.l_linger);
 		CHECK(ka && idle == 77 && intvl == 11 && cnt == 5, "client keepalive %d %d/%d/%d, expected 1 77/11/5",
 		      ka, idle, intvl, cnt);
+	}
+	{
+		struct sock_filter f[4];
+		socklen_t n = 4;
+
+		CHECK(!getsockopt(srv, SOL_SOCKET, SO_GET_FILTER, f, &n) && n == 3 &&
+		      f[1].code == (BPF_JMP | BPF_JGE | BPF_K) && f[1].k == 1 && f[2].k == 0xfffff,
+		      "the server's socket filter is not back (%u instructions)", n);
 	}
 	/* the client goes on writing the rest while the server reads it all */
 	{
