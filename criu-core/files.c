@@ -35,6 +35,8 @@ static const struct fd_kind_ops *const fd_kinds[] = {
 	&pidfd_fd_ops,
 	&unix_sk_fd_ops,
 	&inet_sk_fd_ops,
+	&netlink_sk_fd_ops,
+	&packet_sk_fd_ops,
 };
 
 static const struct fd_kind_ops *kind_ops(FdKind kind)

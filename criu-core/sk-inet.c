@@ -141,6 +141,7 @@ static const struct int_opt int_opts[] = {
 	IOPT(IPPROTO_IP, IP_TTL, ttl, false, false),
 	IOPT(IPPROTO_IP, IP_FREEBIND, freebind, false, false),
 	IOPT(IPPROTO_IP, IP_TRANSPARENT, transparent, false, false),
+	IOPT(IPPROTO_IP, IP_HDRINCL, hdrincl, false, false),
 	IOPT(IPPROTO_IPV6, IPV6_TCLASS, tos, true, false),
 	IOPT(IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl, true, false),
 	IOPT(IPPROTO_IPV6, IPV6_FREEBIND, freebind, true, false),
@@ -323,7 +324,8 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 	    getsockopt(p->lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) ||
 	    getsockname(p->lfd, (struct sockaddr *)&src, &sl))
 		return pr_perror("pid %d fd %d (%s): cannot read the socket", p->pid, p->fd, p->link);
-	if (!((type == SOCK_STREAM && proto == IPPROTO_TCP) || (type == SOCK_DGRAM && proto == IPPROTO_UDP))) {
+	if (!((type == SOCK_STREAM && proto == IPPROTO_TCP) || (type == SOCK_DGRAM && proto == IPPROTO_UDP) ||
+	      type == SOCK_RAW)) {
 		pr_err("pid %d fd %d (%s): an IPv%d socket of type %d, protocol %d: not supported yet", p->pid,
 		       p->fd, p->link, family == AF_INET ? 4 : 6, type, proto);
 		return -ENOTSUP;
@@ -397,12 +399,19 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 	return 0;
 }
 
-static bool port_set(const ProtobufCBinaryData *a)
+/* bound: to a port, or (raw sockets, whose "port" is their protocol) to an address */
+static bool bound(const InetSkEntry *e)
 {
-	const struct sockaddr_in *in = (const void *)a->data;
+	const struct sockaddr_in *in = (const void *)e->src.data;
+	const struct sockaddr_in6 *in6 = (const void *)e->src.data;
 
-	/* sin_port and sin6_port sit at the same offset */
-	return a->len >= sizeof(*in) && in->sin_port != 0;
+	if (!e->has_src || e->src.len < sizeof(*in))
+		return false;
+	if (e->type != SOCK_RAW)
+		return in->sin_port != 0;	/* sin_port and sin6_port sit at the same offset */
+	if (in->sin_family == AF_INET)
+		return in->sin_addr.s_addr != 0;
+	return e->src.len >= sizeof(*in6) && !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
 }
 
 static int send_queue(int fd, const uint8_t *p, size_t len)
@@ -521,7 +530,8 @@ static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 		pr_err("files.img: entry %u is a socket without its details", fe->id);
 		return -EINVAL;
 	}
-	snprintf(what, sizeof(what), "pid %d fd %d (%s socket)", pid, fdnum, e->type == SOCK_STREAM ? "TCP" : "UDP");
+	snprintf(what, sizeof(what), "pid %d fd %d (%s socket)", pid, fdnum,
+		 e->type == SOCK_STREAM ? "TCP" : e->type == SOCK_RAW ? "raw" : "UDP");
 	fd = socket(e->family, e->type | SOCK_CLOEXEC | ((e->flags & O_NONBLOCK) ? SOCK_NONBLOCK : 0), e->protocol);
 	if (fd < 0)
 		return pr_perror("%s: socket", what);
@@ -538,7 +548,7 @@ static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 	/* repair mode before bind: a connection shares its port with its listener */
 	if (!ret && e->tcp && setsockopt(fd, SOL_TCP, TCP_REPAIR, &one, sizeof(one)))
 		ret = pr_perror("%s: cannot use TCP repair mode", what);
-	if (!ret && e->has_src && port_set(&e->src) && bind(fd, (const void *)e->src.data, e->src.len))
+	if (!ret && bound(e) && bind(fd, (const void *)e->src.data, e->src.len))
 		ret = pr_perror("%s: cannot bind it to %s", what, addr_str(e->src.data, e->src.len, a, sizeof(a)));
 	if (!ret && e->has_backlog && listen(fd, e->backlog))
 		ret = pr_perror("%s: cannot listen", what);

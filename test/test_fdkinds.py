@@ -75,3 +75,16 @@ def test_tcp_established_needs_the_flag(workload, images):
     r = cryolib.cryo("dump", "-t", w.pid, "-D", images, check=False)
     cryolib.one_line_error(r, f"pid {w.pid}", "TCP connection 127.0.0.1:", "--tcp-established")
     cryolib.assert_same_process(before, w.pid)
+
+
+def test_raw_packet_netlink_udp_sockets(workload, images):
+    """A raw ICMP socket pings, a packet socket on lo sees a datagram go by,
+    a netlink route socket keeps its port id and groups and answers a
+    dump, a connected UDP socket still reaches its peer."""
+    w = workload([prog("socks")])
+    w.wait_ready()
+    cryolib.checkpoint_restore(w, images)
+    kinds = sorted(e["kind"] for e in cryolib.show(images / "files.img")["records"]
+                   if e["kind"] in ("INET_SK", "NETLINK_SK", "PACKET_SK"))
+    assert kinds == ["INET_SK"] * 3 + ["NETLINK_SK", "PACKET_SK"], kinds
+    w.verify()

@@ -70,6 +70,8 @@ extern const struct fd_kind_ops pidfd_fd_ops;
 extern const struct fd_kind_ops unix_sk_fd_ops;
 extern const struct fd_kind_ops inet_sk_fd_ops;
 extern const struct fd_kind_ops mq_fd_ops;
+extern const struct fd_kind_ops netlink_sk_fd_ops;
+extern const struct fd_kind_ops packet_sk_fd_ops;
 extern const struct fd_kind_ops pty_fd_ops;
 
 /* the anon_inode kind of fd p, e.g. "[eventfd]" or "inotify" */

@@ -1,0 +1,188 @@
+/*
+ * socks [tamper]: sockets of the other kinds, each checked by using it
+ * after the restore:
+ *  - a raw ICMP socket bound to 127.0.0.1 (with IP_HDRINCL off) sends an
+ *    echo request and sees the reply with its id;
+ *  - a packet socket bound to lo (ETH_P_IP, datagram) sees a UDP datagram
+ *    sent to 127.0.0.1 go by;
+ *  - a netlink route socket bound to port id pid+7 in the link and IPv4
+ *    address groups, which keeps them and answers an RTM_GETLINK dump
+ *    that lists lo;
+ *  - a UDP socket connected to another, with SO_REUSEADDR.
+ *
+ * "tamper" expects the netlink socket in one more group.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+
+#include "prog.h"
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+
+static int tamper;
+
+static uint16_t csum(const void *p, size_t n)
+{
+	const uint16_t *w = p;
+	uint32_t s = 0;
+
+	for (; n > 1; n -= 2)
+		s += *w++;
+	if (n)
+		s += *(const uint8_t *)w;
+	s = (s >> 16) + (s & 0xffff);
+	s += s >> 16;
+	return ~s;
+}
+
+static bool wait_in(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, ms) > 0;
+}
+
+static void check_raw(int raw)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct icmphdr req = { .type = ICMP_ECHO, .un.echo.id = htons(0x4242), .un.echo.sequence = htons(7) };
+	unsigned char buf[2048];
+	int hdrincl = 1;
+	socklen_t l = sizeof(hdrincl);
+	bool seen = false;
+
+	req.checksum = csum(&req, sizeof(req));
+	CHECK(!getsockopt(raw, IPPROTO_IP, IP_HDRINCL, &hdrincl, &l) && !hdrincl, "raw socket: IP_HDRINCL is on");
+	CHECK(sendto(raw, &req, sizeof(req), 0, (void *)&to, sizeof(to)) == sizeof(req), "raw socket: cannot send");
+	for (int i = 0; i < 8 && !seen && wait_in(raw, 2000); i++) {
+		ssize_t n = recv(raw, buf, sizeof(buf), 0);
+		const struct iphdr *ip = (const void *)buf;
+		const struct icmphdr *ic = (const void *)(buf + ip->ihl * 4);
+
+		seen = n >= (ssize_t)(ip->ihl * 4 + sizeof(*ic)) && ic->type == ICMP_ECHOREPLY &&
+		       ic->un.echo.id == htons(0x4242);
+	}
+	CHECK(seen, "raw socket: no echo reply to its ping");
+}
+
+static void check_packet(int pk)
+{
+	struct sockaddr_ll sa;
+	socklen_t sl = sizeof(sa);
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	unsigned char buf[2048];
+	bool seen = false;
+
+	CHECK(!getsockname(pk, (void *)&sa, &sl) && sa.sll_ifindex == (int)if_nametoindex("lo") &&
+	      ntohs(sa.sll_protocol) == ETH_P_IP, "packet socket: not bound to lo for ETH_P_IP");
+	sendto(u, "cryo-packet-probe", 17, 0, (void *)&to, sizeof(to));
+	for (int i = 0; i < 20 && !seen && wait_in(pk, 2000); i++) {
+		ssize_t n = recv(pk, buf, sizeof(buf), 0);
+
+		seen = n > 17 && memmem(buf, n, "cryo-packet-probe", 17);
+	}
+	CHECK(seen, "packet socket: did not see the UDP datagram on lo");
+	close(u);
+}
+
+static void check_netlink(int nl, unsigned portid)
+{
+	struct sockaddr_nl sa;
+	socklen_t sl = sizeof(sa), gl;
+	uint32_t groups[4] = { 0 };
+	uint32_t want = (1u << (RTNLGRP_LINK - 1)) | (1u << (RTNLGRP_IPV4_IFADDR - 1)) |
+			(tamper ? 1u << (RTNLGRP_IPV4_ROUTE - 1) : 0);
+	struct {
+		struct nlmsghdr h;
+		struct ifinfomsg i;
+	} req = { .h = { .nlmsg_len = sizeof(req), .nlmsg_type = RTM_GETLINK,
+			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 99 },
+		  .i = { .ifi_family = AF_UNSPEC } };
+	char buf[65536];
+	bool lo = false;
+
+	gl = sizeof(groups);
+	CHECK(!getsockname(nl, (void *)&sa, &sl) && sa.nl_pid == portid, "netlink: port id %u, expected %u",
+	      sa.nl_pid, portid);
+	CHECK(!getsockopt(nl, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, groups, &gl) && groups[0] == want,
+	      "netlink: groups %#x, expected %#x", groups[0], want);
+	CHECK(send(nl, &req, sizeof(req), 0) == sizeof(req), "netlink: cannot send");
+	while (!lo && wait_in(nl, 2000)) {
+		ssize_t n = recv(nl, buf, sizeof(buf), 0);
+
+		for (struct nlmsghdr *h = (void *)buf; n > 0 && NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR)
+				n = 0;
+			else if (h->nlmsg_type == RTM_NEWLINK && h->nlmsg_seq == 99 &&
+				 memmem(h, h->nlmsg_len, "lo", 3))
+				lo = true;
+		}
+		if (!n && !lo)
+			break;
+	}
+	CHECK(lo, "netlink: its RTM_GETLINK dump does not list lo");
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_in lo = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_ll ll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP) };
+	struct sockaddr_nl nla = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR };
+	struct sockaddr_in ua = lo, ub = lo;
+	socklen_t sl = sizeof(ua);
+	int raw, pk, nl, u1, u2, one = 1;
+	char buf[16];
+
+	tamper = argc > 1 && !strcmp(argv[1], "tamper");
+	prog_trigger_init();
+	raw = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+	pk = socket(AF_PACKET, SOCK_DGRAM, htons(ETH_P_IP));
+	nl = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+	u1 = socket(AF_INET, SOCK_DGRAM, 0);
+	u2 = socket(AF_INET, SOCK_DGRAM, 0);
+	ll.sll_ifindex = if_nametoindex("lo");
+	nla.nl_pid = getpid() + 7;
+	setsockopt(u1, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (raw < 0 || pk < 0 || nl < 0 || bind(raw, (void *)&lo, sizeof(lo)) || bind(pk, (void *)&ll, sizeof(ll)) ||
+	    bind(nl, (void *)&nla, sizeof(nla)) || bind(u1, (void *)&ua, sizeof(ua)) ||
+	    bind(u2, (void *)&ub, sizeof(ub)) || getsockname(u1, (void *)&ua, &sl) ||
+	    getsockname(u2, (void *)&ub, &sl) || connect(u1, (void *)&ub, sizeof(ub))) {
+		perror("sockets");
+		return 2;
+	}
+	say("READY");
+	prog_wait_trigger();
+	check_raw(raw);
+	check_packet(pk);
+	check_netlink(nl, getpid() + 7);
+	{
+		struct sockaddr_in peer;
+		socklen_t pl = sizeof(peer);
+		int reuse = 0;
+		socklen_t rl = sizeof(reuse);
+
+		CHECK(!getpeername(u1, (void *)&peer, &pl) && peer.sin_port == ub.sin_port,
+		      "UDP socket: not connected to its peer any more");
+		CHECK(!getsockopt(u1, SOL_SOCKET, SO_REUSEADDR, &reuse, &rl) && reuse, "UDP socket: SO_REUSEADDR lost");
+		CHECK(send(u1, "udp!", 4, 0) == 4 && wait_in(u2, 2000) && recv(u2, buf, sizeof(buf), 0) == 4 &&
+		      !memcmp(buf, "udp!", 4), "UDP socket: its datagram did not arrive");
+	}
+	if (!prog_failed)
+		say("PASS");
+	return prog_failed;
+}
