@@ -352,3 +352,53 @@ def test_tcp_client_on_host_carries_on(container, images):
     conns = [e["inet_sk"]["tcp"] for e in cryolib_show(images / "files.img")["records"]
              if e["kind"] == "INET_SK" and "tcp" in e["inet_sk"]]
     assert conns, "no established connection in the images"
+
+
+def test_udp_client_on_host_carries_on(container, images):
+    """A client on the host asks the OS container's UDP echo service over and
+    over while it is checkpointed and restored: answers may be missing while
+    it is frozen, never wrong, and they come again after the restore."""
+    import socket
+    c = container("os", "ctudp", ip=69)
+    time.sleep(1.5)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(0.05)
+    answered, wrong = [], []
+
+    def ask(n):
+        u.sendto(b"req %d" % n, ("10.77.0.69", 7001))
+        try:
+            while True:
+                data = u.recv(2048)
+                if data == b"echo req %d" % n:
+                    answered.append(n)
+                    return
+                if not re.fullmatch(rb"echo req \d+", data):
+                    wrong.append(data)
+        except socket.timeout:
+            pass
+
+    n = 0
+    for _ in range(40):
+        n += 1
+        ask(n)
+    before = len(answered)
+    dump(c.pid, images)
+    wait_gone(c.pid)
+    for _ in range(5):
+        n += 1
+        ask(n)
+    restore(images)
+    at_restore = n
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not [a for a in answered if a > at_restore]:
+        n += 1
+        ask(n)
+    for _ in range(20):
+        n += 1
+        ask(n)
+    u.close()
+    assert not wrong, wrong
+    assert before >= 35, f"only {before} of 40 answered before the checkpoint"
+    after = [a for a in answered if a > at_restore]
+    assert len(after) >= 18, f"only {len(after)} answers after the restore"
