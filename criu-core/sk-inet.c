@@ -204,9 +204,11 @@ static int restore_int_opts(int fd, const InetSkEntry *e, const char *what)
 }
 
 /* one queue's sequence number and bytes, in repair mode */
-static int peek_queue(int fd, int queue, uint32_t *seq, ProtobufCBinaryData *data, struct arena *a)
+/* fin: the send queue may end with a FIN, which counts in its length but is no byte to read */
+static int peek_queue(int fd, int queue, bool fin, uint32_t *seq, ProtobufCBinaryData *data, struct arena *a)
 {
 	int len = 0;
+	ssize_t n = 0;
 	socklen_t l = sizeof(*seq);
 
 	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)) ||
@@ -217,9 +219,9 @@ static int peek_queue(int fd, int queue, uint32_t *seq, ProtobufCBinaryData *dat
 	data->data = arena_alloc(a, len + 1);
 	if (!data->data)
 		return -ENOMEM;
-	if (len && recv(fd, data->data, len, MSG_PEEK | MSG_DONTWAIT) != len)
-		return errno ? -errno : -EIO;
-	data->len = len;
+	if (len && (n = recv(fd, data->data, len, MSG_PEEK | MSG_DONTWAIT)) != len && !(fin && n == len - 1))
+		return n < 0 ? -errno : -EIO;
+	data->len = n;
 	return 0;
 }
 
@@ -237,11 +239,13 @@ static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpSt
 	tcp_stream_entry__init(t);
 	if (getsockopt(p->lfd, SOL_TCP, TCP_INFO, &ti, &l))
 		return pr_perror("pid %d fd %d: TCP_INFO", p->pid, p->fd);
-	if (ti.tcpi_state != TCP_ESTABLISHED) {
-		pr_err("pid %d fd %d: TCP connection %s -> %s is in state %u, only established ones are supported yet",
+	if (ti.tcpi_state != TCP_ESTABLISHED && ti.tcpi_state != TCP_FIN_WAIT1 && ti.tcpi_state != TCP_FIN_WAIT2) {
+		pr_err("pid %d fd %d: TCP connection %s -> %s is in state %u: only established ones, and ones the task shut down for sending, are supported yet",
 		       p->pid, p->fd, src, dst, ti.tcpi_state);
 		return -ENOTSUP;
 	}
+	t->has_fin_sent = true;
+	t->fin_sent = ti.tcpi_state != TCP_ESTABLISHED;
 	if (setsockopt(p->lfd, SOL_TCP, TCP_REPAIR, &on, sizeof(on)))
 		return pr_perror("pid %d fd %d: cannot put TCP connection %s -> %s in repair mode", p->pid, p->fd,
 				 src, dst);
@@ -257,8 +261,8 @@ static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpSt
 	ctx->tcp_repaired = nv;
 	ctx->nr_tcp_repaired++;
 	l = sizeof(int);
-	ret = peek_queue(p->lfd, TCP_RECV_QUEUE, &t->inq_seq, &t->inq, &ctx->arena) ?:
-	      peek_queue(p->lfd, TCP_SEND_QUEUE, &t->outq_seq, &t->outq, &ctx->arena);
+	ret = peek_queue(p->lfd, TCP_RECV_QUEUE, false, &t->inq_seq, &t->inq, &ctx->arena) ?:
+	      peek_queue(p->lfd, TCP_SEND_QUEUE, t->fin_sent, &t->outq_seq, &t->outq, &ctx->arena);
 	if (!ret && ioctl(p->lfd, SIOCOUTQNSD, &unsent))
 		ret = -errno;
 	l = sizeof(w);
@@ -273,7 +277,7 @@ static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpSt
 		errno = -ret;
 		return pr_perror("pid %d fd %d: cannot read TCP connection %s -> %s", p->pid, p->fd, src, dst);
 	}
-	t->unsent = unsent;
+	t->unsent = MIN((uint32_t)unsent, t->outq.len);	/* a FIN not sent yet counts too */
 	t->options = ti.tcpi_options;
 	t->snd_wscale = ti.tcpi_snd_wscale;
 	t->rcv_wscale = ti.tcpi_rcv_wscale;
@@ -439,7 +443,8 @@ static int restore_tcp_stream(int fd, const InetSkEntry *e, const char *what)
 {
 	const TcpStreamEntry *t = e->tcp;
 	int q, sent = t->outq.len - t->unsent;
-	uint32_t inseq = t->inq_seq - t->inq.len, outseq = t->outq_seq - t->outq.len;
+	/* a FIN takes a sequence number after the bytes: it is sent again by shutdown() */
+	uint32_t inseq = t->inq_seq - t->inq.len, outseq = t->outq_seq - t->outq.len - !!t->fin_sent;
 	struct tcp_repair_opt opts[4];
 	struct tcp_repair_window w = { t->snd_wl1, t->snd_wnd, t->max_window, t->rcv_wnd, t->rcv_wup };
 	int nopts = 0;
@@ -513,6 +518,8 @@ static int inet_open_done(struct restore_ctx *ctx)
 			ret = pr_perror("%s: cannot queue %u bytes not sent yet", what, t->unsent);
 		else if (t->cork && setsockopt(fd, SOL_TCP, TCP_CORK, &on, sizeof(on)))
 			ret = pr_perror("%s: TCP_CORK", what);
+		else if (t->fin_sent && shutdown(fd, SHUT_WR))
+			ret = pr_perror("%s: cannot shut its sending side down again", what);
 	}
 	free(ctx->tcp_repairing);
 	ctx->tcp_repairing = NULL;

@@ -55,8 +55,10 @@ def test_pty_of_its_own(workload, images):
 def test_tcp_established(workload, images):
     """Established TCP connections over loopback (both ends dumped), with
     data queued both ways and some never sent: every byte arrives once, in
-    order, and the connections carry new data after the restore."""
-    for args in ([], ["v6"]):
+    order, and the connections carry new data after the restore. Also
+    half-closed by the client (FIN_WAIT1/2): the server gets the data, then
+    the end of stream."""
+    for args in ([], ["v6"], ["shut"], ["v6", "shut"]):
         w = workload([prog("tcp"), *args])
         w.wait_ready()
         cryolib.checkpoint_restore(w, images, dump_args=("--tcp-established",))

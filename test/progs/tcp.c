@@ -1,6 +1,9 @@
 /*
- * tcp [v6] [tamper]: established TCP connections over loopback, both ends
- * in this process, with data in flight both ways at the checkpoint.
+ * tcp [v6] [shut] [tamper]: established TCP connections over loopback, both
+ * ends in this process, with data in flight both ways at the checkpoint.
+ * "shut": the client has shut its sending side down after its data
+ * (FIN_WAIT1 or FIN_WAIT2 at the checkpoint): the server must read all of
+ * it, then the end of stream, and can still send to the client.
  *
  * A listener accepts a client. The client writes 3 MiB of a numbered byte
  * stream that the server does not read (small buffers): part of it waits
@@ -80,7 +83,8 @@ static uint64_t read_check(int fd, uint64_t total, unsigned salt, uint64_t start
 
 int main(int argc, char **argv)
 {
-	int v6 = 0, one = 1, small = 16384;
+	int v6 = 0, shut = 0, one = 1, small = 16384;
+	uint64_t total = CLIENT_BYTES;
 	struct sockaddr_storage sa = { 0 };
 	socklen_t sl;
 	int lsn, cli, srv, fam;
@@ -90,6 +94,7 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		v6 |= !strcmp(argv[i], "v6");
 		tamper |= !strcmp(argv[i], "tamper");
+		shut |= !strcmp(argv[i], "shut");
 	}
 	fam = v6 ? AF_INET6 : AF_INET;
 	prog_trigger_init();
@@ -151,6 +156,12 @@ int main(int argc, char **argv)
 		write_some(cli, &coff, CLIENT_BYTES, 3);
 		usleep(2000);
 	}
+	if (shut) {
+		/* half-closed: the client sends no more (FIN_WAIT1/2), the server sees it after the data */
+		total = coff;
+		shutdown(cli, SHUT_WR);
+		usleep(20000);
+	}
 	ioctl(cli, TIOCOUTQ, &cq);
 	ioctl(srv, FIONREAD, &sq);
 	say("READY sent=%lu client-outq=%lu server-inq=%lu", (unsigned long)coff, (unsigned long)cq,
@@ -185,7 +196,7 @@ int main(int argc, char **argv)
 	}
 	/* the client goes on writing the rest while the server reads it all */
 	{
-		uint64_t got = 0, want = CLIENT_BYTES;
+		uint64_t got = 0, want = total;
 		unsigned char rb[65536];
 
 		while (got < want) {
@@ -194,7 +205,7 @@ int main(int argc, char **argv)
 			if (poll(p, coff < want ? 2 : 1, 10000) <= 0)
 				break;
 			if (p[1].revents & POLLOUT)
-				write_some(cli, &coff, CLIENT_BYTES, 3);
+				write_some(cli, &coff, total, 3);
 			if (p[0].revents & POLLIN) {
 				ssize_t n = recv(srv, rb, sizeof(rb), MSG_DONTWAIT);
 
@@ -210,7 +221,13 @@ int main(int argc, char **argv)
 				got += n;
 			}
 		}
-		CHECK(got == CLIENT_BYTES, "server read %lu of %d client bytes", (unsigned long)got, CLIENT_BYTES);
+		CHECK(got == total, "server read %lu of %lu client bytes", (unsigned long)got, (unsigned long)total);
+		if (shut) {
+			struct pollfd p = { .fd = srv, .events = POLLIN };
+
+			CHECK(poll(&p, 1, 10000) == 1 && recv(srv, rb, sizeof(rb), MSG_DONTWAIT) == 0,
+			      "the server does not see the client's end of stream after its data");
+		}
 	}
 	{
 		uint64_t ok = read_check(cli, SERVER_BYTES, 7, tamper ? 1 : 0);
@@ -219,7 +236,7 @@ int main(int argc, char **argv)
 		      (unsigned long)ok, SERVER_BYTES);
 	}
 	/* the same connection still carries new data both ways */
-	CHECK(send(cli, "ping", 4, 0) == 4 && recv(srv, buf, 4, MSG_WAITALL) == 4 && !memcmp(buf, "ping", 4),
+	CHECK(shut || (send(cli, "ping", 4, 0) == 4 && recv(srv, buf, 4, MSG_WAITALL) == 4 && !memcmp(buf, "ping", 4)),
 	      "no ping on the restored connection");
 	CHECK(send(srv, "pong", 4, 0) == 4 && recv(cli, buf, 4, MSG_WAITALL) == 4 && !memcmp(buf, "pong", 4),
 	      "no pong on the restored connection");
