@@ -402,3 +402,22 @@ def test_udp_client_on_host_carries_on(container, images):
     assert before >= 35, f"only {before} of 40 answered before the checkpoint"
     after = [a for a in answered if a > at_restore]
     assert len(after) >= 18, f"only {len(after)} answers after the restore"
+
+
+def test_leave_running_unlocks_the_network(container, images):
+    """A --leave-running dump of a container with a TCP client from the host:
+    the connection goes on afterwards (out of repair mode, the network lock
+    released), the container is thawed."""
+    import socket
+    c = container("os", "ctlr", ip=70)
+    time.sleep(1.5)
+    s = socket.create_connection(("10.77.0.70", 7000), timeout=5)
+    s.sendall(b"before\n")
+    assert s.recv(100) == b"before\n"
+    dump(c.pid, images, "-R", "--tcp-established")
+    s.sendall(b"after\n")
+    assert s.recv(100) == b"after\n"
+    s.close()
+    assert open(f"{CGROOT}/freezer/cryo/ctlr/freezer.state").read().strip() == "THAWED"
+    assert "UP" in subprocess.run(["ip", "-br", "link", "show", "cvctlr"], capture_output=True,
+                                  text=True).stdout
