@@ -23,6 +23,8 @@
 #include <poll.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip6.h>
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <stdio.h>
@@ -239,13 +241,28 @@ static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpSt
 	tcp_stream_entry__init(t);
 	if (getsockopt(p->lfd, SOL_TCP, TCP_INFO, &ti, &l))
 		return pr_perror("pid %d fd %d: TCP_INFO", p->pid, p->fd);
-	if (ti.tcpi_state != TCP_ESTABLISHED && ti.tcpi_state != TCP_FIN_WAIT1 && ti.tcpi_state != TCP_FIN_WAIT2) {
-		pr_err("pid %d fd %d: TCP connection %s -> %s is in state %u: only established ones, and ones the task shut down for sending, are supported yet",
+	switch (ti.tcpi_state) {
+	case TCP_ESTABLISHED:
+		break;
+	case TCP_FIN_WAIT1:
+	case TCP_FIN_WAIT2:
+		t->fin_sent = true;
+		break;
+	case TCP_CLOSE_WAIT:
+		t->fin_received = true;
+		break;
+	case TCP_LAST_ACK:
+		t->has_peer_fin_first = t->peer_fin_first = true;
+		/* fall through */
+	case TCP_CLOSING:
+		t->fin_sent = t->fin_received = true;
+		break;
+	default:
+		pr_err("pid %d fd %d: TCP connection %s -> %s is in state %u, which cryo does not keep yet",
 		       p->pid, p->fd, src, dst, ti.tcpi_state);
 		return -ENOTSUP;
 	}
-	t->has_fin_sent = true;
-	t->fin_sent = ti.tcpi_state != TCP_ESTABLISHED;
+	t->has_fin_sent = t->has_fin_received = true;
 	if (setsockopt(p->lfd, SOL_TCP, TCP_REPAIR, &on, sizeof(on)))
 		return pr_perror("pid %d fd %d: cannot put TCP connection %s -> %s in repair mode", p->pid, p->fd,
 				 src, dst);
@@ -444,7 +461,8 @@ static int restore_tcp_stream(int fd, const InetSkEntry *e, const char *what)
 	const TcpStreamEntry *t = e->tcp;
 	int q, sent = t->outq.len - t->unsent;
 	/* a FIN takes a sequence number after the bytes: it is sent again by shutdown() */
-	uint32_t inseq = t->inq_seq - t->inq.len, outseq = t->outq_seq - t->outq.len - !!t->fin_sent;
+	uint32_t inseq = t->inq_seq - t->inq.len - !!t->fin_received;
+	uint32_t outseq = t->outq_seq - t->outq.len - !!t->fin_sent;
 	struct tcp_repair_opt opts[4];
 	struct tcp_repair_window w = { t->snd_wl1, t->snd_wnd, t->max_window, t->rcv_wnd, t->rcv_wup };
 	int nopts = 0;
@@ -469,6 +487,18 @@ static int restore_tcp_stream(int fd, const InetSkEntry *e, const char *what)
 	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
 	    setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, &outseq, sizeof(outseq)))
 		return pr_perror("%s: cannot set its send sequence", what);
+	/*
+	 * The segment size is worked out once, at connect(), from the clamp
+	 * set here: the peer's MSS, not 536 (it would stay that small), and at
+	 * most half the largest window the peer offered, as the kernel bounds
+	 * it (else a small window only takes probes). The kernel takes 88 to
+	 * 32767 here; the options below set the whole clamp (loopback's 65495).
+	 */
+	uint32_t half = t->max_window > 536 ? t->max_window / 2 : t->max_window;
+	int mss = MAX(MIN(MIN(t->mss, 32767u), half ? half : UINT32_MAX), 88u);
+
+	if (setsockopt(fd, SOL_TCP, TCP_MAXSEG, &mss, sizeof(mss)))
+		return pr_perror("%s: cannot set its segment size to %d", what, mss);
 	if (connect(fd, (const void *)e->dst.data, e->dst.len))
 		return pr_perror("%s: cannot connect it again to %s", what,
 				 addr_str(e->dst.data, e->dst.len, a, sizeof(a)));
@@ -487,39 +517,175 @@ static int restore_tcp_stream(int fd, const InetSkEntry *e, const char *what)
 	    (sent && send_queue(fd, t->outq.data, sent)))
 		return pr_perror("%s: cannot put back %d bytes sent and not acknowledged", what, sent);
 	/* the window last: the kernel checks it against the queues' sequence numbers */
+	if ((int32_t)(w.rcv_wup - t->inq_seq) >= 0 && t->fin_received)
+		w.rcv_wup = t->inq_seq - 1;	/* the peer's FIN is not in yet: it comes after */
 	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)))
 		return pr_perror("%s: cannot set its window", what);
 	return 0;
 }
 
+static uint16_t csum_add(uint32_t s, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i + 1 < n; i += 2)
+		s += (b[i] << 8) | b[i + 1];
+	if (n & 1)
+		s += b[n - 1] << 8;
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return s;
+}
+
+/* an IPv4 address of a (possibly v4-mapped IPv6) socket address, or false */
+static bool v4_of(const void *sa, struct in_addr *a, uint16_t *port)
+{
+	const struct sockaddr_in *in = sa;
+	const struct sockaddr_in6 *in6 = sa;
+
+	if (in->sin_family == AF_INET) {
+		*a = in->sin_addr;
+		*port = in->sin_port;
+		return true;
+	}
+	if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+		return false;
+	memcpy(a, &in6->sin6_addr.s6_addr[12], 4);
+	*port = in6->sin6_port;
+	return true;
+}
+
+/*
+ * The peer's FIN, which the restored socket was not given (repair mode has
+ * no way to say a FIN came): sent to it again from the peer's address
+ * through a raw socket in its namespace, with the sequence number it
+ * expects and an acknowledgement of nothing new. The socket goes to
+ * CLOSE_WAIT (or on), and tells the peer again that it got the FIN.
+ */
+static int inject_fin(const InetSkEntry *e, const char *what)
+{
+	const TcpStreamEntry *t = e->tcp;
+	uint8_t pkt[40 + 20 + 12] = { 0 }, opts[12] = { 1, 1, 8, 10, 0, 0, 0, 1 };
+	struct tcphdr th = { 0 };
+	size_t olen = 0, tlen = sizeof(th) + olen, hl;
+	struct in_addr ls, ps;
+	uint16_t lport, pport;
+	uint32_t sum;
+	bool v4 = v4_of(e->src.data, &ls, &lport) && v4_of(e->dst.data, &ps, &pport);
+	int raw, ret = 0;
+	union {
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} to = { 0 };
+
+	if (!v4) {
+		lport = ((const struct sockaddr_in6 *)e->src.data)->sin6_port;
+		pport = ((const struct sockaddr_in6 *)e->dst.data)->sin6_port;
+	}
+	th.source = pport;
+	th.dest = lport;
+	th.seq = htonl(t->inq_seq - 1);
+	th.ack_seq = htonl(t->outq_seq - t->outq.len - !!t->fin_sent);
+	th.doff = tlen / 4;
+	th.fin = th.ack = 1;
+	th.window = htons(MIN(0xffffu, t->snd_wnd >> t->snd_wscale));
+	if (v4) {
+		struct { struct in_addr s, d; uint8_t z, p; uint16_t l; } __attribute__((packed)) ph =
+			{ ps, ls, 0, IPPROTO_TCP, htons(tlen) };
+		struct iphdr *ip = (void *)pkt;
+
+		sum = csum_add(0, &ph, sizeof(ph));
+		hl = sizeof(*ip);
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->ttl = 64;
+		ip->protocol = IPPROTO_TCP;
+		ip->tot_len = htons(hl + tlen);
+		ip->saddr = ps.s_addr;
+		ip->daddr = ls.s_addr;
+		to.in.sin_family = AF_INET;
+		to.in.sin_addr = ls;
+	} else {
+		const struct in6_addr *s6 = &((const struct sockaddr_in6 *)e->dst.data)->sin6_addr;
+		const struct in6_addr *d6 = &((const struct sockaddr_in6 *)e->src.data)->sin6_addr;
+		struct { struct in6_addr s, d; uint32_t l; uint8_t z[3], n; } __attribute__((packed)) ph =
+			{ *s6, *d6, htonl(tlen), { 0 }, IPPROTO_TCP };
+		struct ip6_hdr *ip6 = (void *)pkt;
+
+		sum = csum_add(0, &ph, sizeof(ph));
+		hl = sizeof(*ip6);
+		ip6->ip6_flow = htonl(6u << 28);
+		ip6->ip6_plen = htons(tlen);
+		ip6->ip6_nxt = IPPROTO_TCP;
+		ip6->ip6_hlim = 64;
+		ip6->ip6_src = *s6;
+		ip6->ip6_dst = *d6;
+		to.in6.sin6_family = AF_INET6;
+		to.in6.sin6_addr = *d6;
+	}
+	memcpy(pkt + hl, &th, sizeof(th));
+	memcpy(pkt + hl + sizeof(th), opts, olen);
+	sum = csum_add(sum, pkt + hl, tlen);
+	((struct tcphdr *)(pkt + hl))->check = htons(~sum & 0xffff);
+	raw = socket(v4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (raw < 0)
+		return pr_perror("%s: cannot open a raw socket to give it its peer's FIN again", what);
+	if (sendto(raw, pkt, hl + tlen, 0, (void *)&to, v4 ? sizeof(to.in) : sizeof(to.in6)) != (ssize_t)(hl + tlen))
+		ret = pr_perror("%s: cannot give it its peer's FIN again", what);
+	close(raw);
+	return ret;
+}
+
+/* out of repair mode: the bytes never sent go the normal way, the cork goes back on */
+static int tcp_leave_repair(int fd, const FileEntry *fe, const char *what)
+{
+	const TcpStreamEntry *t = fe->inet_sk->tcp;
+	/* room for what it held: the send buffer goes back to its size after */
+	int off = 0, on = 1, room = t->outq.len + t->unsent, snd = fe->inet_sk->opts->sndbuf / 2;
+
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR, &off, sizeof(off)))
+		return pr_perror("%s: cannot leave TCP repair mode", what);
+	if (t->unsent && (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &room, sizeof(room)) ||
+			  send_queue(fd, t->outq.data + t->outq.len - t->unsent, t->unsent) ||
+			  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(snd))))
+		return pr_perror("%s: cannot queue %u bytes not sent yet", what, t->unsent);
+	if (t->cork && setsockopt(fd, SOL_TCP, TCP_CORK, &on, sizeof(on)))
+		return pr_perror("%s: TCP_CORK", what);
+	return 0;
+}
+
 /*
  * Every socket is there, the other ends of connections inside the tree
- * too: out of repair mode, and the bytes never sent go the normal way.
+ * too. They leave repair mode, then the FINs go again in the order they
+ * went, in passes, because a FIN one socket sends reaches its peer in the
+ * tree at once:
+ *   1. sockets that shut down before the peer did (CLOSING) shut down,
+ *   2. then the ones whose peer has not shut down (FIN_WAIT1/2),
+ *   3. sockets that got the peer's FIN get it again (a duplicate where the
+ *      peer is in the tree and sent it in 1 or 2),
+ *   4. sockets that shut down after the peer (LAST_ACK) shut down.
  */
 static int inet_open_done(struct restore_ctx *ctx)
 {
-	int off = 0, on = 1, ret = 0;
+	int ret = 0;
 
-	for (size_t i = 0; i < ctx->nr_tcp_repairing && !ret; i++) {
-		const FileEntry *fe = files_find(ctx, ctx->tcp_repairing[i]);
-		const TcpStreamEntry *t = fe->inet_sk->tcp;
-		int fd = files_get_fd(ctx, fe->id);
-		char what[32];
+	for (int pass = 0; pass < 5 && !ret; pass++) {
+		for (size_t i = 0; i < ctx->nr_tcp_repairing && !ret; i++) {
+			const FileEntry *fe = files_find(ctx, ctx->tcp_repairing[i]);
+			const TcpStreamEntry *t = fe->inet_sk->tcp;
+			int fd = files_get_fd(ctx, fe->id);
+			bool peer_first = t->fin_received && t->peer_fin_first;
+			bool shut = pass == (peer_first ? 4 : t->fin_received ? 1 : 2);
+			char what[32];
 
-		snprintf(what, sizeof(what), "TCP connection %u", fe->id);
-		/* room for what it held: the send buffer goes back to its size after */
-		int room = t->outq.len + t->unsent, snd = fe->inet_sk->opts->sndbuf / 2;
-
-		if (setsockopt(fd, SOL_TCP, TCP_REPAIR, &off, sizeof(off)))
-			ret = pr_perror("%s: cannot leave TCP repair mode", what);
-		else if (t->unsent && (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &room, sizeof(room)) ||
-				       send_queue(fd, t->outq.data + t->outq.len - t->unsent, t->unsent) ||
-				       setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(snd))))
-			ret = pr_perror("%s: cannot queue %u bytes not sent yet", what, t->unsent);
-		else if (t->cork && setsockopt(fd, SOL_TCP, TCP_CORK, &on, sizeof(on)))
-			ret = pr_perror("%s: TCP_CORK", what);
-		else if (t->fin_sent && shutdown(fd, SHUT_WR))
-			ret = pr_perror("%s: cannot shut its sending side down again", what);
+			snprintf(what, sizeof(what), "TCP connection %u", fe->id);
+			if (pass == 0)
+				ret = tcp_leave_repair(fd, fe, what);
+			else if (pass == 3 && t->fin_received)
+				ret = inject_fin(fe->inet_sk, what);
+			else if (t->fin_sent && shut && shutdown(fd, SHUT_WR))
+				ret = pr_perror("%s: cannot shut its sending side down again", what);
+		}
 	}
 	free(ctx->tcp_repairing);
 	ctx->tcp_repairing = NULL;

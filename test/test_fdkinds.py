@@ -57,14 +57,24 @@ def test_tcp_established(workload, images):
     data queued both ways and some never sent: every byte arrives once, in
     order, and the connections carry new data after the restore. Also
     half-closed by the client (FIN_WAIT1/2): the server gets the data, then
-    the end of stream."""
-    for args in ([], ["v6"], ["shut"], ["v6", "shut"]):
+    the end of stream; and with the server in CLOSE_WAIT, LAST_ACK and
+    CLOSING, which must end as they would have."""
+    modes = ([], ["shut"], ["peerclose"], ["lastack"], ["closing"])
+    for args in (m + v for m in modes for v in ([], ["v6"])):
         w = workload([prog("tcp"), *args])
         w.wait_ready()
         cryolib.checkpoint_restore(w, images, dump_args=("--tcp-established",))
         tcp = [e["inet_sk"]["tcp"] for e in cryolib.show(images / "files.img")["records"]
                if e["kind"] == "INET_SK" and "tcp" in e["inet_sk"]]
         assert len(tcp) == 2, tcp
+        # the server's side as the image says it was: which FINs went, in what order
+        fins = sorted((t.get("fin_sent", False), t.get("fin_received", False), t.get("peer_fin_first", False))
+                      for t in tcp)
+        want = {"shut": [(False, False, False), (True, False, False)],
+                "peerclose": [(False, True, False), (True, False, False)],
+                "lastack": [(True, False, False), (True, True, True)],
+                "closing": [(True, False, False), (True, True, False)]}
+        assert fins == want.get(args[0] if args and args[0] != "v6" else "", [(False, False, False)] * 2), fins
         w.verify()
 
 

@@ -1,9 +1,19 @@
 /*
- * tcp [v6] [shut] [tamper]: established TCP connections over loopback, both
+ * tcp [v6] [shut|peerclose|lastack|closing] [tamper]: established TCP connections over loopback, both
  * ends in this process, with data in flight both ways at the checkpoint.
  * "shut": the client has shut its sending side down after its data
  * (FIN_WAIT1 or FIN_WAIT2 at the checkpoint): the server must read all of
  * it, then the end of stream, and can still send to the client.
+ * "peerclose": the same with 5000 bytes only, so that the FIN reaches the
+ * server before the checkpoint (CLOSE_WAIT there, FIN_WAIT2 here).
+ * "lastack" and "closing": the client drops every segment it is sent (a
+ * socket filter that returns 0), so nothing the server sends is
+ * acknowledged. "lastack": the server gets the client's 5000 bytes and FIN,
+ * then shuts down too (LAST_ACK). "closing": the server shuts down first,
+ * then gets the client's bytes and FIN (CLOSING). The client is in
+ * FIN_WAIT1. After the restore the client takes its filter off, reads the
+ * server's bytes and end of stream, and the server's socket must end as
+ * its state says (CLOSED after LAST_ACK, TIME_WAIT after CLOSING).
  *
  * A listener accepts a client. The client writes 3 MiB of a numbered byte
  * stream that the server does not read (small buffers): part of it waits
@@ -81,21 +91,70 @@ static uint64_t read_check(int fd, uint64_t total, unsigned salt, uint64_t start
 	return got;
 }
 
+static int tcp_state(int fd)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) ? -1 : ti.tcpi_state;
+}
+
+/* the local and remote port of a connection, host order */
+static void ports(int fd, unsigned *lp, unsigned *rp)
+{
+	struct sockaddr_in6 a = { 0 }, b = { 0 };	/* the ports are at the same place in v4 */
+	socklen_t l = sizeof(a), m = sizeof(b);
+
+	getsockname(fd, (void *)&a, &l);
+	getpeername(fd, (void *)&b, &m);
+	*lp = ntohs(a.sin6_port);
+	*rp = ntohs(b.sin6_port);
+}
+
+/* is the connection between these ports in TIME_WAIT on the local side, as /proc/net/tcp{,6} lists it? */
+static int in_time_wait(int v6, unsigned lport, unsigned rport)
+{
+	char line[256];
+	FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
+	int found = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned lp, rp, st;
+		char *c = strchr(line, ':');
+
+		/* "sl: local:port remote:port st" */
+		if (!c || !(c = strchr(c + 1, ':')) || sscanf(c + 1, "%x", &lp) != 1 || !(c = strchr(c + 1, ':')) ||
+		    sscanf(c + 1, "%x %x", &rp, &st) != 2)
+			continue;
+		found |= lp == lport && rp == rport && st == TCP_TIME_WAIT;
+	}
+	fclose(f);
+	return found;
+}
+
 int main(int argc, char **argv)
 {
-	int v6 = 0, shut = 0, one = 1, small = 16384;
+	int v6 = 0, shut = 0, few = 0, lastack = 0, closing = 0, one = 1, small = 16384;
 	uint64_t total = CLIENT_BYTES;
 	struct sockaddr_storage sa = { 0 };
 	socklen_t sl;
 	int lsn, cli, srv, fam;
 	uint64_t coff = 0, soff = 0, cq = 0, sq = 0;
+	unsigned lp, rp;
 	char buf[64];
 
 	for (int i = 1; i < argc; i++) {
 		v6 |= !strcmp(argv[i], "v6");
 		tamper |= !strcmp(argv[i], "tamper");
 		shut |= !strcmp(argv[i], "shut");
+		/* few bytes: the client's FIN reaches the server (CLOSE_WAIT there, FIN_WAIT2 here) */
+		few |= !strcmp(argv[i], "peerclose");
+		lastack |= !strcmp(argv[i], "lastack");
+		closing |= !strcmp(argv[i], "closing");
 	}
+	few |= lastack || closing;
 	fam = v6 ? AF_INET6 : AF_INET;
 	prog_trigger_init();
 	lsn = socket(fam, SOCK_STREAM, 0);
@@ -150,17 +209,42 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (lastack || closing) {
+		struct sock_filter f = { BPF_RET | BPF_K, 0, 0, 0 };
+		struct sock_fprog fp = { 1, &f };
+
+		if (setsockopt(cli, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof(fp))) {
+			perror("filter");
+			return 2;
+		}
+	}
 	/* fill both directions as far as they go */
 	write_some(srv, &soff, SERVER_BYTES, 7);
+	if (closing)
+		shutdown(srv, SHUT_WR);
 	for (int i = 0; i < 50; i++) {
-		write_some(cli, &coff, CLIENT_BYTES, 3);
+		write_some(cli, &coff, few ? 5000 : CLIENT_BYTES, 3);
 		usleep(2000);
 	}
+	shut |= few;
 	if (shut) {
 		/* half-closed: the client sends no more (FIN_WAIT1/2), the server sees it after the data */
 		total = coff;
 		shutdown(cli, SHUT_WR);
 		usleep(20000);
+	}
+	if (lastack) {
+		shutdown(srv, SHUT_WR);
+		usleep(20000);
+	}
+	{
+		int want = lastack ? TCP_LAST_ACK : closing ? TCP_CLOSING : few ? TCP_CLOSE_WAIT : -1;
+		int st = tcp_state(srv);
+
+		if (want >= 0 && st != want) {
+			fprintf(stderr, "the server's connection is in state %d, not %d\n", st, want);
+			return 2;
+		}
 	}
 	ioctl(cli, TIOCOUTQ, &cq);
 	ioctl(srv, FIONREAD, &sq);
@@ -193,6 +277,21 @@ int main(int argc, char **argv)
 		CHECK(!getsockopt(srv, SOL_SOCKET, SO_GET_FILTER, f, &n) && n == 3 &&
 		      f[1].code == (BPF_JMP | BPF_JGE | BPF_K) && f[1].k == 1 && f[2].k == 0xfffff,
 		      "the server's socket filter is not back (%u instructions)", n);
+	}
+	ports(srv, &lp, &rp);	/* while connected */
+	{
+		/* the rest goes faster with room (the small buffers only kept data in flight) */
+		int big = 1 << 20;
+
+		setsockopt(srv, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	}
+	if (lastack || closing) {
+		struct sock_filter f[2];
+		socklen_t n = 2;
+
+		CHECK(!getsockopt(cli, SOL_SOCKET, SO_GET_FILTER, f, &n) && n == 1 && f[0].k == 0,
+		      "the client's dropping filter is not back (%u instructions)", n);
+		setsockopt(cli, SOL_SOCKET, SO_DETACH_FILTER, &one, sizeof(one));
 	}
 	/* the client goes on writing the rest while the server reads it all */
 	{
@@ -235,11 +334,25 @@ int main(int argc, char **argv)
 		CHECK(ok == SERVER_BYTES, "client: server stream wrong or short at byte %lu of %d",
 		      (unsigned long)ok, SERVER_BYTES);
 	}
-	/* the same connection still carries new data both ways */
+	/* the same connection still carries new data both ways, where it may */
 	CHECK(shut || (send(cli, "ping", 4, 0) == 4 && recv(srv, buf, 4, MSG_WAITALL) == 4 && !memcmp(buf, "ping", 4)),
 	      "no ping on the restored connection");
-	CHECK(send(srv, "pong", 4, 0) == 4 && recv(cli, buf, 4, MSG_WAITALL) == 4 && !memcmp(buf, "pong", 4),
+	CHECK(lastack || closing ||
+	      (send(srv, "pong", 4, 0) == 4 && recv(cli, buf, 4, MSG_WAITALL) == 4 && !memcmp(buf, "pong", 4)),
 	      "no pong on the restored connection");
+	if (lastack || closing) {
+		struct pollfd p = { .fd = cli, .events = POLLIN };
+		int tw;
+
+
+		CHECK(poll(&p, 1, 10000) == 1 && recv(cli, buf, sizeof(buf), MSG_DONTWAIT) == 0,
+		      "the client does not see the server's end of stream after its data");
+		for (int i = 0; i < 1000 && tcp_state(srv) != TCP_CLOSE; i++)
+			usleep(10000);
+		tw = in_time_wait(v6, lp, rp);
+		CHECK(tcp_state(srv) == TCP_CLOSE && tw == closing,
+		      "the server's connection ends in state %d, %s TIME_WAIT", tcp_state(srv), tw ? "in" : "not in");
+	}
 	{
 		int c2 = socket(fam, SOCK_STREAM, 0), s2;
 
