@@ -1,5 +1,6 @@
 /*
- * TCP and UDP sockets, IPv4 and IPv6: a listening TCP socket with nothing
+ * TCP, UDP, ping (ICMP datagram) and raw sockets, IPv4 and IPv6 (ping
+ * sockets are bound to their echo identifier as UDP ones to a port): a listening TCP socket with nothing
  * in its accept queue, a socket that is only bound (or not even), a UDP
  * socket connected to an address, and (with --tcp-established) an
  * established TCP connection, read and rebuilt in TCP repair mode: its
@@ -326,6 +327,17 @@ void inet_dump_finish(struct dump_ctx *ctx, bool resumed)
 	ctx->nr_tcp_repaired = 0;
 }
 
+static bool is_ping(int type, int proto)
+{
+	return type == SOCK_DGRAM && (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6);
+}
+
+/* the kind of socket, for messages */
+static const char *inet_kind(int type, int proto)
+{
+	return type == SOCK_STREAM ? "TCP" : type == SOCK_RAW ? "raw" : is_ping(type, proto) ? "ping" : "UDP";
+}
+
 static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe)
 {
 	InetSkEntry *e = arena_new(&ctx->arena, InetSkEntry);
@@ -346,7 +358,7 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 	    getsockname(p->lfd, (struct sockaddr *)&src, &sl))
 		return pr_perror("pid %d fd %d (%s): cannot read the socket", p->pid, p->fd, p->link);
 	if (!((type == SOCK_STREAM && proto == IPPROTO_TCP) || (type == SOCK_DGRAM && proto == IPPROTO_UDP) ||
-	      type == SOCK_RAW)) {
+	      is_ping(type, proto) || type == SOCK_RAW)) {
 		pr_err("pid %d fd %d (%s): an IPv%d socket of type %d, protocol %d: not supported yet", p->pid,
 		       p->fd, p->link, family == AF_INET ? 4 : 6, type, proto);
 		return -ENOTSUP;
@@ -414,7 +426,7 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 		if (!e->bind_dev)
 			return -ENOMEM;
 	}
-	pr_debug("pid %d fd %d: %s socket %s%s", p->pid, p->fd, type == SOCK_STREAM ? "TCP" : "UDP",
+	pr_debug("pid %d fd %d: %s socket %s%s", p->pid, p->fd, inet_kind(type, proto),
 		 addr_str(&src, sl, a, sizeof(a)), listening ? " listening" : "");
 	fe->inet_sk = e;
 	return 0;
@@ -703,8 +715,7 @@ static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 		pr_err("files.img: entry %u is a socket without its details", fe->id);
 		return -EINVAL;
 	}
-	snprintf(what, sizeof(what), "pid %d fd %d (%s socket)", pid, fdnum,
-		 e->type == SOCK_STREAM ? "TCP" : e->type == SOCK_RAW ? "raw" : "UDP");
+	snprintf(what, sizeof(what), "pid %d fd %d (%s socket)", pid, fdnum, inet_kind(e->type, e->protocol));
 	fd = socket(e->family, e->type | SOCK_CLOEXEC | ((e->flags & O_NONBLOCK) ? SOCK_NONBLOCK : 0), e->protocol);
 	if (fd < 0)
 		return pr_perror("%s: socket", what);

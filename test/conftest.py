@@ -58,6 +58,22 @@ def dumped(workload, images):
     return make
 
 
+@pytest.fixture
+def ping_groups():
+    """Ping sockets for group 0: net.ipv4.ping_group_range is opened to it
+    for the test, and put back after."""
+    path = "/proc/sys/net/ipv4/ping_group_range"
+    with open(path) as f:
+        old = f.read().split()
+    lo, hi = int(old[0]), int(old[1])
+    if not lo <= 0 <= hi:
+        with open(path, "w") as f:
+            f.write(f"0 {max(hi, 0)}")
+    yield
+    with open(path, "w") as f:
+        f.write(" ".join(old))
+
+
 def prog(name):
     return str(cryolib.PROGS / name)
 

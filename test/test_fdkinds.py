@@ -89,6 +89,18 @@ def test_tcp_established_needs_the_flag(workload, images):
     cryolib.assert_same_process(before, w.pid)
 
 
+def test_ping_sockets(ping_groups, workload, images):
+    """ICMP datagram sockets, v4 and v6, keep their echo identifier, peer
+    and TTL, and a ping on each comes back."""
+    w = workload([prog("ping")])
+    w.wait_ready()
+    cryolib.checkpoint_restore(w, images)
+    protos = sorted(e["inet_sk"]["protocol"] for e in cryolib.show(images / "files.img")["records"]
+                    if e["kind"] == "INET_SK")
+    assert protos == [1, 58], protos
+    w.verify()
+
+
 def test_raw_packet_netlink_udp_sockets(workload, images):
     """A raw ICMP socket pings, a packet socket on lo sees a datagram go by,
     a netlink route socket keeps its port id and groups and answers a

@@ -28,13 +28,16 @@ TAMPERED = {
     ("unixsk",): "stream pair: got 'hello-a', expected 'hello-b'",
     ("tcp",): "client: server stream wrong or short at byte 0 of 1000",
     ("socks",): "netlink: groups 0x11, expected 0x51",
+    ("ping",): "v4 ping socket: identifier 0x5a5a, expected 0x5a5b",
 }
 # what their dump needs
 DUMP_ARGS = {"tcp": ("--tcp-established",)}
 
 
 @pytest.mark.parametrize("argv", TAMPERED, ids=[a[0] for a in TAMPERED])
-def test_tampered_state_is_caught(workload, images, argv):
+def test_tampered_state_is_caught(workload, images, argv, request):
+    if argv[0] == "ping":
+        request.getfixturevalue("ping_groups")
     w = workload([prog(argv[0]), *argv[1:], "tamper"])
     w.wait_ready()
     cryolib.checkpoint_restore(w, images, dump_args=DUMP_ARGS.get(argv[0], ()))
