@@ -24,8 +24,6 @@
 #include <poll.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <netinet/ip.h>
-#include <netinet/ip6.h>
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <stdio.h>
@@ -43,6 +41,7 @@
 #include "log.h"
 #include "restore.h"
 #include "sockets.h"
+#include "tcp.h"
 #include "util.h"
 
 static bool inet_match(const struct fd_parms *p)
@@ -228,6 +227,7 @@ static int peek_queue(int fd, int queue, bool fin, uint32_t *seq, ProtobufCBinar
 	return 0;
 }
 
+/* put the connection in repair mode and read it: cryo holds it (ctx->tcp_held) until inet_dump_finish */
 static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpStreamEntry **out, const char *src,
 			   const char *dst)
 {
@@ -235,7 +235,8 @@ static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpSt
 	struct tcp_info ti;
 	struct tcp_repair_window w;
 	socklen_t l = sizeof(ti);
-	int on = 1, unsent = 0, cork = 0, ret, *nv;
+	int on = 1, unsent = 0, cork = 0, ret;
+	struct tcp_held *nv;
 
 	if (!t)
 		return -ENOMEM;
@@ -268,16 +269,16 @@ static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpSt
 		return pr_perror("pid %d fd %d: cannot put TCP connection %s -> %s in repair mode", p->pid, p->fd,
 				 src, dst);
 	/* from here on it leaves repair mode only through inet_dump_finish */
-	nv = xrealloc_array(ctx->tcp_repaired, ctx->nr_tcp_repaired + 1, sizeof(*nv));
-	if (!nv || (nv[ctx->nr_tcp_repaired] = fcntl(p->lfd, F_DUPFD_CLOEXEC, 0)) < 0) {
-		if (nv)
-			ctx->tcp_repaired = nv;
+	nv = xrealloc_array(ctx->tcp_held, ctx->nr_tcp_held + 1, sizeof(*nv));
+	if (nv)
+		ctx->tcp_held = nv;
+	if (!nv || (nv[ctx->nr_tcp_held].fd = fcntl(p->lfd, F_DUPFD_CLOEXEC, 0)) < 0) {
 		l = 0;
 		setsockopt(p->lfd, SOL_TCP, TCP_REPAIR, &l, sizeof(int));
 		return -ENOMEM;
 	}
-	ctx->tcp_repaired = nv;
-	ctx->nr_tcp_repaired++;
+	nv[ctx->nr_tcp_held].netns = -1;
+	nv[ctx->nr_tcp_held++].pending = NULL;
 	l = sizeof(int);
 	ret = peek_queue(p->lfd, TCP_RECV_QUEUE, false, &t->inq_seq, &t->inq, &ctx->arena) ?:
 	      peek_queue(p->lfd, TCP_SEND_QUEUE, t->fin_sent, &t->outq_seq, &t->outq, &ctx->arena);
@@ -312,19 +313,145 @@ static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpSt
 	return 0;
 }
 
+/* the same family, address and port */
+static bool same_addr(const void *a, size_t alen, const void *b, size_t blen)
+{
+	const struct sockaddr_in *x = a, *y = b;
+	const struct sockaddr_in6 *x6 = a, *y6 = b;
+
+	if (alen < sizeof(*x) || blen < sizeof(*y) || x->sin_family != y->sin_family || x->sin_port != y->sin_port)
+		return false;
+	if (x->sin_family == AF_INET)
+		return x->sin_addr.s_addr == y->sin_addr.s_addr;
+	return alen >= sizeof(*x6) && blen >= sizeof(*y6) && IN6_ARE_ADDR_EQUAL(&x6->sin6_addr, &y6->sin6_addr);
+}
+
+/* the timestamp clock of the peer of a pending connection, if cryo holds the peer too */
+static bool held_peer_ts(struct dump_ctx *ctx, const TcpPendingEntry *pe, uint32_t *ts)
+{
+	for (size_t i = 0; i < ctx->nr_tcp_held; i++) {
+		struct sockaddr_storage a, b;
+		socklen_t al = sizeof(a), bl = sizeof(b), l = sizeof(*ts);
+		int fd = ctx->tcp_held[i].fd;
+
+		if (!ctx->tcp_held[i].pending && !getsockname(fd, (void *)&a, &al) &&
+		    !getpeername(fd, (void *)&b, &bl) && same_addr(&a, al, pe->dst.data, pe->dst.len) &&
+		    same_addr(&b, bl, pe->src.data, pe->src.len) && !getsockopt(fd, SOL_TCP, TCP_TIMESTAMP, ts, &l))
+			return true;
+	}
+	return false;
+}
+
+/* a connection cryo accepted from a queue goes back there, in its listener's network namespace */
+static void requeue_held(struct dump_ctx *ctx, struct tcp_held *h)
+{
+	_cleanup_close_ int mine = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	uint32_t ts;
+	bool known = held_peer_ts(ctx, h->pending, &ts);
+	char a[80], what[200];
+
+	snprintf(what, sizeof(what), "TCP connection %s -> %s",
+		 addr_str(h->pending->src.data, h->pending->src.len, a, sizeof(a)),
+		 addr_str(h->pending->dst.data, h->pending->dst.len, what + 150, 50));
+	/* in repair mode: closing it frees its addresses and says nothing to the peer */
+	close(h->fd);
+	h->fd = -1;
+	if (mine < 0 || setns(h->netns, CLONE_NEWNET)) {
+		pr_perror("%s: cannot enter its network namespace to put it back in its listener's queue", what);
+		return;
+	}
+	if (tcp_requeue(h->pending, known ? &ts : NULL, what))
+		pr_err("%s: lost: it could not be put back in its listener's queue", what);
+	if (setns(mine, CLONE_NEWNET))
+		pr_perror("cannot go back to cryo's network namespace");
+}
+
 void inet_dump_finish(struct dump_ctx *ctx, bool resumed)
 {
 	int off = TCP_REPAIR_OFF_NO_WP;
 
-	for (size_t i = 0; i < ctx->nr_tcp_repaired; i++) {
+	/* first the ones for queues, while their peers in the tree are still quiet */
+	for (size_t i = 0; i < ctx->nr_tcp_held && resumed; i++)
+		if (ctx->tcp_held[i].pending)
+			requeue_held(ctx, &ctx->tcp_held[i]);
+	for (size_t i = 0; i < ctx->nr_tcp_held; i++) {
+		struct tcp_held *h = &ctx->tcp_held[i];
+
 		/* killed tasks: closing it in repair mode sends nothing to the peer */
-		if (resumed && setsockopt(ctx->tcp_repaired[i], SOL_TCP, TCP_REPAIR, &off, sizeof(off)))
+		if (resumed && !h->pending && setsockopt(h->fd, SOL_TCP, TCP_REPAIR, &off, sizeof(off)))
 			pr_perror("cannot take a TCP connection out of repair mode");
-		close(ctx->tcp_repaired[i]);
+		if (h->fd >= 0)
+			close(h->fd);
+		if (h->netns >= 0)
+			close(h->netns);
 	}
-	free(ctx->tcp_repaired);
-	ctx->tcp_repaired = NULL;
-	ctx->nr_tcp_repaired = 0;
+	free(ctx->tcp_held);
+	ctx->tcp_held = NULL;
+	ctx->nr_tcp_held = 0;
+}
+
+/*
+ * The connections in a listener's accept queue (queued of them, or more
+ * if more come): cryo accepts them, the task being stopped, and reads each
+ * in repair mode. They go back at restore, or when the task runs on.
+ */
+static int dump_pending(struct dump_ctx *ctx, const struct fd_parms *p, InetSkEntry *e, uint32_t queued,
+			const char *lname)
+{
+	size_t max = queued + 64;
+
+	if (!ctx->opts->tcp_established) {
+		pr_err("pid %d fd %d: TCP listener %s has %u connections not accepted yet: dump with --tcp-established to keep them",
+		       p->pid, p->fd, lname, queued);
+		return -ENOTSUP;
+	}
+	e->pending = arena_array(&ctx->arena, TcpPendingEntry *, max);
+	if (!e->pending)
+		return -ENOMEM;
+	for (;;) {
+		struct pollfd pf = { .fd = p->lfd, .events = POLLIN };
+		struct sockaddr_storage src, dst;
+		socklen_t sl = sizeof(src), dl = sizeof(dst);
+		TcpPendingEntry *pe = arena_new(&ctx->arena, TcpPendingEntry);
+		struct fd_parms cp = *p;
+		char a[80], b[80];
+		size_t held = ctx->nr_tcp_held;
+		int ret;
+
+		if (!pe)
+			return -ENOMEM;
+		if (poll(&pf, 1, 0) <= 0)
+			return 0;
+		if (e->n_pending == max) {
+			pr_err("pid %d fd %d: TCP listener %s: connections keep coming into its queue", p->pid, p->fd,
+			       lname);
+			return -EAGAIN;
+		}
+		cp.lfd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (cp.lfd < 0)
+			return errno == EAGAIN ? 0 : pr_perror("pid %d fd %d: TCP listener %s: accept", p->pid, p->fd, lname);
+		tcp_pending_entry__init(pe);
+		if (getsockname(cp.lfd, (void *)&src, &sl) || getpeername(cp.lfd, (void *)&dst, &dl))
+			ret = pr_perror("pid %d fd %d: TCP listener %s: a connection from its queue", p->pid, p->fd, lname);
+		else
+			ret = dump_tcp_stream(ctx, &cp, &pe->tcp, addr_str(&src, sl, a, sizeof(a)),
+					      addr_str(&dst, dl, b, sizeof(b)));
+		close(cp.lfd);
+		if (ctx->nr_tcp_held > held) {
+			/* held: it goes back into the queue if the task runs on, also if this dump fails */
+			ctx->tcp_held[held].pending = pe;
+			ctx->tcp_held[held].netns = ioctl(p->lfd, SIOCGSKNS);
+		}
+		if (ret)
+			return ret;
+		pe->src.data = arena_alloc(&ctx->arena, sl);
+		pe->dst.data = arena_alloc(&ctx->arena, dl);
+		if (!pe->src.data || !pe->dst.data)
+			return -ENOMEM;
+		memcpy(pe->src.data, &src, pe->src.len = sl);
+		memcpy(pe->dst.data, &dst, pe->dst.len = dl);
+		e->pending[e->n_pending++] = pe;
+	}
 }
 
 static bool is_ping(int type, int proto)
@@ -398,12 +525,9 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 
 		if ((ret = listen_info(p, family, &e->backlog, &queued)))
 			return ret;
-		if (queued) {
-			pr_err("pid %d fd %d: TCP listener %s has %u connections not accepted yet: not supported yet",
-			       p->pid, p->fd, addr_str(&src, sl, a, sizeof(a)), queued);
-			return -ENOTSUP;
-		}
 		e->has_backlog = true;
+		if (queued && (ret = dump_pending(ctx, p, e, queued, addr_str(&src, sl, a, sizeof(a)))))
+			return ret;
 	}
 	if ((ret = sk_opts_dump(p, o, &ctx->arena)))
 		return ret;
@@ -536,116 +660,24 @@ static int restore_tcp_stream(int fd, const InetSkEntry *e, const char *what)
 	return 0;
 }
 
-static uint16_t csum_add(uint32_t s, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i + 1 < n; i += 2)
-		s += (b[i] << 8) | b[i + 1];
-	if (n & 1)
-		s += b[n - 1] << 8;
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return s;
-}
-
-/* an IPv4 address of a (possibly v4-mapped IPv6) socket address, or false */
-static bool v4_of(const void *sa, struct in_addr *a, uint16_t *port)
-{
-	const struct sockaddr_in *in = sa;
-	const struct sockaddr_in6 *in6 = sa;
-
-	if (in->sin_family == AF_INET) {
-		*a = in->sin_addr;
-		*port = in->sin_port;
-		return true;
-	}
-	if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-		return false;
-	memcpy(a, &in6->sin6_addr.s6_addr[12], 4);
-	*port = in6->sin6_port;
-	return true;
-}
-
 /*
  * The peer's FIN, which the restored socket was not given (repair mode has
- * no way to say a FIN came): sent to it again from the peer's address
- * through a raw socket in its namespace, with the sequence number it
- * expects and an acknowledgement of nothing new. The socket goes to
- * CLOSE_WAIT (or on), and tells the peer again that it got the FIN.
+ * no way to say a FIN came): sent to it again from the peer's address,
+ * with the sequence number it expects and an acknowledgement of nothing
+ * new. No timestamp: it would become the one the socket holds the peer's
+ * next segments to. The socket goes to CLOSE_WAIT (or on), and tells the
+ * peer again that it got the FIN.
  */
 static int inject_fin(const InetSkEntry *e, const char *what)
 {
 	const TcpStreamEntry *t = e->tcp;
-	uint8_t pkt[40 + 20 + 12] = { 0 }, opts[12] = { 1, 1, 8, 10, 0, 0, 0, 1 };
-	struct tcphdr th = { 0 };
-	size_t olen = 0, tlen = sizeof(th) + olen, hl;
-	struct in_addr ls, ps;
-	uint16_t lport, pport;
-	uint32_t sum;
-	bool v4 = v4_of(e->src.data, &ls, &lport) && v4_of(e->dst.data, &ps, &pport);
-	int raw, ret = 0;
-	union {
-		struct sockaddr_in in;
-		struct sockaddr_in6 in6;
-	} to = { 0 };
+	struct tcp_seg seg = {
+		.from = e->dst.data, .to = e->src.data, .flags = TH_FIN | TH_ACK,
+		.seq = t->inq_seq - 1, .ack = t->outq_seq - t->outq.len - !!t->fin_sent,
+		.window = MIN(0xffffu, t->snd_wnd >> t->snd_wscale),
+	};
 
-	if (!v4) {
-		lport = ((const struct sockaddr_in6 *)e->src.data)->sin6_port;
-		pport = ((const struct sockaddr_in6 *)e->dst.data)->sin6_port;
-	}
-	th.source = pport;
-	th.dest = lport;
-	th.seq = htonl(t->inq_seq - 1);
-	th.ack_seq = htonl(t->outq_seq - t->outq.len - !!t->fin_sent);
-	th.doff = tlen / 4;
-	th.fin = th.ack = 1;
-	th.window = htons(MIN(0xffffu, t->snd_wnd >> t->snd_wscale));
-	if (v4) {
-		struct { struct in_addr s, d; uint8_t z, p; uint16_t l; } __attribute__((packed)) ph =
-			{ ps, ls, 0, IPPROTO_TCP, htons(tlen) };
-		struct iphdr *ip = (void *)pkt;
-
-		sum = csum_add(0, &ph, sizeof(ph));
-		hl = sizeof(*ip);
-		ip->version = 4;
-		ip->ihl = 5;
-		ip->ttl = 64;
-		ip->protocol = IPPROTO_TCP;
-		ip->tot_len = htons(hl + tlen);
-		ip->saddr = ps.s_addr;
-		ip->daddr = ls.s_addr;
-		to.in.sin_family = AF_INET;
-		to.in.sin_addr = ls;
-	} else {
-		const struct in6_addr *s6 = &((const struct sockaddr_in6 *)e->dst.data)->sin6_addr;
-		const struct in6_addr *d6 = &((const struct sockaddr_in6 *)e->src.data)->sin6_addr;
-		struct { struct in6_addr s, d; uint32_t l; uint8_t z[3], n; } __attribute__((packed)) ph =
-			{ *s6, *d6, htonl(tlen), { 0 }, IPPROTO_TCP };
-		struct ip6_hdr *ip6 = (void *)pkt;
-
-		sum = csum_add(0, &ph, sizeof(ph));
-		hl = sizeof(*ip6);
-		ip6->ip6_flow = htonl(6u << 28);
-		ip6->ip6_plen = htons(tlen);
-		ip6->ip6_nxt = IPPROTO_TCP;
-		ip6->ip6_hlim = 64;
-		ip6->ip6_src = *s6;
-		ip6->ip6_dst = *d6;
-		to.in6.sin6_family = AF_INET6;
-		to.in6.sin6_addr = *d6;
-	}
-	memcpy(pkt + hl, &th, sizeof(th));
-	memcpy(pkt + hl + sizeof(th), opts, olen);
-	sum = csum_add(sum, pkt + hl, tlen);
-	((struct tcphdr *)(pkt + hl))->check = htons(~sum & 0xffff);
-	raw = socket(v4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-	if (raw < 0)
-		return pr_perror("%s: cannot open a raw socket to give it its peer's FIN again", what);
-	if (sendto(raw, pkt, hl + tlen, 0, (void *)&to, v4 ? sizeof(to.in) : sizeof(to.in6)) != (ssize_t)(hl + tlen))
-		ret = pr_perror("%s: cannot give it its peer's FIN again", what);
-	close(raw);
-	return ret;
+	return tcp_inject(&seg, what);
 }
 
 /* out of repair mode: the bytes never sent go the normal way, the cork goes back on */
@@ -677,9 +709,46 @@ static int tcp_leave_repair(int fd, const FileEntry *fe, const char *what)
  *      peer is in the tree and sent it in 1 or 2),
  *   4. sockets that shut down after the peer (LAST_ACK) shut down.
  */
-static int inet_open_done(struct restore_ctx *ctx)
+/* the timestamp clock of the peer of a pending connection, if the peer is in the tree */
+static const uint32_t *peer_ts(struct restore_ctx *ctx, const TcpPendingEntry *pe)
+{
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		const InetSkEntry *e = ctx->files[i]->inet_sk;
+
+		if (e && e->tcp && same_addr(e->src.data, e->src.len, pe->dst.data, pe->dst.len) &&
+		    same_addr(e->dst.data, e->dst.len, pe->src.data, pe->src.len))
+			return &e->tcp->timestamp;
+	}
+	return NULL;
+}
+
+/* the listeners' queues, before any connection leaves repair mode: its peer might be in one */
+static int fill_queues(struct restore_ctx *ctx)
 {
 	int ret = 0;
+
+	for (size_t i = 0; i < ctx->nr_tcp_listeners && !ret; i++) {
+		const InetSkEntry *e = files_find(ctx, ctx->tcp_listeners[i])->inet_sk;
+
+		for (size_t j = 0; j < e->n_pending && !ret; j++) {
+			const TcpPendingEntry *pe = e->pending[j];
+			char what[200], a[80], b[80];
+
+			snprintf(what, sizeof(what), "TCP connection %s -> %s in listener %u's queue",
+				 addr_str(pe->src.data, pe->src.len, a, sizeof(a)),
+				 addr_str(pe->dst.data, pe->dst.len, b, sizeof(b)), ctx->tcp_listeners[i]);
+			ret = tcp_requeue(pe, peer_ts(ctx, pe), what);
+		}
+	}
+	free(ctx->tcp_listeners);
+	ctx->tcp_listeners = NULL;
+	ctx->nr_tcp_listeners = 0;
+	return ret;
+}
+
+static int inet_open_done(struct restore_ctx *ctx)
+{
+	int ret = fill_queues(ctx);
 
 	for (int pass = 0; pass < 5 && !ret; pass++) {
 		for (size_t i = 0; i < ctx->nr_tcp_repairing && !ret; i++) {
@@ -736,6 +805,15 @@ static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 		ret = pr_perror("%s: cannot bind it to %s", what, addr_str(e->src.data, e->src.len, a, sizeof(a)));
 	if (!ret && e->has_backlog && listen(fd, e->backlog))
 		ret = pr_perror("%s: cannot listen", what);
+	if (!ret && e->n_pending) {
+		uint32_t *nv = xrealloc_array(ctx->tcp_listeners, ctx->nr_tcp_listeners + 1, sizeof(*nv));
+
+		if (nv) {
+			ctx->tcp_listeners = nv;
+			nv[ctx->nr_tcp_listeners++] = fe->id;
+		}
+		ret = nv ? 0 : -ENOMEM;
+	}
 	if (!ret && e->tcp) {
 		uint32_t *nv = xrealloc_array(ctx->tcp_repairing, ctx->nr_tcp_repairing + 1, sizeof(*nv));
 

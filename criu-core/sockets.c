@@ -73,11 +73,21 @@ int sk_opts_restore(int fd, const SkOpts *o, const char *what)
 	struct timeval st = { o->sndtimeo_us / 1000000, o->sndtimeo_us % 1000000 };
 	int snd = o->sndbuf / 2, rcv = o->rcvbuf / 2, cred = o->passcred, sec = o->passsec;
 
-	/* the kernel doubles what it is given; the FORCE forms pass the sysctl limits (root) */
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(int)) &&
+	int cur_snd = 0, cur_rcv = 0;
+	socklen_t l = sizeof(int);
+
+	/*
+	 * Only sizes that differ from a new socket's: setting one locks it
+	 * (no more autotuning, and a listener's connections would get a
+	 * window scale of that size). The kernel doubles what it is given;
+	 * the FORCE forms pass the sysctl limits (root).
+	 */
+	getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur_snd, &l);
+	getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &cur_rcv, &l);
+	if ((uint32_t)cur_snd != o->sndbuf && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(int)) &&
 	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof(int)))
 		return pr_perror("%s: SO_SNDBUF %d", what, snd);
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(int)) &&
+	if ((uint32_t)cur_rcv != o->rcvbuf && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(int)) &&
 	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(int)))
 		return pr_perror("%s: SO_RCVBUF %d", what, rcv);
 	if ((cred && setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &cred, sizeof(int))) ||

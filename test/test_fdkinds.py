@@ -2,6 +2,9 @@
 timer fds, epoll sets, inotify watches, pidfds, O_ASYNC owners, locks,
 O_PATH and /proc fds, FIFOs, memfds and deleted files (see
 progs/fdkinds.c for what it checks)."""
+import socket
+import time
+
 import cryolib
 from conftest import prog
 
@@ -76,6 +79,42 @@ def test_tcp_established(workload, images):
                 "closing": [(True, False, False), (True, True, False)]}
         assert fins == want.get(args[0] if args and args[0] != "v6" else "", [(False, False, False)] * 2), fins
         w.verify()
+
+
+def test_tcp_accept_queue(workload, images):
+    """Connections waiting in a listener's queue come back in it, in order,
+    with what they received (and a FIN), from clients in the tree and one
+    outside it; each carries data both ways after the restore."""
+    for args in ([], ["v6"]):
+        w = workload([prog("tcpqueue"), "outside", *args])
+        port = int(w.wait_ready()["port"])
+        outside = socket.create_connection(("::1" if args else "127.0.0.1", port))
+        outside.sendall(b"outside-hello\n")
+        time.sleep(0.1)
+        cryolib.checkpoint_restore(w, images, dump_args=("--tcp-established",))
+        listeners = [e["inet_sk"] for e in cryolib.show(images / "files.img")["records"]
+                     if e["kind"] == "INET_SK" and e["inet_sk"].get("pending")]
+        assert [len(e["pending"]) for e in listeners] == [4], listeners
+        w.verify()
+        outside.settimeout(10)
+        assert outside.recv(100) == b"outside-bye\n"
+        outside.close()
+
+
+def test_tcp_accept_queue_leave_running(workload, images):
+    """A --leave-running dump takes the connections out of the queue to read
+    them, and must put them back: the task then accepts all four, in order,
+    with their data, and the client outside gets its answer."""
+    w = workload([prog("tcpqueue"), "outside"])
+    port = int(w.wait_ready()["port"])
+    outside = socket.create_connection(("127.0.0.1", port))
+    outside.sendall(b"outside-hello\n")
+    time.sleep(0.1)
+    cryolib.dump(w.pid, images, "--tcp-established", "--leave-running")
+    w.verify()
+    outside.settimeout(10)
+    assert outside.recv(100) == b"outside-bye\n"
+    outside.close()
 
 
 def test_tcp_established_needs_the_flag(workload, images):

@@ -29,9 +29,10 @@ TAMPERED = {
     ("tcp",): "client: server stream wrong or short at byte 0 of 1000",
     ("socks",): "netlink: groups 0x11, expected 0x51",
     ("ping",): "v4 ping socket: identifier 0x5a5a, expected 0x5a5b",
+    ("tcpqueue",): "c1's stream: 4194304 of 4194304 bytes, wrong from byte 0",
 }
 # what their dump needs
-DUMP_ARGS = {"tcp": ("--tcp-established",)}
+DUMP_ARGS = {"tcp": ("--tcp-established",), "tcpqueue": ("--tcp-established",)}
 
 
 @pytest.mark.parametrize("argv", TAMPERED, ids=[a[0] for a in TAMPERED])

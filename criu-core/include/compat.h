@@ -137,4 +137,7 @@ struct kcmp_epoll_slot {
 #define TIOCGPTPEER		_IO('T', 0x41)
 #endif
 
+/* struct tcp_info: tcpi_rcv_wnd (Linux 6.2), after tcpi_snd_wnd at 228 */
+#define TCPI_RCV_WND_OFFSET	232
+
 #endif

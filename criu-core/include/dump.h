@@ -59,6 +59,13 @@ struct dump_file {
 	ino_t ino;
 };
 
+/* a connection cryo holds in repair mode from its dump to inet_dump_finish */
+struct tcp_held {
+	int fd;
+	int netns;			/* accepted by cryo from its listener's queue: the listener's, else -1 */
+	const TcpPendingEntry *pending;	/* and what it is, to go back there */
+};
+
 struct dump_ctx {
 	const struct cryo_opts *opts;
 	struct kerndat kd;
@@ -81,8 +88,8 @@ struct dump_ctx {
 	bool freezer_v2;		/* it is cgroup v2's (cgroup.freeze) */
 	char **net_locked;		/* net.c: host veth ends taken down by the network lock */
 	size_t nr_net_locked;
-	int *tcp_repaired;		/* sk-inet.c: connections cryo holds in repair mode */
-	size_t nr_tcp_repaired;
+	struct tcp_held *tcp_held;	/* sk-inet.c: connections cryo holds in repair mode */
+	size_t nr_tcp_held;
 
 	/* sk-unix.c: every unix socket sock_diag lists, read once */
 	struct unix_sk_info *unix_sks;

@@ -79,6 +79,8 @@ struct restore_ctx {
 	struct rst_unix *unix_sks;	/* sk-unix.c: the unix sockets, made before the tree */
 	uint32_t *tcp_repairing;	/* sk-inet.c: files of connections still in repair mode */
 	size_t nr_tcp_repairing;
+	uint32_t *tcp_listeners;	/* sk-inet.c: files of listeners whose queues are to fill */
+	size_t nr_tcp_listeners;
 	size_t nr_unix_sks;
 	struct rst_task **tasks;	/* pstree.img order: parents first, [0] the root */
 	size_t nr_tasks;
