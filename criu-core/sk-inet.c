@@ -1,16 +1,17 @@
 /*
- * TCP, UDP, ping (ICMP datagram) and raw sockets, IPv4 and IPv6 (ping
- * sockets are bound to their echo identifier as UDP ones to a port): a listening TCP socket with nothing
- * in its accept queue, a socket that is only bound (or not even), a UDP
- * socket connected to an address, and (with --tcp-established) an
- * established TCP connection, read and rebuilt in TCP repair mode: its
- * sequence numbers, both queues, window and options. Connections waiting
- * in a listener's queue and other TCP states are refused, naming both ends.
+ * TCP, UDP, ping (ICMP datagram) and raw sockets, IPv4 and IPv6: bound
+ * (ping sockets to their echo identifier, as UDP ones to a port) or not,
+ * connected, listening with their backlog, and with --tcp-established
+ * TCP connections, read and rebuilt in TCP repair mode: sequence numbers,
+ * both queues, window and options, in any state from ESTABLISHED to
+ * LAST_ACK and CLOSING (the FINs go again in the order they went). The
+ * connections in a listener's accept queue are accepted by cryo, read the
+ * same way, and made again in the queue (tcp-queue.c).
  *
  * A dumped connection stays in repair mode in cryo's hands: when the task
  * is killed after the dump its socket goes silently, with no FIN or RST
  * for the peer; if the task runs on, repair mode ends without a window
- * probe (inet_dump_finish).
+ * probe, and the accepted ones go back in their queue (inet_dump_finish).
  *
  * The listen backlog comes from sock_diag (inet_diag), asked in the
  * socket's own network namespace. On restore the root, which is in the
@@ -25,6 +26,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -544,6 +546,18 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 		e->has_nodelay = true;
 		e->nodelay = opt_on(p->lfd, IPPROTO_TCP, TCP_NODELAY);
 	}
+	if (type == SOCK_DGRAM && proto == IPPROTO_UDP) {
+		int held = 0;
+
+		/* bytes sent with UDP_CORK or MSG_MORE wait in the kernel, where nothing can read them */
+		if (!ioctl(p->lfd, SIOCOUTQ, &held) && held > 0) {
+			pr_err("pid %d fd %d: UDP socket %s holds part of a datagram not sent yet (UDP_CORK or MSG_MORE, %d bytes of send buffer): not supported yet",
+			       p->pid, p->fd, addr_str(&src, sl, a, sizeof(a)), held);
+			return -ENOTSUP;
+		}
+		e->has_udp_cork = true;
+		e->udp_cork = opt_on(p->lfd, IPPROTO_UDP, UDP_CORK);
+	}
 	dump_int_opts(p->lfd, e);
 	if (!getsockopt(p->lfd, SOL_SOCKET, SO_BINDTODEVICE, dev, &devl) && dev[0]) {
 		e->bind_dev = arena_strdup(&ctx->arena, dev);
@@ -794,6 +808,7 @@ static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 		     (e->keepalive && setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one))) ||
 		     (e->has_v6only && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &e->v6only, sizeof(int))) ||
 		     (e->nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) ||
+		     (e->udp_cork && setsockopt(fd, IPPROTO_UDP, UDP_CORK, &one, sizeof(one))) ||
 		     (e->bind_dev && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, e->bind_dev, strlen(e->bind_dev)))))
 		ret = pr_perror("%s: cannot set its options", what);
 	if (!ret)

@@ -97,6 +97,17 @@ def read_counter(c):
     return int((c.dir / "upper" / "data" / "counter").read_text())
 
 
+def os_counter(c):
+    """The OS container's counter file, which its shell rewrites each time
+    (it can be read empty in between)."""
+    for _ in range(50):
+        text = (c.dir / "rootfs" / "var" / "counter").read_text().strip()
+        if text:
+            return int(text)
+        time.sleep(0.02)
+    raise AssertionError("the OS container's counter file stays empty")
+
+
 def os_state(c):
     """The OS container's shape, read inside it: what must not change."""
     s = c.snapshot()
@@ -231,7 +242,7 @@ def test_os_container(container, images, userns):
     shm_before = shm_counter(c)
     dump(c.pid, images)
     wait_gone(c.pid)
-    last = int((c.dir / "rootfs" / "var" / "counter").read_text())
+    last = os_counter(c)
     restore(images)
     time.sleep(0.5)
     settle_dad(c)
@@ -245,10 +256,10 @@ def test_os_container(container, images, userns):
         assert host_after["ids"][0].split()[1:] == ["100000"] * 4, host_after["ids"]
         assert host_after["maps"].split() == ["0", "100000", "65536"] * 2
     # the services carry on from their state: the counter from its shell variable
-    now = int((c.dir / "rootfs" / "var" / "counter").read_text())
+    now = os_counter(c)
     assert last < now < last + 20, (last, now)
     time.sleep(0.5)
-    assert int((c.dir / "rootfs" / "var" / "counter").read_text()) > now
+    assert os_counter(c) > now
     # ct-ipc writes into the very segment the IPC namespace has
     s1 = shm_counter(c)
     time.sleep(0.3)

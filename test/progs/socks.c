@@ -8,7 +8,9 @@
  *  - a netlink route socket bound to port id pid+7 in the link and IPv4
  *    address groups, which keeps them and answers an RTM_GETLINK dump
  *    that lists lo;
- *  - a UDP socket connected to another, with SO_REUSEADDR.
+ *  - a UDP socket connected to another, with SO_REUSEADDR and UDP_CORK
+ *    on (nothing queued): two sends after the restore go as one datagram
+ *    when it is uncorked.
  *
  * "tamper" expects the netlink socket in one more group.
  */
@@ -18,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/ip_icmp.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -161,7 +164,8 @@ int main(int argc, char **argv)
 	if (raw < 0 || pk < 0 || nl < 0 || bind(raw, (void *)&lo, sizeof(lo)) || bind(pk, (void *)&ll, sizeof(ll)) ||
 	    bind(nl, (void *)&nla, sizeof(nla)) || bind(u1, (void *)&ua, sizeof(ua)) ||
 	    bind(u2, (void *)&ub, sizeof(ub)) || getsockname(u1, (void *)&ua, &sl) ||
-	    getsockname(u2, (void *)&ub, &sl) || connect(u1, (void *)&ub, sizeof(ub))) {
+	    getsockname(u2, (void *)&ub, &sl) || connect(u1, (void *)&ub, sizeof(ub)) ||
+	    setsockopt(u1, IPPROTO_UDP, UDP_CORK, &one, sizeof(one))) {
 		perror("sockets");
 		return 2;
 	}
@@ -179,8 +183,14 @@ int main(int argc, char **argv)
 		CHECK(!getpeername(u1, (void *)&peer, &pl) && peer.sin_port == ub.sin_port,
 		      "UDP socket: not connected to its peer any more");
 		CHECK(!getsockopt(u1, SOL_SOCKET, SO_REUSEADDR, &reuse, &rl) && reuse, "UDP socket: SO_REUSEADDR lost");
-		CHECK(send(u1, "udp!", 4, 0) == 4 && wait_in(u2, 2000) && recv(u2, buf, sizeof(buf), 0) == 4 &&
-		      !memcmp(buf, "udp!", 4), "UDP socket: its datagram did not arrive");
+		int cork = 0, off = 0;
+		socklen_t cl = sizeof(cork);
+
+		CHECK(!getsockopt(u1, IPPROTO_UDP, UDP_CORK, &cork, &cl) && cork, "UDP socket: UDP_CORK is off");
+		CHECK(send(u1, "ud", 2, 0) == 2 && send(u1, "p!", 2, 0) == 2 &&
+		      !setsockopt(u1, IPPROTO_UDP, UDP_CORK, &off, sizeof(off)) && wait_in(u2, 2000) &&
+		      recv(u2, buf, sizeof(buf), 0) == 4 && !memcmp(buf, "udp!", 4),
+		      "UDP socket: its corked datagram did not arrive whole");
 	}
 	if (!prog_failed)
 		say("PASS");
