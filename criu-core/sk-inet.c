@@ -350,11 +350,11 @@ static void requeue_held(struct dump_ctx *ctx, struct tcp_held *h)
 	_cleanup_close_ int mine = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	uint32_t ts;
 	bool known = held_peer_ts(ctx, h->pending, &ts);
-	char a[80], what[200];
+	char a[80], b[80], what[200];
 
 	snprintf(what, sizeof(what), "TCP connection %s -> %s",
 		 addr_str(h->pending->src.data, h->pending->src.len, a, sizeof(a)),
-		 addr_str(h->pending->dst.data, h->pending->dst.len, what + 150, 50));
+		 addr_str(h->pending->dst.data, h->pending->dst.len, b, sizeof(b)));
 	/* in repair mode: closing it frees its addresses and says nothing to the peer */
 	close(h->fd);
 	h->fd = -1;
