@@ -629,14 +629,8 @@ static int restore_tcp_stream(int fd, const InetSkEntry *e, const char *what)
 		opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_SACK_PERMITTED, 0 };
 	if (t->options & TCPI_OPT_TIMESTAMPS)
 		opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_TIMESTAMP, 0 };
-	q = TCP_RECV_QUEUE;
-	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
-	    setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, &inseq, sizeof(inseq)))
-		return pr_perror("%s: cannot set its receive sequence", what);
-	q = TCP_SEND_QUEUE;
-	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
-	    setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, &outseq, sizeof(outseq)))
-		return pr_perror("%s: cannot set its send sequence", what);
+	if (tcp_repair_seqs(fd, inseq, outseq, what))
+		return -EIO;
 	/*
 	 * The segment size is worked out once, at connect(), from the clamp
 	 * set here: the peer's MSS, not 536 (it would stay that small), and at

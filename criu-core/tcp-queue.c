@@ -111,6 +111,20 @@ static int diag_find(const TcpPendingEntry *p, struct queued_info *qi, const cha
 	return 0;
 }
 
+int tcp_repair_seqs(int fd, uint32_t rcv, uint32_t snd, const char *what)
+{
+	int q = TCP_RECV_QUEUE;
+
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
+	    setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, &rcv, sizeof(rcv)))
+		return pr_perror("%s: cannot set its receive sequence", what);
+	q = TCP_SEND_QUEUE;
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
+	    setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, &snd, sizeof(snd)))
+		return pr_perror("%s: cannot set its send sequence", what);
+	return 0;
+}
+
 /*
  * Step 1: a TIME_WAIT socket of the connection's addresses whose next
  * sequence number is isn - 65537, and which has received up to rcv.
@@ -119,7 +133,7 @@ static int make_time_wait(const TcpPendingEntry *p, uint32_t isn, uint32_t rcv, 
 {
 	const struct sockaddr *src = (const void *)p->src.data;
 	uint32_t snd = isn - 65537 - 1;	/* its FIN takes one */
-	int on = 1, q;
+	int on = 1;
 	struct tcp_info ti;
 	socklen_t l = sizeof(ti);
 	struct tcp_seg fin = { .from = p->dst.data, .to = p->src.data, .flags = TH_FIN | TH_ACK,
@@ -128,14 +142,9 @@ static int make_time_wait(const TcpPendingEntry *p, uint32_t isn, uint32_t rcv, 
 
 	if (s < 0 || setsockopt(s, SOL_TCP, TCP_REPAIR, &on, sizeof(on)))
 		return pr_perror("%s: cannot make a socket in repair mode", what);
-	q = TCP_RECV_QUEUE;
-	if (setsockopt(s, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
-	    setsockopt(s, SOL_TCP, TCP_QUEUE_SEQ, &rcv, sizeof(rcv)))
-		return pr_perror("%s: cannot set a receive sequence", what);
-	q = TCP_SEND_QUEUE;
-	if (setsockopt(s, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
-	    setsockopt(s, SOL_TCP, TCP_QUEUE_SEQ, &snd, sizeof(snd)))
-		return pr_perror("%s: cannot set a send sequence", what);
+	/* the send queue stays chosen: the FIN below is queued as sent */
+	if (tcp_repair_seqs(s, rcv, snd, what))
+		return -EIO;
 	if (bind(s, src, p->src.len) || connect(s, (const void *)p->dst.data, p->dst.len))
 		return pr_perror("%s: cannot make a socket of its addresses", what);
 	/* in repair mode with the send queue chosen, the FIN is queued as sent: nothing goes out */

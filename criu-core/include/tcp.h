@@ -25,6 +25,9 @@ struct tcp_seg {
 /* send seg through a raw socket of the current network namespace; what names the connection */
 int tcp_inject(const struct tcp_seg *seg, const char *what);
 
+/* a socket in repair mode, not connected yet: the sequence numbers its queues start from */
+int tcp_repair_seqs(int fd, uint32_t rcv, uint32_t snd, const char *what);
+
 /*
  * Put connection p back at the end of its listener's accept queue, in the
  * current network namespace: the listener is listening, and the peer is

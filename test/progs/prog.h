@@ -171,4 +171,23 @@ static inline unsigned long long xorshift64(unsigned long long *x)
 	return *x;
 }
 
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+/* the loopback address, v4 or v6, port 0; its length */
+static inline socklen_t prog_loopback(int v6, struct sockaddr_storage *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	if (v6) {
+		struct sockaddr_in6 *a = (void *)sa;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_loopback;
+		return sizeof(*a);
+	}
+	((struct sockaddr_in *)sa)->sin_family = AF_INET;
+	((struct sockaddr_in *)sa)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return sizeof(struct sockaddr_in);
+}
+
 #endif

@@ -159,19 +159,7 @@ int main(int argc, char **argv)
 	prog_trigger_init();
 	lsn = socket(fam, SOCK_STREAM, 0);
 	setsockopt(lsn, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (v6) {
-		struct sockaddr_in6 *a = (void *)&sa;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_addr = in6addr_loopback;
-		sl = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (void *)&sa;
-
-		a->sin_family = AF_INET;
-		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sl = sizeof(*a);
-	}
+	sl = prog_loopback(v6, &sa);
 	if (bind(lsn, (void *)&sa, sl) || listen(lsn, 5) || getsockname(lsn, (void *)&sa, &sl)) {
 		perror("listener");
 		return 2;
