@@ -117,6 +117,12 @@ static int classify_vma(pid_t pid, uint32_t ns_flags, const struct proc_vma *v, 
 		e->path = arena_strdup(a, path);
 		return 0;
 	}
+	if (!strncmp(path, "socket:", 7)) {
+		/* only packet sockets can be mapped: their rings */
+		pr_err("pid %d: VMA %lx-%lx maps %s, a packet socket's ring (PACKET_RX_RING/TX_RING): not supported yet",
+		       pid, v->start, v->end, path);
+		return -ENOTSUP;
+	}
 	if (path[0] != '/') {
 		pr_err("pid %d: VMA %lx-%lx: cannot understand mapping '%s'", pid, v->start, v->end, path);
 		return -ENOTSUP;

@@ -44,6 +44,7 @@
 #include "restore.h"
 #include "sockets.h"
 #include "tcp.h"
+#include "udp.h"
 #include "util.h"
 
 static bool inet_match(const struct fd_parms *p)
@@ -73,54 +74,45 @@ static const char *addr_str(const void *sa, size_t len, char *buf, size_t blen)
 	return buf;
 }
 
+struct listen_info {
+	ino_t ino;
+	uint32_t backlog, queued;
+};
+
+static int listen_found(const struct nlmsghdr *h, void *arg)
+{
+	const struct inet_diag_msg *m = NLMSG_DATA(h);
+	struct listen_info *li = arg;
+
+	if (m->idiag_inode != li->ino)
+		return 0;
+	li->queued = m->idiag_rqueue;
+	li->backlog = m->idiag_wqueue;
+	return 1;
+}
+
 /* a listener's backlog and accept queue, from inet_diag in the socket's own namespace */
 static int listen_info(const struct fd_parms *p, int family, uint32_t *backlog, uint32_t *queued)
 {
 	struct {
 		struct nlmsghdr h;
 		struct inet_diag_req_v2 r;
-	} req = {
-		.h = { .nlmsg_len = sizeof(req), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
-		.r = { .sdiag_family = family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = 1 << 10 /* LISTEN */ },
-	};
-	_cleanup_close_ int ns = ioctl(p->lfd, SIOCGSKNS);
-	_cleanup_close_ int mine = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	_cleanup_free_ char *buf = malloc(1 << 16);
-	_cleanup_close_ int fd = -1;
-	ssize_t n;
+	} req = { .r = { .sdiag_family = family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = 1 << 10 /* LISTEN */ } };
+	struct listen_info li = { .ino = p->st.st_ino };
+	char what[80];
+	int ret;
 
-	if (ns < 0 || mine < 0 || !buf)
-		return pr_perror("pid %d fd %d (%s): cannot reach its network namespace", p->pid, p->fd, p->link);
-	if (setns(ns, CLONE_NEWNET))
-		return pr_perror("pid %d fd %d: cannot enter its network namespace", p->pid, p->fd);
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (setns(mine, CLONE_NEWNET))
-		return pr_perror("cannot go back to cryo's network namespace");
-	if (fd < 0)
-		return pr_perror("cannot open a sock_diag socket");
-	if (send(fd, &req, sizeof(req), 0) != sizeof(req))
-		return pr_perror("sock_diag: cannot ask for the listening sockets");
-	while ((n = recv(fd, buf, 1 << 16, 0)) > 0) {
-		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
-			const struct inet_diag_msg *m = NLMSG_DATA(h);
-
-			if (h->nlmsg_type == NLMSG_DONE)
-				goto not_found;
-			if (h->nlmsg_type == NLMSG_ERROR) {
-				errno = -((struct nlmsgerr *)NLMSG_DATA(h))->error;
-				return pr_perror("sock_diag: listing the listening sockets");
-			}
-			if (m->idiag_inode != p->st.st_ino)
-				continue;
-			*queued = m->idiag_rqueue;
-			*backlog = m->idiag_wqueue;
-			return 0;
-		}
+	snprintf(what, sizeof(what), "pid %d fd %d (%s)", p->pid, p->fd, p->link);
+	ret = sock_diag_walk(p->lfd, &req, sizeof(req), listen_found, &li, what);
+	if (ret < 0)
+		return ret;
+	if (!ret) {
+		pr_err("%s: sock_diag does not list the listening socket", what);
+		return -ENOENT;
 	}
-not_found:
-	pr_err("pid %d fd %d (%s): sock_diag does not list the listening socket", p->pid, p->fd, p->link);
-	return -ENOENT;
+	*backlog = li.backlog;
+	*queued = li.queued;
+	return 0;
 }
 
 static bool opt_on(int fd, int level, int opt)
@@ -474,7 +466,7 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 	struct sockaddr_storage src, dst;
 	socklen_t sl = sizeof(src), dl = sizeof(dst), l = sizeof(int);
 	int family, type, proto, ret;
-	char a[80], b[80], dev[IFNAMSIZ + 1] = "";
+	char a[80], b[80], dev[IFNAMSIZ + 1] = "", what[128];
 	socklen_t devl = sizeof(dev) - 1;
 	bool connected, listening;
 
@@ -557,6 +549,14 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 		}
 		e->has_udp_cork = true;
 		e->udp_cork = opt_on(p->lfd, IPPROTO_UDP, UDP_CORK);
+		snprintf(what, sizeof(what), "pid %d fd %d: UDP socket %s", p->pid, p->fd,
+			 addr_str(&src, sl, a, sizeof(a)));
+		if ((ret = udp_queue_dump(p->lfd, e, &ctx->arena, what)))
+			return ret;
+	} else if (type != SOCK_STREAM && recv(p->lfd, NULL, 0, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC) >= 0) {
+		/* the kernel cannot peek past the first of these */
+		pr_warn("pid %d fd %d: %s socket %s: the datagrams queued in it are not kept (lost, as on a network)",
+			p->pid, p->fd, inet_kind(type, proto), addr_str(&src, sl, a, sizeof(a)));
 	}
 	dump_int_opts(p->lfd, e);
 	if (!getsockopt(p->lfd, SOL_SOCKET, SO_BINDTODEVICE, dev, &devl) && dev[0]) {
@@ -812,6 +812,9 @@ static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 		ret = pr_perror("%s: cannot use TCP repair mode", what);
 	if (!ret && bound(e) && bind(fd, (const void *)e->src.data, e->src.len))
 		ret = pr_perror("%s: cannot bind it to %s", what, addr_str(e->src.data, e->src.len, a, sizeof(a)));
+	/* before connecting: a connected socket takes datagrams from its peer only */
+	if (!ret && e->n_rqueue)
+		ret = udp_queue_restore(fd, e, what);
 	if (!ret && e->has_backlog && listen(fd, e->backlog))
 		ret = pr_perror("%s: cannot listen", what);
 	if (!ret && e->n_pending) {

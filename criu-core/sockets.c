@@ -1,9 +1,16 @@
 /* The socket options every kind of socket has (SOL_SOCKET). */
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/sockios.h>
 
 #include "log.h"
 #include "sockets.h"
@@ -112,4 +119,45 @@ int sk_opts_restore(int fd, const SkOpts *o, const char *what)
 		return ret;
 	}
 	return 0;
+}
+
+int sock_diag_walk(int sk, void *req, size_t len, int (*cb)(const struct nlmsghdr *h, void *arg), void *arg,
+		   const char *what)
+{
+	_cleanup_close_ int ns = ioctl(sk, SIOCGSKNS);
+	_cleanup_close_ int mine = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	_cleanup_free_ char *buf = malloc(1 << 16);
+	_cleanup_close_ int fd = -1;
+	ssize_t n;
+
+	if (ns < 0 || mine < 0 || !buf)
+		return pr_perror("%s: cannot reach its network namespace", what);
+	/* sock_diag answers about the namespace its own socket was made in */
+	if (setns(ns, CLONE_NEWNET))
+		return pr_perror("%s: cannot enter its network namespace", what);
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (setns(mine, CLONE_NEWNET))
+		return pr_perror("cannot go back to cryo's network namespace");
+	if (fd < 0)
+		return pr_perror("%s: cannot open a sock_diag socket", what);
+	((struct nlmsghdr *)req)->nlmsg_len = len;
+	((struct nlmsghdr *)req)->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	((struct nlmsghdr *)req)->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	if (send(fd, req, len, 0) != (ssize_t)len)
+		return pr_perror("%s: cannot ask sock_diag about it", what);
+	while ((n = recv(fd, buf, 1 << 16, 0)) > 0) {
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+			int ret;
+
+			if (h->nlmsg_type == NLMSG_DONE)
+				return 0;
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				errno = -((struct nlmsgerr *)NLMSG_DATA(h))->error;
+				return pr_perror("%s: sock_diag", what);
+			}
+			if ((ret = cb(h, arg)))
+				return ret;
+		}
+	}
+	return pr_perror("%s: reading sock_diag's answer", what);
 }

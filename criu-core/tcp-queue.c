@@ -6,7 +6,7 @@
  *
  * The kernel has no call that puts a socket in a listener's queue: only a
  * handshake does. So the handshake is made again, with segments from the
- * peer's address sent through a raw socket (tcp-inject.c), and the kernel
+ * peer's address sent through a raw socket (inject.c), and the kernel
  * is led to the connection's own sequence numbers:
  *
  *  1. A SYN that finds a TIME_WAIT socket of the same addresses starts the

@@ -286,6 +286,32 @@ def test_dump_refuses_corked_udp_data(workload, images):
     assert not (images / "inventory.img").exists()
 
 
+PACKET_RING = """
+import mmap, socket, struct, sys, time
+p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+p.setsockopt(263, 5, struct.pack("IIII", 4096, 2, 2048, 4))  # SOL_PACKET, PACKET_RX_RING
+if len(sys.argv) > 1:
+    ring = mmap.mmap(p.fileno(), 8192)
+print("READY", p.fileno(), flush=True)
+time.sleep(1000)
+"""
+
+
+def test_dump_refuses_packet_ring(workload, images):
+    """A packet socket with a ring, mapped into the task or not yet, is
+    refused with one line naming it, and the process runs on with it."""
+    for mapped in (False, True):
+        w = workload(["/usr/bin/python3", "-c", PACKET_RING, *(["mapped"] if mapped else [])])
+        w.wait_ready()
+        fd = int(w.output().split()[1])
+        before = cryolib.snapshot(w.pid)
+        r = cryolib.cryo("dump", "-t", w.pid, "-D", images, check=False)
+        where = ("VMA", "maps socket:[") if mapped else (f"fd {fd}",)
+        one_line_error(r, f"pid {w.pid}", *where, "packet socket", "PACKET_RX_RING")
+        cryolib.assert_same_process(before, w.pid)
+        assert not (images / "inventory.img").exists()
+
+
 SOCKET_OUT = """
 import os, socket, time
 a, b = socket.socketpair()

@@ -149,5 +149,23 @@ def test_raw_packet_netlink_udp_sockets(workload, images):
     cryolib.checkpoint_restore(w, images)
     kinds = sorted(e["kind"] for e in cryolib.show(images / "files.img")["records"]
                    if e["kind"] in ("INET_SK", "NETLINK_SK", "PACKET_SK"))
-    assert kinds == ["INET_SK"] * 3 + ["NETLINK_SK", "PACKET_SK"], kinds
+    assert kinds == ["INET_SK"] * 3 + ["NETLINK_SK", "PACKET_SK", "PACKET_SK"], kinds
+    mc = [m for e in cryolib.show(images / "files.img")["records"] if e["kind"] == "PACKET_SK"
+          for m in e["packet_sk"].get("mclist", [])]
+    assert [(m["ifname"], m["type"], m["count"]) for m in mc] == [("lo", 1, 1)], mc
     w.verify()
+
+
+def test_udp_queued_datagrams(workload, images):
+    """Datagrams a UDP socket received and did not read come back in order,
+    each from its sender, with a zero-length and a 60000-byte one, to a
+    socket bound to all addresses and to one connected (which held one
+    from before it connected); over IPv4, IPv6 and v4-mapped IPv6."""
+    for args in ([], ["v6"], ["mapped"]):
+        w = workload([prog("udp"), *args])
+        w.wait_ready()
+        cryolib.checkpoint_restore(w, images)
+        queues = sorted(len(e["inet_sk"]["rqueue"]) for e in cryolib.show(images / "files.img")["records"]
+                        if e["kind"] == "INET_SK" and e["inet_sk"].get("rqueue"))
+        assert queues == [3, 4], queues
+        w.verify()

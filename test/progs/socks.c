@@ -5,6 +5,9 @@
  *    echo request and sees the reply with its id;
  *  - a packet socket bound to lo (ETH_P_IP, datagram) sees a UDP datagram
  *    sent to 127.0.0.1 go by;
+ *  - a raw packet socket on lo keeps TPACKET_V2, PACKET_AUXDATA, its
+ *    fanout group and its membership that makes lo promiscuous (lo is
+ *    not, once the dumped process is gone, until it is back);
  *  - a netlink route socket bound to port id pid+7 in the link and IPv4
  *    address groups, which keeps them and answers an RTM_GETLINK dump
  *    that lists lo;
@@ -103,6 +106,36 @@ static void check_packet(int pk)
 	close(u);
 }
 
+static bool lo_promisc(void)
+{
+	unsigned flags = 0;
+	FILE *f = fopen("/sys/class/net/lo/flags", "r");
+
+	if (f && fscanf(f, "%x", &flags) != 1)
+		flags = 0;
+	if (f)
+		fclose(f);
+	return flags & IFF_PROMISC;
+}
+
+static int packet_opt(int fd, int opt)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+
+	return getsockopt(fd, SOL_PACKET, opt, &v, &l) ? -1 : v;
+}
+
+static void check_packet_opts(int pk, int fanout)
+{
+	CHECK(packet_opt(pk, PACKET_VERSION) == TPACKET_V2, "packet socket: version %d, expected TPACKET_V2",
+	      packet_opt(pk, PACKET_VERSION));
+	CHECK(packet_opt(pk, PACKET_AUXDATA) == 1, "packet socket: PACKET_AUXDATA is off");
+	CHECK(packet_opt(pk, PACKET_FANOUT) == fanout, "packet socket: fanout %#x, expected %#x",
+	      packet_opt(pk, PACKET_FANOUT), fanout);
+	CHECK(lo_promisc(), "packet socket: lo is not promiscuous: its membership is gone");
+}
+
 static void check_netlink(int nl, unsigned portid)
 {
 	struct sockaddr_nl sa;
@@ -148,17 +181,27 @@ int main(int argc, char **argv)
 	struct sockaddr_nl nla = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR };
 	struct sockaddr_in ua = lo, ub = lo;
 	socklen_t sl = sizeof(ua);
-	int raw, pk, nl, u1, u2, one = 1;
+	int raw, pk, pk2, nl, u1, u2, one = 1, v2 = TPACKET_V2, fanout = (getpid() & 0xffff) | PACKET_FANOUT_HASH << 16;
+	struct packet_mreq mr = { .mr_type = PACKET_MR_PROMISC };
 	char buf[16];
 
 	tamper = argc > 1 && !strcmp(argv[1], "tamper");
 	prog_trigger_init();
 	raw = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
 	pk = socket(AF_PACKET, SOCK_DGRAM, htons(ETH_P_IP));
+	pk2 = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
 	nl = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
 	u1 = socket(AF_INET, SOCK_DGRAM, 0);
 	u2 = socket(AF_INET, SOCK_DGRAM, 0);
 	ll.sll_ifindex = if_nametoindex("lo");
+	mr.mr_ifindex = ll.sll_ifindex;
+	if (pk2 < 0 || setsockopt(pk2, SOL_PACKET, PACKET_VERSION, &v2, sizeof(v2)) ||
+	    setsockopt(pk2, SOL_PACKET, PACKET_AUXDATA, &one, sizeof(one)) || bind(pk2, (void *)&ll, sizeof(ll)) ||
+	    setsockopt(pk2, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(fanout)) ||
+	    setsockopt(pk2, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr))) {
+		perror("packet socket options");
+		return 2;
+	}
 	nla.nl_pid = getpid() + 7;
 	setsockopt(u1, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (raw < 0 || pk < 0 || nl < 0 || bind(raw, (void *)&lo, sizeof(lo)) || bind(pk, (void *)&ll, sizeof(ll)) ||
@@ -173,6 +216,7 @@ int main(int argc, char **argv)
 	prog_wait_trigger();
 	check_raw(raw);
 	check_packet(pk);
+	check_packet_opts(pk2, fanout);
 	check_netlink(nl, getpid() + 7);
 	{
 		struct sockaddr_in peer;
