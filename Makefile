@@ -15,6 +15,7 @@ Q	:= $(if $(filter 1,$(V)),,@)
 
 DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 	    libnl-3-dev libnl-route-3-dev libnet1-dev libbsd-dev zlib1g-dev \
+	    libnftnl-dev libmnl-dev \
 	    python3 python3-pytest busybox-static \
 	    iproute2 util-linux
 
@@ -23,7 +24,7 @@ CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 $(WARN) -D_GNU_SOURCE -Icriu-core/include -Iimages -I$(B)/gen -fno-strict-aliasing
 NL_CFLAGS := $(shell pkg-config --cflags libnl-route-3.0 2>/dev/null || echo -I/usr/include/libnl3)
 CFLAGS	+= $(NL_CFLAGS)
-LDLIBS	:= -lprotobuf-c -lz -lnl-route-3 -lnl-3
+LDLIBS	:= -lprotobuf-c -lz -lnl-route-3 -lnl-3 -lnftnl -lmnl
 
 # ---- image schemas ----
 PROTOS		:= $(wildcard images/*.proto)

@@ -541,17 +541,14 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 	if (type == SOCK_DGRAM && proto == IPPROTO_UDP) {
 		int held = 0;
 
-		/* bytes sent with UDP_CORK or MSG_MORE wait in the kernel, where nothing can read them */
-		if (!ioctl(p->lfd, SIOCOUTQ, &held) && held > 0) {
-			pr_err("pid %d fd %d: UDP socket %s holds part of a datagram not sent yet (UDP_CORK or MSG_MORE, %d bytes of send buffer): not supported yet",
-			       p->pid, p->fd, addr_str(&src, sl, a, sizeof(a)), held);
-			return -ENOTSUP;
-		}
 		e->has_udp_cork = true;
 		e->udp_cork = opt_on(p->lfd, IPPROTO_UDP, UDP_CORK);
 		snprintf(what, sizeof(what), "pid %d fd %d: UDP socket %s", p->pid, p->fd,
 			 addr_str(&src, sl, a, sizeof(a)));
 		if ((ret = udp_queue_dump(p->lfd, e, &ctx->arena, what)))
+			return ret;
+		/* bytes sent with UDP_CORK or MSG_MORE wait in the kernel, where nothing can read them */
+		if (!ioctl(p->lfd, SIOCOUTQ, &held) && held > 0 && (ret = udp_cork_dump(p->lfd, e, &ctx->arena, what)))
 			return ret;
 	} else if (type != SOCK_STREAM && recv(p->lfd, NULL, 0, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC) >= 0) {
 		/* the kernel cannot peek past the first of these */
@@ -837,6 +834,8 @@ static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 	}
 	else if (!ret && e->has_dst && connect(fd, (const void *)e->dst.data, e->dst.len))
 		ret = pr_perror("%s: cannot connect it to %s", what, addr_str(e->dst.data, e->dst.len, a, sizeof(a)));
+	if (!ret && e->corked)
+		ret = udp_cork_restore(fd, e, what);
 	if (ret) {
 		close(fd);
 		return ret;

@@ -405,3 +405,32 @@ def start_with_pid(pid, argv):
         p.kill()
         p.wait()
     raise AssertionError(f"could not start a process with pid {pid}")
+
+
+def nft_tables():
+    """The names of the nftables tables of this network namespace, asked
+    of the kernel (NFT_MSG_GETTABLE dump over NETLINK_NETFILTER)."""
+    import socket as so
+    import struct
+    s = so.socket(so.AF_NETLINK, so.SOCK_RAW, 12)   # NETLINK_NETFILTER
+    msg_type = (10 << 8) | 1                           # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETTABLE
+    req = struct.pack("=IHHII", 20, msg_type, 0x301, 1, 0) + struct.pack("=BBH", 0, 0, 0)
+    s.send(req)
+    names, done = [], False
+    while not done:
+        buf = s.recv(65536)
+        off = 0
+        while off + 16 <= len(buf):
+            ln, typ = struct.unpack_from("=IH", buf, off)
+            if typ in (2, 3):                          # NLMSG_ERROR, NLMSG_DONE
+                done = True
+                break
+            a = off + 20                               # after nlmsghdr and nfgenmsg
+            while a + 4 <= off + ln:
+                alen, atype = struct.unpack_from("=HH", buf, a)
+                if atype & 0x7fff == 1:                # NFTA_TABLE_NAME
+                    names.append(buf[a + 4:a + alen].rstrip(b"\0").decode())
+                a += (alen + 3) & ~3
+            off += (ln + 3) & ~3
+    s.close()
+    return names

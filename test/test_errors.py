@@ -263,29 +263,6 @@ def test_dump_refuses_unknown_fd_kind(workload, images):
     assert not (images / "inventory.img").exists()
 
 
-UDP_CORKED = """
-import socket, time
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.setsockopt(socket.IPPROTO_UDP, 1, 1)  # UDP_CORK
-u.sendto(b"half a datagram", ("127.0.0.1", 9))
-print("READY", u.fileno(), flush=True)
-time.sleep(1000)
-"""
-
-
-def test_dump_refuses_corked_udp_data(workload, images):
-    """A UDP socket holding part of a datagram (UDP_CORK): its bytes cannot
-    be read back, so the dump says so, and the process runs on with them."""
-    w = workload(["/usr/bin/python3", "-c", UDP_CORKED])
-    w.wait_ready()
-    fd = int(w.output().split()[1])
-    before = cryolib.snapshot(w.pid)
-    r = cryolib.cryo("dump", "-t", w.pid, "-D", images, check=False)
-    one_line_error(r, f"pid {w.pid} fd {fd}", "UDP socket", "part of a datagram", "UDP_CORK")
-    cryolib.assert_same_process(before, w.pid)
-    assert not (images / "inventory.img").exists()
-
-
 PACKET_RING = """
 import mmap, socket, struct, sys, time
 p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))

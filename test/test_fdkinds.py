@@ -160,7 +160,9 @@ def test_udp_queued_datagrams(workload, images):
     """Datagrams a UDP socket received and did not read come back in order,
     each from its sender, with a zero-length and a 60000-byte one, to a
     socket bound to all addresses and to one connected (which held one
-    from before it connected); over IPv4, IPv6 and v4-mapped IPv6."""
+    from before it connected); bytes held back by UDP_CORK and MSG_MORE
+    stay held and go out whole with the next send; over IPv4, IPv6 and
+    v4-mapped IPv6."""
     for args in ([], ["v6"], ["mapped"]):
         w = workload([prog("udp"), *args])
         w.wait_ready()
@@ -168,4 +170,19 @@ def test_udp_queued_datagrams(workload, images):
         queues = sorted(len(e["inet_sk"]["rqueue"]) for e in cryolib.show(images / "files.img")["records"]
                         if e["kind"] == "INET_SK" and e["inet_sk"].get("rqueue"))
         assert queues == [3, 4], queues
+        held = sorted(bytes.fromhex(e["inet_sk"]["corked"]["data"]) for e in cryolib.show(images / "files.img")["records"]
+                      if e["kind"] == "INET_SK" and "corked" in e["inet_sk"])
+        assert held == [b"held-", b"more-"], held
         w.verify()
+
+
+def test_udp_held_bytes_leave_running(workload, images):
+    """A --leave-running dump lets the bytes a UDP socket holds back go, to
+    catch them, and must hold them back again: the task's datagrams then
+    arrive whole, once, after the dump as they would have without it."""
+    w = workload([prog("udp")])
+    w.wait_ready()
+    cryolib.dump(w.pid, images, "--leave-running")
+    # the rule that caught them is gone with its table
+    assert not [t for t in cryolib.nft_tables() if t.startswith("cryo-")], cryolib.nft_tables()
+    w.verify()

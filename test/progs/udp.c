@@ -7,14 +7,19 @@
  *  - a socket bound to lo (SO_BINDTODEVICE) and connected to the first
  *    sender holds a datagram from the second sender that came before it
  *    connected, then two from its peer.
+ *  - a socket with UDP_CORK on holds "held-" back for its peer, and an
+ *    unconnected one holds "more-" sent with MSG_MORE.
  * After the restore each socket gives exactly those, with the senders'
  * addresses and its own buffer size, and nothing more; then both carry
- * new datagrams. "v6" does it over ::1; "mapped" has IPv6 sockets take
+ * new datagrams. The held bytes went nowhere, and go out with what the
+ * two sockets send next, as one datagram each: "held-rest" once the first
+ * uncorks, "more-tail" from the second's next send. "v6" does it over ::1; "mapped" has IPv6 sockets take
  * IPv4 datagrams (v4-mapped).
  */
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -103,7 +108,7 @@ int main(int argc, char **argv)
 	const char *lo = v6 ? "::1" : "127.0.0.1", *any = v6 || mapped ? "::" : "0.0.0.0";
 	const char *other = v6 ? "::1" : "127.0.0.2";
 	static char big[BIG];
-	int s, k, c1, c2, bufsz[2], v;
+	int s, k, c1, c2, cork, more, r, bufsz[2], v, one = 1, off = 0;
 	socklen_t l = sizeof(int);
 	struct sockaddr_storage peer;
 
@@ -133,6 +138,18 @@ int main(int argc, char **argv)
 	}
 	send_to(c1, lo, port_of(k), "k1", 2);
 	send_to(c1, lo, port_of(k), "k2", 2);
+	/* bytes held back: by UDP_CORK on a connected socket, by MSG_MORE on another */
+	r = sock_at(fam_peer, lo, 0);
+	cork = sock_at(fam_sock, any, 0);
+	more = sock_at(fam_sock, any, 0);
+	addr_of(&peer, fam_sock, mapped ? "::ffff:127.0.0.1" : lo);
+	((struct sockaddr_in6 *)&peer)->sin6_port = htons(port_of(r));
+	if (connect(cork, (void *)&peer, fam_sock == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) ||
+	    setsockopt(cork, IPPROTO_UDP, UDP_CORK, &one, sizeof(one)) || send(cork, "held-", 5, 0) != 5 ||
+	    sendto(more, "more-", 5, MSG_MORE, (void *)&peer, sizeof(peer)) != 5) {
+		perror("held bytes");
+		return 2;
+	}
 	getsockopt(s, SOL_SOCKET, SO_RCVBUF, &bufsz[0], &l);
 	getsockopt(k, SOL_SOCKET, SO_RCVBUF, &bufsz[1], &l);
 	usleep(50 * 1000);
@@ -159,6 +176,17 @@ int main(int argc, char **argv)
 		CHECK(!getsockopt(k, SOL_SOCKET, SO_BINDTODEVICE, dev, &dl) && !strcmp(dev, "lo"),
 		      "connected socket: bound to device \"%s\", expected lo", dev);
 	}
+	/* the held bytes went nowhere, and go with the next ones */
+	CHECK(!wait_in(r, 100), "held bytes: sent before their time");
+	CHECK(!getsockopt(cork, IPPROTO_UDP, UDP_CORK, &v, &l) && v, "corked socket: UDP_CORK is off");
+	CHECK(send(cork, "rest", 4, 0) == 4 && !setsockopt(cork, IPPROTO_UDP, UDP_CORK, &off, sizeof(off)),
+	      "corked socket: cannot send and uncork");
+	CHECK(wait_in(r, 2000), "corked socket: nothing arrives when it uncorks");
+	expect(r, "corked socket's peer", 1, "held-rest", 9, port_of(cork));
+	CHECK(sendto(more, "tail", 4, 0, (void *)&peer, sizeof(peer)) == 4, "MSG_MORE socket: cannot send");
+	CHECK(wait_in(r, 2000), "MSG_MORE socket: nothing arrives after its last send");
+	expect(r, "MSG_MORE socket's peer", 2, "more-tail", 9, port_of(more));
+	CHECK(!wait_in(r, 100), "held bytes: a datagram more than expected");
 	/* and new datagrams still come in */
 	send_to(c2, lo, port_of(s), "after", 5);
 	send_to(c1, lo, port_of(k), "k3", 2);
