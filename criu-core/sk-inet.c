@@ -550,10 +550,8 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 		/* bytes sent with UDP_CORK or MSG_MORE wait in the kernel, where nothing can read them */
 		if (!ioctl(p->lfd, SIOCOUTQ, &held) && held > 0 && (ret = udp_cork_dump(p->lfd, e, &ctx->arena, what)))
 			return ret;
-	} else if (type != SOCK_STREAM && recv(p->lfd, NULL, 0, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC) >= 0) {
-		/* the kernel cannot peek past the first of these */
-		pr_warn("pid %d fd %d: %s socket %s: the datagrams queued in it are not kept (lost, as on a network)",
-			p->pid, p->fd, inet_kind(type, proto), addr_str(&src, sl, a, sizeof(a)));
+	} else if (type != SOCK_STREAM) {
+		sk_warn_queued(p, inet_kind(type, proto));	/* the kernel cannot peek past the first */
 	}
 	dump_int_opts(p->lfd, e);
 	if (!getsockopt(p->lfd, SOL_SOCKET, SO_BINDTODEVICE, dev, &devl) && dev[0]) {

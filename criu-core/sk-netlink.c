@@ -2,8 +2,9 @@
  * Netlink sockets: protocol, port id, multicast groups (all of them, from
  * NETLINK_LIST_MEMBERSHIPS), peer, options and filter. On restore the
  * root, in the tree's network namespace, binds the same port id and joins
- * the same groups. Messages queued at the dump are not kept: netlink gives
- * no way to read them without taking them.
+ * the same groups. Messages queued at the dump are not kept (with a
+ * warning): netlink gives no way to read them past the first without
+ * taking them, and none to queue them again as the kernel's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -67,6 +68,7 @@ static int netlink_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntr
 	}
 	if ((ret = sk_opts_dump(p, o, &ctx->arena)))
 		return ret;
+	sk_warn_queued(p, "netlink");
 	e->opts = o;
 	fe->netlink_sk = e;
 	return 0;

@@ -182,9 +182,7 @@ static int packet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry
 	}
 	if ((ret = packet_diag_dump(p, e, &ctx->arena)) || (ret = sk_opts_dump(p, o, &ctx->arena)))
 		return ret;
-	if (recv(p->lfd, NULL, 0, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC) >= 0)
-		pr_warn("pid %d fd %d: packet socket: the frames queued in it are not kept (lost, as on a network)",
-			p->pid, p->fd);
+	sk_warn_queued(p, "packet");
 	e->opts = o;
 	fe->packet_sk = e;
 	return 0;

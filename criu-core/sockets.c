@@ -161,3 +161,10 @@ int sock_diag_walk(int sk, void *req, size_t len, int (*cb)(const struct nlmsghd
 	}
 	return pr_perror("%s: reading sock_diag's answer", what);
 }
+
+void sk_warn_queued(const struct fd_parms *p, const char *kind)
+{
+	if (recv(p->lfd, NULL, 0, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC) >= 0)
+		pr_warn("pid %d fd %d (%s): %s socket: what is queued in it is not kept (lost, as on a network)",
+			p->pid, p->fd, p->link, kind);
+}

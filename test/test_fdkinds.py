@@ -186,3 +186,24 @@ def test_udp_held_bytes_leave_running(workload, images):
     # the rule that caught them is gone with its table
     assert not [t for t in cryolib.nft_tables() if t.startswith("cryo-")], cryolib.nft_tables()
     w.verify()
+
+
+RAW_QUEUED = """
+import socket, time
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253)
+socket.socket(socket.AF_INET, socket.SOCK_RAW, 253).sendto(b"queued", ("127.0.0.1", 0))
+time.sleep(0.1)
+print("READY", r.fileno(), flush=True)
+time.sleep(1000)
+"""
+
+
+def test_raw_queued_datagram_is_a_warning(workload, images):
+    """A raw socket's queued datagram cannot be walked in place: the dump
+    says it is not kept, naming the socket, and the restore goes on."""
+    w = workload(["/usr/bin/python3", "-c", RAW_QUEUED])
+    w.wait_ready()
+    fd = int(w.output().split()[1])
+    r = cryolib.dump(w.pid, images, "--leave-running")
+    warn = [ln for ln in r.stderr.splitlines() if "not kept" in ln]
+    assert len(warn) == 1 and f"pid {w.pid} fd {fd}" in warn[0] and "raw socket" in warn[0], r.stderr

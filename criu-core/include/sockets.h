@@ -10,6 +10,12 @@ int sk_opts_dump(const struct fd_parms *p, SkOpts *o, struct arena *a);
 /* set them on fd; what names the socket in errors */
 int sk_opts_restore(int fd, const SkOpts *o, const char *what);
 
+/*
+ * Warn if socket p (of a kind the kernel cannot peek through, named kind)
+ * has something queued: it is not kept.
+ */
+void sk_warn_queued(const struct fd_parms *p, const char *kind);
+
 struct nlmsghdr;
 /*
  * Ask sock_diag, in the network namespace of socket sk (cryo's fd), with
