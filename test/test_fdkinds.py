@@ -61,9 +61,10 @@ def test_tcp_established(workload, images):
     order, and the connections carry new data after the restore. Also
     half-closed by the client (FIN_WAIT1/2): the server gets the data, then
     the end of stream; and with the server in CLOSE_WAIT, LAST_ACK and
-    CLOSING, which must end as they would have."""
+    CLOSING, which must end as they would have. Each over IPv4, IPv6, and
+    IPv6 sockets carrying IPv4 (v4-mapped)."""
     modes = ([], ["shut"], ["peerclose"], ["lastack"], ["closing"])
-    for args in (m + v for m in modes for v in ([], ["v6"])):
+    for args in (m + v for m in modes for v in ([], ["v6"], ["mapped"])):
         w = workload([prog("tcp"), *args])
         w.wait_ready()
         cryolib.checkpoint_restore(w, images, dump_args=("--tcp-established",))
@@ -77,18 +78,20 @@ def test_tcp_established(workload, images):
                 "peerclose": [(False, True, False), (True, False, False)],
                 "lastack": [(True, False, False), (True, True, True)],
                 "closing": [(True, False, False), (True, True, False)]}
-        assert fins == want.get(args[0] if args and args[0] != "v6" else "", [(False, False, False)] * 2), fins
+        assert fins == want.get(args[0] if args and args[0] not in ("v6", "mapped") else "",
+                                [(False, False, False)] * 2), fins
         w.verify()
 
 
 def test_tcp_accept_queue(workload, images):
     """Connections waiting in a listener's queue come back in it, in order,
     with what they received (and a FIN), from clients in the tree and one
-    outside it; each carries data both ways after the restore."""
-    for args in ([], ["v6"]):
+    outside it; each carries data both ways after the restore. Over IPv4,
+    IPv6, and IPv4 clients of an IPv6 listener (v4-mapped)."""
+    for args in ([], ["v6"], ["mapped"]):
         w = workload([prog("tcpqueue"), "outside", *args])
         port = int(w.wait_ready()["port"])
-        outside = socket.create_connection(("::1" if args else "127.0.0.1", port))
+        outside = socket.create_connection(("::1" if args == ["v6"] else "127.0.0.1", port))
         outside.sendall(b"outside-hello\n")
         time.sleep(0.1)
         cryolib.checkpoint_restore(w, images, dump_args=("--tcp-established",))

@@ -1,6 +1,8 @@
 /*
- * tcp [v6] [shut|peerclose|lastack|closing] [tamper]: established TCP connections over loopback, both
+ * tcp [v6|mapped] [shut|peerclose|lastack|closing] [tamper]: established TCP connections over loopback, both
  * ends in this process, with data in flight both ways at the checkpoint.
+ * "mapped": IPv6 sockets over IPv4 (the listener bound to ::, the client
+ * connected to ::ffff:127.0.0.1).
  * "shut": the client has shut its sending side down after its data
  * (FIN_WAIT1 or FIN_WAIT2 at the checkpoint): the server must read all of
  * it, then the end of stream, and can still send to the client.
@@ -136,7 +138,7 @@ static int in_time_wait(int v6, unsigned lport, unsigned rport)
 
 int main(int argc, char **argv)
 {
-	int v6 = 0, shut = 0, few = 0, lastack = 0, closing = 0, one = 1, small = 16384;
+	int v6 = 0, mapped = 0, shut = 0, few = 0, lastack = 0, closing = 0, one = 1, small = 16384;
 	uint64_t total = CLIENT_BYTES;
 	struct sockaddr_storage sa = { 0 };
 	socklen_t sl;
@@ -147,6 +149,7 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		v6 |= !strcmp(argv[i], "v6");
+		mapped |= !strcmp(argv[i], "mapped");
 		tamper |= !strcmp(argv[i], "tamper");
 		shut |= !strcmp(argv[i], "shut");
 		/* few bytes: the client's FIN reaches the server (CLOSE_WAIT there, FIN_WAIT2 here) */
@@ -155,15 +158,20 @@ int main(int argc, char **argv)
 		closing |= !strcmp(argv[i], "closing");
 	}
 	few |= lastack || closing;
+	v6 |= mapped;
 	fam = v6 ? AF_INET6 : AF_INET;
 	prog_trigger_init();
 	lsn = socket(fam, SOCK_STREAM, 0);
 	setsockopt(lsn, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	sl = prog_loopback(v6, &sa);
+	if (mapped)
+		((struct sockaddr_in6 *)&sa)->sin6_addr = in6addr_any;
 	if (bind(lsn, (void *)&sa, sl) || listen(lsn, 5) || getsockname(lsn, (void *)&sa, &sl)) {
 		perror("listener");
 		return 2;
 	}
+	if (mapped)
+		inet_pton(AF_INET6, "::ffff:127.0.0.1", &((struct sockaddr_in6 *)&sa)->sin6_addr);
 	cli = socket(fam, SOCK_STREAM, 0);
 	setsockopt(cli, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	setsockopt(cli, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

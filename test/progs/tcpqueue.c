@@ -1,6 +1,8 @@
 /*
- * tcpqueue [v6] [outside] [tamper]: connections waiting in a listener's accept queue
- * at the checkpoint, never accepted before it.
+ * tcpqueue [v6|mapped] [outside] [tamper]: connections waiting in a listener's accept queue
+ * at the checkpoint, never accepted before it. "mapped": the listener is
+ * an IPv6 socket bound to ::, the clients IPv4 ones (so the queued
+ * connections have v4-mapped addresses).
  *
  * A listener on the loopback address gets three connections from clients
  * in this process: c1 sends a numbered stream until the connection takes
@@ -72,23 +74,32 @@ int main(int argc, char **argv)
 {
 	struct sockaddr_storage sa = { 0 };
 	socklen_t sl;
-	int v6 = 0, outside = 0, lsn, c[3], s[4], one = 1, fam;
+	int v6 = 0, mapped = 0, outside = 0, lsn, c[3], s[4], one = 1, fam;
 	static unsigned char buf[C1_BYTES], msg[3000];
 	uint64_t c1off = 0;
 
 	for (int i = 1; i < argc; i++) {
 		v6 |= !strcmp(argv[i], "v6");
+		mapped |= !strcmp(argv[i], "mapped");
 		tamper |= !strcmp(argv[i], "tamper");
 		outside |= !strcmp(argv[i], "outside");
 	}
 	fam = v6 ? AF_INET6 : AF_INET;
 	prog_trigger_init();
-	sl = prog_loopback(v6, &sa);
-	lsn = socket(fam, SOCK_STREAM, 0);
+	sl = prog_loopback(v6 || mapped, &sa);
+	if (mapped)
+		((struct sockaddr_in6 *)&sa)->sin6_addr = in6addr_any;
+	lsn = socket(v6 || mapped ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
 	setsockopt(lsn, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(lsn, (void *)&sa, sl) || listen(lsn, 8) || getsockname(lsn, (void *)&sa, &sl)) {
 		perror("listener");
 		return 2;
+	}
+	if (mapped) {	/* the clients: IPv4, to the listener's port */
+		uint16_t port = ((struct sockaddr_in6 *)&sa)->sin6_port;
+
+		sl = prog_loopback(0, &sa);
+		((struct sockaddr_in *)&sa)->sin_port = port;
 	}
 	for (int i = 0; i < 3; i++) {
 		c[i] = socket(fam, SOCK_STREAM, 0);
