@@ -15,6 +15,12 @@
  *     MSG_MORE): if the task runs on, it finds them there.
  *
  * Restore holds them back again the same way.
+ *
+ * The rule knows the socket by its port only: another socket of that
+ * namespace sending from the same port (SO_REUSEADDR/SO_REUSEPORT on
+ * another address) in the same milliseconds would lose its datagram, and
+ * could be taken for this one. In a container, whose tasks are frozen,
+ * none can.
  */
 #include <arpa/inet.h>
 #include <errno.h>

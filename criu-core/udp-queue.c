@@ -13,7 +13,10 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -90,7 +93,7 @@ int udp_queue_dump(int fd, InetSkEntry *e, struct arena *a, const char *what)
 		struct sockaddr_storage src;
 		union {
 			struct cmsghdr h;
-			uint8_t b[CMSG_SPACE(sizeof(struct sockaddr_in6)) * 2];
+			uint8_t b[1024];	/* with the task's own (timestamps, packet info...) */
 		} cb;
 		struct iovec iov = { buf, DGRAM_MAX };
 		struct msghdr mh = { .msg_name = &src, .msg_namelen = sizeof(src), .msg_iov = &iov, .msg_iovlen = 1,
@@ -106,7 +109,7 @@ int udp_queue_dump(int fd, InetSkEntry *e, struct arena *a, const char *what)
 			ret = pr_perror("%s: cannot read datagram %zu of its queue", what, e->n_rqueue + 1);
 			break;
 		}
-		if (n > DGRAM_MAX || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !(dst = orig_dst(&mh, &dl))) {
+		if (n > DGRAM_MAX || (mh.msg_flags & MSG_TRUNC) || !(dst = orig_dst(&mh, &dl))) {
 			pr_err("%s: datagram %zu of its queue (%zd bytes) cannot be read whole with where it was sent to",
 			       what, e->n_rqueue + 1, n);
 			ret = -EIO;
@@ -146,24 +149,37 @@ static bool group_addr(const void *sa)
 /*
  * Where datagram d goes to reach the restored socket, whose address is
  * self: where it was sent if that was one host (it is ours), else the
- * socket's own address, or the loopback one if it is bound to all.
+ * socket's own address if it is bound to one of the same family, else the
+ * loopback address of that family.
  */
 static void queue_dst(const DgramEntry *d, const struct sockaddr_storage *self, struct sockaddr_storage *to)
 {
 	struct sockaddr_in *in = (void *)to;
 	struct sockaddr_in6 *in6 = (void *)to;
+	const struct sockaddr_in *s4 = (const void *)self;
+	const struct sockaddr_in6 *s6 = (const void *)self;
 
 	memset(to, 0, sizeof(*to));
 	memcpy(to, d->dst.data, MIN(d->dst.len, sizeof(*to)));
 	if (group_addr(to)) {
-		memcpy(to, self, sizeof(*to));
-		if (in->sin_family == AF_INET && in->sin_addr.s_addr == INADDR_ANY)
+		bool v4 = in->sin_family == AF_INET || IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr);
+		bool self_v4 = s4->sin_family == AF_INET || IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr);
+		bool self_any = s4->sin_family == AF_INET ? s4->sin_addr.s_addr == INADDR_ANY
+							  : IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
+
+		memset(to, 0, sizeof(*to));
+		if (v4 == self_v4 && !self_any && !group_addr(self)) {
+			memcpy(to, self, sizeof(*to));
+		} else if (v4) {
+			in->sin_family = AF_INET;
 			in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		else if (in->sin_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+		} else {
+			in6->sin6_family = AF_INET6;
 			in6->sin6_addr = in6addr_loopback;
+		}
 	}
 	/* the port is the socket's: the same slot in both */
-	in->sin_port = ((const struct sockaddr_in *)self)->sin_port;
+	in->sin_port = s4->sin_port;
 }
 
 /* how many datagrams fd holds, counted with SO_PEEK_OFF */
