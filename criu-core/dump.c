@@ -71,6 +71,34 @@ static int write_images(struct dump_ctx *ctx)
 	return write_inventory(ctx);
 }
 
+/* the leader's rseq registration, if it has one */
+static const RseqEntry *leader_rseq(const struct dump_task *t)
+{
+	for (size_t i = 0; t->core->threads && i < t->core->n_threads; i++)
+		if (t->core->threads[i]->tid == (uint32_t)t->pid)
+			return t->core->threads[i]->rseq;
+	return NULL;
+}
+
+/*
+ * The pages, with the leader's rseq area unregistered meanwhile: the
+ * kernel would write the CPU number there whenever the parasite is moved
+ * or preempted, and the bytes written to the image would then not be the
+ * ones the checksum was made from. The restore registers it again.
+ */
+static int dump_pages_quiet(struct dump_ctx *ctx, struct dump_task *t)
+{
+	const RseqEntry *rs = leader_rseq(t);
+	int ret;
+
+	if (rs && (ret = parasite_rseq(t->parasite, rs->ptr, rs->len, rs->sig, false)))
+		return ret;
+	ret = mem_dump_pages(ctx, t);
+	if (rs && parasite_rseq(t->parasite, rs->ptr, rs->len, rs->sig, true) && !ret)
+		ret = -EIO;
+	return ret;
+}
+
 /* everything that needs the task stopped and (for part of it) infected */
 static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 {
@@ -87,7 +115,7 @@ static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 	if (!ret)
 		ret = task_collect_parasite(ctx, t);
 	if (!ret)
-		ret = mem_dump_pages(ctx, t);
+		ret = dump_pages_quiet(ctx, t);
 	if (parasite_cure(t->parasite) && !ret)
 		ret = -EIO;
 	t->parasite = NULL;

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -203,6 +204,22 @@ int parasite_thread_state(struct parasite_ctl *ctl, pid_t tid, struct parasite_t
 		return -EIO;
 	}
 	*st = *out;
+	return 0;
+}
+
+int parasite_rseq(struct parasite_ctl *ctl, uint64_t ptr, uint32_t len, uint32_t sig, bool reg)
+{
+	long r = 0;
+
+	/* the leader's registers are put back by parasite_cure */
+	if (remote_syscall(ctl->pid, &ctl->regs, ctl->remote + parasite_off_syscall, __NR_rseq, ptr, len,
+			   reg ? 0 : RSEQ_FLAG_UNREGISTER, sig, 0, 0, &r))
+		return -EIO;
+	if (r) {
+		pr_err("pid %d: cannot %sregister its rseq area at %#lx: error %ld", ctl->pid, reg ? "" : "un",
+		       (unsigned long)ptr, -r);
+		return -EIO;
+	}
 	return 0;
 }
 

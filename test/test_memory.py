@@ -60,6 +60,35 @@ def test_restore_twice_from_same_images(workload, images):
         assert image_digest(images) == digest, "restore changed the images"
 
 
+def test_rseq_area_is_quiet_in_the_image(workload, images):
+    """While the parasite runs in the leader the kernel would write the CPU
+    number into the thread's rseq area whenever it is moved, after the
+    page's checksum was made: the area is unregistered meanwhile, so the
+    image holds it as unregistration leaves it (cpu_id -1), and the
+    process still restores."""
+    w = workload([prog("heap"), "16"])
+    w.wait_ready()
+    cryolib.checkpoint(w, images)
+    imgs = cryolib.images_by_kind(images)
+    rseq = [t["rseq"] for t in imgs["core"]["threads"] if t["tid"] == w.pid and "rseq" in t]
+    assert rseq, "libc registers rseq here: the leader should have it"
+    cpu_id_at = rseq[0]["ptr"] + 4
+    off = 4096                                  # the pages image's header
+    for e in imgs["pagemap"]:
+        n = e["nr_pages"] * PAGE if e["flags"] & 1 else 0     # PE_PRESENT: its bytes are in the file
+        if e["vaddr"] <= cpu_id_at < e["vaddr"] + e["nr_pages"] * PAGE:
+            with open(next(images.glob("pages-*.img")), "rb") as f:
+                f.seek(off + cpu_id_at - e["vaddr"])
+                assert f.read(4) == b"\xff" * 4, "the rseq area was live during the dump"
+            break
+        off += n
+    else:
+        raise AssertionError("the rseq area's page is not in the image")
+    cryolib.restore(images)
+    w.restored = True
+    w.verify()
+
+
 @pytest.mark.parametrize("user", [None, cryolib.NOBODY], ids=["root", "nobody"])
 def test_mappings(workload, images, user):
     w = workload([prog("mappings")], user=user)

@@ -49,6 +49,13 @@ int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
  * threads share it) as their buffer. The thread is left as it was.
  */
 int parasite_thread_state(struct parasite_ctl *ctl, pid_t tid, struct parasite_thread_state *st);
+/*
+ * Unregister (reg false) or register again (reg true) the leader's rseq
+ * area (ptr, len, sig), by a syscall in the leader. While the parasite
+ * runs there the kernel would write the CPU number into that area, in
+ * memory being dumped, whenever the thread is moved or preempted.
+ */
+int parasite_rseq(struct parasite_ctl *ctl, uint64_t ptr, uint32_t len, uint32_t sig, bool reg);
 /* Remove the parasite and put registers and signal mask back. Frees ctl. */
 int parasite_cure(struct parasite_ctl *ctl);
 
