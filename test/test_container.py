@@ -98,14 +98,10 @@ def read_counter(c):
 
 
 def os_counter(c):
-    """The OS container's counter file, which its shell rewrites each time
-    (it can be read empty in between)."""
-    for _ in range(50):
-        text = (c.dir / "rootfs" / "var" / "counter").read_text().strip()
-        if text:
-            return int(text)
-        time.sleep(0.02)
-    raise AssertionError("the OS container's counter file stays empty")
+    """The OS container's counter file, which its shell renames into place."""
+    text = (c.dir / "rootfs" / "var" / "counter").read_text().strip()
+    assert text, "the OS container's counter file is empty"
+    return int(text)
 
 
 def os_state(c):
