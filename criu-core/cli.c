@@ -2,7 +2,8 @@
  * The cryo command line. Options follow CRIU's where the two overlap, so
  * that people and tools used to CRIU feel at home:
  *
- *	cryo dump -t PID -D DIR [--leave-running] [--shell-job] [-o LOG] [-v]
+ *	cryo dump -t PID -D DIR [--leave-running] [--shell-job] [--prev-images-dir P] [-o LOG] [-v]
+ *	cryo pre-dump -t PID -D DIR [--prev-images-dir P]
  *	cryo restore -D DIR [-d] [--shell-job] [--pidfile FILE]
  *	cryo check
  *	cryo show PATH
@@ -31,6 +32,9 @@ static void usage(FILE *f)
 "  dump -t PID -D DIR     checkpoint process PID and its tree into image directory DIR;\n"
 "                         a container (PID: its init as the host sees it) is frozen\n"
 "                         through its cgroup and dumped with its namespaces\n"
+"  pre-dump -t PID -D DIR copy the tree's memory while it runs on, and track what\n"
+"                         it writes from now on; a later pre-dump or dump with\n"
+"                         --prev-images-dir DIR saves only the pages written since\n"
 "  restore -D DIR         restore the process saved in DIR\n"
 "  check                  probe the kernel features cryo needs\n"
 "  show PATH              print an image file or directory as JSON\n"
@@ -39,6 +43,8 @@ static void usage(FILE *f)
 "  -t, --tree PID         the process to dump\n"
 "      --cgroup DIR       dump: the tree in this cgroup directory (a container's)\n"
 "      --tcp-established  dump: established TCP connections too (TCP repair)\n"
+"      --prev-images-dir P  (pre-)dump: build on the pre-dump in P (relative to -D,\n"
+"                         as in CRIU): its pages unchanged since are linked, not copied\n"
 "  -D, --images-dir DIR   image directory (default: .)\n"
 "  -W, --work-dir DIR     where -o and --pidfile paths are relative to (default: -D)\n"
 "  -o, --log-file FILE    write a full debug log to FILE\n"
@@ -75,7 +81,7 @@ static char *work_path(const struct cryo_opts *o, const char *p)
 	return out;
 }
 
-enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED };
+enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED, OPT_PREV_IMAGES_DIR };
 
 int main(int argc, char **argv)
 {
@@ -92,6 +98,7 @@ int main(int argc, char **argv)
 		{ "feature", required_argument, NULL, OPT_FEATURE },
 		{ "cgroup", required_argument, NULL, OPT_CGROUP },
 		{ "tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED },
+		{ "prev-images-dir", required_argument, NULL, OPT_PREV_IMAGES_DIR },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -147,6 +154,9 @@ int main(int argc, char **argv)
 		case OPT_TCP_ESTABLISHED:
 			o.tcp_established = true;
 			break;
+		case OPT_PREV_IMAGES_DIR:
+			o.prev_images_dir = optarg;
+			break;
 		case 'V':
 			printf("Version: %s\n", CRYO_VERSION);
 			return 0;
@@ -167,7 +177,7 @@ int main(int argc, char **argv)
 		o.verbosity = LOG_DEBUG;
 
 	/* dump creates its directory (before the log file goes into it) */
-	if (!strcmp(o.command, "dump") && mkdir(o.images_dir, 0700) && errno != EEXIST) {
+	if ((!strcmp(o.command, "dump") || !strcmp(o.command, "pre-dump")) && mkdir(o.images_dir, 0700) && errno != EEXIST) {
 		fprintf(stderr, "cryo: cannot create image directory %s: %s\n", o.images_dir, strerror(errno));
 		return 1;
 	}
@@ -180,6 +190,8 @@ int main(int argc, char **argv)
 
 	if (!strcmp(o.command, "dump"))
 		ret = cmd_dump(&o);
+	else if (!strcmp(o.command, "pre-dump"))
+		ret = cmd_pre_dump(&o);
 	else if (!strcmp(o.command, "restore"))
 		ret = cmd_restore(&o);
 	else if (!strcmp(o.command, "check"))

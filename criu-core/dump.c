@@ -16,16 +16,19 @@
 #include <unistd.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 
 #include "cgroup.h"
+#include "chain.h"
 #include "compat.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
 #include "ns.h"
 #include "seize.h"
+#include "track.h"
 
 static int write_one(struct dump_ctx *ctx, enum img_type type, unsigned id, const ProtobufCMessage *m)
 {
@@ -36,6 +39,30 @@ static int write_one(struct dump_ctx *ctx, enum img_type type, unsigned id, cons
 		return -EIO;
 	ret = img_write(img, m);
 	return img_close(img) ?: ret;
+}
+
+/* where each task's tracker is parked, for the next round */
+static int write_tracks(struct dump_ctx *ctx, InventoryEntry *inv)
+{
+	inv->tracks = arena_array(&ctx->arena, TrackEntry *, ctx->nr_tasks);
+	if (!inv->tracks)
+		return -ENOMEM;
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		const struct dump_task *t = ctx->tasks[i];
+		TrackEntry *e;
+
+		if (!t->track || t->track->task_fd < 0)
+			continue;
+		e = arena_new(&ctx->arena, TrackEntry);
+		if (!e)
+			return -ENOMEM;
+		track_entry__init(e);
+		e->pid = t->pid;
+		e->vpid = t->vpid;
+		e->fd = t->track->task_fd;
+		inv->tracks[inv->n_tracks++] = e;
+	}
+	return 0;
 }
 
 static int write_inventory(struct dump_ctx *ctx)
@@ -55,7 +82,9 @@ static int write_inventory(struct dump_ctx *ctx)
 	inv.shell_job = ctx->opts->shell_job;
 	inv.page_size = PAGE_SIZE;
 	inv.nr_tasks = ctx->nr_tasks;
-	return write_one(ctx, IMG_INVENTORY, 0, &inv.base);
+	inv.has_pre_dump = ctx->pre_dump;
+	inv.pre_dump = ctx->pre_dump;
+	return write_tracks(ctx, &inv) ?: write_one(ctx, IMG_INVENTORY, 0, &inv.base);
 }
 
 /* the images of the whole dump, once every task is done */
@@ -99,6 +128,54 @@ static int dump_pages_quiet(struct dump_ctx *ctx, struct dump_task *t)
 	return ret;
 }
 
+/* the trackers earlier rounds parked in the task: cryo's, not the task's */
+static int close_parked(struct dump_task *t)
+{
+	for (int i = 0; i < t->nr_parked; i++) {
+		long r;
+
+		if (parasite_syscall(t->parasite, __NR_close, t->parked[i], 0, 0, 0, &r))
+			return -EIO;
+	}
+	if (t->track)
+		t->track->task_fd = -1;
+	return 0;
+}
+
+/*
+ * The previous round's view of the task: the pages its images hold and the
+ * tracker it parked there, taken over (and any tracker the task inherited
+ * from its parent, to close).
+ */
+static int track_prepare(struct dump_ctx *ctx, struct dump_task *t)
+{
+	const InventoryEntry *inv = ctx->prev_inv;
+	int ret;
+
+	if (!inv || t->zombie)
+		return 0;
+	if ((ret = chain_open(ctx->dirfd, ctx->opts->images_dir, t->vpid, &t->prev)))
+		return ret;
+	for (size_t i = 0; i < inv->n_tracks; i++) {
+		const TrackEntry *e = inv->tracks[i];
+
+		if (track_is_parked(t, e->fd) || t->nr_parked == ARRAY_SIZE(t->parked) ||
+		    !track_fd_is_uffd(t->pid, e->fd))
+			continue;
+		t->parked[t->nr_parked++] = e->fd;
+		if (e->pid != (uint32_t)t->pid || e->vpid != (uint32_t)t->vpid || t->track)
+			continue;
+		t->track = xzalloc(sizeof(*t->track));
+		if (!t->track)
+			return -ENOMEM;
+		if (track_take(t->pid, e->fd, t->track)) {
+			free(t->track);
+			t->track = NULL;
+		}
+	}
+	return 0;
+}
+
 /* everything that needs the task stopped and (for part of it) infected */
 static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 {
@@ -111,7 +188,7 @@ static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 	t->parasite = parasite_infect(t->pid, t->exec_addr, ctx->kd.pipe_max_size);
 	if (!t->parasite)
 		return -EIO;
-	ret = parasite_cmd(t->parasite, PARASITE_CMD_INIT);
+	ret = parasite_cmd(t->parasite, PARASITE_CMD_INIT) ?: close_parked(t);
 	if (!ret)
 		ret = task_collect_parasite(ctx, t);
 	if (!ret)
@@ -350,7 +427,7 @@ static int dump_tree(struct dump_ctx *ctx)
 	int ret = ns_collect(ctx) ?: net_lock(ctx);
 
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
-		ret = pstree_check(ctx, ctx->tasks[i]) ?: check_sharing(ctx, i);
+		ret = pstree_check(ctx, ctx->tasks[i]) ?: check_sharing(ctx, i) ?: track_prepare(ctx, ctx->tasks[i]);
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = dump_seized(ctx, ctx->tasks[i]);
@@ -365,7 +442,11 @@ static void free_tree(struct dump_ctx *ctx)
 		proc_status_free(&t->status);
 		free(t->vtids);
 		free(t->chunks);
-		free(t->parent_runs);
+		free(t->ref_runs);
+		if (t->track)
+			track_close(t->track);
+		free(t->track);
+		chain_close(t->prev);
 		free(t->tids);
 		free(t);
 	}
@@ -396,30 +477,71 @@ static int seize_all(struct dump_ctx *ctx, pid_t root)
 	return ret;
 }
 
+/*
+ * What a dump and a pre-dump begin with: the tree's root, the images
+ * directory (its old inventory removed: it would vouch for a directory
+ * about to change), and the previous dump to build on.
+ */
+static int dump_begin(struct dump_ctx *ctx, struct cryo_opts *o, pid_t *root)
+{
+	ProtobufCMessage *m;
+	int pfd, ret;
+
+	*root = o->pid;
+	if (o->cgroup && cgroup_root_task(o->cgroup, root))
+		return -EINVAL;
+	if (*root <= 0) {
+		pr_err("%s: which process? Give its pid with -t PID, or its container's cgroup with --cgroup DIR",
+		       o->command);
+		return -EINVAL;
+	}
+	kerndat_basics(&ctx->kd);
+	ctx->dirfd = open_images_dir(o->images_dir);
+	if (ctx->dirfd < 0)
+		return ctx->dirfd;
+	if (unlinkat(ctx->dirfd, "inventory.img", 0) && errno != ENOENT)
+		return pr_perror("cannot remove %s/inventory.img", o->images_dir);
+	if (!o->prev_images_dir) {
+		if (unlinkat(ctx->dirfd, "parent", 0) && errno != ENOENT)
+			return pr_perror("cannot remove %s/parent", o->images_dir);
+		return 0;
+	}
+	if ((ret = chain_link(ctx->dirfd, o->images_dir, o->prev_images_dir)))
+		return ret;
+	pfd = openat(ctx->dirfd, "parent", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (pfd < 0)
+		return pr_perror("%s/parent: cannot open it", o->images_dir);
+	ret = img_read_one(pfd, IMG_INVENTORY, 0, &m);
+	close(pfd);
+	if (ret)
+		return ret;
+	ctx->prev_inv = (InventoryEntry *)m;
+	return 0;
+}
+
+static void dump_end(struct dump_ctx *ctx)
+{
+	files_release(ctx);
+	free_tree(ctx);
+	free(ctx->memfds);
+	arena_free(&ctx->arena);
+	if (ctx->prev_inv)
+		img_free_msg(IMG_INVENTORY, &ctx->prev_inv->base);
+	if (ctx->dirfd >= 0)
+		close(ctx->dirfd);
+}
+
 int cmd_dump(struct cryo_opts *o)
 {
 	struct dump_ctx ctx = { .opts = o, .dirfd = -1 };
 	uint64_t t0 = now_ns();
-	pid_t root = o->pid;
+	pid_t root;
 	int ret;
 
-	if (o->cgroup && cgroup_root_task(o->cgroup, &root))
-		return 1;
-	if (root <= 0) {
-		pr_err("dump: which process? Give its pid with -t PID, or its container's cgroup with --cgroup DIR");
+	if (dump_begin(&ctx, o, &root)) {
+		dump_end(&ctx);
 		return 1;
 	}
-	kerndat_basics(&ctx.kd);
-	ctx.dirfd = open_images_dir(o->images_dir);
-	if (ctx.dirfd < 0)
-		return 1;
-	/* the old inventory would vouch for a directory we are about to change */
-	if (unlinkat(ctx.dirfd, "inventory.img", 0) && errno != ENOENT) {
-		pr_perror("cannot remove %s/inventory.img", o->images_dir);
-		close(ctx.dirfd);
-		return 1;
-	}
-
 	ret = seize_all(&ctx, root);
 	if (!ret)
 		ret = dump_tree(&ctx);
@@ -448,10 +570,75 @@ int cmd_dump(struct cryo_opts *o)
 			o->images_dir, (now_ns() - t0) / 1000000);
 	inet_dump_finish(&ctx, false);
 	net_unlock(&ctx, false);
-	files_release(&ctx);
-	free_tree(&ctx);
-	free(ctx.memfds);
-	arena_free(&ctx.arena);
-	close(ctx.dirfd);
+	dump_end(&ctx);
+	return ret ? 1 : 0;
+}
+
+/*
+ * A pre-dump round, seized: the task's tracker (taken over from the last
+ * round, or made now and parked in it), and which pages to copy: those
+ * written since the last round, write-protected again by the same scan.
+ */
+static int predump_seized(struct dump_ctx *ctx, struct dump_task *t)
+{
+	struct parasite_ctl *ctl;
+	int ret;
+
+	if (!t->track) {
+		t->track = xzalloc(sizeof(*t->track));
+		if (!t->track)
+			return -ENOMEM;
+		ctl = parasite_infect(t->pid, t->exec_addr, ctx->kd.pipe_max_size);
+		if (!ctl)
+			return -EIO;
+		ret = track_create(ctl, t->track);
+		if (parasite_cure(ctl) && !ret)
+			ret = -EIO;
+		if (ret) {
+			free(t->track);
+			t->track = NULL;
+			return ret;
+		}
+	}
+	return mem_collect(ctx, t);
+}
+
+/*
+ * cryo pre-dump: copy the tree's memory while it runs on. The tree is
+ * stopped only to scan which pages changed; they are read afterwards,
+ * through /proc/PID/mem. A page written after the scan is caught by the
+ * next round, whose write-protect bit the write cleared.
+ */
+int cmd_pre_dump(struct cryo_opts *o)
+{
+	struct dump_ctx ctx = { .opts = o, .dirfd = -1, .pre_dump = true };
+	uint64_t t0 = now_ns(), frozen;
+	size_t n = 0;
+	pid_t root;
+	int ret;
+
+	if (dump_begin(&ctx, o, &root)) {
+		dump_end(&ctx);
+		return 1;
+	}
+	ret = seize_all(&ctx, root) ?: ns_collect(&ctx);
+	for (size_t i = 0; i < ctx.nr_tasks && !ret; i++)
+		ret = pstree_check(&ctx, ctx.tasks[i]) ?: track_prepare(&ctx, ctx.tasks[i]);
+	for (size_t i = 0; i < ctx.nr_tasks && !ret; i++)
+		if (!ctx.tasks[i]->zombie)
+			ret = predump_seized(&ctx, ctx.tasks[i]);
+	release_tree(&ctx);
+	frozen = now_ns() - t0;
+	for (size_t i = 0; i < ctx.nr_tasks && !ret; i++)
+		if (!ctx.tasks[i]->zombie) {
+			ret = mem_predump_pages(&ctx, ctx.tasks[i]);
+			n += ctx.tasks[i]->nr_chunks;
+		}
+	if (!ret)
+		ret = write_inventory(&ctx);
+	if (!ret)
+		pr_info("pre-dumped pid %d (%zu processes) to %s in %lu ms, stopped for %lu ms", root,
+			ctx.nr_tasks, o->images_dir, (now_ns() - t0) / 1000000, frozen / 1000000);
+	dump_end(&ctx);
 	return ret ? 1 : 0;
 }

@@ -276,14 +276,18 @@ int files_collect(struct dump_ctx *ctx, struct dump_task *t)
 	if (nr && !t->fds)
 		return -ENOMEM;
 	for (int i = 0; i < nr; i++) {
-		t->fds[i] = arena_new(&ctx->arena, FdEntry);
-		if (!t->fds[i])
+		FdEntry *e;
+
+		if (track_is_parked(t, fds[i]))	/* cryo's own: closed before the task runs again */
+			continue;
+		e = t->fds[t->nr_fds] = arena_new(&ctx->arena, FdEntry);
+		if (!e)
 			return -ENOMEM;
-		ret = dump_one_fd(ctx, t, pidfd, fds[i], t->fds[i]);
+		ret = dump_one_fd(ctx, t, pidfd, fds[i], e);
 		if (ret)
 			return ret;
+		t->nr_fds++;
 	}
-	t->nr_fds = nr;
 	return 0;
 }
 

@@ -207,13 +207,19 @@ int parasite_thread_state(struct parasite_ctl *ctl, pid_t tid, struct parasite_t
 	return 0;
 }
 
+int parasite_syscall(struct parasite_ctl *ctl, long nr, unsigned long a1, unsigned long a2,
+		     unsigned long a3, unsigned long a4, long *ret)
+{
+	/* the leader's registers are put back by parasite_cure */
+	return remote_syscall(ctl->pid, &ctl->regs, ctl->remote + parasite_off_syscall, nr, a1, a2, a3,
+			      a4, 0, 0, ret) ? -EIO : 0;
+}
+
 int parasite_rseq(struct parasite_ctl *ctl, uint64_t ptr, uint32_t len, uint32_t sig, bool reg)
 {
 	long r = 0;
 
-	/* the leader's registers are put back by parasite_cure */
-	if (remote_syscall(ctl->pid, &ctl->regs, ctl->remote + parasite_off_syscall, __NR_rseq, ptr, len,
-			   reg ? 0 : RSEQ_FLAG_UNREGISTER, sig, 0, 0, &r))
+	if (parasite_syscall(ctl, __NR_rseq, ptr, len, reg ? 0 : RSEQ_FLAG_UNREGISTER, sig, &r))
 		return -EIO;
 	if (r) {
 		pr_err("pid %d: cannot %sregister its rseq area at %#lx: error %ld", ctl->pid, reg ? "" : "un",

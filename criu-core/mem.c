@@ -23,7 +23,9 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "chain.h"
 #include "compat.h"
+#include "track.h"
 #include "cow.h"
 #include "crc32c.h"
 #include "dump.h"
@@ -191,7 +193,8 @@ static int collect_one_vma(const struct proc_vma *v, void *arg)
 		if (ret)
 			return ret;
 	}
-	if ((e->path && memfd_handles(e->path)) || e->kind == VMA_KIND__ANON_SHARED) {
+	/* shared memory is dumped whole by the final dump, not by pre-dumps */
+	if (((e->path && memfd_handles(e->path)) || e->kind == VMA_KIND__ANON_SHARED) && !c->ctx->pre_dump) {
 		ret = memfd_dump_vma(c->ctx, c->t->pid, e, &e->memfd_id);
 		if (ret)
 			return ret;
@@ -242,53 +245,76 @@ static int add_chunk(struct dump_task *t, uint64_t addr, uint64_t len, const Vma
 	return 0;
 }
 
-static int add_parent_run(struct dump_task *t, uint64_t addr, uint64_t len)
+/* a run of pages left out, merged with the one before inside the same VMA */
+static int add_ref_run(struct dump_task *t, const VmaEntry *v, uint64_t addr, uint64_t len, uint32_t flags)
 {
 	struct page_run *r;
 
-	if (t->nr_parent_runs) {
-		r = &t->parent_runs[t->nr_parent_runs - 1];
-		if (r->addr + r->len == addr) {
+	if (t->nr_ref_runs) {
+		r = &t->ref_runs[t->nr_ref_runs - 1];
+		if (r->addr + r->len == addr && r->flags == flags && r->addr >= v->start) {
 			r->len += len;
 			return 0;
 		}
 	}
-	if (t->nr_parent_runs % 256 == 0) {
-		r = xrealloc_array(t->parent_runs, t->nr_parent_runs + 256, sizeof(*r));
+	if (t->nr_ref_runs % 256 == 0) {
+		r = xrealloc_array(t->ref_runs, t->nr_ref_runs + 256, sizeof(*r));
 		if (!r)
 			return -ENOMEM;
-		t->parent_runs = r;
+		t->ref_runs = r;
 	}
-	t->parent_runs[t->nr_parent_runs++] = (struct page_run){ addr, len };
+	t->ref_runs[t->nr_ref_runs++] = (struct page_run){ addr, len, flags };
 	return 0;
 }
 
 struct split_arg {
 	struct dump_task *t;
 	const VmaEntry *v;
+	const struct cow_src *src;
+	int pagemap_fd;
 };
 
-static int emit_run(void *arg, uint64_t addr, uint64_t len, bool shared)
+static int emit_cow(void *arg, uint64_t addr, uint64_t len, bool shared)
 {
 	struct split_arg *a = arg;
 
-	return shared ? add_parent_run(a->t, addr, len) : add_chunk(a->t, addr, len, a->v);
+	return shared ? add_ref_run(a->t, a->v, addr, len, PE_PARENT) : add_chunk(a->t, addr, len, a->v);
+}
+
+/* pages to dump: unless shared copy-on-write with the parent */
+static int emit_dump(void *arg, uint64_t addr, uint64_t len)
+{
+	struct split_arg *a = arg;
+
+	if (cow_candidate(a->src, a->v))
+		return cow_split(a->src, a->pagemap_fd, a->t->pid, addr, addr + len, emit_cow, a);
+	return add_chunk(a->t, addr, len, a->v);
+}
+
+/* pages unchanged since the previous dump: left to it where it has them */
+static int emit_clean(void *arg, uint64_t addr, uint64_t len, bool covered)
+{
+	struct split_arg *a = arg;
+
+	return covered ? add_ref_run(a->t, a->v, addr, len, PE_IN_PREV) : emit_dump(arg, addr, len);
 }
 
 /*
  * Which pages of a VMA hold data: present or swapped, and not the shared
  * zero page. In private mappings page-cache pages (PAGE_IS_FILE) are the
  * file's, not the task's, and are skipped too. Pages still shared with the
- * parent are left to it (cow.c).
+ * parent are left to it (cow.c). With a tracker the same scan tells which
+ * pages were written since the last round and write-protects them all
+ * again: the others are left to the previous dump, where it has them.
  */
 static int scan_vma_pages(int pagemap_fd, struct dump_task *t, const VmaEntry *v,
 			  const struct cow_src *src)
 {
-	struct split_arg sa = { t, v };
-	bool cow = cow_candidate(src, v);
+	struct split_arg sa = { t, v, src, pagemap_fd };
 	struct page_region regs[512];
 	uint64_t skip = PAGE_IS_PFNZERO;
 	struct pm_scan_arg arg;
+	bool tracked = t->track && !track_register(t->track, t->pid, v->start, v->end);
 
 	if (v->kind == VMA_KIND__ANON_PRIVATE || v->kind == VMA_KIND__FILE_PRIVATE)
 		skip |= PAGE_IS_FILE;
@@ -304,14 +330,18 @@ static int scan_vma_pages(int pagemap_fd, struct dump_task *t, const VmaEntry *v
 		arg.category_inverted = skip;
 		arg.category_mask = skip;
 		arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-		arg.return_mask = 0;
+		if (tracked) {
+			arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+			arg.return_mask = PAGE_IS_WRITTEN;
+		}
 		n = ioctl(pagemap_fd, PAGEMAP_SCAN, &arg);
 		if (n < 0)
-			return pr_perror("pid %d: PAGEMAP_SCAN of %lx-%lx", t->pid, cur, v->end);
+			return pr_perror("pid %d: PAGEMAP_SCAN%s of %lx-%lx", t->pid,
+					 tracked ? " (write-protecting)" : "", cur, v->end);
 		for (long i = 0; i < n; i++) {
-			int ret = cow ? cow_split(src, pagemap_fd, t->pid, regs[i].start, regs[i].end,
-						  emit_run, &sa)
-				      : add_chunk(t, regs[i].start, regs[i].end - regs[i].start, v);
+			uint64_t s = regs[i].start, e = regs[i].end;
+			bool clean = tracked && !t->track->fresh && !(regs[i].categories & PAGE_IS_WRITTEN);
+			int ret = clean ? chain_split(t->prev, s, e, emit_clean, &sa) : emit_dump(&sa, s, e - s);
 
 			if (ret)
 				return ret;
@@ -396,78 +426,147 @@ int mem_collect(struct dump_ctx *ctx, struct dump_task *t)
 	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (pagemap_fd < 0)
 		return pr_perror("pid %d: cannot open %s", t->pid, path);
-	ret = cow_src_open(ctx, t, &src);
+	/* a pre-dump keeps no page of a child's back for its parent: they run on meanwhile */
+	src.pagemap_fd = -1;
+	ret = ctx->pre_dump ? 0 : cow_src_open(ctx, t, &src);
 	for (size_t i = 0; i < mm->n_vmas && !ret; i++)
 		if (vma_has_pages(mm->vmas[i]))
 			ret = scan_vma_pages(pagemap_fd, t, mm->vmas[i], &src);
 	cow_src_close(&src);
 	if (ret)
 		return ret;
-	pr_info("pid %d: %zu VMAs, %zu page chunks to dump, %zu runs shared with the parent", t->pid,
-		mm->n_vmas, t->nr_chunks, t->nr_parent_runs);
+	pr_info("pid %d: %zu VMAs, %zu page chunks to dump, %zu runs left to the parent or the previous dump",
+		t->pid, mm->n_vmas, t->nr_chunks, t->nr_ref_runs);
 	return 0;
 }
 
-/* the parent's runs below addr go into the pagemap first: the entries stay sorted */
-static int write_parent_runs(struct dump_task *t, struct img *pagemap, size_t *next, uint64_t addr)
+/* the pagemap: the chunks dumped (their checksums filled in) and the runs left out, by address */
+static int write_pagemap(struct dump_ctx *ctx, struct dump_task *t)
 {
+	struct img *pagemap = img_create(ctx->dirfd, IMG_PAGEMAP, t->vpid);
+	size_t ci = 0, ri = 0;
 	int ret = 0;
 
-	for (; *next < t->nr_parent_runs && t->parent_runs[*next].addr < addr && !ret; (*next)++) {
+	if (!pagemap)
+		return -EIO;
+	while ((ci < t->nr_chunks || ri < t->nr_ref_runs) && !ret) {
 		PagemapEntry pe = PAGEMAP_ENTRY__INIT;
 
-		pe.vaddr = t->parent_runs[*next].addr;
-		pe.nr_pages = t->parent_runs[*next].len / PAGE_SIZE;
-		pe.flags = PE_PARENT;
-		ret = img_write(pagemap, &pe.base);
-	}
-	return ret;
-}
-
-int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
-{
-	struct img *pages, *pagemap;
-	uint64_t bytes = 0, t0 = now_ns();
-	size_t next_run = 0;
-	int ret = 0;
-
-	pages = img_create(ctx->dirfd, IMG_PAGES, t->vpid);
-	if (!pages)
-		return -EIO;
-	pagemap = img_create(ctx->dirfd, IMG_PAGEMAP, t->vpid);
-	if (!pagemap) {
-		img_close(pages);
-		return -EIO;
-	}
-	for (size_t done = 0; done < t->nr_chunks && !ret;) {
-		unsigned n = MIN(t->nr_chunks - done, PARASITE_MAX_CHUNKS);
-
-		ret = parasite_dump_pages(t->parasite, t->chunks + done, n, pages->fd, pages->name);
-		for (unsigned i = 0; i < n && !ret; i++) {
-			const struct parasite_chunk *c = &t->chunks[done + i];
-			PagemapEntry pe = PAGEMAP_ENTRY__INIT;
+		if (ri == t->nr_ref_runs || (ci < t->nr_chunks && t->chunks[ci].addr < t->ref_runs[ri].addr)) {
+			const struct parasite_chunk *c = &t->chunks[ci++];
 
 			pe.vaddr = c->addr;
 			pe.nr_pages = c->len / PAGE_SIZE;
 			pe.flags = PE_PRESENT;
 			pe.has_crc32c = true;
 			pe.crc32c = c->crc;
-			bytes += c->len;
-			ret = write_parent_runs(t, pagemap, &next_run, c->addr) ?: img_write(pagemap, &pe.base);
+		} else {
+			const struct page_run *r = &t->ref_runs[ri++];
+
+			pe.vaddr = r->addr;
+			pe.nr_pages = r->len / PAGE_SIZE;
+			pe.flags = r->flags;
 		}
+		ret = img_write(pagemap, &pe.base);
+	}
+	return img_close(pagemap) ?: ret;
+}
+
+static void log_pages(const struct dump_task *t, uint64_t bytes, uint64_t t0)
+{
+	uint64_t kept = 0;
+
+	for (size_t i = 0; i < t->nr_ref_runs; i++)
+		if (t->ref_runs[i].flags & PE_IN_PREV)
+			kept += t->ref_runs[i].len;
+	pr_info("pid %d: dumped %lu MiB of memory in %lu ms (%lu MiB unchanged since the previous dump)",
+		t->pid, bytes >> 20, (now_ns() - t0) / 1000000, kept >> 20);
+}
+
+int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
+{
+	struct img *pages = img_create(ctx->dirfd, IMG_PAGES, t->vpid);
+	uint64_t bytes = 0, t0 = now_ns();
+	int ret = 0;
+
+	if (!pages)
+		return -EIO;
+	for (size_t done = 0; done < t->nr_chunks && !ret;) {
+		unsigned n = MIN(t->nr_chunks - done, PARASITE_MAX_CHUNKS);
+
+		ret = parasite_dump_pages(t->parasite, t->chunks + done, n, pages->fd, pages->name);
+		for (unsigned i = 0; i < n; i++)
+			bytes += t->chunks[done + i].len;
 		done += n;
 	}
-	if (!ret)
-		ret = write_parent_runs(t, pagemap, &next_run, UINT64_MAX);
-	if (img_close(pagemap))
-		ret = ret ? ret : -EIO;
 	if (img_close(pages))
-		ret = ret ? ret : -EIO;
-	if (!ret) {
-		uint64_t dt = now_ns() - t0;
+		ret = ret ?: -EIO;
+	if (!ret)
+		ret = write_pagemap(ctx, t);
+	if (!ret)
+		log_pages(t, bytes, t0);
+	return ret;
+}
 
-		pr_info("pid %d: dumped %lu MiB of memory in %lu ms", t->pid, bytes >> 20, dt / 1000000);
+/*
+ * One chunk of a running task, through /proc/PID/mem (which reads
+ * PROT_NONE pages too). A page unmapped meanwhile reads as zeros: the
+ * task changed it after the scan, so the next round dumps it again.
+ */
+static int read_running(int memfd, struct dump_task *t, struct parasite_chunk *c, uint8_t *buf)
+{
+	ssize_t n = pread(memfd, buf, c->len, c->addr);
+
+	if (n == (ssize_t)c->len)
+		return 0;
+	for (uint64_t off = 0; off < c->len; off += PAGE_SIZE) {
+		n = pread(memfd, buf + off, PAGE_SIZE, c->addr + off);
+		if (n == (ssize_t)PAGE_SIZE)
+			continue;
+		if (n < 0 && errno != EIO && errno != EFAULT)
+			return pr_perror("pid %d: cannot read its memory at %#lx", t->pid,
+					 (unsigned long)(c->addr + off));
+		memset(buf + off, 0, PAGE_SIZE);
 	}
+	return 0;
+}
+
+int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
+{
+	_cleanup_free_ uint8_t *buf = malloc(CHUNK_MAX);
+	_cleanup_close_ int memfd = -1;
+	uint64_t bytes = 0, t0 = now_ns();
+	struct img *pages;
+	char path[64];
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/mem", t->pid);
+	if (!buf)
+		return -ENOMEM;
+	memfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (memfd < 0)
+		return pr_perror("pid %d: cannot open %s", t->pid, path);
+	pages = img_create(ctx->dirfd, IMG_PAGES, t->vpid);
+	if (!pages)
+		return -EIO;
+	for (size_t i = 0; i < t->nr_chunks && !ret; i++) {
+		struct parasite_chunk *c = &t->chunks[i];
+
+		ret = read_running(memfd, t, c, buf);
+		if (ret)
+			break;
+		c->crc = crc32c(0, buf, c->len);
+		ret = write_all(pages->fd, buf, c->len);
+		if (ret)
+			pr_err("cannot write %s: %s", pages->name, strerror(-ret));
+		bytes += c->len;
+	}
+	if (img_close(pages))
+		ret = ret ?: -EIO;
+	if (!ret)
+		ret = write_pagemap(ctx, t);
+	if (!ret)
+		log_pages(t, bytes, t0);
 	return ret;
 }
 
@@ -580,7 +679,7 @@ static int premap_vma(struct restore_ctx *ctx, const struct rst_task *t, const V
 static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vma *rv, size_t nr)
 {
 	struct img *pages = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_PAGES, t->pid, false);
-	uint64_t off = IMG_PAGES_HDR_LEN, t0 = now_ns();
+	uint64_t off = IMG_PAGES_HDR_LEN, prev = 0, t0 = now_ns();
 	size_t vi = 0;
 	int ret = 0;
 
@@ -591,7 +690,7 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 		uint64_t len = (uint64_t)pe->nr_pages * PAGE_SIZE;
 		char *dst;
 
-		if (!(pe->flags & PE_PRESENT))
+		if (!(pe->flags & (PE_PRESENT | PE_IN_PREV)))
 			continue;
 		/* entries and VMAs are both sorted by address */
 		while (vi < nr && rv[vi].end <= pe->vaddr)
@@ -606,6 +705,13 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 		/* fault the chunk in with one call rather than page by page in
 		 * read(); it is only a hint, so a failure is harmless */
 		madvise(dst, len, MADV_POPULATE_WRITE);
+		if (pe->flags & PE_IN_PREV) {
+			ret = chain_read(t->chain, pe->vaddr, len, dst);
+			if (ret)
+				break;
+			prev += len;
+			continue;
+		}
 		ret = pread_all(pages->fd, dst, len, off);
 		if (ret) {
 			if (ret == -ENODATA)
@@ -626,8 +732,8 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 	}
 	img_close(pages);
 	if (!ret)
-		pr_info("pid %d: read %lu MiB of pages in %lu ms", t->pid,
-			(off - IMG_PAGES_HDR_LEN) >> 20, (now_ns() - t0) / 1000000);
+		pr_info("pid %d: read %lu MiB of pages (%lu MiB from previous dumps) in %lu ms", t->pid,
+			(off - IMG_PAGES_HDR_LEN + prev) >> 20, prev >> 20, (now_ns() - t0) / 1000000);
 	return ret;
 }
 
@@ -637,7 +743,7 @@ static bool vma_filled(const struct rst_task *t, const VmaEntry *v, size_t *pi)
 	while (*pi < t->nr_pagemap && t->pagemap[*pi]->vaddr < v->start)
 		(*pi)++;
 	for (size_t i = *pi; i < t->nr_pagemap && t->pagemap[i]->vaddr < v->end; i++)
-		if (t->pagemap[i]->flags & PE_PRESENT)
+		if (t->pagemap[i]->flags & (PE_PRESENT | PE_IN_PREV))
 			return true;
 	return false;
 }

@@ -30,7 +30,9 @@
 #include <sys/wait.h>
 
 #include "cgroup.h"
+#include "chain.h"
 #include "compat.h"
+#include "mem-flags.h"
 #include "files.h"
 #include "log.h"
 #include "ns.h"
@@ -92,8 +94,12 @@ static int read_task_images(struct restore_ctx *ctx, struct rst_task *t)
 		return -EINVAL;
 	}
 
-	return img_read_all(ctx->dirfd, IMG_PAGEMAP, t->pid, false, &t->pagemap, &t->nr_pagemap) ?:
-	       img_read_all(ctx->dirfd, IMG_FDS, t->pid, false, &t->fds, &t->nr_fds);
+	ret = img_read_all(ctx->dirfd, IMG_PAGEMAP, t->pid, false, &t->pagemap, &t->nr_pagemap) ?:
+	      img_read_all(ctx->dirfd, IMG_FDS, t->pid, false, &t->fds, &t->nr_fds);
+	for (size_t i = 0; !ret && i < t->nr_pagemap; i++)
+		if (t->pagemap[i]->flags & PE_IN_PREV)
+			return chain_open(ctx->dirfd, ctx->opts->images_dir, t->pid, &t->chain);
+	return ret;
 }
 
 static int read_images(struct restore_ctx *ctx)
@@ -116,6 +122,11 @@ static int read_images(struct restore_ctx *ctx)
 		return -EINVAL;
 	}
 	ctx->inv = (InventoryEntry *)m;
+	if (ctx->inv->pre_dump) {
+		pr_err("%s holds a pre-dump, only memory: restore the dump made after it with --prev-images-dir",
+		       ctx->opts->images_dir);
+		return -EINVAL;
+	}
 
 	ret = pstree_read(ctx) ?: ns_read(ctx) ?: cgroup_read(ctx) ?: mnt_read(ctx) ?: net_read(ctx);
 	if (ret)
@@ -145,6 +156,7 @@ static void free_task(struct rst_task *t)
 	for (size_t i = 0; i < t->nr_fds; i++)
 		img_free_msg(IMG_FDS, &t->fds[i]->base);
 	free(t->pagemap);
+	chain_close(t->chain);
 	free(t->fds);
 	free(t->tids);
 	if (t->core)

@@ -1,6 +1,6 @@
 /*
  * cryo show PATH: print an image file, or every *.img file of an image
- * directory, as JSON on stdout.
+ * directory (and the chain of dumps it builds on), as JSON on stdout.
  *
  * Records are converted generically from their protobuf-c descriptors, so a
  * new image kind or field shows up with no code here:
@@ -444,6 +444,61 @@ err:
 	return -EINVAL;
 }
 
+/*
+ * The chain of previous dumps the directory builds on (--prev-images-dir),
+ * newest first: each one's directory, its link, and whether it is a
+ * pre-dump.
+ */
+static int show_chain(struct json *j, const char *path)
+{
+	_cleanup_free_ char *dir = xstrdup(path);
+	int ret = 0;
+
+	if (!dir)
+		return -ENOMEM;
+	j_item(j, "chain");
+	j_begin(j, '[');
+	for (int depth = 0; depth < 64 && !ret; depth++) {
+		_cleanup_free_ char *parent = NULL, *link = NULL, *inv_path = NULL;
+		ProtobufCMessage *m = NULL;
+		InventoryEntry *inv;
+		struct img *img;
+
+		if (asprintf(&parent, "%s/parent", dir) < 0 || asprintf(&inv_path, "%s/inventory.img", parent) < 0) {
+			parent = inv_path = NULL;
+			ret = -ENOMEM;
+			break;
+		}
+		if (readlink_alloc(parent, &link))
+			break;	/* the first dump of the chain */
+		img = img_open_path(AT_FDCWD, inv_path);
+		if (!img) {
+			ret = -EIO;
+			break;
+		}
+		ret = img_read(img, &m) == 1 ? 0 : -EINVAL;
+		img_close(img);
+		if (ret) {
+			pr_err("%s is empty", inv_path);
+			break;
+		}
+		inv = (InventoryEntry *)m;
+		j_item(j, NULL);
+		j_begin(j, '{');
+		j_key_str(j, "dir", parent);
+		j_key_str(j, "link", link);
+		j_item(j, "pre_dump");
+		fputs(inv->pre_dump ? "true" : "false", j->f);
+		j_key_u64(j, "dump_time_ns", inv->dump_time_ns);
+		j_end(j, '}');
+		img_free_msg(IMG_INVENTORY, m);
+		free(dir);
+		dir = steal_ptr(parent);
+	}
+	j_end(j, ']');
+	return ret;
+}
+
 static int show_dir(struct json *j, const char *path)
 {
 	DIR *d = opendir(path);
@@ -458,6 +513,9 @@ static int show_dir(struct json *j, const char *path)
 		goto out;
 	j_begin(j, '{');
 	j_key_str(j, "dir", path);
+	ret = show_chain(j, path);
+	if (ret)
+		goto out_json;
 	j_item(j, "images");
 	j_begin(j, '[');
 	for (size_t i = 0; i < n && !ret; i++) {
@@ -473,6 +531,7 @@ static int show_dir(struct json *j, const char *path)
 		ret = show_file(j, file);
 	}
 	j_end(j, ']');
+out_json:
 	j_end(j, '}');
 out:
 	for (size_t i = 0; i < n; i++)

@@ -21,6 +21,7 @@ struct cryo_opts {
 	bool detach;			/* -d/--restore-detached */
 	bool tcp_established;		/* --tcp-established: dump established TCP connections */
 	const char *feature;		/* check --feature NAME */
+	const char *prev_images_dir;	/* --prev-images-dir: the dump to build on (relative to -D) */
 };
 
 /* open the image directory (-D), logging why not; returns an fd or -errno */
@@ -29,6 +30,7 @@ int open_images_dir(const char *path);
 int cmd_check(struct cryo_opts *o, int argc, char **argv);
 int cmd_show(struct cryo_opts *o, int argc, char **argv);
 int cmd_dump(struct cryo_opts *o);
+int cmd_pre_dump(struct cryo_opts *o);
 int cmd_restore(struct cryo_opts *o);
 
 #endif

@@ -38,9 +38,14 @@ struct dump_task {
 	/* pages to dump, planned before the parasite goes in */
 	struct parasite_chunk *chunks;
 	size_t nr_chunks;
-	/* pages left out: the parent's, shared copy-on-write (sorted) */
-	struct page_run { uint64_t addr, len; } *parent_runs;
-	size_t nr_parent_runs;
+	/* pages left out (sorted): the parent's, shared copy-on-write
+	 * (PE_PARENT), or unchanged since the previous dump (PE_IN_PREV) */
+	struct page_run { uint64_t addr, len; uint32_t flags; } *ref_runs;
+	size_t nr_ref_runs;
+	struct track *track;		/* its dirty tracker, or NULL */
+	int parked[4];			/* fds of trackers parked in it (its own, or inherited) */
+	int nr_parked;
+	struct chain *prev;		/* the previous dumps' pages, or NULL */
 	unsigned long exec_addr;	/* a private executable address */
 };
 
@@ -68,6 +73,8 @@ struct tcp_held {
 
 struct dump_ctx {
 	const struct cryo_opts *opts;
+	bool pre_dump;			/* only pages, with the task running meanwhile */
+	InventoryEntry *prev_inv;	/* --prev-images-dir: what it holds */
 	struct kerndat kd;
 	int dirfd;
 	struct arena arena;		/* every protobuf message of the dump */
@@ -104,6 +111,8 @@ int pstree_write(struct dump_ctx *ctx);
 /* mem.c */
 int mem_collect(struct dump_ctx *ctx, struct dump_task *t);
 int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t);
+/* pre-dump: the pages mem_collect found, read while the task runs */
+int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t);
 /* files.c */
 int files_collect(struct dump_ctx *ctx, struct dump_task *t);
 int files_write(struct dump_ctx *ctx);
@@ -120,6 +129,15 @@ int memfd_dump_fd(struct dump_ctx *ctx, pid_t pid, int fd, const char *link, uin
 /* memfds and deleted files: files whose bytes go into the images */
 bool memfd_handles(const char *path);
 int memfd_write(struct dump_ctx *ctx);
+/* track.c: is fd one of the trackers parked in t? */
+static inline bool track_is_parked(const struct dump_task *t, int fd)
+{
+	for (int i = 0; i < t->nr_parked; i++)
+		if (t->parked[i] == fd)
+			return true;
+	return false;
+}
+
 /* task.c */
 int task_collect(struct dump_ctx *ctx, struct dump_task *t);
 int task_collect_parasite(struct dump_ctx *ctx, struct dump_task *t);

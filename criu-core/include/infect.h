@@ -49,6 +49,9 @@ int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
  * threads share it) as their buffer. The thread is left as it was.
  */
 int parasite_thread_state(struct parasite_ctl *ctl, pid_t tid, struct parasite_thread_state *st);
+/* One syscall run by the leader at the parasite's syscall instruction: 0 and *ret, or -EIO. */
+int parasite_syscall(struct parasite_ctl *ctl, long nr, unsigned long a1, unsigned long a2,
+		     unsigned long a3, unsigned long a4, long *ret);
 /*
  * Unregister (reg false) or register again (reg true) the leader's rseq
  * area (ptr, len, sig), by a syscall in the leader. While the parasite

@@ -17,5 +17,6 @@
 /* PagemapEntry.flags */
 #define PE_PRESENT		(1u << 0)	/* the bytes follow in the pages image */
 #define PE_PARENT		(1u << 1)	/* shared copy-on-write with the parent: its bytes */
+#define PE_IN_PREV		(1u << 2)	/* unchanged since the previous dump: in parent/ */
 
 #endif

@@ -51,6 +51,7 @@ struct rst_task {
 	MmEntry *mm;
 	PagemapEntry **pagemap;
 	size_t nr_pagemap;
+	struct chain *chain;		/* the previous dumps, if pages are left to them */
 	FdEntry **fds;
 	size_t nr_fds;
 };

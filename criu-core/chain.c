@@ -1,0 +1,287 @@
+/*
+ * Image chains (chain.h): the `parent` link a dump with --prev-images-dir
+ * makes, and the pages read back through it.
+ */
+#define LOG_PREFIX "chain: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "chain.h"
+#include "crc32c.h"
+#include "log.h"
+#include "mem-flags.h"
+#include "util.h"
+
+#define CHAIN_MAX_DEPTH	64
+
+/* is there a complete dump (or pre-dump) in dirfd? */
+static int check_complete(int dirfd, const char *dir)
+{
+	struct img *inv = img_open(dirfd, IMG_INVENTORY, 0, true);
+
+	if (!inv) {
+		if (errno == ENOENT)
+			pr_err("%s holds no complete dump or pre-dump: inventory.img is missing", dir);
+		return -ENOENT;
+	}
+	img_close(inv);
+	return 0;
+}
+
+int chain_link(int dirfd, const char *images_dir, const char *prev)
+{
+	_cleanup_close_ int pfd = openat(dirfd, prev, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat a, b;
+	int ret;
+
+	if (pfd < 0)
+		return pr_perror("--prev-images-dir %s (from %s): cannot open it", prev, images_dir);
+	if (fstat(pfd, &a) || fstat(dirfd, &b))
+		return pr_perror("cannot stat %s", prev);
+	if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+		pr_err("--prev-images-dir %s is the images directory itself", prev);
+		return -EINVAL;
+	}
+	if ((ret = check_complete(pfd, prev)))
+		return ret;
+	if (unlinkat(dirfd, "parent", 0) && errno != ENOENT)
+		return pr_perror("cannot remove %s/parent", images_dir);
+	if (symlinkat(prev, dirfd, "parent"))
+		return pr_perror("cannot link %s/parent to %s", images_dir, prev);
+	return 0;
+}
+
+static void chain_free_level(struct chain *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		img_free_msg(IMG_PAGEMAP, &c->pm[i]->base);
+	free(c->pm);
+	free(c->off);
+	free(c->buf);
+	free(c->dir);
+	if (c->pages)
+		img_close(c->pages);
+	if (c->dirfd >= 0)
+		close(c->dirfd);
+	free(c);
+}
+
+void chain_close(struct chain *c)
+{
+	while (c) {
+		struct chain *p = c->parent;
+
+		chain_free_level(c);
+		c = p;
+	}
+}
+
+/* the level behind dirfd (NULL in *out if there is none) */
+static int open_level(int dirfd, const char *dir, pid_t pid, struct chain **out)
+{
+	struct chain *c;
+	uint64_t off = IMG_PAGES_HDR_LEN;
+	int fd, ret;
+
+	*out = NULL;
+	fd = openat(dirfd, "parent", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return pr_perror("%s/parent: cannot open it", dir);
+	}
+	c = xzalloc(sizeof(*c));
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->dirfd = fd;
+	c->pid = pid;
+	c->cached = -1;
+	if (asprintf(&c->dir, "%s/parent", dir) < 0) {
+		c->dir = NULL;
+		chain_free_level(c);
+		return -ENOMEM;
+	}
+	ret = check_complete(fd, c->dir) ?:
+	      img_read_all(fd, IMG_PAGEMAP, pid, true, &c->pm, &c->n);
+	if (!ret && c->n) {
+		c->pages = img_open(fd, IMG_PAGES, pid, true);
+		c->off = calloc(c->n, sizeof(*c->off));
+		if (!c->pages && errno == ENOENT)
+			pr_err("%s/pages-%d.img is missing, yet its pagemap lists pages", c->dir, pid);
+		if (!c->pages || !c->off)
+			ret = c->pages ? -ENOMEM : -EIO;
+	}
+	for (size_t i = 0; !ret && i < c->n; i++) {
+		const PagemapEntry *e = c->pm[i];
+
+		if (i && e->vaddr < c->pm[i - 1]->vaddr + (uint64_t)c->pm[i - 1]->nr_pages * PAGE_SIZE) {
+			pr_err("%s/pagemap-%d.img: entry %zu (%#lx) is out of order", c->dir, pid, i,
+			       (unsigned long)e->vaddr);
+			ret = -EINVAL;
+		}
+		c->off[i] = off;
+		if (e->flags & PE_PRESENT)
+			off += (uint64_t)e->nr_pages * PAGE_SIZE;
+	}
+	if (ret) {
+		chain_free_level(c);
+		return ret;
+	}
+	*out = c;
+	return 0;
+}
+
+int chain_open(int dirfd, const char *dir, pid_t pid, struct chain **out)
+{
+	struct chain *head = NULL, **tail = &head;
+	int depth = 0, ret;
+
+	*out = NULL;
+	for (;;) {
+		struct chain *c;
+
+		ret = open_level(dirfd, dir, pid, &c);
+		if (ret || !c)
+			break;
+		*tail = c;
+		tail = &c->parent;
+		if (++depth > CHAIN_MAX_DEPTH) {
+			pr_err("%s: the chain of parent images is longer than %d: a loop?", c->dir,
+			       CHAIN_MAX_DEPTH);
+			ret = -ELOOP;
+			break;
+		}
+		dirfd = c->dirfd;
+		dir = c->dir;
+	}
+	if (ret) {
+		chain_close(head);
+		return ret;
+	}
+	*out = head;
+	return 0;
+}
+
+static uint64_t entry_end(const PagemapEntry *e)
+{
+	return e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE;
+}
+
+/* the first entry that ends after addr */
+static size_t find_entry(const struct chain *c, uint64_t addr)
+{
+	size_t lo = 0, hi = c->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (entry_end(c->pm[mid]) <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* entry i of a level read whole into its buffer and checked */
+static int load_entry(struct chain *c, size_t i)
+{
+	const PagemapEntry *e = c->pm[i];
+	size_t len = (size_t)e->nr_pages * PAGE_SIZE;
+	int ret;
+
+	if (c->cached == (long)i)
+		return 0;
+	if (len > c->buf_len) {
+		uint8_t *b = realloc(c->buf, len);
+
+		if (!b)
+			return -ENOMEM;
+		c->buf = b;
+		c->buf_len = len;
+	}
+	c->cached = -1;
+	ret = pread_all(c->pages->fd, c->buf, len, c->off[i]);
+	if (ret) {
+		pr_err("%s/pages-%d.img: cannot read the chunk at offset %lu: %s", c->dir, c->pid,
+		       (unsigned long)c->off[i], ret == -ENODATA ? "the file is truncated" : strerror(-ret));
+		return ret;
+	}
+	if (e->has_crc32c && crc32c(0, c->buf, len) != e->crc32c) {
+		pr_err("%s/pages-%d.img is corrupted: checksum mismatch in the chunk at offset %lu (address %#lx, %u pages)",
+		       c->dir, c->pid, (unsigned long)c->off[i], (unsigned long)e->vaddr, e->nr_pages);
+		return -EINVAL;
+	}
+	c->cached = i;
+	return 0;
+}
+
+int chain_read(struct chain *c, uint64_t addr, uint64_t len, void *dst)
+{
+	uint8_t *out = dst;
+
+	if (!c) {
+		pr_err("pages at %#lx are said to be in the previous dump, but there is no parent link",
+		       (unsigned long)addr);
+		return -ENOENT;
+	}
+	while (len) {
+		size_t i = find_entry(c, addr);
+		const PagemapEntry *e = i < c->n ? c->pm[i] : NULL;
+		uint64_t n;
+		int ret;
+
+		if (!e || e->vaddr > addr) {
+			pr_err("%s/pagemap-%d.img has no page at %#lx, which the dump after it leaves to it",
+			       c->dir, c->pid, (unsigned long)addr);
+			return -EINVAL;
+		}
+		n = MIN(len, entry_end(e) - addr);
+		if (e->flags & PE_PRESENT) {
+			if ((ret = load_entry(c, i)))
+				return ret;
+			memcpy(out, c->buf + (addr - e->vaddr), n);
+		} else if (e->flags & PE_IN_PREV) {
+			if ((ret = chain_read(c->parent, addr, n, out)))
+				return ret;
+		} else {
+			pr_err("%s/pagemap-%d.img: the entry at %#lx has no bytes (flags %#x)", c->dir, c->pid,
+			       (unsigned long)e->vaddr, e->flags);
+			return -EINVAL;
+		}
+		out += n;
+		addr += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int chain_split(const struct chain *c, uint64_t start, uint64_t end, chain_emit_fn emit, void *arg)
+{
+	size_t i = c ? find_entry(c, start) : 0;
+	uint64_t cur = start;
+	int ret;
+
+	for (; c && i < c->n && cur < end; i++) {
+		const PagemapEntry *e = c->pm[i];
+		uint64_t s = MAX(e->vaddr, cur), t = MIN(entry_end(e), end);
+
+		if (s >= end)
+			break;
+		if (!(e->flags & (PE_PRESENT | PE_IN_PREV)))
+			continue;
+		if (s > cur && (ret = emit(arg, cur, s - cur, false)))
+			return ret;
+		if ((ret = emit(arg, s, t - s, true)))
+			return ret;
+		cur = t;
+	}
+	return cur < end ? emit(arg, cur, end - cur, false) : 0;
+}

@@ -1,0 +1,57 @@
+/*
+ * Image chains: a dump (or pre-dump) made with --prev-images-dir holds only
+ * the pages written since the one before; the others are flagged
+ * PE_IN_PREV in its pagemap and read through the `parent` link of its
+ * directory, which may lead further back.
+ */
+#ifndef CRYO_CHAIN_H
+#define CRYO_CHAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "image.h"
+
+/* one directory of the chain, seen for one task */
+struct chain {
+	int dirfd;
+	char *dir;			/* its path from the newest dump, for messages */
+	pid_t pid;			/* image id: the task's pid in the tree's namespace */
+	PagemapEntry **pm;		/* sorted by address */
+	size_t n;
+	uint64_t *off;			/* pages-N.img offset of each entry with bytes */
+	struct img *pages;		/* NULL if the task has no pages there */
+	/* the last entry read whole and checked, for the parts asked for next */
+	uint8_t *buf;
+	size_t buf_len;
+	long cached;
+	struct chain *parent;		/* NULL at the first dump */
+};
+
+/*
+ * Make `parent` in dirfd point at prev (relative to the images directory
+ * images_dir, as CRIU's --prev-images-dir is), after checking that prev
+ * holds a complete dump or pre-dump. Returns 0 or -errno (logged).
+ */
+int chain_link(int dirfd, const char *images_dir, const char *prev);
+
+/*
+ * The chain behind the directory dirfd (named dir) for task pid: NULL in
+ * *out if dirfd has no parent. Every level is opened now, before a
+ * restored task loses the right to open files.
+ */
+int chain_open(int dirfd, const char *dir, pid_t pid, struct chain **out);
+void chain_close(struct chain *c);
+
+/* Read [addr, addr + len) from the chain into dst, checking each chunk. */
+int chain_read(struct chain *c, uint64_t addr, uint64_t len, void *dst);
+
+/*
+ * Cut [start, end) into runs the chain has bytes for (covered true) and
+ * runs it has not, calling emit for each, in order.
+ */
+typedef int (*chain_emit_fn)(void *arg, uint64_t addr, uint64_t len, bool covered);
+int chain_split(const struct chain *c, uint64_t start, uint64_t end, chain_emit_fn emit, void *arg);
+
+#endif
