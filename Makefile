@@ -15,16 +15,16 @@ Q	:= $(if $(filter 1,$(V)),,@)
 
 DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 	    libnl-3-dev libnl-route-3-dev libnet1-dev libbsd-dev zlib1g-dev \
-	    libnftnl-dev libmnl-dev \
+	    libnftnl-dev libmnl-dev libssl-dev \
 	    python3 python3-pytest busybox-static \
 	    iproute2 util-linux
 
 WARN	:= -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS	?= -O2 -g
-CFLAGS	+= -std=gnu11 $(WARN) -D_GNU_SOURCE -Icriu-core/include -Iimages -I$(B)/gen -fno-strict-aliasing
+CFLAGS	+= -std=gnu11 $(WARN) -D_GNU_SOURCE -Icriu-core/include -Iimages -Ipagesrv -I$(B)/gen -fno-strict-aliasing
 NL_CFLAGS := $(shell pkg-config --cflags libnl-route-3.0 2>/dev/null || echo -I/usr/include/libnl3)
 CFLAGS	+= $(NL_CFLAGS)
-LDLIBS	:= -lprotobuf-c -lz -lnl-route-3 -lnl-3 -lnftnl -lmnl
+LDLIBS	:= -lprotobuf-c -lz -lcrypto -lnl-route-3 -lnl-3 -lnftnl -lmnl
 
 # ---- image schemas ----
 PROTOS		:= $(wildcard images/*.proto)
@@ -83,7 +83,7 @@ $(B)/gen/%-blob.h: $(B)/pie/%.elf scripts/gen-blob.sh
 BLOBS := $(B)/gen/parasite-blob.h $(B)/gen/restorer-blob.h
 
 # ---- the cryo binary ----
-CORE_SRC := $(wildcard criu-core/*.c criu-core/arch/x86_64/*.c) images/image.c images/crc32c.c
+CORE_SRC := $(wildcard criu-core/*.c criu-core/arch/x86_64/*.c pagesrv/*.c migrate/*.c) images/image.c images/crc32c.c
 CORE_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC))
 
 $(B)/obj/gen/%.o: $(B)/gen/%.c $(PROTO_H)

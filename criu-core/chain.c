@@ -82,7 +82,7 @@ void chain_close(struct chain *c)
 }
 
 /* the level behind dirfd (NULL in *out if there is none) */
-static int open_level(int dirfd, const char *dir, pid_t pid, struct chain **out)
+static int open_level(int dirfd, const char *dir, pid_t pid, bool pages, struct chain **out)
 {
 	struct chain *c;
 	uint64_t off = IMG_PAGES_HDR_LEN;
@@ -110,14 +110,15 @@ static int open_level(int dirfd, const char *dir, pid_t pid, struct chain **out)
 	}
 	ret = check_complete(fd, c->dir) ?:
 	      img_read_all(fd, IMG_PAGEMAP, pid, true, &c->pm, &c->n);
-	if (!ret && c->n) {
+	if (!ret && c->n && pages) {
 		c->pages = img_open(fd, IMG_PAGES, pid, true);
-		c->off = calloc(c->n, sizeof(*c->off));
 		if (!c->pages && errno == ENOENT)
 			pr_err("%s/pages-%d.img is missing, yet its pagemap lists pages", c->dir, pid);
-		if (!c->pages || !c->off)
-			ret = c->pages ? -ENOMEM : -EIO;
+		if (!c->pages)
+			ret = -EIO;
 	}
+	if (!ret && c->n && !(c->off = calloc(c->n, sizeof(*c->off))))
+		ret = -ENOMEM;
 	for (size_t i = 0; !ret && i < c->n; i++) {
 		const PagemapEntry *e = c->pm[i];
 
@@ -138,7 +139,7 @@ static int open_level(int dirfd, const char *dir, pid_t pid, struct chain **out)
 	return 0;
 }
 
-int chain_open(int dirfd, const char *dir, pid_t pid, struct chain **out)
+int chain_open(int dirfd, const char *dir, pid_t pid, bool pages, struct chain **out)
 {
 	struct chain *head = NULL, **tail = &head;
 	int depth = 0, ret;
@@ -147,7 +148,7 @@ int chain_open(int dirfd, const char *dir, pid_t pid, struct chain **out)
 	for (;;) {
 		struct chain *c;
 
-		ret = open_level(dirfd, dir, pid, &c);
+		ret = open_level(dirfd, dir, pid, pages, &c);
 		if (ret || !c)
 			break;
 		*tail = c;

@@ -4,6 +4,7 @@
  *
  *	cryo dump -t PID -D DIR [--leave-running] [--shell-job] [--prev-images-dir P] [-o LOG] [-v]
  *	cryo pre-dump -t PID -D DIR [--prev-images-dir P]
+ *	cryo page-server --port P [--address A] -D DIR --secret-file F [--once]
  *	cryo restore -D DIR [-d] [--shell-job] [--pidfile FILE]
  *	cryo check
  *	cryo show PATH
@@ -36,6 +37,9 @@ static void usage(FILE *f)
 "                         it writes from now on; a later pre-dump or dump with\n"
 "                         --prev-images-dir DIR saves only the pages written since\n"
 "  restore -D DIR         restore the process saved in DIR\n"
+"  page-server --port P -D DIR --secret-file F\n"
+"                         receive the images of (pre-)dumps made with --page-server\n"
+"                         into DIR/<their images dir's name>/\n"
 "  check                  probe the kernel features cryo needs\n"
 "  show PATH              print an image file or directory as JSON\n"
 "\n"
@@ -45,6 +49,12 @@ static void usage(FILE *f)
 "      --tcp-established  dump: established TCP connections too (TCP repair)\n"
 "      --prev-images-dir P  (pre-)dump: build on the pre-dump in P (relative to -D,\n"
 "                         as in CRIU): its pages unchanged since are linked, not copied\n"
+"      --page-server HOST:PORT  (pre-)dump: stream the images to a page server (the\n"
+"                         pages straight from the task, never stored here)\n"
+"      --compress         with --page-server: zlib on the wire\n"
+"      --secret-file F    the page server's shared secret (both ends)\n"
+"      --address A, --port P  page-server: where to listen\n"
+"      --once             page-server: exit after one complete session\n"
 "  -D, --images-dir DIR   image directory (default: .)\n"
 "  -W, --work-dir DIR     where -o and --pidfile paths are relative to (default: -D)\n"
 "  -o, --log-file FILE    write a full debug log to FILE\n"
@@ -81,7 +91,8 @@ static char *work_path(const struct cryo_opts *o, const char *p)
 	return out;
 }
 
-enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED, OPT_PREV_IMAGES_DIR };
+enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED, OPT_PREV_IMAGES_DIR, OPT_PAGE_SERVER,
+       OPT_COMPRESS, OPT_SECRET_FILE, OPT_ADDRESS, OPT_PORT, OPT_ONCE };
 
 int main(int argc, char **argv)
 {
@@ -99,6 +110,12 @@ int main(int argc, char **argv)
 		{ "cgroup", required_argument, NULL, OPT_CGROUP },
 		{ "tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED },
 		{ "prev-images-dir", required_argument, NULL, OPT_PREV_IMAGES_DIR },
+		{ "page-server", required_argument, NULL, OPT_PAGE_SERVER },
+		{ "compress", no_argument, NULL, OPT_COMPRESS },
+		{ "secret-file", required_argument, NULL, OPT_SECRET_FILE },
+		{ "address", required_argument, NULL, OPT_ADDRESS },
+		{ "port", required_argument, NULL, OPT_PORT },
+		{ "once", no_argument, NULL, OPT_ONCE },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -157,6 +174,24 @@ int main(int argc, char **argv)
 		case OPT_PREV_IMAGES_DIR:
 			o.prev_images_dir = optarg;
 			break;
+		case OPT_PAGE_SERVER:
+			o.page_server = optarg;
+			break;
+		case OPT_COMPRESS:
+			o.compress = true;
+			break;
+		case OPT_SECRET_FILE:
+			o.secret_file = optarg;
+			break;
+		case OPT_ADDRESS:
+			o.address = optarg;
+			break;
+		case OPT_PORT:
+			o.port = optarg;
+			break;
+		case OPT_ONCE:
+			o.once = true;
+			break;
 		case 'V':
 			printf("Version: %s\n", CRYO_VERSION);
 			return 0;
@@ -177,7 +212,8 @@ int main(int argc, char **argv)
 		o.verbosity = LOG_DEBUG;
 
 	/* dump creates its directory (before the log file goes into it) */
-	if ((!strcmp(o.command, "dump") || !strcmp(o.command, "pre-dump")) && mkdir(o.images_dir, 0700) && errno != EEXIST) {
+	if ((!strcmp(o.command, "dump") || !strcmp(o.command, "pre-dump") ||
+	     !strcmp(o.command, "page-server")) && mkdir(o.images_dir, 0700) && errno != EEXIST) {
 		fprintf(stderr, "cryo: cannot create image directory %s: %s\n", o.images_dir, strerror(errno));
 		return 1;
 	}
@@ -192,6 +228,8 @@ int main(int argc, char **argv)
 		ret = cmd_dump(&o);
 	else if (!strcmp(o.command, "pre-dump"))
 		ret = cmd_pre_dump(&o);
+	else if (!strcmp(o.command, "page-server"))
+		ret = cmd_page_server(&o);
 	else if (!strcmp(o.command, "restore"))
 		ret = cmd_restore(&o);
 	else if (!strcmp(o.command, "check"))

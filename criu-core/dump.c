@@ -27,6 +27,7 @@
 #include "files.h"
 #include "log.h"
 #include "ns.h"
+#include "pagesrv.h"
 #include "seize.h"
 #include "track.h"
 
@@ -137,6 +138,7 @@ static int close_parked(struct dump_task *t)
 		if (parasite_syscall(t->parasite, __NR_close, t->parked[i], 0, 0, 0, &r))
 			return -EIO;
 	}
+	t->nr_parked = 0;
 	if (t->track)
 		t->track->task_fd = -1;
 	return 0;
@@ -152,18 +154,18 @@ static int track_prepare(struct dump_ctx *ctx, struct dump_task *t)
 	const InventoryEntry *inv = ctx->prev_inv;
 	int ret;
 
-	if (!inv || t->zombie)
+	if (t->zombie)
 		return 0;
-	if ((ret = chain_open(ctx->dirfd, ctx->opts->images_dir, t->vpid, &t->prev)))
+	t->nr_parked = track_find_parked(t->pid, t->parked, ARRAY_SIZE(t->parked));
+	if (!inv)
+		return 0;
+	if ((ret = chain_open(ctx->dirfd, ctx->opts->images_dir, t->vpid, false, &t->prev)))
 		return ret;
 	for (size_t i = 0; i < inv->n_tracks; i++) {
 		const TrackEntry *e = inv->tracks[i];
 
-		if (track_is_parked(t, e->fd) || t->nr_parked == ARRAY_SIZE(t->parked) ||
-		    !track_fd_is_uffd(t->pid, e->fd))
-			continue;
-		t->parked[t->nr_parked++] = e->fd;
-		if (e->pid != (uint32_t)t->pid || e->vpid != (uint32_t)t->vpid || t->track)
+		if (e->pid != (uint32_t)t->pid || e->vpid != (uint32_t)t->vpid || t->track ||
+		    !track_is_parked(t, e->fd))
 			continue;
 		t->track = xzalloc(sizeof(*t->track));
 		if (!t->track)
@@ -422,6 +424,21 @@ static int check_sharing(struct dump_ctx *ctx, size_t i)
 	return 0;
 }
 
+/* --page-server: the images (but the pages, streamed already) go there too */
+static int ship_images(struct dump_ctx *ctx)
+{
+	uint64_t t0 = now_ns();
+	int ret;
+
+	if (!ctx->ps)
+		return 0;
+	ret = ps_send_images(ctx->ps, ctx->dirfd, ctx->ps_dir);
+	if (!ret)
+		pr_info("page server %s has the images in %s/ (%lu MiB sent, the last part in %lu ms)",
+			ps_peer(ctx->ps), ctx->ps_dir, ps_sent(ctx->ps) >> 20, (now_ns() - t0) / 1000000);
+	return ret;
+}
+
 static int dump_tree(struct dump_ctx *ctx)
 {
 	int ret = ns_collect(ctx) ?: net_lock(ctx);
@@ -431,7 +448,7 @@ static int dump_tree(struct dump_ctx *ctx)
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = dump_seized(ctx, ctx->tasks[i]);
-	return ret ?: write_images(ctx);
+	return ret ?: write_images(ctx) ?: ship_images(ctx);
 }
 
 static void free_tree(struct dump_ctx *ctx)
@@ -499,6 +516,17 @@ static int dump_begin(struct dump_ctx *ctx, struct cryo_opts *o, pid_t *root)
 	ctx->dirfd = open_images_dir(o->images_dir);
 	if (ctx->dirfd < 0)
 		return ctx->dirfd;
+	if (o->page_server) {
+		if (!realpath(o->images_dir, ctx->ps_dir_buf))
+			return pr_perror("cannot resolve %s", o->images_dir);
+		ctx->ps_dir = strrchr(ctx->ps_dir_buf, '/') + 1;
+		if (!ctx->ps_dir[0]) {
+			pr_err("--page-server: the images directory needs a name, not /");
+			return -EINVAL;
+		}
+		if ((ret = ps_connect(o->page_server, o->secret_file, o->compress, &ctx->ps)))
+			return ret;
+	}
 	if (unlinkat(ctx->dirfd, "inventory.img", 0) && errno != ENOENT)
 		return pr_perror("cannot remove %s/inventory.img", o->images_dir);
 	if (!o->prev_images_dir) {
@@ -521,6 +549,7 @@ static int dump_begin(struct dump_ctx *ctx, struct cryo_opts *o, pid_t *root)
 
 static void dump_end(struct dump_ctx *ctx)
 {
+	ps_free(ctx->ps);
 	files_release(ctx);
 	free_tree(ctx);
 	free(ctx->memfds);
@@ -591,7 +620,12 @@ static int predump_seized(struct dump_ctx *ctx, struct dump_task *t)
 		ctl = parasite_infect(t->pid, t->exec_addr, ctx->kd.pipe_max_size);
 		if (!ctl)
 			return -EIO;
-		ret = track_create(ctl, t->track);
+		/* trackers of a chain given up hold the VMAs: they go first */
+		t->parasite = ctl;
+		ret = close_parked(t);
+		t->parasite = NULL;
+		if (!ret)
+			ret = track_create(ctl, t->track);
 		if (parasite_cure(ctl) && !ret)
 			ret = -EIO;
 		if (ret) {
@@ -635,7 +669,7 @@ int cmd_pre_dump(struct cryo_opts *o)
 			n += ctx.tasks[i]->nr_chunks;
 		}
 	if (!ret)
-		ret = write_inventory(&ctx);
+		ret = write_inventory(&ctx) ?: ship_images(&ctx);
 	if (!ret)
 		pr_info("pre-dumped pid %d (%zu processes) to %s in %lu ms, stopped for %lu ms", root,
 			ctx.nr_tasks, o->images_dir, (now_ns() - t0) / 1000000, frozen / 1000000);

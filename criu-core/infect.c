@@ -334,59 +334,91 @@ int parasite_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd)
 	return 0;
 }
 
-int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
-			unsigned nr, int out_fd, const char *out_name)
+/* splice from the page pipe into a file, at its offset */
+static ssize_t move_to_fd(void *arg, int pipe_fd, size_t max)
 {
+	return splice(pipe_fd, NULL, *(int *)arg, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+}
+
+int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks, unsigned nr,
+			const struct page_sink *sink_in)
+{
+	const struct page_sink sink = *sink_in;
 	_cleanup_close_ int devnull = -1;
+	int ret = 0, err = 0;
+	unsigned i = 0;
 	uint64_t left = 0;
-	int ret;
 
 	if (nr > PARASITE_MAX_CHUNKS)
 		return -E2BIG;
-	for (unsigned i = 0; i < nr; i++)
-		left += chunks[i].len;
 	memcpy(ctl->area->chunks, chunks, nr * sizeof(*chunks));
 	ctl->area->nr_chunks = nr;
 	ret = start_cmd(ctl, PARASITE_CMD_DUMP_PAGES);
 	if (ret)
 		return ret;
-	while (left) {
-		ssize_t n = splice(ctl->pipe_rd, NULL, out_fd, NULL, left,
-				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-
-		if (n > 0) {
-			left -= n;
-			continue;
-		}
-		if (n == 0)	/* the parasite closed its end: it failed */
+	for (; i < nr; i++) {
+		left = chunks[i].len;
+		if (sink.begin && (err = sink.begin(sink.arg, left)))
 			break;
-		if (errno == EAGAIN) {
+		while (left) {
+			ssize_t n = sink.move(sink.arg, ctl->pipe_rd, left);
+
+			if (n > 0) {
+				left -= n;
+				continue;
+			}
+			if (n == 0)	/* the parasite closed its end: it failed */
+				break;
+			if (errno == EAGAIN) {
+				struct pollfd p = { .fd = ctl->pipe_rd, .events = POLLIN };
+
+				if (poll(&p, 1, POLL_MS) == 0 && check_crash(ctl, PARASITE_CMD_DUMP_PAGES))
+					return -EIO;
+				continue;
+			}
+			if (errno == EINTR)
+				continue;
+			err = pr_perror("pid %d: cannot write pages to %s", ctl->pid, sink.name);
+			break;
+		}
+		if (err || left)
+			break;
+		/* the parasite wrote the chunk's crc before its bytes */
+		chunks[i].crc = __atomic_load_n(&ctl->area->chunks[i].crc, __ATOMIC_ACQUIRE);
+		if (sink.end && (err = sink.end(sink.arg, chunks[i].crc)))
+			break;
+	}
+	if (err) {
+		/* drain what is still to come into /dev/null, so that the parasite can finish */
+		for (unsigned k = i + 1; k < nr; k++)
+			left += chunks[k].len;
+		devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		while (left && devnull >= 0) {
+			ssize_t n = move_to_fd(&devnull, ctl->pipe_rd, left);
 			struct pollfd p = { .fd = ctl->pipe_rd, .events = POLLIN };
 
-			if (poll(&p, 1, POLL_MS) == 0 && check_crash(ctl, PARASITE_CMD_DUMP_PAGES))
+			if (n > 0)
+				left -= n;
+			else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+				break;
+			else if (poll(&p, 1, POLL_MS) == 0 && check_crash(ctl, PARASITE_CMD_DUMP_PAGES))
 				return -EIO;
-			continue;
 		}
-		if (errno == EINTR)
-			continue;
-		if (devnull >= 0)
-			return pr_perror("pid %d: cannot drain the page pipe", ctl->pid);
-		ret = pr_perror("pid %d: cannot write pages to %s", ctl->pid, out_name);
-		/* drain into /dev/null so that the parasite can finish */
-		devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-		out_fd = devnull;
 	}
 	if (finish_cmd(ctl, PARASITE_CMD_DUMP_PAGES))
 		return -EIO;
-	if (ret)
-		return ret;
-	if (left) {
-		pr_err("pid %d: page pipe ended with %lu bytes still expected", ctl->pid, left);
+	if (err)
+		return err;
+	if (i < nr) {
+		pr_err("pid %d: page pipe ended with %lu bytes of chunk %u still expected", ctl->pid, left, i);
 		return -EIO;
 	}
-	for (unsigned i = 0; i < nr; i++)
-		chunks[i].crc = ctl->area->chunks[i].crc;
 	return 0;
+}
+
+struct page_sink page_sink_fd(int *fd, const char *name)
+{
+	return (struct page_sink){ .move = move_to_fd, .arg = fd, .name = name };
 }
 
 /* close the page pipe INIT opened in the task */

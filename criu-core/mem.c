@@ -31,6 +31,7 @@
 #include "dump.h"
 #include "log.h"
 #include "mem-flags.h"
+#include "pagesrv.h"
 #include "restore.h"
 
 #define CHUNK_MAX	(2UL << 20)
@@ -483,24 +484,79 @@ static void log_pages(const struct dump_task *t, uint64_t bytes, uint64_t t0)
 		t->pid, bytes >> 20, (now_ns() - t0) / 1000000, kept >> 20);
 }
 
+/* the pages image: a local file, or a stream to the page server */
+struct pages_out {
+	struct img *img;
+	struct ps_client *ps;
+	char name[96];
+};
+
+static int pages_open(struct dump_ctx *ctx, const struct dump_task *t, struct pages_out *o)
+{
+	uint8_t hdr[IMG_PAGES_HDR_LEN];
+	int ret;
+
+	o->ps = ctx->ps;
+	if (!o->ps) {
+		o->img = img_create(ctx->dirfd, IMG_PAGES, t->vpid);
+		if (!o->img)
+			return -EIO;
+		snprintf(o->name, sizeof(o->name), "%s", o->img->name);
+		return 0;
+	}
+	snprintf(o->name, sizeof(o->name), "%s/pages-%d.img", ctx->ps_dir, t->vpid);
+	if ((ret = ps_file(o->ps, o->name)))
+		return ret;
+	return ps_write(o->ps, hdr, img_header(IMG_PAGES, hdr));
+}
+
+static int pages_close(struct pages_out *o)
+{
+	return o->ps ? ps_close_file(o->ps) : img_close(o->img);
+}
+
+static int ps_sink_begin(void *arg, uint32_t len)
+{
+	return ps_chunk_begin(arg, len);
+}
+
+static ssize_t ps_sink_move(void *arg, int pipe_fd, size_t max)
+{
+	return ps_chunk_move(arg, pipe_fd, max);
+}
+
+static int ps_sink_end(void *arg, uint32_t crc)
+{
+	return ps_chunk_end(arg, crc);
+}
+
 int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
 {
-	struct img *pages = img_create(ctx->dirfd, IMG_PAGES, t->vpid);
 	uint64_t bytes = 0, t0 = now_ns();
-	int ret = 0;
+	struct page_sink sink;
+	struct pages_out o;
+	int ret = pages_open(ctx, t, &o);
 
-	if (!pages)
-		return -EIO;
+	if (ret)
+		return ret;
+	if (o.ps)
+		sink = (struct page_sink){ ps_sink_begin, ps_sink_move, ps_sink_end, o.ps, o.name };
+	else
+		sink = page_sink_fd(&o.img->fd, o.name);
 	for (size_t done = 0; done < t->nr_chunks && !ret;) {
 		unsigned n = MIN(t->nr_chunks - done, PARASITE_MAX_CHUNKS);
 
-		ret = parasite_dump_pages(t->parasite, t->chunks + done, n, pages->fd, pages->name);
+		ret = parasite_dump_pages(t->parasite, t->chunks + done, n, &sink);
 		for (unsigned i = 0; i < n; i++)
 			bytes += t->chunks[done + i].len;
 		done += n;
 	}
-	if (img_close(pages))
-		ret = ret ?: -EIO;
+	if (!ret)
+		ret = pages_close(&o);
+	else if (!o.ps)
+		img_close(o.img);
+	if (!ret && o.ps)
+		ret = ps_flush(o.ps);
 	if (!ret)
 		ret = write_pagemap(ctx, t);
 	if (!ret)
@@ -536,9 +592,9 @@ int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
 	_cleanup_free_ uint8_t *buf = malloc(CHUNK_MAX);
 	_cleanup_close_ int memfd = -1;
 	uint64_t bytes = 0, t0 = now_ns();
-	struct img *pages;
+	struct pages_out o;
 	char path[64];
-	int ret = 0;
+	int ret;
 
 	snprintf(path, sizeof(path), "/proc/%d/mem", t->pid);
 	if (!buf)
@@ -546,9 +602,8 @@ int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
 	memfd = open(path, O_RDONLY | O_CLOEXEC);
 	if (memfd < 0)
 		return pr_perror("pid %d: cannot open %s", t->pid, path);
-	pages = img_create(ctx->dirfd, IMG_PAGES, t->vpid);
-	if (!pages)
-		return -EIO;
+	if ((ret = pages_open(ctx, t, &o)))
+		return ret;
 	for (size_t i = 0; i < t->nr_chunks && !ret; i++) {
 		struct parasite_chunk *c = &t->chunks[i];
 
@@ -556,13 +611,17 @@ int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
 		if (ret)
 			break;
 		c->crc = crc32c(0, buf, c->len);
-		ret = write_all(pages->fd, buf, c->len);
-		if (ret)
-			pr_err("cannot write %s: %s", pages->name, strerror(-ret));
+		if (o.ps) {
+			ret = ps_write(o.ps, buf, c->len);
+		} else if ((ret = write_all(o.img->fd, buf, c->len))) {
+			pr_err("cannot write %s: %s", o.name, strerror(-ret));
+		}
 		bytes += c->len;
 	}
-	if (img_close(pages))
-		ret = ret ?: -EIO;
+	if (!ret)
+		ret = pages_close(&o);
+	else if (!o.ps)
+		img_close(o.img);
 	if (!ret)
 		ret = write_pagemap(ctx, t);
 	if (!ret)

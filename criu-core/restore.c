@@ -98,7 +98,7 @@ static int read_task_images(struct restore_ctx *ctx, struct rst_task *t)
 	      img_read_all(ctx->dirfd, IMG_FDS, t->pid, false, &t->fds, &t->nr_fds);
 	for (size_t i = 0; !ret && i < t->nr_pagemap; i++)
 		if (t->pagemap[i]->flags & PE_IN_PREV)
-			return chain_open(ctx->dirfd, ctx->opts->images_dir, t->pid, &t->chain);
+			return chain_open(ctx->dirfd, ctx->opts->images_dir, t->pid, true, &t->chain);
 	return ret;
 }
 

@@ -85,6 +85,37 @@ static long park_base(pid_t pid)
 	return lim[RLIMIT_NOFILE].cur - 32;
 }
 
+/*
+ * Trackers cryo parked in the task: userfaultfds in write-protect async
+ * mode, close-on-exec, in the top fds where cryo parks them. Some may be
+ * left from a chain of pre-dumps that was given up, or inherited by a
+ * child from its parent.
+ */
+int track_find_parked(pid_t pid, int *out, int max)
+{
+	_cleanup_free_ int *fds = NULL;
+	long base = park_base(pid);
+	int nr, n = 0;
+
+	if (proc_list_fds(pid, &fds, &nr))
+		return 0;
+	for (int i = 0; i < nr && n < max; i++) {
+		_cleanup_free_ char *text = NULL;
+		unsigned long long api, features;
+		unsigned flags;
+		const char *p;
+
+		if (fds[i] < base || !track_fd_is_uffd(pid, fds[i]) ||
+		    proc_fdinfo(pid, fds[i], NULL, &flags, &text) || !(flags & O_CLOEXEC))
+			continue;
+		p = strstr(text, "API:");
+		if (p && sscanf(p, "API:\t%llx:%llx", &api, &features) == 2 &&
+		    (features & TRACK_FEATURES) == TRACK_FEATURES)
+			out[n++] = fds[i];
+	}
+	return n;
+}
+
 int track_create(struct parasite_ctl *ctl, struct track *tr)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = TRACK_FEATURES };

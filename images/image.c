@@ -51,6 +51,16 @@ static void fill_hdr(struct img_hdr *h, enum img_type type)
 	h->hdr_len = img_descs[type].pb ? IMG_HDR_LEN : IMG_PAGES_HDR_LEN;
 }
 
+size_t img_header(enum img_type type, uint8_t buf[IMG_PAGES_HDR_LEN])
+{
+	struct img_hdr h;
+
+	fill_hdr(&h, type);
+	memset(buf, 0, h.hdr_len);
+	memcpy(buf, &h, sizeof(h));
+	return h.hdr_len;
+}
+
 int img_identify(const void *buf, size_t len, uint32_t *version)
 {
 	const struct img_hdr *h = buf;

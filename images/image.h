@@ -121,6 +121,8 @@ int img_read_one(int dirfd, enum img_type type, unsigned id, ProtobufCMessage **
 int img_close(struct img *img);
 void img_free_msg(enum img_type type, ProtobufCMessage *msg);
 
+/* The header bytes an image of type starts with (for a stream): their length. */
+size_t img_header(enum img_type type, uint8_t buf[IMG_PAGES_HDR_LEN]);
 /* Identify an image from its first bytes; returns type or -1. */
 int img_identify(const void *hdr, size_t len, uint32_t *version);
 /* Build the file name of an image. */

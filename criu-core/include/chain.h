@@ -21,7 +21,7 @@ struct chain {
 	PagemapEntry **pm;		/* sorted by address */
 	size_t n;
 	uint64_t *off;			/* pages-N.img offset of each entry with bytes */
-	struct img *pages;		/* NULL if the task has no pages there */
+	struct img *pages;		/* NULL if the task has no pages there (or not opened) */
 	/* the last entry read whole and checked, for the parts asked for next */
 	uint8_t *buf;
 	size_t buf_len;
@@ -39,9 +39,10 @@ int chain_link(int dirfd, const char *images_dir, const char *prev);
 /*
  * The chain behind the directory dirfd (named dir) for task pid: NULL in
  * *out if dirfd has no parent. Every level is opened now, before a
- * restored task loses the right to open files.
+ * restored task loses the right to open files. Without pages, only the
+ * pagemaps are read (what a dump needs: a page server has the pages).
  */
-int chain_open(int dirfd, const char *dir, pid_t pid, struct chain **out);
+int chain_open(int dirfd, const char *dir, pid_t pid, bool pages, struct chain **out);
 void chain_close(struct chain *c);
 
 /* Read [addr, addr + len) from the chain into dst, checking each chunk. */

@@ -22,6 +22,12 @@ struct cryo_opts {
 	bool tcp_established;		/* --tcp-established: dump established TCP connections */
 	const char *feature;		/* check --feature NAME */
 	const char *prev_images_dir;	/* --prev-images-dir: the dump to build on (relative to -D) */
+	const char *page_server;	/* (pre-)dump --page-server HOST:PORT: send the images there */
+	bool compress;			/* --compress: zlib on the wire */
+	const char *secret_file;	/* --secret-file: the page server's shared secret */
+	const char *address;		/* page-server --address */
+	const char *port;		/* page-server --port */
+	bool once;			/* page-server --once: exit after one complete session */
 };
 
 /* open the image directory (-D), logging why not; returns an fd or -errno */
@@ -31,6 +37,7 @@ int cmd_check(struct cryo_opts *o, int argc, char **argv);
 int cmd_show(struct cryo_opts *o, int argc, char **argv);
 int cmd_dump(struct cryo_opts *o);
 int cmd_pre_dump(struct cryo_opts *o);
+int cmd_page_server(struct cryo_opts *o);
 int cmd_restore(struct cryo_opts *o);
 
 #endif

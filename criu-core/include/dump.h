@@ -75,6 +75,9 @@ struct dump_ctx {
 	const struct cryo_opts *opts;
 	bool pre_dump;			/* only pages, with the task running meanwhile */
 	InventoryEntry *prev_inv;	/* --prev-images-dir: what it holds */
+	struct ps_client *ps;		/* --page-server: where the images go */
+	const char *ps_dir;		/* their directory there: the images dir's name */
+	char ps_dir_buf[4096];
 	struct kerndat kd;
 	int dirfd;
 	struct arena arena;		/* every protobuf message of the dump */

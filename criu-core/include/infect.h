@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -37,11 +38,22 @@ struct parasite_ctl {
 struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t pipe_size);
 int parasite_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd);
 /*
- * vmsplice the chunks through the page pipe into out_fd (at its current
- * offset); fills chunks[i].crc. out_name names out_fd in errors.
+ * Where the page pipe's bytes go: move takes up to max bytes from the pipe
+ * (as splice(2) with SPLICE_F_NONBLOCK: -1 and EAGAIN when it is empty);
+ * begin and end, if set, frame each chunk (end gets its crc32c).
  */
-int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
-			unsigned nr, int out_fd, const char *out_name);
+struct page_sink {
+	int (*begin)(void *arg, uint32_t len);
+	ssize_t (*move)(void *arg, int pipe_fd, size_t max);
+	int (*end)(void *arg, uint32_t crc);
+	void *arg;
+	const char *name;		/* for errors */
+};
+/* a file: spliced at its offset */
+struct page_sink page_sink_fd(int *fd, const char *name);
+/* vmsplice the chunks through the page pipe into sink; fills chunks[i].crc */
+int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks, unsigned nr,
+			const struct page_sink *sink);
 /*
  * Per-thread state no /proc file or ptrace request gives (sigaltstack,
  * clear_child_tid address): the syscalls are run in thread tid itself, at

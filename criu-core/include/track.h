@@ -27,6 +27,8 @@ struct track {
 int track_take(pid_t pid, int task_fd, struct track *tr);
 /* is fd of task pid a userfaultfd? */
 bool track_fd_is_uffd(pid_t pid, int fd);
+/* the fds of trackers cryo parked in task pid (up to max): how many */
+int track_find_parked(pid_t pid, int *out, int max);
 /* Make a tracker for the seized task ctl->pid and park it there. */
 int track_create(struct parasite_ctl *ctl, struct track *tr);
 /* Close the parked copy in the task (it stays alive through tr->uffd). */

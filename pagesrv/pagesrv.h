@@ -1,0 +1,93 @@
+/*
+ * The page server: images streamed over TCP from a dump on one host into
+ * an image directory on another. The wire format is in PROTOCOL.md.
+ */
+#ifndef CRYO_PAGESRV_H
+#define CRYO_PAGESRV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PS_MAGIC	"CRYOPS\0\1"
+#define PS_NONCE_LEN	32
+#define PS_MAC_LEN	32		/* HMAC-SHA256 */
+#define PS_NAME_MAX	255
+#define PS_FRAME_MAX	(4u << 20)	/* raw bytes of one DATA frame */
+#define PS_SECRET_MAX	4096
+
+enum ps_type {
+	PSF_FILE = 1,		/* payload: a file name; the DATA frames after it fill that file */
+	PSF_DATA = 2,		/* payload: the file's next bytes (zlib if PS_F_ZLIB) */
+	PSF_CLOSE = 3,		/* the file is complete */
+	PSF_LINK = 4,		/* payload: "name\0target": a symbolic link (parent) */
+	PSF_DONE = 5,		/* the session is complete: the server answers with its status */
+};
+
+#define PS_F_ZLIB	1u
+
+/* every frame: this header, len bytes of payload, then the crc32c of the raw payload */
+struct ps_hdr {
+	uint32_t type;
+	uint32_t len;		/* bytes of payload on the wire */
+	uint32_t raw_len;	/* bytes once uncompressed */
+	uint32_t flags;
+} __attribute__((packed));
+
+/* the server's last word: 0 and "ok", or an errno and why */
+struct ps_status {
+	int32_t err;
+	uint32_t len;		/* then len bytes of message */
+} __attribute__((packed));
+
+/* auth.c */
+/* read the shared secret from path: 0, or -errno (logged) */
+int ps_read_secret(const char *path, uint8_t *secret, size_t *len);
+void ps_mac(const uint8_t *secret, size_t slen, const char *role, const uint8_t *a, const uint8_t *b,
+	    uint32_t flags, uint8_t out[PS_MAC_LEN]);
+bool ps_mac_equal(const uint8_t *a, const uint8_t *b);
+/* read exactly len bytes, or -errno (-ECONNRESET at end of stream) */
+int ps_recv(int fd, void *buf, size_t len);
+
+/* client.c: a dump's connection to a page server */
+struct ps_client;
+/* connect to "HOST:PORT" and authenticate: 0 and *out, or -errno (logged) */
+int ps_connect(const char *where, const char *secret_file, bool compress, struct ps_client **out);
+int ps_file(struct ps_client *c, const char *name);
+int ps_write(struct ps_client *c, const void *buf, size_t len);
+int ps_close_file(struct ps_client *c);
+int ps_link(struct ps_client *c, const char *name, const char *target);
+/* send a whole local file of dirfd under the name remote */
+int ps_send_file(struct ps_client *c, int dirfd, const char *name, const char *remote);
+/*
+ * Every image of dirfd (but the pages, streamed already) into dir on the
+ * server, its parent link first and inventory.img last, then ps_done.
+ */
+int ps_send_images(struct ps_client *c, int dirfd, const char *dir);
+/*
+ * Every image of dirfd (but the pages, streamed already) into dir on the
+ * server, its parent link first and inventory.img last, then ps_done.
+ */
+int ps_send_images(struct ps_client *c, int dirfd, const char *dir);
+/* the session is complete: 0 once the server says it has everything, or -errno (logged) */
+int ps_done(struct ps_client *c);
+void ps_free(struct ps_client *c);
+
+/*
+ * For the parasite's page pipe: frame a chunk of len bytes coming through
+ * pipe_fd. ps_chunk_move takes what the pipe has (up to max; as read(2),
+ * -1 and errno EAGAIN when it is empty): uncompressed, spliced straight
+ * into the socket; compressed, gathered for ps_chunk_end, which sends the
+ * frame with the crc the parasite computed.
+ */
+int ps_chunk_begin(struct ps_client *c, uint32_t len);
+ssize_t ps_chunk_move(struct ps_client *c, int pipe_fd, uint32_t max);
+int ps_chunk_end(struct ps_client *c, uint32_t crc);
+/* wait until the server has acknowledged every byte: spliced pages may change after */
+int ps_flush(struct ps_client *c);
+const char *ps_peer(const struct ps_client *c);
+/* bytes sent on the wire so far */
+uint64_t ps_sent(const struct ps_client *c);
+
+#endif

@@ -1,0 +1,389 @@
+/*
+ * cryo page-server --address A --port P -D DIR --secret-file F [--once]
+ *
+ * Receives the images a dump streams to it (PROTOCOL.md) and writes them
+ * into DIR. One session at a time. A peer that does not prove the secret,
+ * or sends anything malformed, is refused with the reason logged, and
+ * nothing of its session stays: files are written as NAME.part and renamed
+ * when complete, and a failed session removes every file it made.
+ */
+#define LOG_PREFIX "pagesrv: "
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "crc32c.h"
+#include "cryo.h"
+#include "log.h"
+#include "pagesrv.h"
+#include "util.h"
+
+#define SESSION_TIMEOUT_S	60
+
+struct session {
+	int sock;
+	int dirfd;
+	char peer[80];
+	uint8_t secret[PS_SECRET_MAX];
+	size_t slen;
+	bool compress;
+	int fd;				/* the file being written, or -1 */
+	char name[PS_NAME_MAX + 1];
+	char **made;			/* files and links made by this session */
+	size_t nr_made;
+	uint8_t *payload, *raw;
+	uint64_t bytes;
+	char err[256];
+};
+
+static int fail(struct session *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct session *s, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->err, sizeof(s->err), fmt, ap);
+	va_end(ap);
+	pr_err("peer %s: %s", s->peer, s->err);
+	return -err;
+}
+
+static int send_status(struct session *s, int err, const char *msg)
+{
+	struct ps_status st = { err, strlen(msg) };
+
+	if (send(s->sock, &st, sizeof(st), MSG_NOSIGNAL) != sizeof(st) ||
+	    send(s->sock, msg, st.len, MSG_NOSIGNAL) != (ssize_t)st.len)
+		return -EIO;
+	return 0;
+}
+
+/* a name the session may write: one or two components of [A-Za-z0-9._-], none . or .. */
+static bool valid_name(const char *n, size_t len)
+{
+	int parts = 1;
+	const char *comp = n;
+
+	if (!len || len > PS_NAME_MAX)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		char ch = n[i];
+
+		if (i == len || ch == '/') {
+			size_t cl = n + i - comp;
+
+			if (!cl || (cl == 1 && comp[0] == '.') || (cl == 2 && !strncmp(comp, "..", 2)))
+				return false;
+			if (i < len && ++parts > 2)
+				return false;
+			comp = n + i + 1;
+			continue;
+		}
+		if (!(ch == '.' || ch == '_' || ch == '-' || (ch >= '0' && ch <= '9') ||
+		      (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
+			return false;
+	}
+	return true;
+}
+
+static int remember(struct session *s, const char *name)
+{
+	char **n = xrealloc_array(s->made, s->nr_made + 1, sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	s->made = n;
+	s->made[s->nr_made] = xstrdup(name);
+	return s->made[s->nr_made++] ? 0 : -ENOMEM;
+}
+
+/* the directory a two-part name goes into */
+static int make_subdir(struct session *s, const char *name)
+{
+	const char *slash = strchr(name, '/');
+	char sub[PS_NAME_MAX + 1];
+
+	if (!slash)
+		return 0;
+	snprintf(sub, sizeof(sub), "%.*s", (int)(slash - name), name);
+	if (mkdirat(s->dirfd, sub, 0700) && errno != EEXIST)
+		return fail(s, errno, "cannot create directory %s: %s", sub, strerror(errno));
+	return 0;
+}
+
+static int on_file(struct session *s, const char *name, size_t len)
+{
+	char part[PS_NAME_MAX + 8];
+	int ret;
+
+	if (s->fd >= 0)
+		return fail(s, EPROTO, "a file begins while %s is still open", s->name);
+	if (!valid_name(name, len))
+		return fail(s, EPROTO, "refused file name '%.*s'", (int)MIN(len, 64), name);
+	memcpy(s->name, name, len);
+	s->name[len] = 0;
+	if ((ret = make_subdir(s, s->name)))
+		return ret;
+	snprintf(part, sizeof(part), "%s.part", s->name);
+	s->fd = openat(s->dirfd, part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (s->fd < 0)
+		return fail(s, errno, "cannot create %s: %s", part, strerror(errno));
+	return 0;
+}
+
+static void drop_part(struct session *s)
+{
+	char part[PS_NAME_MAX + 8];
+
+	if (s->fd < 0)
+		return;
+	close(s->fd);
+	s->fd = -1;
+	snprintf(part, sizeof(part), "%s.part", s->name);
+	unlinkat(s->dirfd, part, 0);
+}
+
+static int on_close(struct session *s)
+{
+	char part[PS_NAME_MAX + 8];
+
+	if (s->fd < 0)
+		return fail(s, EPROTO, "a file is closed that was never opened");
+	snprintf(part, sizeof(part), "%s.part", s->name);
+	if (close(s->fd)) {
+		s->fd = -1;
+		unlinkat(s->dirfd, part, 0);
+		return fail(s, errno, "cannot write %s: %s", s->name, strerror(errno));
+	}
+	s->fd = -1;
+	if (renameat(s->dirfd, part, s->dirfd, s->name)) {
+		unlinkat(s->dirfd, part, 0);
+		return fail(s, errno, "cannot rename %s: %s", part, strerror(errno));
+	}
+	return remember(s, s->name);
+}
+
+static int on_link(struct session *s, const char *payload, size_t len)
+{
+	char p[2 * PS_NAME_MAX + 2], *target;
+	const char *t;
+	size_t nlen;
+
+	if (len >= sizeof(p) || !(target = memchr(payload, 0, len)))
+		return fail(s, EPROTO, "malformed link frame");
+	memcpy(p, payload, len);
+	p[len] = 0;
+	nlen = target - payload;
+	target = p + nlen + 1;
+	/* the target: a sibling round, "../NAME" or "NAME" */
+	t = strncmp(target, "../", 3) ? target : target + 3;
+	if (!valid_name(p, nlen) || !valid_name(t, p + len - t) || strchr(t, '/'))
+		return fail(s, EPROTO, "refused link '%.*s'", (int)MIN(nlen, 64), p);
+	if (make_subdir(s, p))
+		return -EIO;
+	unlinkat(s->dirfd, p, 0);
+	if (symlinkat(target, s->dirfd, p))
+		return fail(s, errno, "cannot link %s: %s", p, strerror(errno));
+	return remember(s, p);
+}
+
+/* one frame: 1 after DONE, 0 to go on, <0 on error (s->err says why) */
+static int on_frame(struct session *s)
+{
+	struct ps_hdr h;
+	uint32_t crc;
+	uLongf raw_len;
+	uint8_t *data;
+	int ret;
+
+	if ((ret = ps_recv(s->sock, &h, sizeof(h))))
+		return fail(s, -ret, "the stream ended without its end frame%s",
+			    ret == -ECONNRESET ? "" : " (timed out or broken)");
+	if (h.raw_len > PS_FRAME_MAX || h.len > compressBound(PS_FRAME_MAX) ||
+	    (h.flags & ~PS_F_ZLIB) || ((h.flags & PS_F_ZLIB) && !s->compress) ||
+	    (!(h.flags & PS_F_ZLIB) && h.len != h.raw_len))
+		return fail(s, EPROTO, "malformed frame header (type %u, %u bytes, %u raw, flags %#x)",
+			    h.type, h.len, h.raw_len, h.flags);
+	if ((ret = ps_recv(s->sock, s->payload, h.len)) || (ret = ps_recv(s->sock, &crc, sizeof(crc))))
+		return fail(s, -ret, "the stream ended in the middle of a frame");
+	data = s->payload;
+	if (h.flags & PS_F_ZLIB) {
+		raw_len = h.raw_len;
+		if (uncompress(s->raw, &raw_len, s->payload, h.len) != Z_OK || raw_len != h.raw_len)
+			return fail(s, EPROTO, "a compressed frame does not uncompress to %u bytes", h.raw_len);
+		data = s->raw;
+	}
+	if (crc32c(0, data, h.raw_len) != crc)
+		return fail(s, EBADMSG, "checksum mismatch in a frame of %u bytes%s%s", h.raw_len,
+			    s->fd >= 0 ? " for " : "", s->fd >= 0 ? s->name : "");
+	switch (h.type) {
+	case PSF_FILE:
+		return on_file(s, (const char *)data, h.raw_len);
+	case PSF_DATA:
+		if (s->fd < 0)
+			return fail(s, EPROTO, "data outside a file");
+		if ((ret = write_all(s->fd, data, h.raw_len)))
+			return fail(s, -ret, "cannot write %s: %s", s->name, strerror(-ret));
+		s->bytes += h.raw_len;
+		return 0;
+	case PSF_CLOSE:
+		return on_close(s);
+	case PSF_LINK:
+		return on_link(s, (const char *)data, h.raw_len);
+	case PSF_DONE:
+		if (s->fd >= 0)
+			return fail(s, EPROTO, "the session ends with %s still open", s->name);
+		return 1;
+	}
+	return fail(s, EPROTO, "unknown frame type %u", h.type);
+}
+
+static int authenticate(struct session *s)
+{
+	uint8_t hello[8 + PS_NONCE_LEN], auth[8 + 4 + PS_NONCE_LEN + PS_MAC_LEN], want[PS_MAC_LEN];
+	uint8_t *nonce_s = hello + 8, *nonce_c = auth + 12;
+	uint32_t flags;
+	int ret;
+
+	memcpy(hello, PS_MAGIC, 8);
+	if (getrandom(nonce_s, PS_NONCE_LEN, 0) != PS_NONCE_LEN)
+		return fail(s, errno, "getrandom: %s", strerror(errno));
+	if (send(s->sock, hello, sizeof(hello), MSG_NOSIGNAL) != sizeof(hello))
+		return fail(s, EIO, "cannot greet it");
+	if ((ret = ps_recv(s->sock, auth, sizeof(auth))))
+		return fail(s, -ret, "no authentication from it");
+	if (memcmp(auth, PS_MAGIC, 8))
+		return fail(s, EPROTO, "not a cryo client (bad magic)");
+	memcpy(&flags, auth + 8, 4);
+	ps_mac(s->secret, s->slen, "cryo-client", nonce_s, nonce_c, flags, want);
+	if (!ps_mac_equal(auth + 12 + PS_NONCE_LEN, want))
+		return fail(s, EACCES, "authentication failed: it does not know the secret");
+	if (flags & ~PS_F_ZLIB)
+		return fail(s, EPROTO, "unknown session flags %#x", flags);
+	s->compress = flags & PS_F_ZLIB;
+	ps_mac(s->secret, s->slen, "cryo-server", nonce_c, nonce_s, flags, want);
+	if (send_status(s, 0, "ok") || send(s->sock, want, sizeof(want), MSG_NOSIGNAL) != sizeof(want))
+		return fail(s, EIO, "cannot answer it");
+	return 0;
+}
+
+/* one connection, start to end: 0 if everything it sent is in place */
+static int serve(struct session *s)
+{
+	struct timeval tv = { SESSION_TIMEOUT_S, 0 };
+	uint64_t t0 = now_ns();
+	int ret;
+
+	setsockopt(s->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ret = authenticate(s);
+	while (!ret)
+		ret = on_frame(s);
+	if (ret == 1) {
+		pr_info("peer %s: %zu files, %lu MiB in %lu ms", s->peer, s->nr_made, s->bytes >> 20,
+			(now_ns() - t0) / 1000000);
+		return send_status(s, 0, "ok");
+	}
+	/* nothing of a failed session stays */
+	drop_part(s);
+	for (size_t i = 0; i < s->nr_made; i++)
+		unlinkat(s->dirfd, s->made[i], 0);
+	send_status(s, -ret, s->err);
+	/* let the peer read why before the connection goes: what it still sends is dropped */
+	shutdown(s->sock, SHUT_WR);
+	tv = (struct timeval){ 1, 0 };
+	setsockopt(s->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (int i = 0; i < 1024 && recv(s->sock, s->payload, PS_FRAME_MAX, 0) > 0; i++)
+		;
+	return ret;
+}
+
+static int listen_on(const char *addr, const char *port)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res;
+	int fd, err, one = 1;
+
+	err = getaddrinfo(addr, port, &hints, &res);
+	if (err) {
+		pr_err("page server: cannot use address %s port %s: %s", addr ? addr : "*", port,
+		       gai_strerror(err));
+		return -EINVAL;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 4)) {
+		err = -errno;
+		pr_perror("page server: cannot listen on %s port %s", addr ? addr : "*", port);
+		if (fd >= 0)
+			close(fd);
+		fd = err;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+int cmd_page_server(struct cryo_opts *o)
+{
+	static uint8_t payload[PS_FRAME_MAX + 1024], raw[PS_FRAME_MAX];
+	struct session s = { .fd = -1 };
+	_cleanup_close_ int lfd = -1;
+	int ret = 0;
+
+	if (!o->port) {
+		pr_err("page-server: which port? Give it with --port P");
+		return 1;
+	}
+	if (ps_read_secret(o->secret_file, s.secret, &s.slen))
+		return 1;
+	s.dirfd = open_images_dir(o->images_dir);
+	if (s.dirfd < 0)
+		return 1;
+	lfd = listen_on(o->address, o->port);
+	if (lfd < 0) {
+		close(s.dirfd);
+		return 1;
+	}
+	printf("cryo page-server: listening on %s port %s, writing to %s\n", o->address ? o->address : "*",
+	       o->port, o->images_dir);
+	fflush(stdout);
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char host[64] = "?", serv[16] = "?";
+
+		s.sock = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (s.sock < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = pr_perror("page server: accept");
+			break;
+		}
+		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+		snprintf(s.peer, sizeof(s.peer), "%s port %s", host, serv);
+		s.payload = payload;
+		s.raw = raw;
+		ret = serve(&s);
+		close(s.sock);
+		for (size_t i = 0; i < s.nr_made; i++)
+			free(s.made[i]);
+		free(s.made);
+		s.made = NULL;
+		s.nr_made = 0;
+		s.bytes = 0;
+		if (o->once && !ret)
+			break;
+	}
+	explicit_bzero(s.secret, sizeof(s.secret));
+	close(s.dirfd);
+	return ret ? 1 : 0;
+}
