@@ -90,11 +90,11 @@ static int send_all(struct ps_client *c, const void *buf, size_t len)
 
 static int recv_all(struct ps_client *c, void *buf, size_t len, const char *what)
 {
-	int ret = ps_recv(c->sock, buf, len);
+	int ret = read_all(c->sock, buf, len);
 
 	if (ret)
 		pr_err("page server %s: %s: %s", c->peer, what,
-		       ret == -ECONNRESET ? "the connection was closed" : strerror(-ret));
+		       ret == -ENODATA ? "the connection was closed" : strerror(-ret));
 	return ret;
 }
 

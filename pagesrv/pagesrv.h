@@ -47,8 +47,6 @@ int ps_read_secret(const char *path, uint8_t *secret, size_t *len);
 void ps_mac(const uint8_t *secret, size_t slen, const char *role, const uint8_t *a, const uint8_t *b,
 	    uint32_t flags, uint8_t out[PS_MAC_LEN]);
 bool ps_mac_equal(const uint8_t *a, const uint8_t *b);
-/* read exactly len bytes, or -errno (-ECONNRESET at end of stream) */
-int ps_recv(int fd, void *buf, size_t len);
 
 /* client.c: a dump's connection to a page server */
 struct ps_client;

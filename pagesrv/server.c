@@ -206,15 +206,15 @@ static int on_frame(struct session *s)
 	uint8_t *data;
 	int ret;
 
-	if ((ret = ps_recv(s->sock, &h, sizeof(h))))
+	if ((ret = read_all(s->sock, &h, sizeof(h))))
 		return fail(s, -ret, "the stream ended without its end frame%s",
-			    ret == -ECONNRESET ? "" : " (timed out or broken)");
+			    ret == -ENODATA ? "" : " (timed out or broken)");
 	if (h.raw_len > PS_FRAME_MAX || h.len > compressBound(PS_FRAME_MAX) ||
 	    (h.flags & ~PS_F_ZLIB) || ((h.flags & PS_F_ZLIB) && !s->compress) ||
 	    (!(h.flags & PS_F_ZLIB) && h.len != h.raw_len))
 		return fail(s, EPROTO, "malformed frame header (type %u, %u bytes, %u raw, flags %#x)",
 			    h.type, h.len, h.raw_len, h.flags);
-	if ((ret = ps_recv(s->sock, s->payload, h.len)) || (ret = ps_recv(s->sock, &crc, sizeof(crc))))
+	if ((ret = read_all(s->sock, s->payload, h.len)) || (ret = read_all(s->sock, &crc, sizeof(crc))))
 		return fail(s, -ret, "the stream ended in the middle of a frame");
 	data = s->payload;
 	if (h.flags & PS_F_ZLIB) {
@@ -260,7 +260,7 @@ static int authenticate(struct session *s)
 		return fail(s, errno, "getrandom: %s", strerror(errno));
 	if (send(s->sock, hello, sizeof(hello), MSG_NOSIGNAL) != sizeof(hello))
 		return fail(s, EIO, "cannot greet it");
-	if ((ret = ps_recv(s->sock, auth, sizeof(auth))))
+	if ((ret = read_all(s->sock, auth, sizeof(auth))))
 		return fail(s, -ret, "no authentication from it");
 	if (memcmp(auth, PS_MAGIC, 8))
 		return fail(s, EPROTO, "not a cryo client (bad magic)");
