@@ -21,7 +21,7 @@ DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 
 WARN	:= -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS	?= -O2 -g
-CFLAGS	+= -std=gnu11 $(WARN) -D_GNU_SOURCE -Icriu-core/include -Iimages -Ipagesrv -I$(B)/gen -fno-strict-aliasing
+CFLAGS	+= -std=gnu11 $(WARN) -D_GNU_SOURCE -Icriu-core/include -Iimages -Ipagesrv -Imigrate -I$(B)/gen -fno-strict-aliasing
 NL_CFLAGS := $(shell pkg-config --cflags libnl-route-3.0 2>/dev/null || echo -I/usr/include/libnl3)
 CFLAGS	+= $(NL_CFLAGS)
 LDLIBS	:= -lprotobuf-c -lz -lcrypto -lnl-route-3 -lnl-3 -lnftnl -lmnl
@@ -109,7 +109,7 @@ $(B)/progs/%: test/progs/%.c test/progs/*.h
 	$(Q)$(CC) -O1 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Itest/progs -o $@ $< -lm
 
 # ---- demo and benchmark helpers ----
-$(B)/sample-counter $(B)/bench-mem: $(B)/%: scripts/%.c
+$(B)/sample-counter $(B)/bench-mem $(B)/host-init: $(B)/%: scripts/%.c
 	@echo "  CC      $<"
 	$(Q)$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -o $@ $<
 
@@ -118,7 +118,7 @@ $(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho: $(B)/%: scripts/%.c
 	@echo "  CC      $<"
 	$(Q)$(CC) -O2 -static -std=gnu11 -Wall -Wextra -Werror -o $@ $<
 
-all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem $(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho
+all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem $(B)/host-init $(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho
 .DEFAULT_GOAL := all
 
 deps:

@@ -5,6 +5,8 @@
  *	cryo dump -t PID -D DIR [--leave-running] [--shell-job] [--prev-images-dir P] [-o LOG] [-v]
  *	cryo pre-dump -t PID -D DIR [--prev-images-dir P]
  *	cryo page-server --port P [--address A] -D DIR --secret-file F [--once]
+ *	cryo migrate -t PID|--cgroup DIR --to HOST:PORT --secret-file F [--mode precopy] [--json]
+ *	cryo migrate-agent --port P [--address A] -D DIR --secret-file F
  *	cryo restore -D DIR [-d] [--shell-job] [--pidfile FILE]
  *	cryo check
  *	cryo show PATH
@@ -40,6 +42,13 @@ static void usage(FILE *f)
 "  page-server --port P -D DIR --secret-file F\n"
 "                         receive the images of (pre-)dumps made with --page-server\n"
 "                         into DIR/<their images dir's name>/\n"
+"  migrate -t PID --to HOST:PORT --secret-file F\n"
+"                         move the tree (or --cgroup DIR: the container) live to the\n"
+"                         cryo migrate-agent at HOST:PORT: pre-copy rounds, then a\n"
+"                         short freeze; the source is killed only once the target\n"
+"                         runs it, and resumes if anything fails before that\n"
+"  migrate-agent --port P -D DIR --secret-file F\n"
+"                         receive migrations into DIR and restore them here\n"
 "  check                  probe the kernel features cryo needs\n"
 "  show PATH              print an image file or directory as JSON\n"
 "\n"
@@ -54,7 +63,14 @@ static void usage(FILE *f)
 "      --compress         with --page-server: zlib on the wire\n"
 "      --secret-file F    the page server's shared secret (both ends)\n"
 "      --address A, --port P  page-server: where to listen\n"
-"      --once             page-server: exit after one complete session\n"
+"      --once             page-server, migrate-agent: exit after one complete session\n"
+"      --to HOST:PORT     migrate: the target's migrate-agent\n"
+"      --mode M           migrate: precopy (the default); postcopy and hybrid are\n"
+"                         not there yet\n"
+"      --max-rounds N     migrate: at most N pre-copy rounds (default 8)\n"
+"      --dirty-limit MIB  migrate: freeze once a round has no more than this to\n"
+"                         send (default 16)\n"
+"      --json             migrate: the summary as JSON on stdout\n"
 "  -D, --images-dir DIR   image directory (default: .)\n"
 "  -W, --work-dir DIR     where -o and --pidfile paths are relative to (default: -D)\n"
 "  -o, --log-file FILE    write a full debug log to FILE\n"
@@ -92,7 +108,8 @@ static char *work_path(const struct cryo_opts *o, const char *p)
 }
 
 enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED, OPT_PREV_IMAGES_DIR, OPT_PAGE_SERVER,
-       OPT_COMPRESS, OPT_SECRET_FILE, OPT_ADDRESS, OPT_PORT, OPT_ONCE };
+       OPT_COMPRESS, OPT_SECRET_FILE, OPT_ADDRESS, OPT_PORT, OPT_ONCE,
+       OPT_TO, OPT_MODE, OPT_MAX_ROUNDS, OPT_DIRTY_LIMIT, OPT_JSON };
 
 int main(int argc, char **argv)
 {
@@ -116,6 +133,11 @@ int main(int argc, char **argv)
 		{ "address", required_argument, NULL, OPT_ADDRESS },
 		{ "port", required_argument, NULL, OPT_PORT },
 		{ "once", no_argument, NULL, OPT_ONCE },
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "mode", required_argument, NULL, OPT_MODE },
+		{ "max-rounds", required_argument, NULL, OPT_MAX_ROUNDS },
+		{ "dirty-limit", required_argument, NULL, OPT_DIRTY_LIMIT },
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -192,6 +214,21 @@ int main(int argc, char **argv)
 		case OPT_ONCE:
 			o.once = true;
 			break;
+		case OPT_TO:
+			o.to = optarg;
+			break;
+		case OPT_MODE:
+			o.mode = optarg;
+			break;
+		case OPT_MAX_ROUNDS:
+			o.max_rounds = atoi(optarg);
+			break;
+		case OPT_DIRTY_LIMIT:
+			o.dirty_limit_mib = atoi(optarg);
+			break;
+		case OPT_JSON:
+			o.json = true;
+			break;
 		case 'V':
 			printf("Version: %s\n", CRYO_VERSION);
 			return 0;
@@ -213,7 +250,7 @@ int main(int argc, char **argv)
 
 	/* dump creates its directory (before the log file goes into it) */
 	if ((!strcmp(o.command, "dump") || !strcmp(o.command, "pre-dump") ||
-	     !strcmp(o.command, "page-server")) && mkdir(o.images_dir, 0700) && errno != EEXIST) {
+	     !strcmp(o.command, "page-server") || !strcmp(o.command, "migrate-agent")) && mkdir(o.images_dir, 0700) && errno != EEXIST) {
 		fprintf(stderr, "cryo: cannot create image directory %s: %s\n", o.images_dir, strerror(errno));
 		return 1;
 	}
@@ -230,6 +267,10 @@ int main(int argc, char **argv)
 		ret = cmd_pre_dump(&o);
 	else if (!strcmp(o.command, "page-server"))
 		ret = cmd_page_server(&o);
+	else if (!strcmp(o.command, "migrate-agent"))
+		ret = cmd_migrate_agent(&o);
+	else if (!strcmp(o.command, "migrate"))
+		ret = cmd_migrate(&o);
 	else if (!strcmp(o.command, "restore"))
 		ret = cmd_restore(&o);
 	else if (!strcmp(o.command, "check"))

@@ -24,6 +24,7 @@
 #include "chain.h"
 #include "compat.h"
 #include "dump.h"
+#include "dump-round.h"
 #include "files.h"
 #include "log.h"
 #include "ns.h"
@@ -212,12 +213,12 @@ static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 }
 
 /* After success: kill the task (the default) or let it go on. */
-static int finish_task(struct dump_ctx *ctx, struct dump_task *t)
+static int finish_task(struct dump_task *t, bool killed)
 {
 	char why[96];
 	int st;
 
-	if (ctx->opts->leave_running) {
+	if (!killed) {
 		if (ptrace(PTRACE_DETACH, t->pid, 0, 0))
 			return pr_perror("pid %d: cannot resume it after the dump", t->pid);
 		release_threads(t->tids, 1, t->nr_tids);
@@ -516,7 +517,7 @@ static int dump_begin(struct dump_ctx *ctx, struct cryo_opts *o, pid_t *root)
 	ctx->dirfd = open_images_dir(o->images_dir);
 	if (ctx->dirfd < 0)
 		return ctx->dirfd;
-	if (o->page_server) {
+	if (o->page_server || ctx->ps) {
 		if (!realpath(o->images_dir, ctx->ps_dir_buf))
 			return pr_perror("cannot resolve %s", o->images_dir);
 		ctx->ps_dir = strrchr(ctx->ps_dir_buf, '/') + 1;
@@ -524,7 +525,7 @@ static int dump_begin(struct dump_ctx *ctx, struct cryo_opts *o, pid_t *root)
 			pr_err("--page-server: the images directory needs a name, not /");
 			return -EINVAL;
 		}
-		if ((ret = ps_connect(o->page_server, o->secret_file, o->compress, &ctx->ps)))
+		if (!ctx->ps && (ret = ps_connect(o->page_server, o->secret_file, o->compress, &ctx->ps)))
 			return ret;
 	}
 	if (unlinkat(ctx->dirfd, "inventory.img", 0) && errno != ENOENT)
@@ -549,7 +550,8 @@ static int dump_begin(struct dump_ctx *ctx, struct cryo_opts *o, pid_t *root)
 
 static void dump_end(struct dump_ctx *ctx)
 {
-	ps_free(ctx->ps);
+	if (!ctx->ps_shared)
+		ps_free(ctx->ps);
 	files_release(ctx);
 	free_tree(ctx);
 	free(ctx->memfds);
@@ -560,47 +562,108 @@ static void dump_end(struct dump_ctx *ctx)
 		close(ctx->dirfd);
 }
 
-int cmd_dump(struct cryo_opts *o)
+/* the pages a round sends: what it dumped of every task */
+static uint64_t round_pages(const struct dump_ctx *ctx)
 {
-	struct dump_ctx ctx = { .opts = o, .dirfd = -1 };
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < ctx->nr_tasks; i++)
+		for (size_t k = 0; k < ctx->tasks[i]->nr_chunks; k++)
+			n += ctx->tasks[i]->chunks[k].len / PAGE_SIZE;
+	return n;
+}
+
+static struct dump_ctx *round_ctx(struct cryo_opts *o, struct dump_round *r, bool pre_dump)
+{
+	struct dump_ctx *ctx = xzalloc(sizeof(*ctx));
+
+	if (!ctx)
+		return NULL;
+	ctx->opts = o;
+	ctx->dirfd = -1;
+	ctx->pre_dump = pre_dump;
+	ctx->ps = r->ps;
+	ctx->ps_shared = r->ps != NULL;
+	return ctx;
+}
+
+static void round_end(struct dump_ctx *ctx)
+{
+	dump_end(ctx);
+	free(ctx);
+}
+
+int dump_hold(struct cryo_opts *o, struct dump_round *r)
+{
+	struct dump_ctx *ctx = round_ctx(o, r, false);
 	uint64_t t0 = now_ns();
-	pid_t root;
 	int ret;
 
-	if (dump_begin(&ctx, o, &root)) {
-		dump_end(&ctx);
-		return 1;
+	r->held = NULL;
+	if (!ctx)
+		return -ENOMEM;
+	if ((ret = dump_begin(ctx, o, &ctx->root))) {
+		round_end(ctx);
+		return ret;
 	}
-	ret = seize_all(&ctx, root);
+	r->t_frozen = now_ns();
+	ret = seize_all(ctx, ctx->root);
 	if (!ret)
-		ret = dump_tree(&ctx);
-	/* connections leave repair mode before their tasks run again, then the network opens */
-	if (ret || o->leave_running) {
-		inet_dump_finish(&ctx, true);
-		net_unlock(&ctx, true);
-	}
+		ret = dump_tree(ctx);
+	r->pages = round_pages(ctx);
 	if (ret) {
-		size_t n = release_tree(&ctx);
+		size_t n;
 
+		/* connections leave repair mode before their tasks run again, then the network opens */
+		inet_dump_finish(ctx, true);
+		net_unlock(ctx, true);
+		n = release_tree(ctx);
 		if (n)
-			pr_info("pid %d and its tree (%zu processes) resumed after the failed dump", root, n);
-	} else {
-		/*
-		 * Children first: the init of a pid namespace, killed, waits
-		 * for every other task there to be reaped, which as their
-		 * tracer we must let happen first.
-		 */
-		for (size_t i = ctx.nr_tasks; i-- > 0 && !ret;)
-			if (ctx.tasks[i]->seized)
-				ret = finish_task(&ctx, ctx.tasks[i]);
+			pr_info("pid %d and its tree (%zu processes) resumed after the failed dump", ctx->root, n);
+		inet_dump_finish(ctx, false);
+		net_unlock(ctx, false);
+		round_end(ctx);
+		return ret;
 	}
-	if (!ret)
-		pr_info("dumped pid %d (%zu processes) to %s in %lu ms", root, ctx.nr_tasks,
-			o->images_dir, (now_ns() - t0) / 1000000);
-	inet_dump_finish(&ctx, false);
-	net_unlock(&ctx, false);
-	dump_end(&ctx);
-	return ret ? 1 : 0;
+	pr_info("dumped pid %d (%zu processes) to %s in %lu ms", ctx->root, ctx->nr_tasks, o->images_dir,
+		(now_ns() - t0) / 1000000);
+	r->held = ctx;
+	return 0;
+}
+
+int dump_release(struct dump_round *r, bool kill)
+{
+	struct dump_ctx *ctx = r->held;
+	int ret = 0;
+
+	if (!ctx)
+		return 0;
+	r->held = NULL;
+	if (!kill) {
+		inet_dump_finish(ctx, true);
+		net_unlock(ctx, true);
+	}
+	/*
+	 * Children first: the init of a pid namespace, killed, waits for
+	 * every other task there to be reaped, which as their tracer we must
+	 * let happen first.
+	 */
+	for (size_t i = ctx->nr_tasks; i-- > 0 && !ret;)
+		if (ctx->tasks[i]->seized)
+			ret = finish_task(ctx->tasks[i], kill);
+	inet_dump_finish(ctx, false);
+	net_unlock(ctx, false);
+	round_end(ctx);
+	return ret;
+}
+
+int cmd_dump(struct cryo_opts *o)
+{
+	struct dump_round r = { 0 };
+
+	if (dump_hold(o, &r))
+		return 1;
+	return dump_release(&r, !o->leave_running) ? 1 : 0;
 }
 
 /*
@@ -643,36 +706,73 @@ static int predump_seized(struct dump_ctx *ctx, struct dump_task *t)
  * through /proc/PID/mem. A page written after the scan is caught by the
  * next round, whose write-protect bit the write cleared.
  */
-int cmd_pre_dump(struct cryo_opts *o)
+int pre_dump_round(struct cryo_opts *o, struct dump_round *r)
 {
-	struct dump_ctx ctx = { .opts = o, .dirfd = -1, .pre_dump = true };
-	uint64_t t0 = now_ns(), frozen;
-	size_t n = 0;
+	struct dump_ctx *ctx = round_ctx(o, r, true);
+	uint64_t t0 = now_ns();
 	pid_t root;
 	int ret;
 
-	if (dump_begin(&ctx, o, &root)) {
-		dump_end(&ctx);
-		return 1;
+	if (!ctx)
+		return -ENOMEM;
+	if ((ret = dump_begin(ctx, o, &root))) {
+		round_end(ctx);
+		return ret;
 	}
-	ret = seize_all(&ctx, root) ?: ns_collect(&ctx);
-	for (size_t i = 0; i < ctx.nr_tasks && !ret; i++)
-		ret = pstree_check(&ctx, ctx.tasks[i]) ?: track_prepare(&ctx, ctx.tasks[i]);
-	for (size_t i = 0; i < ctx.nr_tasks && !ret; i++)
-		if (!ctx.tasks[i]->zombie)
-			ret = predump_seized(&ctx, ctx.tasks[i]);
-	release_tree(&ctx);
-	frozen = now_ns() - t0;
-	for (size_t i = 0; i < ctx.nr_tasks && !ret; i++)
-		if (!ctx.tasks[i]->zombie) {
-			ret = mem_predump_pages(&ctx, ctx.tasks[i]);
-			n += ctx.tasks[i]->nr_chunks;
-		}
+	r->t_frozen = now_ns();
+	ret = seize_all(ctx, root) ?: ns_collect(ctx);
+	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
+		ret = pstree_check(ctx, ctx->tasks[i]) ?: track_prepare(ctx, ctx->tasks[i]);
+	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
+		if (!ctx->tasks[i]->zombie)
+			ret = predump_seized(ctx, ctx->tasks[i]);
+	release_tree(ctx);
+	r->frozen_ns = now_ns() - r->t_frozen;
+	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
+		if (!ctx->tasks[i]->zombie)
+			ret = mem_predump_pages(ctx, ctx->tasks[i]);
+	r->pages = round_pages(ctx);
 	if (!ret)
-		ret = write_inventory(&ctx) ?: ship_images(&ctx);
+		ret = write_inventory(ctx) ?: ship_images(ctx);
 	if (!ret)
 		pr_info("pre-dumped pid %d (%zu processes) to %s in %lu ms, stopped for %lu ms", root,
-			ctx.nr_tasks, o->images_dir, (now_ns() - t0) / 1000000, frozen / 1000000);
+			ctx->nr_tasks, o->images_dir, (now_ns() - t0) / 1000000, r->frozen_ns / 1000000);
+	round_end(ctx);
+	return ret;
+}
+
+int dump_untrack(struct cryo_opts *o, pid_t root)
+{
+	struct dump_ctx ctx = { .opts = o, .dirfd = -1 };
+	size_t n = 0;
+	int ret = seize_all(&ctx, root);
+
+	for (size_t i = 0; i < ctx.nr_tasks && !ret; i++) {
+		struct dump_task *t = ctx.tasks[i];
+
+		if (t->zombie || !(t->nr_parked = track_find_parked(t->pid, t->parked, ARRAY_SIZE(t->parked))))
+			continue;
+		t->parasite = parasite_infect(t->pid, t->exec_addr, 0);
+		if (!t->parasite) {
+			ret = -EIO;
+			break;
+		}
+		n += t->nr_parked;
+		ret = close_parked(t);
+		if (parasite_cure(t->parasite) && !ret)
+			ret = -EIO;
+		t->parasite = NULL;
+	}
+	release_tree(&ctx);
+	if (!ret && n)
+		pr_info("pid %d: %zu dirty trackers closed", root, n);
 	dump_end(&ctx);
-	return ret ? 1 : 0;
+	return ret;
+}
+
+int cmd_pre_dump(struct cryo_opts *o)
+{
+	struct dump_round r = { 0 };
+
+	return pre_dump_round(o, &r) ? 1 : 0;
 }

@@ -53,6 +53,25 @@ static int remote_syscall(pid_t tid, const struct user_regs_struct *base, unsign
  * right behind rip; otherwise two bytes of a private executable page are
  * borrowed for the duration of that one syscall.
  */
+/* the start of the task's first private executable mapping, from its maps; 0 if none */
+static unsigned long find_exec_addr(pid_t pid)
+{
+	char path[64], line[512];
+	unsigned long start = 0, s, e;
+	char perms[8];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (!start && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) == 3 && !strcmp(perms, "r-xp"))
+			start = s;
+	fclose(f);
+	return start;
+}
+
 static int inject_mmap(struct parasite_ctl *ctl, unsigned long exec_addr, long *addr)
 {
 	const struct user_regs_struct *r = &ctl->regs;
@@ -66,6 +85,8 @@ static int inject_mmap(struct parasite_ctl *ctl, unsigned long exec_addr, long *
 		if (!errno && (word & 0xffff) == 0x050f)
 			gadget = r->rip - 2;
 	}
+	if (!gadget && !exec_addr)
+		exec_addr = find_exec_addr(ctl->pid);
 	if (!gadget) {
 		if (!exec_addr) {
 			pr_err("pid %d: no executable mapping to run the parasite loader from", ctl->pid);

@@ -1,8 +1,10 @@
 #define LOG_PREFIX "util: "
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <sys/syscall.h>
 
 #include "log.h"
@@ -255,4 +257,31 @@ void arena_free(struct arena *a)
 		a->head = c->next;
 		free(c);
 	}
+}
+
+/* remove name under at and, if it is a directory, everything in it */
+int rm_tree_at(int at, const char *name)
+{
+	struct dirent *de;
+	int fd, ret = 0;
+	DIR *d;
+
+	if (!unlinkat(at, name, 0) || errno == ENOENT)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -errno;
+	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		ret = -errno;
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			ret = rm_tree_at(dirfd(d), de->d_name) ?: ret;
+	closedir(d);
+	if (unlinkat(at, name, AT_REMOVEDIR))
+		ret = -errno;
+	return ret;
 }

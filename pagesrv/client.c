@@ -142,8 +142,8 @@ static int open_socket(const char *where, struct ps_client *c)
 	return 0;
 }
 
-/* the server's verdict: 0, or its error (logged with its reason) */
-static int recv_status(struct ps_client *c, const char *when)
+/* the server's verdict: 0, or its error (logged with its reason); its words in out if given */
+static int recv_status_msg(struct ps_client *c, const char *when, char *out, size_t out_len)
 {
 	struct ps_status st;
 	char msg[512];
@@ -158,11 +158,18 @@ static int recv_status(struct ps_client *c, const char *when)
 	if ((ret = recv_all(c, msg, st.len, when)))
 		return ret;
 	msg[st.len] = 0;
+	if (out)
+		snprintf(out, out_len, "%s", msg);
 	if (st.err) {
 		pr_err("page server %s refused %s: %s", c->peer, when, msg);
 		return st.err > 0 ? -st.err : -EPROTO;
 	}
 	return 0;
+}
+
+static int recv_status(struct ps_client *c, const char *when)
+{
+	return recv_status_msg(c, when, NULL, 0);
 }
 
 static int handshake(struct ps_client *c, const uint8_t *secret, size_t slen)
@@ -380,6 +387,29 @@ int ps_done(struct ps_client *c)
 	int ret = send_frame(c, PSF_DONE, NULL, 0, 0, 0, crc32c(0, NULL, 0));
 
 	return ret ?: recv_status(c, "the transfer");
+}
+
+int ps_migrate(struct ps_client *c, const char *id)
+{
+	size_t len = strlen(id);
+
+	return send_frame(c, PSF_MIGRATE, id, len, len, 0, crc32c(0, id, len)) ?:
+	       recv_status(c, "the migration");
+}
+
+int ps_restore(struct ps_client *c, const char *round, char *msg, size_t msg_len)
+{
+	size_t len = strlen(round);
+	int ret = send_frame(c, PSF_RESTORE, round, len, len, 0, crc32c(0, round, len));
+
+	if (ret)
+		snprintf(msg, msg_len, "the restore could not be asked for");
+	return ret ?: recv_status_msg(c, "the restore", msg, msg_len);
+}
+
+int ps_commit(struct ps_client *c)
+{
+	return send_frame(c, PSF_COMMIT, NULL, 0, 0, 0, crc32c(0, NULL, 0)) ?: recv_status(c, "the commit");
 }
 
 /* image files of a directory, sorted, inventory.img last; pages-N.img were streamed */

@@ -22,7 +22,11 @@ enum ps_type {
 	PSF_DATA = 2,		/* payload: the file's next bytes (zlib if PS_F_ZLIB) */
 	PSF_CLOSE = 3,		/* the file is complete */
 	PSF_LINK = 4,		/* payload: "name\0target": a symbolic link (parent) */
-	PSF_DONE = 5,		/* the session is complete: the server answers with its status */
+	PSF_DONE = 5,		/* the round is complete: the server answers with its status */
+	/* cryo migrate-agent only */
+	PSF_MIGRATE = 6,	/* payload: the migration's ID: its rounds go into DIR/ID; status */
+	PSF_RESTORE = 7,	/* payload: a round's name: restore it; status: "running as pid N" or why not */
+	PSF_COMMIT = 8,		/* the source is let go: the restored tree stays; status */
 };
 
 #define PS_F_ZLIB	1u
@@ -63,13 +67,12 @@ int ps_send_file(struct ps_client *c, int dirfd, const char *name, const char *r
  * server, its parent link first and inventory.img last, then ps_done.
  */
 int ps_send_images(struct ps_client *c, int dirfd, const char *dir);
-/*
- * Every image of dirfd (but the pages, streamed already) into dir on the
- * server, its parent link first and inventory.img last, then ps_done.
- */
-int ps_send_images(struct ps_client *c, int dirfd, const char *dir);
-/* the session is complete: 0 once the server says it has everything, or -errno (logged) */
+/* the round is complete: 0 once the server says it has everything, or -errno (logged) */
 int ps_done(struct ps_client *c);
+/* a migration's frames: 0, or -errno (logged, and the server's reason in msg if it gave one) */
+int ps_migrate(struct ps_client *c, const char *id);
+int ps_restore(struct ps_client *c, const char *round, char *msg, size_t len);
+int ps_commit(struct ps_client *c);
 void ps_free(struct ps_client *c);
 
 /*

@@ -6,6 +6,12 @@
  * or sends anything malformed, is refused with the reason logged, and
  * nothing of its session stays: files are written as NAME.part and renamed
  * when complete, and a failed session removes every file it made.
+ *
+ * As cryo migrate-agent it also takes a migration's frames (MIGRATE,
+ * RESTORE, COMMIT): the rounds go into DIR/ID/, the last one is restored
+ * here when the driver asks, and unless the driver commits, the restored
+ * tree is killed and the migration's directory removed when the session
+ * ends: a migration that fails leaves nothing on the target.
  */
 #define LOG_PREFIX "pagesrv: "
 #include <arpa/inet.h>
@@ -25,14 +31,22 @@
 #include "crc32c.h"
 #include "cryo.h"
 #include "log.h"
+#include "migrate.h"
 #include "pagesrv.h"
 #include "util.h"
 
 #define SESSION_TIMEOUT_S	60
 
 struct session {
+	const struct cryo_opts *opts;
+	bool agent;			/* cryo migrate-agent: migrations welcome */
 	int sock;
-	int dirfd;
+	int dirfd;			/* where names go: DIR, or DIR/ID in a migration */
+	int base_dirfd;			/* DIR */
+	char mig[PS_NAME_MAX + 1];	/* the migration's ID, or "" */
+	pid_t restored;			/* the migration's tree, restored here */
+	bool committed;			/* the driver let its source go: the tree stays */
+	unsigned rounds;		/* DONE frames so far */
 	char peer[80];
 	uint8_t secret[PS_SECRET_MAX];
 	size_t slen;
@@ -197,7 +211,59 @@ static int on_link(struct session *s, const char *payload, size_t len)
 	return remember(s, p);
 }
 
-/* one frame: 1 after DONE, 0 to go on, <0 on error (s->err says why) */
+static void forget_made(struct session *s)
+{
+	for (size_t i = 0; i < s->nr_made; i++)
+		free(s->made[i]);
+	free(s->made);
+	s->made = NULL;
+	s->nr_made = 0;
+}
+
+/* a migration begins: its rounds go into DIR/ID, a directory of its own */
+static int on_migrate(struct session *s, const char *id, size_t len)
+{
+	if (!s->agent)
+		return fail(s, EPROTO, "a migration was asked of a page server (start cryo migrate-agent)");
+	if (s->mig[0] || s->rounds || s->fd >= 0)
+		return fail(s, EPROTO, "a migration must be the first thing a session asks for");
+	if (!valid_name(id, len) || memchr(id, '/', len))
+		return fail(s, EPROTO, "refused migration id '%.*s'", (int)MIN(len, 64), id);
+	memcpy(s->mig, id, len);
+	s->mig[len] = 0;
+	if (mkdirat(s->base_dirfd, s->mig, 0700)) {
+		int err = errno;
+
+		s->mig[0] = 0;	/* not ours to remove */
+		return fail(s, err, "cannot create %.*s for the migration: %s", (int)len, id, strerror(err));
+	}
+	s->dirfd = openat(s->base_dirfd, s->mig, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0)
+		return fail(s, errno, "cannot open %s: %s", s->mig, strerror(errno));
+	pr_info("peer %s: migration %s begins", s->peer, s->mig);
+	return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
+}
+
+/* the driver has sent its last round: restore it here, and say how that went */
+static int on_restore(struct session *s, const char *round, size_t len)
+{
+	char dir[PATH_MAX], msg[480];
+	int ret;
+
+	if (!s->mig[0] || s->restored || !valid_name(round, len) || memchr(round, '/', len))
+		return fail(s, EPROTO, "restore asked outside a migration, twice, or of a bad name");
+	snprintf(dir, sizeof(dir), "%s/%s/%.*s", s->opts->images_dir, s->mig, (int)len, round);
+	ret = agent_restore(dir, &s->restored, msg, sizeof(msg));
+	if (ret) {
+		pr_err("peer %s: migration %s: the restore failed: %s", s->peer, s->mig, msg);
+		/* the driver hears why, and ends the session: then the images go */
+		return send_status(s, -ret, msg) ? fail(s, EIO, "cannot answer it") : 0;
+	}
+	pr_info("peer %s: migration %s: %s", s->peer, s->mig, msg);
+	return send_status(s, 0, msg) ? fail(s, EIO, "cannot answer it") : 0;
+}
+
+/* one frame: 1 at a clean end of the session, 0 to go on, <0 on error (s->err says why) */
 static int on_frame(struct session *s)
 {
 	struct ps_hdr h;
@@ -206,9 +272,16 @@ static int on_frame(struct session *s)
 	uint8_t *data;
 	int ret;
 
-	if ((ret = read_all(s->sock, &h, sizeof(h))))
+	if ((ret = read_all(s->sock, &h, sizeof(h)))) {
+		/* the end of a session: clean between rounds, if a migration was committed */
+		if (ret == -ENODATA && s->fd < 0 && !s->nr_made && s->rounds && (!s->mig[0] || s->committed))
+			return 1;
+		if (s->mig[0] && !s->committed)
+			return fail(s, -ret, "the driver went away before it committed migration %s%s", s->mig,
+				    ret == -ENODATA ? "" : " (timed out or broken)");
 		return fail(s, -ret, "the stream ended without its end frame%s",
 			    ret == -ENODATA ? "" : " (timed out or broken)");
+	}
 	if (h.raw_len > PS_FRAME_MAX || h.len > compressBound(PS_FRAME_MAX) ||
 	    (h.flags & ~PS_F_ZLIB) || ((h.flags & PS_F_ZLIB) && !s->compress) ||
 	    (!(h.flags & PS_F_ZLIB) && h.len != h.raw_len))
@@ -242,8 +315,21 @@ static int on_frame(struct session *s)
 		return on_link(s, (const char *)data, h.raw_len);
 	case PSF_DONE:
 		if (s->fd >= 0)
-			return fail(s, EPROTO, "the session ends with %s still open", s->name);
-		return 1;
+			return fail(s, EPROTO, "the round ends with %s still open", s->name);
+		/* the round is whole: it stays, whatever comes after */
+		s->rounds++;
+		forget_made(s);
+		return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
+	case PSF_MIGRATE:
+		return on_migrate(s, (const char *)data, h.raw_len);
+	case PSF_RESTORE:
+		return on_restore(s, (const char *)data, h.raw_len);
+	case PSF_COMMIT:
+		if (!s->restored)
+			return fail(s, EPROTO, "commit before a restore");
+		s->committed = true;
+		pr_info("peer %s: migration %s committed: pid %d is ours", s->peer, s->mig, s->restored);
+		return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
 	}
 	return fail(s, EPROTO, "unknown frame type %u", h.type);
 }
@@ -277,6 +363,25 @@ static int authenticate(struct session *s)
 	return 0;
 }
 
+/* the end of a migration's session: committed, its tree stays; else it goes */
+static void end_migration(struct session *s)
+{
+	if (!s->mig[0])
+		return;
+	if (s->restored && !s->committed) {
+		pr_warn("peer %s: migration %s was not committed: killing its restored tree (pid %d)",
+			s->peer, s->mig, s->restored);
+		agent_kill_tree(s->restored);
+	}
+	if (s->dirfd != s->base_dirfd)
+		close(s->dirfd);
+	s->dirfd = s->base_dirfd;
+	/* the images served their purpose, or the migration failed */
+	if (rm_tree_at(s->base_dirfd, s->mig))
+		pr_warn("peer %s: cannot remove all of %s/%s", s->peer, s->opts->images_dir, s->mig);
+	s->mig[0] = 0;
+}
+
 /* one connection, start to end: 0 if everything it sent is in place */
 static int serve(struct session *s)
 {
@@ -289,14 +394,16 @@ static int serve(struct session *s)
 	while (!ret)
 		ret = on_frame(s);
 	if (ret == 1) {
-		pr_info("peer %s: %zu files, %lu MiB in %lu ms", s->peer, s->nr_made, s->bytes >> 20,
+		pr_info("peer %s: %u rounds, %lu MiB in %lu ms", s->peer, s->rounds, s->bytes >> 20,
 			(now_ns() - t0) / 1000000);
-		return send_status(s, 0, "ok");
+		end_migration(s);
+		return 0;
 	}
 	/* nothing of a failed session stays */
 	drop_part(s);
 	for (size_t i = 0; i < s->nr_made; i++)
 		unlinkat(s->dirfd, s->made[i], 0);
+	end_migration(s);
 	send_status(s, -ret, s->err);
 	/* let the peer read why before the connection goes: what it still sends is dropped */
 	shutdown(s->sock, SHUT_WR);
@@ -331,20 +438,20 @@ static int listen_on(const char *addr, const char *port)
 	return fd;
 }
 
-int cmd_page_server(struct cryo_opts *o)
+static int run_server(struct cryo_opts *o, bool agent)
 {
 	static uint8_t payload[PS_FRAME_MAX + 1024], raw[PS_FRAME_MAX];
-	struct session s = { .fd = -1 };
+	struct session s = { .opts = o, .agent = agent, .fd = -1 };
 	_cleanup_close_ int lfd = -1;
 	int ret = 0;
 
 	if (!o->port) {
-		pr_err("page-server: which port? Give it with --port P");
+		pr_err("%s: which port? Give it with --port P", o->command);
 		return 1;
 	}
 	if (ps_read_secret(o->secret_file, s.secret, &s.slen))
 		return 1;
-	s.dirfd = open_images_dir(o->images_dir);
+	s.dirfd = s.base_dirfd = open_images_dir(o->images_dir);
 	if (s.dirfd < 0)
 		return 1;
 	lfd = listen_on(o->address, o->port);
@@ -352,7 +459,7 @@ int cmd_page_server(struct cryo_opts *o)
 		close(s.dirfd);
 		return 1;
 	}
-	printf("cryo page-server: listening on %s port %s, writing to %s\n", o->address ? o->address : "*",
+	printf("cryo %s: listening on %s port %s, writing to %s\n", o->command, o->address ? o->address : "*",
 	       o->port, o->images_dir);
 	fflush(stdout);
 	for (;;) {
@@ -374,16 +481,25 @@ int cmd_page_server(struct cryo_opts *o)
 		s.raw = raw;
 		ret = serve(&s);
 		close(s.sock);
-		for (size_t i = 0; i < s.nr_made; i++)
-			free(s.made[i]);
-		free(s.made);
-		s.made = NULL;
-		s.nr_made = 0;
+		forget_made(&s);
 		s.bytes = 0;
+		s.rounds = 0;
+		s.restored = 0;
+		s.committed = false;
 		if (o->once && !ret)
 			break;
 	}
 	explicit_bzero(s.secret, sizeof(s.secret));
 	close(s.dirfd);
 	return ret ? 1 : 0;
+}
+
+int cmd_page_server(struct cryo_opts *o)
+{
+	return run_server(o, false);
+}
+
+int cmd_migrate_agent(struct cryo_opts *o)
+{
+	return run_server(o, true);
 }

@@ -27,7 +27,12 @@ struct cryo_opts {
 	const char *secret_file;	/* --secret-file: the page server's shared secret */
 	const char *address;		/* page-server --address */
 	const char *port;		/* page-server --port */
-	bool once;			/* page-server --once: exit after one complete session */
+	bool once;			/* page-server, migrate-agent --once: exit after one complete session */
+	const char *to;			/* migrate --to HOST:PORT: the target's agent */
+	const char *mode;		/* migrate --mode: precopy (default), postcopy, hybrid */
+	int max_rounds;			/* migrate --max-rounds: pre-copy rounds at most (0: default) */
+	int dirty_limit_mib;		/* migrate --dirty-limit: freeze when a round sends no more (0: default) */
+	bool json;			/* migrate --json: the summary as JSON */
 };
 
 /* open the image directory (-D), logging why not; returns an fd or -errno */
@@ -39,5 +44,9 @@ int cmd_dump(struct cryo_opts *o);
 int cmd_pre_dump(struct cryo_opts *o);
 int cmd_page_server(struct cryo_opts *o);
 int cmd_restore(struct cryo_opts *o);
+int cmd_migrate(struct cryo_opts *o);
+int cmd_migrate_agent(struct cryo_opts *o);
+int cmd_migrate(struct cryo_opts *o);
+int cmd_migrate_agent(struct cryo_opts *o);
 
 #endif

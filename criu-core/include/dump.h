@@ -76,6 +76,8 @@ struct dump_ctx {
 	bool pre_dump;			/* only pages, with the task running meanwhile */
 	InventoryEntry *prev_inv;	/* --prev-images-dir: what it holds */
 	struct ps_client *ps;		/* --page-server: where the images go */
+	bool ps_shared;			/* ps is a migration's: not closed with the dump */
+	pid_t root;			/* the tree's root */
 	const char *ps_dir;		/* their directory there: the images dir's name */
 	char ps_dir_buf[4096];
 	struct kerndat kd;

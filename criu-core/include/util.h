@@ -40,6 +40,8 @@ int readlink_alloc(const char *path, char **out);
 bool ends_with(const char *s, const char *suffix);
 int write_all(int fd, const void *buf, size_t len);
 int read_all(int fd, void *buf, size_t len);
+/* remove name under dirfd, a directory with everything in it: 0 or -errno */
+int rm_tree_at(int dirfd, const char *name);
 int pread_all(int fd, void *buf, size_t len, off_t off);
 
 /* raw syscalls glibc 2.36 lacks wrappers for */

@@ -1,0 +1,40 @@
+/*
+ * A dump as one round of a migration: the driver (migrate/) runs pre-dump
+ * rounds and a final dump over one connection to the target, and decides
+ * after the final one whether the tree dies (the target runs it) or goes
+ * on (the target failed).
+ */
+#ifndef CRYO_DUMP_ROUND_H
+#define CRYO_DUMP_ROUND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cryo.h"
+
+struct ps_client;
+struct dump_ctx;
+
+struct dump_round {
+	struct ps_client *ps;		/* in: the connection to use (kept open), or NULL */
+	uint64_t pages;			/* out: pages the round sent */
+	uint64_t t_frozen;		/* out: when the tree was stopped (now_ns) */
+	uint64_t frozen_ns;		/* out: pre-dump: how long it stayed stopped */
+	struct dump_ctx *held;		/* out: dump_hold: the dumped tree, still stopped */
+};
+
+/* a pre-dump: 0, or -errno (logged); the tree runs on either way */
+int pre_dump_round(struct cryo_opts *o, struct dump_round *r);
+/*
+ * A dump that keeps the tree stopped, its network locked and its TCP
+ * connections in repair mode: 0 and r->held, or -errno (logged) with the
+ * tree running again as before.
+ */
+int dump_hold(struct cryo_opts *o, struct dump_round *r);
+/* the trackers pre-dumps left in the tree, closed: a migration given up */
+int dump_untrack(struct cryo_opts *o, pid_t root);
+/* after dump_hold: kill the tree, or let it go on as if never dumped */
+int dump_release(struct dump_round *r, bool kill);
+
+#endif

@@ -1,0 +1,21 @@
+/*
+ * Live migration: the driver (migrate.c, cryo migrate) on the source and
+ * the agent's restore (agent.c, for cryo migrate-agent, whose sessions
+ * pagesrv/server.c runs).
+ */
+#ifndef CRYO_MIGRATE_H
+#define CRYO_MIGRATE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * Restore the images in dir as a detached tree: 0 with *pid its root and
+ * msg saying so, or -errno with msg the restore's own reason. A restore
+ * that fails leaves no task behind (cryo restore's promise).
+ */
+int agent_restore(const char *dir, pid_t *pid, char *msg, size_t len);
+/* kill a restored tree the driver did not commit: its root and every descendant */
+void agent_kill_tree(pid_t root);
+
+#endif
