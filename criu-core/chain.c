@@ -192,6 +192,27 @@ static size_t find_entry(const struct chain *c, uint64_t addr)
 }
 
 /* entry i of a level read whole into its buffer and checked */
+/* entry i's bytes into dst, checked against its crc */
+static int read_entry(struct chain *c, size_t i, uint8_t *dst)
+{
+	const PagemapEntry *e = c->pm[i];
+	size_t len = (size_t)e->nr_pages * PAGE_SIZE;
+	int ret = pread_all(c->pages->fd, dst, len, c->off[i]);
+
+	if (ret) {
+		pr_err("%s/pages-%d.img: cannot read the chunk at offset %lu: %s", c->dir, c->pid,
+		       (unsigned long)c->off[i], ret == -ENODATA ? "the file is truncated" : strerror(-ret));
+		return ret;
+	}
+	if (e->has_crc32c && crc32c(0, dst, len) != e->crc32c) {
+		pr_err("%s/pages-%d.img is corrupted: checksum mismatch in the chunk at offset %lu (address %#lx, %u pages)",
+		       c->dir, c->pid, (unsigned long)c->off[i], (unsigned long)e->vaddr, e->nr_pages);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* entry i into the cache, for parts of it */
 static int load_entry(struct chain *c, size_t i)
 {
 	const PagemapEntry *e = c->pm[i];
@@ -209,17 +230,8 @@ static int load_entry(struct chain *c, size_t i)
 		c->buf_len = len;
 	}
 	c->cached = -1;
-	ret = pread_all(c->pages->fd, c->buf, len, c->off[i]);
-	if (ret) {
-		pr_err("%s/pages-%d.img: cannot read the chunk at offset %lu: %s", c->dir, c->pid,
-		       (unsigned long)c->off[i], ret == -ENODATA ? "the file is truncated" : strerror(-ret));
+	if ((ret = read_entry(c, i, c->buf)))
 		return ret;
-	}
-	if (e->has_crc32c && crc32c(0, c->buf, len) != e->crc32c) {
-		pr_err("%s/pages-%d.img is corrupted: checksum mismatch in the chunk at offset %lu (address %#lx, %u pages)",
-		       c->dir, c->pid, (unsigned long)c->off[i], (unsigned long)e->vaddr, e->nr_pages);
-		return -EINVAL;
-	}
 	c->cached = i;
 	return 0;
 }
@@ -245,7 +257,11 @@ int chain_read(struct chain *c, uint64_t addr, uint64_t len, void *dst)
 			return -EINVAL;
 		}
 		n = MIN(len, entry_end(e) - addr);
-		if (e->flags & PE_PRESENT) {
+		if ((e->flags & PE_PRESENT) && addr == e->vaddr && n == entry_end(e) - addr) {
+			/* the whole chunk: straight to where it goes */
+			if ((ret = read_entry(c, i, out)))
+				return ret;
+		} else if (e->flags & PE_PRESENT) {
 			if ((ret = load_entry(c, i)))
 				return ret;
 			memcpy(out, c->buf + (addr - e->vaddr), n);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -587,6 +588,39 @@ static int read_running(int memfd, struct dump_task *t, struct parasite_chunk *c
 	return 0;
 }
 
+/*
+ * Chunks [i, *end) read into buf at once with process_vm_readv (scattered
+ * pages: one syscall for many); should that fall short (a PROT_NONE page,
+ * one unmapped meanwhile), each through /proc/PID/mem.
+ */
+#define READ_BATCH	512
+
+static int read_batch(int memfd, struct dump_task *t, size_t i, size_t *end, uint8_t *buf)
+{
+	struct iovec local, remote[READ_BATCH];
+	size_t n = 0, bytes = 0, j;
+	ssize_t got;
+
+	for (j = i; j < t->nr_chunks && n < READ_BATCH && bytes + t->chunks[j].len <= CHUNK_MAX; j++, n++) {
+		remote[n].iov_base = (void *)(uintptr_t)t->chunks[j].addr;
+		remote[n].iov_len = t->chunks[j].len;
+		bytes += t->chunks[j].len;
+	}
+	*end = j;
+	local.iov_base = buf;
+	local.iov_len = bytes;
+	got = process_vm_readv(t->pid, &local, 1, remote, n, 0);
+	if (got == (ssize_t)bytes)
+		return 0;
+	for (j = i; j < *end; buf += t->chunks[j].len, j++) {
+		int ret = read_running(memfd, t, &t->chunks[j], buf);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
 {
 	_cleanup_free_ uint8_t *buf = malloc(CHUNK_MAX);
@@ -594,6 +628,7 @@ int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
 	uint64_t bytes = 0, t0 = now_ns();
 	struct pages_out o;
 	char path[64];
+	size_t end;
 	int ret;
 
 	snprintf(path, sizeof(path), "/proc/%d/mem", t->pid);
@@ -604,19 +639,21 @@ int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
 		return pr_perror("pid %d: cannot open %s", t->pid, path);
 	if ((ret = pages_open(ctx, t, &o)))
 		return ret;
-	for (size_t i = 0; i < t->nr_chunks && !ret; i++) {
-		struct parasite_chunk *c = &t->chunks[i];
+	for (size_t i = 0; i < t->nr_chunks && !ret; i = end) {
+		uint8_t *p = buf;
 
-		ret = read_running(memfd, t, c, buf);
-		if (ret)
+		if ((ret = read_batch(memfd, t, i, &end, buf)))
 			break;
-		c->crc = crc32c(0, buf, c->len);
-		if (o.ps) {
-			ret = ps_write(o.ps, buf, c->len);
-		} else if ((ret = write_all(o.img->fd, buf, c->len))) {
-			pr_err("cannot write %s: %s", o.name, strerror(-ret));
+		for (size_t j = i; j < end && !ret; p += t->chunks[j].len, j++) {
+			struct parasite_chunk *c = &t->chunks[j];
+
+			c->crc = crc32c(0, p, c->len);
+			if (o.ps)
+				ret = ps_write(o.ps, p, c->len);
+			else if ((ret = write_all(o.img->fd, p, c->len)))
+				pr_err("cannot write %s: %s", o.name, strerror(-ret));
+			bytes += c->len;
 		}
-		bytes += c->len;
 	}
 	if (!ret)
 		ret = pages_close(&o);

@@ -70,6 +70,7 @@ struct migration {
 	const char *stage;		/* what failed */
 	char stage_buf[48];
 	uint64_t last_scan;		/* when the last round scanned the tree */
+	bool tracked;			/* a round began: trackers may be parked in the tree */
 	char why[512];
 	pid_t target_pid;
 	uint64_t t0, t_frozen, t_running;
@@ -138,6 +139,7 @@ static int precopy_round(struct migration *m)
 	round_opts(m, &ro, dir, sizeof(dir), n, prev, sizeof(prev));
 	if (mkdir(dir, 0700))
 		return pr_perror("cannot create %s", dir);
+	m->tracked = true;
 	if ((ret = pre_dump_round(&ro, &dr)))
 		return ret;
 	rs->pages = dr.pages;
@@ -340,7 +342,8 @@ int cmd_migrate(struct cryo_opts *o)
 	ret = migrate(&m);
 	/* the session ends: uncommitted, the target drops what it has */
 	ps_free(m.ps);
-	if (ret && m.nr_rounds && !m.t_frozen && dump_untrack(o, m.root))
+	/* given up before the final dump (which closes them): the trackers go */
+	if (ret && m.tracked && !m.t_frozen && dump_untrack(o, m.root))
 		pr_warn("pid %d: its dirty trackers could not all be closed", m.root);
 	print_summary(&m, ret);
 	if (rm_tree_at(AT_FDCWD, m.local))

@@ -12,9 +12,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/ioctl.h>
 #include <sys/random.h>
-#include <linux/sockios.h>
 #include <sys/socket.h>
 #include <dirent.h>
 #include <zlib.h>
@@ -37,7 +35,15 @@ struct ps_client {
 	uint8_t *raw, *out;
 	size_t raw_len, raw_cap, out_cap;
 	uint64_t sent;			/* bytes on the wire */
+	/* small frames gather here, so that a page costs no syscall of its own */
+	uint8_t *wbuf;
+	size_t wlen;
+	bool gather_chunk;		/* the chunk being sent goes through wbuf */
 };
+
+#define WBUF_SIZE	(256u << 10)
+/* page chunks from this size on are spliced into the socket; smaller ones copied */
+#define SPLICE_MIN	(64u << 10)
 
 const char *ps_peer(const struct ps_client *c)
 {
@@ -69,7 +75,7 @@ static int server_said(struct ps_client *c, int err)
 	return -err;
 }
 
-static int send_all(struct ps_client *c, const void *buf, size_t len)
+static int send_raw(struct ps_client *c, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 
@@ -86,6 +92,34 @@ static int send_all(struct ps_client *c, const void *buf, size_t len)
 		c->sent += n;
 	}
 	return 0;
+}
+
+/* what is gathered goes out: before anything else is sent or awaited */
+static int send_gathered(struct ps_client *c)
+{
+	size_t n = c->wlen;
+
+	c->wlen = 0;
+	return n ? send_raw(c, c->wbuf, n) : 0;
+}
+
+static int send_all(struct ps_client *c, const void *buf, size_t len)
+{
+	int ret;
+
+	if (c->wbuf && c->wlen + len <= WBUF_SIZE) {
+		memcpy(c->wbuf + c->wlen, buf, len);
+		c->wlen += len;
+		return 0;
+	}
+	if ((ret = send_gathered(c)))
+		return ret;
+	if (c->wbuf && len < WBUF_SIZE / 4) {
+		memcpy(c->wbuf, buf, len);
+		c->wlen = len;
+		return 0;
+	}
+	return send_raw(c, buf, len);
 }
 
 static int recv_all(struct ps_client *c, void *buf, size_t len, const char *what)
@@ -138,6 +172,7 @@ static int open_socket(const char *where, struct ps_client *c)
 	if (c->sock < 0)
 		return pr_perror("page server %s: cannot connect", where);
 	setsockopt(c->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ps_sock_liveness(c->sock);
 	snprintf(c->peer, sizeof(c->peer), "%s", where);
 	return 0;
 }
@@ -147,7 +182,7 @@ static int recv_status_msg(struct ps_client *c, const char *when, char *out, siz
 {
 	struct ps_status st;
 	char msg[512];
-	int ret = recv_all(c, &st, sizeof(st), when);
+	int ret = send_gathered(c) ?: recv_all(c, &st, sizeof(st), when);
 
 	if (ret)
 		return ret;
@@ -216,7 +251,8 @@ int ps_connect(const char *where, const char *secret_file, bool compress, struct
 	if (!c)
 		return -ENOMEM;
 	c->compress = compress;
-	ret = open_socket(where, c);
+	c->wbuf = malloc(WBUF_SIZE);
+	ret = c->wbuf ? open_socket(where, c) : -ENOMEM;
 	if (!ret)
 		ret = handshake(c, secret, slen);
 	explicit_bzero(secret, sizeof(secret));
@@ -237,6 +273,7 @@ void ps_free(struct ps_client *c)
 		close(c->sock);
 	free(c->raw);
 	free(c->out);
+	free(c->wbuf);
 	free(c);
 }
 
@@ -346,11 +383,17 @@ int ps_send_file(struct ps_client *c, int dirfd, const char *name, const char *r
 int ps_chunk_begin(struct ps_client *c, uint32_t len)
 {
 	struct ps_hdr h = { PSF_DATA, len, len, 0 };
+	int ret;
 
 	if (c->compress) {
 		c->raw_len = 0;
 		return grow(&c->raw, &c->raw_cap, len);
 	}
+	/* a small chunk is gathered whole with its header: no syscall of its own to send it */
+	c->gather_chunk = len <= SPLICE_MIN && c->wbuf;
+	if (c->gather_chunk && c->wlen + sizeof(h) + len + sizeof(uint32_t) > WBUF_SIZE &&
+	    (ret = send_gathered(c)))
+		return ret;
 	return send_all(c, &h, sizeof(h));
 }
 
@@ -363,6 +406,16 @@ ssize_t ps_chunk_move(struct ps_client *c, int pipe_fd, uint32_t max)
 		if (n > 0)
 			c->raw_len += n;
 		return n;
+	}
+	if (c->gather_chunk) {
+		n = read(pipe_fd, c->wbuf + c->wlen, max);
+		if (n > 0)
+			c->wlen += n;
+		return n;
+	}
+	if (c->wlen && (n = send_gathered(c))) {
+		errno = -n;
+		return -1;
 	}
 	n = splice(pipe_fd, NULL, c->sock, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0)
@@ -485,25 +538,14 @@ int ps_send_images(struct ps_client *c, int dirfd, const char *dir)
 }
 
 /*
- * Spliced pages go into the socket by reference: TCP reads them when it
- * sends them, and again if it must send them again. Before the task may
- * change them (the rseq area registered again, the task resumed), every
- * byte must be acknowledged by the server.
+ * Spliced pages go into the socket by reference, and stay referenced until
+ * the server has read them: an acknowledgement is not enough, since over a
+ * veth the receiving socket queues the very same pages. Before the task may
+ * change them (the rseq area registered again, the task resumed), the
+ * server must have read every byte: it answers a SYNC frame only then.
  */
 int ps_flush(struct ps_client *c)
 {
-	uint64_t deadline = now_ns() + 60ULL * 1000000000;
-	int outq;
-
-	for (;;) {
-		if (ioctl(c->sock, SIOCOUTQ, &outq))
-			return pr_perror("page server %s: SIOCOUTQ", c->peer);
-		if (!outq)
-			return 0;
-		if (now_ns() > deadline) {
-			pr_err("page server %s: %d bytes still not acknowledged after 60 s", c->peer, outq);
-			return -ETIMEDOUT;
-		}
-		usleep(200);
-	}
+	return send_frame(c, PSF_SYNC, NULL, 0, 0, 0, crc32c(0, NULL, 0)) ?:
+	       recv_status(c, "the pages");
 }

@@ -16,6 +16,9 @@
 #define PS_NAME_MAX	255
 #define PS_FRAME_MAX	(4u << 20)	/* raw bytes of one DATA frame */
 #define PS_SECRET_MAX	4096
+/* data unacknowledged this long, or a silent peer, ends a session */
+#define PS_USER_TIMEOUT_S	10
+#define PS_KEEPALIVE_IDLE_S	5
 
 enum ps_type {
 	PSF_FILE = 1,		/* payload: a file name; the DATA frames after it fill that file */
@@ -27,6 +30,7 @@ enum ps_type {
 	PSF_MIGRATE = 6,	/* payload: the migration's ID: its rounds go into DIR/ID; status */
 	PSF_RESTORE = 7,	/* payload: a round's name: restore it; status: "running as pid N" or why not */
 	PSF_COMMIT = 8,		/* the source is let go: the restored tree stays; status */
+	PSF_SYNC = 9,		/* status once everything before it is read (spliced pages are free) */
 };
 
 #define PS_F_ZLIB	1u
@@ -51,6 +55,8 @@ int ps_read_secret(const char *path, uint8_t *secret, size_t *len);
 void ps_mac(const uint8_t *secret, size_t slen, const char *role, const uint8_t *a, const uint8_t *b,
 	    uint32_t flags, uint8_t out[PS_MAC_LEN]);
 bool ps_mac_equal(const uint8_t *a, const uint8_t *b);
+/* TCP keepalive and user timeout: both ends notice a dead peer */
+void ps_sock_liveness(int sock);
 
 /* client.c: a dump's connection to a page server */
 struct ps_client;
@@ -85,7 +91,7 @@ void ps_free(struct ps_client *c);
 int ps_chunk_begin(struct ps_client *c, uint32_t len);
 ssize_t ps_chunk_move(struct ps_client *c, int pipe_fd, uint32_t max);
 int ps_chunk_end(struct ps_client *c, uint32_t crc);
-/* wait until the server has acknowledged every byte: spliced pages may change after */
+/* wait until the server has read every byte: spliced pages may change after */
 int ps_flush(struct ps_client *c);
 const char *ps_peer(const struct ps_client *c);
 /* bytes sent on the wire so far */

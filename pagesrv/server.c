@@ -15,6 +15,7 @@
  */
 #define LOG_PREFIX "pagesrv: "
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -36,6 +37,9 @@
 #include "util.h"
 
 #define SESSION_TIMEOUT_S	60
+#define RBUF_SIZE		(256u << 10)
+#define FBUF_SIZE		(1u << 20)
+#define MIGRATION_MARK		".cryo-migration"	/* not a name a client may send: it starts with '.' */
 
 struct session {
 	const struct cryo_opts *opts;
@@ -56,6 +60,10 @@ struct session {
 	char **made;			/* files and links made by this session */
 	size_t nr_made;
 	uint8_t *payload, *raw;
+	uint8_t *fbuf;			/* the open file's bytes not written yet */
+	size_t flen;
+	uint8_t *rbuf;			/* what came in and is not read yet: rbuf[rpos, rlen) */
+	size_t rpos, rlen;
 	uint64_t bytes;
 	char err[256];
 };
@@ -82,7 +90,7 @@ static int send_status(struct session *s, int err, const char *msg)
 	return 0;
 }
 
-/* a name the session may write: one or two components of [A-Za-z0-9._-], none . or .. */
+/* a name the session may write: one or two components of [A-Za-z0-9._-], none beginning with . */
 static bool valid_name(const char *n, size_t len)
 {
 	int parts = 1;
@@ -96,7 +104,8 @@ static bool valid_name(const char *n, size_t len)
 		if (i == len || ch == '/') {
 			size_t cl = n + i - comp;
 
-			if (!cl || (cl == 1 && comp[0] == '.') || (cl == 2 && !strncmp(comp, "..", 2)))
+			/* nor hidden: the agent's own marks are */
+			if (!cl || comp[0] == '.')
 				return false;
 			if (i < len && ++parts > 2)
 				return false;
@@ -163,17 +172,50 @@ static void drop_part(struct session *s)
 		return;
 	close(s->fd);
 	s->fd = -1;
+	s->flen = 0;
 	snprintf(part, sizeof(part), "%s.part", s->name);
 	unlinkat(s->dirfd, part, 0);
+}
+
+/* the file's gathered bytes, written */
+static int flush_file(struct session *s)
+{
+	int ret = s->flen ? write_all(s->fd, s->fbuf, s->flen) : 0;
+
+	s->flen = 0;
+	return ret ? fail(s, -ret, "cannot write %s: %s", s->name, strerror(-ret)) : 0;
+}
+
+/* a DATA frame's bytes: small ones gathered, so that a page costs no write() of its own */
+static int file_data(struct session *s, const uint8_t *data, size_t len)
+{
+	int ret;
+
+	if (s->flen + len > FBUF_SIZE && (ret = flush_file(s)))
+		return ret;
+	if (len >= FBUF_SIZE / 4) {
+		ret = write_all(s->fd, data, len);
+		return ret ? fail(s, -ret, "cannot write %s: %s", s->name, strerror(-ret)) : 0;
+	}
+	memcpy(s->fbuf + s->flen, data, len);
+	s->flen += len;
+	return 0;
 }
 
 static int on_close(struct session *s)
 {
 	char part[PS_NAME_MAX + 8];
+	int ret;
 
 	if (s->fd < 0)
 		return fail(s, EPROTO, "a file is closed that was never opened");
 	snprintf(part, sizeof(part), "%s.part", s->name);
+	if ((ret = flush_file(s))) {
+		close(s->fd);
+		s->fd = -1;
+		unlinkat(s->dirfd, part, 0);
+		return ret;
+	}
 	if (close(s->fd)) {
 		s->fd = -1;
 		unlinkat(s->dirfd, part, 0);
@@ -240,6 +282,8 @@ static int on_migrate(struct session *s, const char *id, size_t len)
 	s->dirfd = openat(s->base_dirfd, s->mig, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dirfd < 0)
 		return fail(s, errno, "cannot open %s: %s", s->mig, strerror(errno));
+	/* should this agent die, the next one knows the directory for garbage */
+	close(openat(s->dirfd, MIGRATION_MARK, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
 	pr_info("peer %s: migration %s begins", s->peer, s->mig);
 	return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
 }
@@ -263,6 +307,39 @@ static int on_restore(struct session *s, const char *round, size_t len)
 	return send_status(s, 0, msg) ? fail(s, EIO, "cannot answer it") : 0;
 }
 
+/* read len bytes of the stream: small frames come many to a recv() */
+static int sread(struct session *s, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		size_t k;
+
+		if (s->rpos == s->rlen) {
+			ssize_t n;
+
+			if (len >= RBUF_SIZE)
+				return read_all(s->sock, p, len);
+			n = recv(s->sock, s->rbuf, RBUF_SIZE, 0);
+			if (n == 0)
+				return -ENODATA;
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
+			s->rpos = 0;
+			s->rlen = n;
+		}
+		k = MIN(len, s->rlen - s->rpos);
+		memcpy(p, s->rbuf + s->rpos, k);
+		s->rpos += k;
+		p += k;
+		len -= k;
+	}
+	return 0;
+}
+
 /* one frame: 1 at a clean end of the session, 0 to go on, <0 on error (s->err says why) */
 static int on_frame(struct session *s)
 {
@@ -272,7 +349,7 @@ static int on_frame(struct session *s)
 	uint8_t *data;
 	int ret;
 
-	if ((ret = read_all(s->sock, &h, sizeof(h)))) {
+	if ((ret = sread(s, &h, sizeof(h)))) {
 		/* the end of a session: clean between rounds, if a migration was committed */
 		if (ret == -ENODATA && s->fd < 0 && !s->nr_made && s->rounds && (!s->mig[0] || s->committed))
 			return 1;
@@ -287,7 +364,7 @@ static int on_frame(struct session *s)
 	    (!(h.flags & PS_F_ZLIB) && h.len != h.raw_len))
 		return fail(s, EPROTO, "malformed frame header (type %u, %u bytes, %u raw, flags %#x)",
 			    h.type, h.len, h.raw_len, h.flags);
-	if ((ret = read_all(s->sock, s->payload, h.len)) || (ret = read_all(s->sock, &crc, sizeof(crc))))
+	if ((ret = sread(s, s->payload, h.len)) || (ret = sread(s, &crc, sizeof(crc))))
 		return fail(s, -ret, "the stream ended in the middle of a frame");
 	data = s->payload;
 	if (h.flags & PS_F_ZLIB) {
@@ -305,10 +382,8 @@ static int on_frame(struct session *s)
 	case PSF_DATA:
 		if (s->fd < 0)
 			return fail(s, EPROTO, "data outside a file");
-		if ((ret = write_all(s->fd, data, h.raw_len)))
-			return fail(s, -ret, "cannot write %s: %s", s->name, strerror(-ret));
 		s->bytes += h.raw_len;
-		return 0;
+		return file_data(s, data, h.raw_len);
 	case PSF_CLOSE:
 		return on_close(s);
 	case PSF_LINK:
@@ -319,6 +394,8 @@ static int on_frame(struct session *s)
 		/* the round is whole: it stays, whatever comes after */
 		s->rounds++;
 		forget_made(s);
+		return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
+	case PSF_SYNC:
 		return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
 	case PSF_MIGRATE:
 		return on_migrate(s, (const char *)data, h.raw_len);
@@ -390,6 +467,7 @@ static int serve(struct session *s)
 	int ret;
 
 	setsockopt(s->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ps_sock_liveness(s->sock);
 	ret = authenticate(s);
 	while (!ret)
 		ret = on_frame(s);
@@ -438,9 +516,31 @@ static int listen_on(const char *addr, const char *port)
 	return fd;
 }
 
+/* migrations an agent left when it died: nobody will commit them */
+static void remove_stale(int dirfd, const char *dir)
+{
+	DIR *d = fdopendir(dup(dirfd));
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char mark[PS_NAME_MAX + sizeof(MIGRATION_MARK) + 2];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(mark, sizeof(mark), "%s/%s", de->d_name, MIGRATION_MARK);
+		if (faccessat(dirfd, mark, F_OK, AT_SYMLINK_NOFOLLOW))
+			continue;
+		pr_warn("%s/%s: a migration whose agent died; removing it", dir, de->d_name);
+		rm_tree_at(dirfd, de->d_name);
+	}
+	closedir(d);
+}
+
 static int run_server(struct cryo_opts *o, bool agent)
 {
-	static uint8_t payload[PS_FRAME_MAX + 1024], raw[PS_FRAME_MAX];
+	static uint8_t payload[PS_FRAME_MAX + 1024], raw[PS_FRAME_MAX], rbuf[RBUF_SIZE], fbuf[FBUF_SIZE];
 	struct session s = { .opts = o, .agent = agent, .fd = -1 };
 	_cleanup_close_ int lfd = -1;
 	int ret = 0;
@@ -454,6 +554,8 @@ static int run_server(struct cryo_opts *o, bool agent)
 	s.dirfd = s.base_dirfd = open_images_dir(o->images_dir);
 	if (s.dirfd < 0)
 		return 1;
+	if (agent)
+		remove_stale(s.dirfd, o->images_dir);
 	lfd = listen_on(o->address, o->port);
 	if (lfd < 0) {
 		close(s.dirfd);
@@ -479,6 +581,10 @@ static int run_server(struct cryo_opts *o, bool agent)
 		snprintf(s.peer, sizeof(s.peer), "%s port %s", host, serv);
 		s.payload = payload;
 		s.raw = raw;
+		s.rbuf = rbuf;
+		s.fbuf = fbuf;
+		s.flen = 0;
+		s.rpos = s.rlen = 0;
 		ret = serve(&s);
 		close(s.sock);
 		forget_made(&s);

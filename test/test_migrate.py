@@ -1,0 +1,383 @@
+"""Live migration between two hosts made on this machine (scripts/hosts:
+each a pid, network, mount and cgroup namespace with a bridge; a veth
+joins the bridges). cryo migrate runs on host a, cryo migrate-agent on
+host b. What moves is checked on b by the workload itself (every page of
+progs/dirty against its write counter; the OS container's counter, web
+server and a TCP stream held through the move), and every failure must
+leave the source running as it was, and nothing on b."""
+import contextlib
+import ctypes
+import json
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from cryolib import CRYO, PROGS, ROOT
+
+HOSTS = ROOT / "scripts" / "hosts"
+HOSTS_DIR = ROOT / "build" / "hosts"
+CONTAINER = ROOT / "scripts" / "container"
+CLONE_NEWNET = 0x40000000
+
+
+def on(host, *argv, check=True, timeout=120):
+    r = subprocess.run([str(HOSTS), "run", host, *map(str, argv)], capture_output=True, text=True,
+                       timeout=timeout)
+    if check:
+        assert r.returncode == 0, f"on {host}: {argv} exited {r.returncode}:\n{r.stdout}{r.stderr}"
+    return r
+
+
+def alive(host, pid):
+    r = on(host, "cat", f"/proc/{pid}/stat", check=False)
+    return r.returncode == 0 and r.stdout.split()[2] != "Z"
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    subprocess.run([str(HOSTS), "up"], check=True)
+    yield
+    subprocess.run([str(HOSTS), "down"], check=True)
+
+
+@pytest.fixture
+def secret(tmp_path):
+    p = tmp_path / "secret"
+    p.write_text(os.urandom(24).hex() + "\n")
+    p.chmod(0o600)
+    return p
+
+
+class Agent:
+    """cryo migrate-agent on host b, a fresh one (and port) per test."""
+    port = 7400
+
+    def __init__(self, tmp_path, secret):
+        Agent.port += 1
+        self.port = Agent.port
+        self.log = tmp_path / "agent.log"
+        self.p = subprocess.Popen([str(HOSTS), "run", "b", str(CRYO), "migrate-agent", "--port", str(self.port),
+                                   "-D", str(HOSTS_DIR / "img"), "--secret-file", str(secret), "-o",
+                                   str(self.log), "-v4"], stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        assert "listening" in line, f"the agent did not start: {line!r}"
+
+    def machine_pid(self):
+        """The agent itself: nsenter's child, in host b's pid namespace."""
+        return int(open(f"/proc/{self.p.pid}/task/{self.p.pid}/children").read().split()[0])
+
+    def kill(self):
+        if self.p.poll() is None:
+            with contextlib.suppress(Exception):
+                os.kill(self.machine_pid(), 9)
+            self.p.wait(timeout=10)
+
+
+@pytest.fixture
+def agent(hosts, tmp_path, secret):
+    a = Agent(tmp_path, secret)
+    yield a
+    a.kill()
+
+
+def migrate(target, pid, secret, *extra, check=True, timeout=300):
+    r = on("a", CRYO, "migrate", "-t", pid, "--to", f"10.77.0.254:{target.port}", "--secret-file", secret,
+           "--json", *extra, check=False, timeout=timeout)
+    try:
+        res = json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(f"cryo migrate printed no JSON:\n{r.stdout}\n{r.stderr}")
+    if check:
+        assert r.returncode == 0 and res["result"] == "migrated", f"migration failed:\n{r.stderr}"
+    return res, r
+
+
+class Dirty:
+    """progs/dirty on host a: pages rewritten at RATE MiB/s, each checked later."""
+
+    def __init__(self, tmp_path, mib, rate):
+        self.out = tmp_path / "dirty.out"
+        pidfile = tmp_path / "dirty.pid"
+        self.p = subprocess.Popen([str(HOSTS), "run", "a", "sh", "-c", 'echo $$ >"$0"; exec setsid "$@"',
+                                   str(pidfile), str(PROGS / "dirty"), str(mib), str(rate)],
+                                  stdout=open(self.out, "w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while "READY" not in self.out.read_text():
+            assert time.monotonic() < deadline and self.p.poll() is None, self.out.read_text()
+            time.sleep(0.1)
+        self.pid = int(pidfile.read_text())
+        self.host = "a"
+
+    def fds(self):
+        return sorted(on(self.host, "ls", f"/proc/{self.pid}/fd").stdout.split())
+
+    def verify(self, host):
+        """Its own check of every page, run where it is now."""
+        on(host, "kill", "-USR1", self.pid)
+        deadline = time.monotonic() + 60
+        while not any(w in self.out.read_text() for w in ("PASS", "FAIL")):
+            assert time.monotonic() < deadline, f"no verdict from progs/dirty:\n{self.out.read_text()}"
+            time.sleep(0.1)
+        assert "PASS" in self.out.read_text(), self.out.read_text()
+
+    def stop(self):
+        for h in ("a", "b"):
+            on(h, "kill", "-9", self.pid, check=False)
+        with contextlib.suppress(Exception):
+            self.p.wait(timeout=10)
+
+
+def images_on_b(timeout=15):
+    """What the agent has left in its directory, once it has had time to clean up."""
+    deadline = time.monotonic() + timeout
+    while (left := os.listdir(HOSTS_DIR / "b" / "img")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def nothing_left_on_b(pid):
+    assert not alive("b", pid), f"pid {pid} was left running on the target"
+    left = images_on_b()
+    assert not left, f"the target kept images of a failed migration: {left}"
+
+
+def test_precopy_converges(agent, tmp_path, secret):
+    """1 GiB rewritten at 200 MiB/s: the rounds shrink until the freeze, the
+    source is gone and every page is right on the target."""
+    d = Dirty(tmp_path, 1024, 200)
+    try:
+        res, r = migrate(agent, d.pid, secret)
+        print(r.stderr)
+        rounds = res["rounds"]
+        pre = [x for x in rounds if not x["final"]]
+        assert pre[0]["pages"] >= 1024 * 256, "the first round did not copy all the memory"
+        assert len(pre) >= 2 and pre[-1]["pages"] < pre[0]["pages"] // 2, f"the rounds did not converge: {rounds}"
+        assert rounds[-1]["final"] and rounds[-1]["pages"] < pre[0]["pages"] // 2
+        assert 0 < res["downtime_ms"] < res["total_ms"]
+        assert res["bytes_sent"] >= 1 << 30
+        assert res["target_pid"] == d.pid
+        assert not alive("a", d.pid), "the source still runs after the migration"
+        assert alive("b", d.pid), "the migrated process does not run on the target"
+        d.verify("b")
+        assert not images_on_b(), "the agent kept the images of a committed migration"
+    finally:
+        d.stop()
+
+
+def test_wrong_secret(agent, tmp_path, secret):
+    d = Dirty(tmp_path, 64, 10)
+    try:
+        wrong = tmp_path / "wrong"
+        wrong.write_text("not-the-secret-at-all\n")
+        res, r = migrate(agent, d.pid, wrong, check=False)
+        assert r.returncode == 1 and res["result"] == "failed" and res["stage"] == "connecting to the agent"
+        assert "secret" in r.stderr
+        assert "authentication failed" in agent.log.read_text()
+        nothing_left_on_b(d.pid)
+        d.verify("a")
+    finally:
+        d.stop()
+
+
+def test_agent_killed(agent, tmp_path, secret):
+    """The agent dies in the first round: the source runs on, its trackers gone."""
+    d = Dirty(tmp_path, 1024, 50)
+    try:
+        fds = d.fds()
+        killer = threading.Timer(0.8, agent.kill)
+        killer.start()
+        res, r = migrate(agent, d.pid, secret, check=False)
+        killer.join()
+        assert r.returncode == 1 and res["result"] == "failed", r.stderr
+        assert res["stage"].startswith("pre-copy round"), res
+        assert res["source"] == "running" and "runs on here" not in r.stdout
+        assert d.fds() == fds, "the source's fds changed (a dirty tracker left in it?)"
+        assert not alive("b", d.pid)
+        # what the killed agent could not remove, the next one does
+        assert os.listdir(HOSTS_DIR / "b" / "img"), "nothing of the killed agent's migration on b?"
+        Agent(tmp_path, secret).kill()
+        assert not os.listdir(HOSTS_DIR / "b" / "img"), "a new agent kept a dead one's migration"
+        d.verify("a")
+    finally:
+        d.stop()
+
+
+def test_connection_cut(agent, tmp_path, secret):
+    """The link between the hosts goes down mid-transfer: the driver notices
+    within seconds (TCP user timeout) and the source runs on."""
+    d = Dirty(tmp_path, 1024, 50)
+    try:
+        cut = threading.Timer(0.8, lambda: on("a", "ip", "link", "set", "hl-a", "down"))
+        cut.start()
+        t0 = time.monotonic()
+        res, r = migrate(agent, d.pid, secret, check=False)
+        cut.join()
+        assert r.returncode == 1 and res["result"] == "failed", r.stderr
+        assert time.monotonic() - t0 < 60
+        assert not alive("b", d.pid)
+        assert "runs on here" in r.stderr or res["source"] == "running"
+        d.verify("a")
+    finally:
+        on("a", "ip", "link", "set", "hl-a", "up")
+        d.stop()
+
+
+@contextlib.contextmanager
+def in_netns(host):
+    """This thread in host's network namespace: sockets made meanwhile stay there."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    init = subprocess.run([str(HOSTS), "pid", host], capture_output=True, text=True, check=True).stdout.strip()
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    there = os.open(f"/proc/{init}/ns/net", os.O_RDONLY)
+    try:
+        assert libc.setns(there, CLONE_NEWNET) == 0, os.strerror(ctypes.get_errno())
+        yield
+    finally:
+        assert libc.setns(own, CLONE_NEWNET) == 0
+        os.close(own)
+        os.close(there)
+
+
+class Stream:
+    """Numbered lines to the container's echo service and back, without pause."""
+
+    def __init__(self, addr):
+        with in_netns("a"):
+            self.s = socket.create_connection(addr, timeout=20)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.s.settimeout(None)
+        self.sent = self.got = 0
+        self.error = None
+        self.stopping = False
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self.writer, self.reader)]
+        for t in self.threads:
+            t.start()
+
+    def writer(self):
+        try:
+            while not self.stopping:
+                self.sent += 1
+                self.s.sendall(b"%d\n" % self.sent)
+                time.sleep(0.002)
+        except OSError as e:
+            self.error = f"send: {e}"
+
+    def reader(self):
+        buf, deadline = b"", None
+        try:
+            while self.got < self.sent or not self.stopping:
+                if deadline is None and self.stopping:
+                    deadline = time.monotonic() + 30
+                if not select.select([self.s], [], [], 0.2)[0]:
+                    if deadline and time.monotonic() > deadline:
+                        self.error = f"the echo stopped at {self.got} of {self.sent}"
+                        return
+                    continue
+                data = self.s.recv(65536)
+                if not data:
+                    self.error = "the container closed the connection"
+                    return
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if int(line) != self.got + 1:
+                        self.error = f"line {int(line)} came after {self.got}: a gap or a duplicate"
+                        return
+                    self.got += 1
+        except OSError as e:
+            self.error = f"recv: {e}"
+
+    def finish(self):
+        self.stopping = True
+        for t in self.threads:
+            t.join(timeout=40)
+        self.s.close()
+        assert self.error is None, self.error
+        assert self.got == self.sent > 0
+
+
+def http_get(sock):
+    sock.sendall(b"GET / HTTP/1.0\r\nHost: ct\r\n\r\n")
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data.decode(errors="replace")
+
+
+def counter(name):
+    return int((HOSTS_DIR / "ct" / name / "rootfs" / "var" / "counter").read_text() or 0)
+
+
+@pytest.fixture
+def os_container(hosts):
+    started = []
+
+    def start(name, ip):
+        r = on("a", CONTAINER, "start", "os", name, "--ip", ip)
+        started.append(name)
+        return int(r.stdout.split()[-1])
+
+    yield start
+    # where it runs now first: stop removes its directory, which both hosts share
+    for name in started:
+        for h in ("b", "a"):
+            on(h, CONTAINER, "stop", name, check=False)
+
+
+def test_os_container(agent, os_container, secret):
+    """The sample OS container moves with a TCP stream flowing through it and
+    an idle connection to its web server: no reset, no gap, and its counter
+    goes on from where it was."""
+    name = "mig"
+    pid = os_container(name, 61)
+    time.sleep(1.5)
+    with in_netns("a"):
+        web = socket.create_connection(("10.77.0.61", 80), timeout=20)
+    stream = Stream(("10.77.0.61", 7000))
+    time.sleep(1)
+    before = counter(name)
+    res, r = migrate(agent, pid, secret)
+    print(r.stderr)
+    assert res["target_pid"] == pid
+    assert not alive("a", pid) and alive("b", pid)
+    time.sleep(1)
+    stream.finish()
+    page = http_get(web)
+    web.close()
+    assert "200 OK" in page and "cryo sample container" in page, page
+    after = counter(name)
+    assert after > before, f"the counter did not go on ({before} -> {after})"
+    ps = on("b", CONTAINER, "exec", name, "ps").stdout
+    for svc in ("init", "counter.sh", "httpd", "ct-ipc", "ct-udpecho"):
+        assert svc in ps, f"{svc} is not running in the migrated container:\n{ps}"
+
+
+def test_target_cannot_restore(agent, os_container, secret):
+    """The container's root file system is missing on the target: the agent's
+    restore fails, says why, and the source goes on as if nothing happened."""
+    name = "migfail"
+    pid = os_container(name, 62)
+    time.sleep(1.5)
+    ctdir = HOSTS_DIR / "ct" / name
+    # host b's view of the shared storage lacks the container's directory
+    on("b", "mount", "-t", "tmpfs", "-o", "size=1m", "gone", ctdir)
+    try:
+        before = counter(name)
+        res, r = migrate(agent, pid, secret, check=False)
+    finally:
+        on("b", "umount", ctdir)
+    assert r.returncode == 1 and res["stage"] == "the restore on the target", r.stderr
+    assert "rootfs" in res["error"], res["error"]
+    assert alive("a", pid) and not alive("b", pid)
+    time.sleep(1)
+    assert counter(name) > before, "the source's counter stopped after the failed migration"
+    with in_netns("a"):
+        web = socket.create_connection(("10.77.0.62", 80), timeout=10)
+    assert "cryo sample container" in http_get(web)
+    web.close()
+    nothing_left_on_b(pid)
