@@ -39,7 +39,9 @@
 #define SESSION_TIMEOUT_S	60
 #define RBUF_SIZE		(256u << 10)
 #define FBUF_SIZE		(1u << 20)
-#define MIGRATION_MARK		".cryo-migration"	/* not a name a client may send: it starts with '.' */
+/* names a client may not send (they begin with '.'): the agent's own */
+#define MIGRATION_MARK		".cryo-migration"	/* in a migration's directory */
+#define GONE_PREFIX		".gone-"		/* a migration's directory being removed */
 
 struct session {
 	const struct cryo_opts *opts;
@@ -443,6 +445,8 @@ static int authenticate(struct session *s)
 /* the end of a migration's session: committed, its tree stays; else it goes */
 static void end_migration(struct session *s)
 {
+	char gone[PS_NAME_MAX + sizeof(GONE_PREFIX)];
+
 	if (!s->mig[0])
 		return;
 	if (s->restored && !s->committed) {
@@ -453,8 +457,13 @@ static void end_migration(struct session *s)
 	if (s->dirfd != s->base_dirfd)
 		close(s->dirfd);
 	s->dirfd = s->base_dirfd;
-	/* the images served their purpose, or the migration failed */
-	if (rm_tree_at(s->base_dirfd, s->mig))
+	/*
+	 * The images served their purpose, or the migration failed. Renamed
+	 * first, at once: should the agent die while removing them, the next
+	 * one knows them for garbage by their name.
+	 */
+	snprintf(gone, sizeof(gone), "%s%s", GONE_PREFIX, s->mig);
+	if (renameat(s->base_dirfd, s->mig, s->base_dirfd, gone) || rm_tree_at(s->base_dirfd, gone))
 		pr_warn("peer %s: cannot remove all of %s/%s", s->peer, s->opts->images_dir, s->mig);
 	s->mig[0] = 0;
 }
@@ -527,10 +536,10 @@ static void remove_stale(int dirfd, const char *dir)
 	while ((de = readdir(d))) {
 		char mark[PS_NAME_MAX + sizeof(MIGRATION_MARK) + 2];
 
-		if (de->d_name[0] == '.')
+		if (de->d_name[0] == '.' && strncmp(de->d_name, GONE_PREFIX, strlen(GONE_PREFIX)))
 			continue;
 		snprintf(mark, sizeof(mark), "%s/%s", de->d_name, MIGRATION_MARK);
-		if (faccessat(dirfd, mark, F_OK, AT_SYMLINK_NOFOLLOW))
+		if (de->d_name[0] != '.' && faccessat(dirfd, mark, F_OK, AT_SYMLINK_NOFOLLOW))
 			continue;
 		pr_warn("%s/%s: a migration whose agent died; removing it", dir, de->d_name);
 		rm_tree_at(dirfd, de->d_name);

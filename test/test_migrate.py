@@ -132,10 +132,15 @@ class Dirty:
             self.p.wait(timeout=10)
 
 
+def ls_images(host):
+    """The image directory of host (its own tmpfs, seen only there)."""
+    return on(host, "ls", "-A", HOSTS_DIR / "img").stdout.split()
+
+
 def images_on_b(timeout=15):
     """What the agent has left in its directory, once it has had time to clean up."""
     deadline = time.monotonic() + timeout
-    while (left := os.listdir(HOSTS_DIR / "b" / "img")) and time.monotonic() < deadline:
+    while (left := ls_images("b")) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 
@@ -156,8 +161,11 @@ def test_precopy_converges(agent, tmp_path, secret):
         rounds = res["rounds"]
         pre = [x for x in rounds if not x["final"]]
         assert pre[0]["pages"] >= 1024 * 256, "the first round did not copy all the memory"
-        assert len(pre) >= 2 and pre[-1]["pages"] < pre[0]["pages"] // 2, f"the rounds did not converge: {rounds}"
-        assert rounds[-1]["final"] and rounds[-1]["pages"] < pre[0]["pages"] // 2
+        # each round after the first sends what was written meanwhile, well under all of it
+        assert len(pre) >= 2, f"a single pre-copy round: {rounds}"
+        for x in rounds[1:]:
+            assert x["pages"] < pre[0]["pages"] * 0.65, f"the rounds did not converge: {rounds}"
+        assert rounds[-1]["final"]
         assert 0 < res["downtime_ms"] < res["total_ms"]
         assert res["bytes_sent"] >= 1 << 30
         assert res["target_pid"] == d.pid
@@ -199,9 +207,9 @@ def test_agent_killed(agent, tmp_path, secret):
         assert d.fds() == fds, "the source's fds changed (a dirty tracker left in it?)"
         assert not alive("b", d.pid)
         # what the killed agent could not remove, the next one does
-        assert os.listdir(HOSTS_DIR / "b" / "img"), "nothing of the killed agent's migration on b?"
+        assert ls_images("b"), "nothing of the killed agent's migration on b?"
         Agent(tmp_path, secret).kill()
-        assert not os.listdir(HOSTS_DIR / "b" / "img"), "a new agent kept a dead one's migration"
+        assert not ls_images("b"), "a new agent kept a dead one's migration"
         d.verify("a")
     finally:
         d.stop()
