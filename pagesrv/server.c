@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -82,12 +83,15 @@ static int fail(struct session *s, int err, const char *fmt, ...)
 	return -err;
 }
 
+/* in one piece: the driver waits for it (a second small segment would wait for an ack) */
 static int send_status(struct session *s, int err, const char *msg)
 {
-	struct ps_status st = { err, strlen(msg) };
+	struct ps_status st = { err, MIN(strlen(msg), 480) };
+	uint8_t buf[sizeof(st) + 480];
 
-	if (send(s->sock, &st, sizeof(st), MSG_NOSIGNAL) != sizeof(st) ||
-	    send(s->sock, msg, st.len, MSG_NOSIGNAL) != (ssize_t)st.len)
+	memcpy(buf, &st, sizeof(st));
+	memcpy(buf + sizeof(st), msg, st.len);
+	if (send(s->sock, buf, sizeof(st) + st.len, MSG_NOSIGNAL) != (ssize_t)(sizeof(st) + st.len))
 		return -EIO;
 	return 0;
 }
@@ -473,9 +477,10 @@ static int serve(struct session *s)
 {
 	struct timeval tv = { SESSION_TIMEOUT_S, 0 };
 	uint64_t t0 = now_ns();
-	int ret;
+	int ret, one = 1;
 
 	setsockopt(s->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(s->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ps_sock_liveness(s->sock);
 	ret = authenticate(s);
 	while (!ret)
