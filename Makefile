@@ -3,6 +3,7 @@
 #   make deps     install the Debian packages a fresh machine needs
 #   make test     build everything and run the pytest suite
 #   make bench    run the memory dump/restore benchmark
+#   make bench-migrate  run the live-migration benchmark (two hosts on this machine)
 #   make install  install cryo to $(PREFIX)/sbin
 
 CC	?= gcc
@@ -132,6 +133,9 @@ test: deps all
 bench: deps all
 	scripts/bench
 
+bench-migrate: deps all
+	scripts/bench-migrate
+
 demo: deps all
 	scripts/demo
 
@@ -141,5 +145,5 @@ install: $(B)/cryo
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps test bench demo install clean
+.PHONY: all deps test bench bench-migrate demo install clean
 .SECONDARY:
