@@ -81,20 +81,13 @@ void chain_close(struct chain *c)
 	}
 }
 
-/* the level behind dirfd (NULL in *out if there is none) */
-static int open_level(int dirfd, const char *dir, pid_t pid, bool pages, struct chain **out)
+/* the level of the directory fd (taken over), named dir */
+static int open_dir_level(int fd, const char *dir, pid_t pid, bool pages, struct chain **out)
 {
 	struct chain *c;
 	uint64_t off = IMG_PAGES_HDR_LEN;
-	int fd, ret;
+	int ret;
 
-	*out = NULL;
-	fd = openat(dirfd, "parent", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return pr_perror("%s/parent: cannot open it", dir);
-	}
 	c = xzalloc(sizeof(*c));
 	if (!c) {
 		close(fd);
@@ -103,14 +96,15 @@ static int open_level(int dirfd, const char *dir, pid_t pid, bool pages, struct 
 	c->dirfd = fd;
 	c->pid = pid;
 	c->cached = -1;
-	if (asprintf(&c->dir, "%s/parent", dir) < 0) {
-		c->dir = NULL;
+	if (!(c->dir = xstrdup(dir))) {
 		chain_free_level(c);
 		return -ENOMEM;
 	}
 	ret = check_complete(fd, c->dir) ?:
 	      img_read_all(fd, IMG_PAGEMAP, pid, true, &c->pm, &c->n);
-	if (!ret && c->n && pages) {
+	for (size_t i = 0; !ret && pages && i < c->n && !c->pages; i++) {
+		if (!(c->pm[i]->flags & PE_PRESENT))
+			continue;
 		c->pages = img_open(fd, IMG_PAGES, pid, true);
 		if (!c->pages && errno == ENOENT)
 			pr_err("%s/pages-%d.img is missing, yet its pagemap lists pages", c->dir, pid);
@@ -137,6 +131,27 @@ static int open_level(int dirfd, const char *dir, pid_t pid, bool pages, struct 
 	}
 	*out = c;
 	return 0;
+}
+
+/* the level behind dirfd (NULL in *out if there is none) */
+static int open_level(int dirfd, const char *dir, pid_t pid, bool pages, struct chain **out)
+{
+	_cleanup_free_ char *pdir = NULL;
+	int fd;
+
+	*out = NULL;
+	fd = openat(dirfd, "parent", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return pr_perror("%s/parent: cannot open it", dir);
+	}
+	if (asprintf(&pdir, "%s/parent", dir) < 0) {
+		pdir = NULL;
+		close(fd);
+		return -ENOMEM;
+	}
+	return open_dir_level(fd, pdir, pid, pages, out);
 }
 
 int chain_open(int dirfd, const char *dir, pid_t pid, bool pages, struct chain **out)
@@ -168,6 +183,22 @@ int chain_open(int dirfd, const char *dir, pid_t pid, bool pages, struct chain *
 	}
 	*out = head;
 	return 0;
+}
+
+int chain_open_self(int dirfd, const char *dir, pid_t pid, struct chain **out)
+{
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0), ret;
+
+	*out = NULL;
+	if (fd < 0)
+		return pr_perror("%s: dup", dir);
+	if ((ret = open_dir_level(fd, dir, pid, true, out)))
+		return ret;
+	if ((ret = chain_open((*out)->dirfd, (*out)->dir, pid, true, &(*out)->parent))) {
+		chain_close(*out);
+		*out = NULL;
+	}
+	return ret;
 }
 
 static uint64_t entry_end(const PagemapEntry *e)
@@ -278,6 +309,19 @@ int chain_read(struct chain *c, uint64_t addr, uint64_t len, void *dst)
 		len -= n;
 	}
 	return 0;
+}
+
+uint32_t chain_flags_at(const struct chain *c, uint64_t addr, uint64_t *run)
+{
+	size_t i = c ? find_entry(c, addr) : 0;
+	const PagemapEntry *e = c && i < c->n ? c->pm[i] : NULL;
+
+	if (!e || e->vaddr > addr) {
+		*run = e ? e->vaddr - addr : UINT64_MAX - addr;
+		return 0;
+	}
+	*run = entry_end(e) - addr;
+	return e->flags;
 }
 
 int chain_split(const struct chain *c, uint64_t start, uint64_t end, chain_emit_fn emit, void *arg)

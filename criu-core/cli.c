@@ -65,8 +65,9 @@ static void usage(FILE *f)
 "      --address A, --port P  page-server: where to listen\n"
 "      --once             page-server, migrate-agent: exit after one complete session\n"
 "      --to HOST:PORT     migrate: the target's migrate-agent\n"
-"      --mode M           migrate: precopy (the default); postcopy and hybrid are\n"
-"                         not there yet\n"
+"      --mode M           migrate: precopy (the default), postcopy (the tree moves at\n"
+"                         once, its memory follows) or hybrid (pre-copy rounds,\n"
+"                         then post-copy for what is still dirty)\n"
 "      --max-rounds N     migrate: at most N pre-copy rounds (default 8)\n"
 "      --dirty-limit MIB  migrate: freeze once a round has no more than this to\n"
 "                         send (default 16)\n"
@@ -81,6 +82,10 @@ static void usage(FILE *f)
 "  -d, --restore-detached restore: return once the process runs (default: wait\n"
 "                         for it and exit with its status)\n"
 "      --pidfile FILE     restore: write the restored pid to FILE\n"
+"      --lazy-pages       restore: start the tree before its memory is in; a helper\n"
+"                         process fills it in the background through userfaultfd\n"
+"                         and serves each page the tree touches first (post-copy)\n"
+"      --lazy-rate MIB    with --lazy-pages: fill at most MIB MiB/s in the background\n"
 "      --feature NAME     check: probe one feature (exit 0 if it works)\n"
 "  -V, --version          print the version\n"
 "  -h, --help             this help\n");
@@ -109,7 +114,8 @@ static char *work_path(const struct cryo_opts *o, const char *p)
 
 enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED, OPT_PREV_IMAGES_DIR, OPT_PAGE_SERVER,
        OPT_COMPRESS, OPT_SECRET_FILE, OPT_ADDRESS, OPT_PORT, OPT_ONCE,
-       OPT_TO, OPT_MODE, OPT_MAX_ROUNDS, OPT_DIRTY_LIMIT, OPT_JSON };
+       OPT_TO, OPT_MODE, OPT_MAX_ROUNDS, OPT_DIRTY_LIMIT, OPT_JSON, OPT_LAZY_PAGES, OPT_LAZY_RATE,
+       OPT_LAZY_SOCK };
 
 int main(int argc, char **argv)
 {
@@ -137,12 +143,15 @@ int main(int argc, char **argv)
 		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "max-rounds", required_argument, NULL, OPT_MAX_ROUNDS },
 		{ "dirty-limit", required_argument, NULL, OPT_DIRTY_LIMIT },
+		{ "lazy-pages", no_argument, NULL, OPT_LAZY_PAGES },
+		{ "lazy-rate", required_argument, NULL, OPT_LAZY_RATE },
+		{ "lazy-sock", required_argument, NULL, OPT_LAZY_SOCK },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct cryo_opts o = { .images_dir = ".", .verbosity = LOG_WARN };
+	struct cryo_opts o = { .images_dir = ".", .verbosity = LOG_WARN, .lazy_sock = -1 };
 	_cleanup_free_ char *log_path = NULL, *pidfile = NULL;
 	int c, ret;
 
@@ -228,6 +237,15 @@ int main(int argc, char **argv)
 			break;
 		case OPT_JSON:
 			o.json = true;
+			break;
+		case OPT_LAZY_PAGES:
+			o.lazy_pages = true;
+			break;
+		case OPT_LAZY_RATE:
+			o.lazy_rate_mib = atoi(optarg);
+			break;
+		case OPT_LAZY_SOCK:
+			o.lazy_sock = atoi(optarg);
 			break;
 		case 'V':
 			printf("Version: %s\n", CRYO_VERSION);

@@ -354,21 +354,6 @@ static int cmp_int(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
-/* close every fd >= from except the (sorted) keep ones */
-static void close_all_but(int from, const int *keep, int nr)
-{
-	int cur = from;
-
-	for (int i = 0; i < nr; i++) {
-		if (keep[i] < cur)
-			continue;
-		if (keep[i] > cur)
-			syscall(SYS_close_range, cur, keep[i] - 1, 0);
-		cur = keep[i] + 1;
-	}
-	syscall(SYS_close_range, cur, ~0U, 0);
-}
-
 static int take_lock(int fd, const LockEntry *lk, pid_t pid, unsigned fdnum)
 {
 	struct flock fl = {
@@ -588,7 +573,7 @@ int files_restore(struct restore_ctx *ctx, struct rst_task *t, const int *keep_f
 	if (log_get_fd() >= 0)
 		keep[n++] = log_get_fd();
 	qsort(keep, n, sizeof(int), cmp_int);
-	close_all_but(base, keep, n);
+	close_fds_but(base, keep, n);
 	/* last: a close of any fd of a file drops the task's POSIX locks on it */
 	for (size_t i = 0; i < t->nr_fds; i++) {
 		const FdEntry *e = t->fds[i];

@@ -777,11 +777,66 @@ static int premap_vma(struct restore_ctx *ctx, const struct rst_task *t, const V
 	return 0;
 }
 
+/*
+ * Post-copy: which VMAs get their pages later, through a userfaultfd.
+ * Private anonymous memory only (userfaultfd cannot take private file
+ * mappings), and not mlock()ed memory, which the restorer faults in.
+ */
+bool mem_vma_lazy(const VmaEntry *v)
+{
+	return v->kind == VMA_KIND__ANON_PRIVATE && !(v->madv & VMA_MADV_LOCKED);
+}
+
+/*
+ * A page filled at once even in a lazy VMA: one holding a thread's rseq
+ * area (of any task: a child may have inherited the page). The kernel
+ * writes there as soon as the restorer registers it, before the lazy-pages
+ * handler has the task's userfaultfd.
+ */
+bool mem_page_eager(const struct rst_task *const *tasks, size_t nr, uint64_t page)
+{
+	for (size_t i = 0; i < nr; i++) {
+		const CoreEntry *c = tasks[i]->core;
+
+		for (size_t j = 0; c && j < c->n_threads; j++) {
+			const RseqEntry *r = c->threads[j]->rseq;
+
+			if (r && r->ptr && page + PAGE_SIZE > r->ptr && page < r->ptr + r->len)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* the eager pages of a lazy entry's bytes [addr, addr + len), from the pages image at off or the chain */
+static int fill_eager(struct restore_ctx *ctx, struct rst_task *t, int pages_fd, const PagemapEntry *pe,
+		      uint64_t off, char *dst)
+{
+	for (uint64_t a = pe->vaddr; a < pe->vaddr + (uint64_t)pe->nr_pages * PAGE_SIZE; a += PAGE_SIZE) {
+		char *d = dst + (a - pe->vaddr);
+		int ret;
+
+		if (!mem_page_eager((const struct rst_task *const *)ctx->tasks, ctx->nr_tasks, a))
+			continue;
+		if (pe->flags & PE_LAZY) {
+			pr_err("pagemap-%d.img: the rseq area at %#lx is left to post-copy: the dump should have sent it",
+			       t->pid, (unsigned long)a);
+			return -EINVAL;
+		}
+		ret = (pe->flags & PE_IN_PREV) ? chain_read(t->chain, a, PAGE_SIZE, d)
+					       : pread_all(pages_fd, d, PAGE_SIZE, off + (a - pe->vaddr));
+		if (ret)
+			return pr_err("pages-%d.img: cannot read the page at %#lx: %s", t->pid, (unsigned long)a,
+				      strerror(-ret)), ret;
+	}
+	return 0;
+}
+
 /* Read the pages image into the premapped VMAs, checking every chunk. */
 static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vma *rv, size_t nr)
 {
 	struct img *pages = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_PAGES, t->pid, false);
-	uint64_t off = IMG_PAGES_HDR_LEN, prev = 0, t0 = now_ns();
+	uint64_t off = IMG_PAGES_HDR_LEN, prev = 0, lazy = 0, skipped = 0, t0 = now_ns();
 	size_t vi = 0;
 	int ret = 0;
 
@@ -792,7 +847,7 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 		uint64_t len = (uint64_t)pe->nr_pages * PAGE_SIZE;
 		char *dst;
 
-		if (!(pe->flags & (PE_PRESENT | PE_IN_PREV)))
+		if (!(pe->flags & (PE_PRESENT | PE_IN_PREV | PE_LAZY)))
 			continue;
 		/* entries and VMAs are both sorted by address */
 		while (vi < nr && rv[vi].end <= pe->vaddr)
@@ -804,6 +859,23 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 			break;
 		}
 		dst = (char *)rv[vi].premap + (pe->vaddr - rv[vi].start);
+		if (rv[vi].lazy) {
+			/* post-copy: the handler brings it, but for the rseq pages */
+			if ((ret = fill_eager(ctx, t, pages->fd, pe, off, dst)))
+				break;
+			if (pe->flags & PE_PRESENT) {
+				off += len;
+				skipped += len;
+			}
+			lazy += len;
+			continue;
+		}
+		if (pe->flags & PE_LAZY) {
+			pr_err("pagemap-%d.img: the pages at %#lx are still at the source: restore with --lazy-pages (post-copy)",
+			       t->pid, (unsigned long)pe->vaddr);
+			ret = -EINVAL;
+			break;
+		}
 		/* fault the chunk in with one call rather than page by page in
 		 * read(); it is only a hint, so a failure is harmless */
 		madvise(dst, len, MADV_POPULATE_WRITE);
@@ -834,8 +906,9 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 	}
 	img_close(pages);
 	if (!ret)
-		pr_info("pid %d: read %lu MiB of pages (%lu MiB from previous dumps) in %lu ms", t->pid,
-			(off - IMG_PAGES_HDR_LEN + prev) >> 20, prev >> 20, (now_ns() - t0) / 1000000);
+		pr_info("pid %d: read %lu MiB of pages (%lu MiB from previous dumps) in %lu ms, %lu MiB left to post-copy",
+			t->pid, (off - IMG_PAGES_HDR_LEN - skipped + prev) >> 20, prev >> 20,
+			(now_ns() - t0) / 1000000, lazy >> 20);
 	return ret;
 }
 
@@ -845,9 +918,31 @@ static bool vma_filled(const struct rst_task *t, const VmaEntry *v, size_t *pi)
 	while (*pi < t->nr_pagemap && t->pagemap[*pi]->vaddr < v->start)
 		(*pi)++;
 	for (size_t i = *pi; i < t->nr_pagemap && t->pagemap[i]->vaddr < v->end; i++)
-		if (t->pagemap[i]->flags & (PE_PRESENT | PE_IN_PREV))
+		if (t->pagemap[i]->flags & (PE_PRESENT | PE_IN_PREV | PE_LAZY))
 			return true;
 	return false;
+}
+
+uint32_t mem_lazy_vmas(const struct restore_ctx *ctx, const struct rst_task *t, uint64_t **out)
+{
+	uint64_t *v = xrealloc_array(NULL, 2 * t->mm->n_vmas + 1, sizeof(*v));
+	uint32_t n = 0;
+	size_t pi = 0;
+
+	*out = v;
+	if (!v || !ctx->opts->lazy_pages)
+		return 0;
+	for (size_t i = 0; i < t->mm->n_vmas; i++) {
+		const VmaEntry *e = t->mm->vmas[i];
+
+		/* as mem_premap decides */
+		if (!vma_restorable(e) || !vma_filled(t, e, &pi) || !mem_vma_lazy(e))
+			continue;
+		v[2 * n] = e->start;
+		v[2 * n + 1] = e->end;
+		n++;
+	}
+	return n;
 }
 
 /* the mm fields PR_SET_MM_MAP sets (exe_fd is filled in by the caller) */
@@ -922,6 +1017,7 @@ int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
 		r->end = v->end;
 		r->premap = cur;
 		r->madv = v->madv;
+		r->lazy = ctx->opts->lazy_pages && fill && mem_vma_lazy(v);
 		if (v->name && !strncmp(v->name, "[anon:", 6)) {
 			size_t len = strlen(v->name) - 7;
 			char *name = rst_area_alloc(ra, len + 1);

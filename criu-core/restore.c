@@ -26,14 +26,18 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/rseq.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
+#include <stddef.h>
 
 #include "cgroup.h"
 #include "chain.h"
 #include "compat.h"
 #include "mem-flags.h"
 #include "files.h"
+#include "lazy.h"
 #include "log.h"
 #include "ns.h"
 #include "proc.h"
@@ -366,6 +370,8 @@ static int prepare_memory(struct restore_ctx *ctx, struct rst_task *t)
 	a->area_len = area_len;
 	a->premap_start = (uint64_t)p;
 	a->premap_len = premap_len;
+	a->uffd = -1;
+	a->uffd_features = ctx->opts->lazy_pages ? LAZY_UFFD_FEATURES : 0;
 	t->stack_top = hole + blob_len + args_len + RESTORER_STACK_SIZE;
 	if ((ret = mem_premap(ctx, t, &t->ra, (unsigned long)p)))
 		return ret;
@@ -595,29 +601,45 @@ static int set_thread_state(pid_t tid, const ThreadCoreEntry *th)
 	return 0;
 }
 
+/* a syscall in the leader, stopped after its restorer: through the restorer's syscall instruction */
+static int task_syscall(pid_t pid, const struct rst_slot *sh, long nr, long a0, long a1, long *res)
+{
+	struct user_regs_struct r;
+
+	if (ptrace_get_regs(pid, &r))
+		return -EIO;
+	r.rip = sh->area_start + restorer_off_syscall;
+	r.rax = nr;
+	r.rdi = a0;
+	r.rsi = a1;
+	r.orig_rax = -1;
+	if (ptrace_set_regs(pid, &r) || ptrace_step_syscall(pid) || ptrace_get_regs(pid, &r))
+		return -EIO;
+	*res = r.rax;
+	return 0;
+}
+
 /*
- * The restorer is done: give every thread its registers, unmap the
- * restorer from the leader (no thread runs in it any more), and let them go.
+ * The restorer is done: give every thread its registers, close the
+ * userfaultfd the handler has a copy of, unmap the restorer from the
+ * leader (no thread runs in it any more), and let them go.
  */
 static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rst_slot *sh,
 		    const pid_t *tids)
 {
-	struct user_regs_struct r;
+	long res;
 
 	for (size_t i = 1; i < t->core->n_threads; i++)
 		if (set_thread_state(tids[i], t->core->threads[i]))
 			return -EIO;
-	if (ptrace_get_regs(t->host_pid, &r))
+	if (ctx->opts->lazy_pages && t->uffd >= 0 && (task_syscall(t->host_pid, sh, __NR_close, t->uffd, 0, &res) || res)) {
+		pr_err("pid %d: cannot close its userfaultfd (fd %d)", t->pid, t->uffd);
 		return -EIO;
-	r.rip = sh->area_start + restorer_off_syscall;
-	r.rax = __NR_munmap;
-	r.rdi = sh->area_start;
-	r.rsi = sh->area_len;
-	r.orig_rax = -1;
-	if (ptrace_set_regs(t->host_pid, &r) || ptrace_step_syscall(t->host_pid) || ptrace_get_regs(t->host_pid, &r))
+	}
+	if (task_syscall(t->host_pid, sh, __NR_munmap, sh->area_start, sh->area_len, &res))
 		return -EIO;
-	if (r.rax) {
-		pr_err("pid %d: cannot unmap the restorer: error %lld", t->pid, -(long long)r.rax);
+	if (res) {
+		pr_err("pid %d: cannot unmap the restorer: error %ld", t->pid, -res);
 		return -EIO;
 	}
 	if (set_thread_state(t->host_pid, t->core->threads[0]))
@@ -627,6 +649,95 @@ static int finalize(struct restore_ctx *ctx, struct rst_task *t, const struct rs
 	if (ptrace(PTRACE_DETACH, t->host_pid, 0, t->core->task->stopped ? SIGSTOP : 0))
 		return pr_perror("pid %d: cannot let it go", t->pid);
 	return 0;
+}
+
+static int cmp_fd(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* post-copy: the userfaultfd the restorer made, from its arguments in the task; -1 if none */
+static int take_uffd(struct rst_task *t, const struct rst_slot *sh)
+{
+	uint64_t at = sh->area_start + PAGE_ALIGN(restorer_BLOB_SIZE) + offsetof(struct restorer_args, uffd);
+	struct iovec local = { &t->uffd, sizeof(t->uffd) }, remote = { (void *)at, sizeof(t->uffd) };
+	int pidfd, fd;
+
+	if (process_vm_readv(t->host_pid, &local, 1, &remote, 1, 0) != sizeof(t->uffd))
+		return pr_perror("pid %d: cannot read which fd its userfaultfd is", t->pid);
+	if (t->uffd < 0)
+		return -1;
+	pidfd = sys_pidfd_open(t->host_pid, 0);
+	fd = pidfd < 0 ? -1 : sys_pidfd_getfd(pidfd, t->uffd, 0);
+	if (fd < 0)
+		pr_perror("pid %d: cannot take its userfaultfd", t->pid);
+	if (pidfd >= 0)
+		close(pidfd);
+	return fd < 0 ? -EIO : fd;
+}
+
+/*
+ * Post-copy: every task's userfaultfd and lazy VMAs to the handler: a
+ * child of cryo's (the pages are in the images), or the agent that asked
+ * for this restore (--lazy-sock: some are still at the source). The tasks
+ * wait in their restorer meanwhile; their first touch of a lazy page
+ * will wait for the handler.
+ */
+static int start_lazy(struct restore_ctx *ctx)
+{
+	int sv[2] = { -1, -1 }, sock = ctx->opts->lazy_sock, ret = 0;
+	pid_t handler = 0;
+
+	if (sock < 0) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+			return pr_perror("socketpair");
+		handler = fork();
+		if (handler < 0) {
+			close(sv[0]);
+			close(sv[1]);
+			return pr_perror("cannot start the lazy-pages handler");
+		}
+		if (!handler) {
+			int keep[3] = { sv[1], ctx->dirfd, log_get_fd() }, null = open("/dev/null", O_RDWR);
+
+			/* nothing of the tree's: its pipes and sockets must see their ends */
+			setsid();
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+			qsort(keep, 3, sizeof(int), cmp_fd);
+			close_fds_but(3, keep, 3);
+			ret = lazy_serve(ctx->dirfd, ctx->opts->images_dir, sv[1], NULL, ctx->opts->lazy_rate_mib);
+			_exit(ret ? 1 : 0);
+		}
+		close(sv[1]);
+		sock = sv[0];
+		pr_info("the lazy pages are filled by pid %d", handler);
+	}
+	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++) {
+		struct rst_task *t = ctx->tasks[i];
+		struct lazy_task_desc d = { .vpid = t->pid, .ppid = t->parent ? t->parent->pid : 0 };
+		_cleanup_free_ uint64_t *vmas = NULL;
+		int fd = -1;
+
+		t->uffd = -1;
+		if (t->zombie)
+			continue;
+		fd = take_uffd(t, &ctx->shared->slot[i]);
+		if (fd < -1) {
+			ret = fd;
+			break;
+		}
+		d.nr_vmas = mem_lazy_vmas(ctx, t, &vmas);
+		ret = vmas || !d.nr_vmas ? lazy_send(sock, &d, vmas, fd) : -ENOMEM;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (sv[0] >= 0)
+		close(sv[0]);
+	if (ret && handler > 0)
+		kill(handler, SIGKILL);
+	return ret;
 }
 
 /*
@@ -943,6 +1054,8 @@ static int finish_tasks(struct restore_ctx *ctx)
 		}
 	}
 	if (ret)
+		return ret;
+	if (ctx->opts->lazy_pages && (ret = start_lazy(ctx)))
 		return ret;
 	tty_give_foreground(ctx, ctx->tasks[0]);
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)

@@ -285,3 +285,17 @@ int rm_tree_at(int at, const char *name)
 		ret = -errno;
 	return ret;
 }
+
+void close_fds_but(int from, const int *keep, int nr)
+{
+	int cur = from;
+
+	for (int i = 0; i < nr; i++) {
+		if (keep[i] < cur)
+			continue;
+		if (keep[i] > cur)
+			syscall(SYS_close_range, cur, keep[i] - 1, 0);
+		cur = keep[i] + 1;
+	}
+	syscall(SYS_close_range, cur, ~0U, 0);
+}

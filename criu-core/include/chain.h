@@ -44,6 +44,11 @@ int chain_link(int dirfd, const char *images_dir, const char *prev);
  */
 int chain_open(int dirfd, const char *dir, pid_t pid, bool pages, struct chain **out);
 void chain_close(struct chain *c);
+/* the same with dirfd itself as the first level (the pages of a dump, for post-copy) */
+int chain_open_self(int dirfd, const char *dir, pid_t pid, struct chain **out);
+
+/* the flags of the first level's entry at addr (0: none), and how far they go in *run */
+uint32_t chain_flags_at(const struct chain *c, uint64_t addr, uint64_t *run);
 
 /* Read [addr, addr + len) from the chain into dst, checking each chunk. */
 int chain_read(struct chain *c, uint64_t addr, uint64_t len, void *dst);

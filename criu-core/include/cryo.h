@@ -33,6 +33,9 @@ struct cryo_opts {
 	int max_rounds;			/* migrate --max-rounds: pre-copy rounds at most (0: default) */
 	int dirty_limit_mib;		/* migrate --dirty-limit: freeze when a round sends no more (0: default) */
 	bool json;			/* migrate --json: the summary as JSON */
+	bool lazy_pages;		/* restore --lazy-pages: run before the memory is in (post-copy) */
+	int lazy_rate_mib;		/* restore --lazy-rate: background fill in MiB/s at most (0: no limit) */
+	int lazy_sock;			/* restore --lazy-sock FD: hand the userfaultfds to the agent (-1: no) */
 };
 
 /* open the image directory (-D), logging why not; returns an fd or -errno */
@@ -44,8 +47,6 @@ int cmd_dump(struct cryo_opts *o);
 int cmd_pre_dump(struct cryo_opts *o);
 int cmd_page_server(struct cryo_opts *o);
 int cmd_restore(struct cryo_opts *o);
-int cmd_migrate(struct cryo_opts *o);
-int cmd_migrate_agent(struct cryo_opts *o);
 int cmd_migrate(struct cryo_opts *o);
 int cmd_migrate_agent(struct cryo_opts *o);
 

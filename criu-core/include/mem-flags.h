@@ -18,5 +18,6 @@
 #define PE_PRESENT		(1u << 0)	/* the bytes follow in the pages image */
 #define PE_PARENT		(1u << 1)	/* shared copy-on-write with the parent: its bytes */
 #define PE_IN_PREV		(1u << 2)	/* unchanged since the previous dump: in parent/ */
+#define PE_LAZY			(1u << 3)	/* still in the source's memory: post-copy fetches it */
 
 #endif

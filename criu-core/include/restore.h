@@ -52,6 +52,7 @@ struct rst_task {
 	PagemapEntry **pagemap;
 	size_t nr_pagemap;
 	struct chain *chain;		/* the previous dumps, if pages are left to them */
+	int uffd;			/* post-copy: its userfaultfd's number in the task, or -1 */
 	FdEntry **fds;
 	size_t nr_fds;
 };
@@ -111,6 +112,12 @@ int pstree_set_session(struct restore_ctx *ctx, struct rst_task *t);
 int pstree_join_group(struct restore_ctx *ctx, struct rst_task *t);
 /* mem.c: map and fill every VMA in the premap reservation */
 size_t mem_premap_size(const struct rst_task *t);
+/* post-copy: does v get its pages later, through userfaultfd? */
+bool mem_vma_lazy(const VmaEntry *v);
+/* post-copy: must the page at page be filled at once all the same (a thread's rseq area)? */
+bool mem_page_eager(const struct rst_task *const *tasks, size_t nr, uint64_t page);
+/* post-copy: the [start, end) pairs of t's VMAs the restorer registers; their number */
+uint32_t mem_lazy_vmas(const struct restore_ctx *ctx, const struct rst_task *t, uint64_t **out);
 size_t mem_args_size(const struct rst_task *t);
 int mem_premap(struct restore_ctx *ctx, struct rst_task *t, struct rst_area *ra,
 	       unsigned long premap_start);

@@ -29,6 +29,8 @@ struct rst_vma {
 	uint32_t prot;
 	uint32_t madv;		/* VMA_MADV_* applied after the move */
 	uint64_t anon_name;	/* NUL-terminated name for PR_SET_VMA, or 0 */
+	uint32_t lazy;		/* registered with the task's userfaultfd: its pages come later */
+	uint32_t pad;
 };
 
 /* vdso/vvar: the child's own, moved to where the dumped task had them */
@@ -118,6 +120,11 @@ struct restorer_args {
 	uint32_t nr_seccomp;
 	uint32_t pad;
 	uint64_t seccomp;			/* struct rst_seccomp_filter[], oldest first */
+
+	/* post-copy: the features asked of the task's userfaultfd, and its fd (-1: none) */
+	uint64_t uffd_features;
+	int32_t uffd;
+	int32_t pad1;
 };
 
 #endif

@@ -52,6 +52,8 @@ long sys_kcmp(pid_t a, pid_t b, int type, unsigned long x, unsigned long y);
 uint64_t now_ns(void);
 /* move fd to a number >= min, closing the old one; returns the new fd */
 int fd_move_above(int fd, int min, bool cloexec);
+/* close every fd >= from except the keep ones (sorted) */
+void close_fds_but(int from, const int *keep, int nr);
 
 
 /*

@@ -11,6 +11,8 @@
 #include <linux/prctl.h>
 #include <linux/capability.h>
 #include <linux/seccomp.h>
+#include <linux/ioctl.h>
+#include <linux/userfaultfd.h>
 #include <stdbool.h>
 
 #include "mem-flags.h"
@@ -158,6 +160,36 @@ static void move_vmas(struct restorer_args *a)
 		else
 			CHECK(a, sys2(__NR_munmap, s->cur, s->size), "dropping the vdso/vvar");
 	}
+}
+
+/*
+ * Post-copy: the VMAs whose pages come later are registered with a
+ * userfaultfd of the task's own, right where they now are, before anything
+ * could touch them: from here a first touch waits for the lazy-pages
+ * handler, which gets the fd from cryo (it reads a->uffd).
+ */
+static void register_lazy(struct restorer_args *a)
+{
+	struct rst_vma *v = (struct rst_vma *)a->vmas;
+	struct uffdio_api api = { .api = UFFD_API, .features = a->uffd_features };
+	long fd = -1;
+
+	for (uint32_t i = 0; i < a->nr_vmas; i++) {
+		struct uffdio_register r = {
+			.range = { .start = v[i].start, .len = v[i].end - v[i].start },
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+
+		if (!v[i].lazy)
+			continue;
+		if (fd < 0) {
+			fd = sys1(__NR_userfaultfd, 02000000 /* O_CLOEXEC */ | 04000 /* O_NONBLOCK */);
+			CHECK(a, fd, "userfaultfd (for --lazy-pages)");
+			CHECK(a, sys3(__NR_ioctl, fd, UFFDIO_API, &api), "UFFDIO_API (for --lazy-pages)");
+		}
+		CHECK(a, sys3(__NR_ioctl, fd, UFFDIO_REGISTER, &r), "UFFDIO_REGISTER of a lazy VMA");
+	}
+	a->uffd = fd;
 }
 
 static void restore_mm(struct restorer_args *a)
@@ -403,6 +435,7 @@ PIE_EXPORT void restorer_main(struct restorer_args *a)
 	move_specials_to_scratch(a);
 	unmap_cryo(a);
 	move_vmas(a);
+	register_lazy(a);
 	restore_mm(a);
 	CHECK(a, sys1(__NR_personality, a->personality), "personality");
 	sys1(__NR_umask, a->umask);

@@ -1,0 +1,699 @@
+/*
+ * The lazy-pages handler (lazy.h): fills the memory of a tree restored
+ * with --lazy-pages through each task's userfaultfd.
+ *
+ * For every address space it keeps the ranges still to fill, each with
+ * where its bytes come from: the task (image id) and the address there,
+ * which stay the same when the task moves the range with mremap. A fork
+ * gives the child a copy of its parent's ranges (its memory is the
+ * parent's, missing pages included); madvise(DONTNEED) and munmap drop
+ * ranges, and a page touched there later is a zero page, as the kernel
+ * would give. A task that exits is noticed when a copy into it fails.
+ *
+ * While an event is pending the kernel refuses copies (EAGAIN): the
+ * events are read first, then the copy is tried again where the range now
+ * is. A fault is answered from its page on (FAULT_WINDOW), the background
+ * fill goes through the ranges in order, FILL_BATCH at a time.
+ */
+#define LOG_PREFIX "lazy-pages: "
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "chain.h"
+#include "lazy.h"
+#include "log.h"
+#include "mem-flags.h"
+#include "util.h"
+
+#define FAULT_WINDOW	(64u << 10)
+#define FILL_BATCH	(1u << 20)
+#define MAX_LAZY_VMAS	8192
+#define MAX_POLL	256
+
+/* [start, end) of an address space still to fill: its bytes are at addr + delta in task src */
+struct lrange {
+	uint64_t start, end;
+	int64_t delta;
+	pid_t src;
+};
+
+struct lmm {
+	int uffd;			/* -1: gone */
+	pid_t vpid;			/* the task, or the one it was forked from */
+	bool forked;
+	struct lrange *r;
+	size_t nr, cap;
+	struct uffd_msg *faults;	/* read while events were read, answered next */
+	size_t nr_faults, cap_faults;
+};
+
+struct ltask {
+	pid_t vpid, ppid;
+	struct chain *chain;		/* its pages: this dump and the ones before */
+};
+
+struct lazy {
+	int dirfd;
+	const char *dir;
+	struct ltask *tasks;
+	size_t nr_tasks;
+	struct lmm **mms;
+	size_t nr_mms;
+	const struct lazy_remote *remote;
+	uint8_t *buf;
+	size_t cursor_mm;		/* the background fill's place */
+	uint64_t cursor;
+	bool nothing_local;		/* the last pass found nothing it can fill from here */
+	uint64_t faults, zero_pages, copied, asked;
+};
+
+/* ------------------------------------------------------------ ranges */
+
+/* the first range that ends after addr */
+static size_t lr_first(const struct lmm *m, uint64_t addr)
+{
+	size_t lo = 0, hi = m->nr;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (m->r[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int lr_insert(struct lmm *m, size_t at, struct lrange r)
+{
+	if (m->nr == m->cap) {
+		size_t cap = m->cap ? 2 * m->cap : 64;
+		struct lrange *n = xrealloc_array(m->r, cap, sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		m->r = n;
+		m->cap = cap;
+	}
+	memmove(m->r + at + 1, m->r + at, (m->nr - at) * sizeof(*m->r));
+	m->r[at] = r;
+	m->nr++;
+	return 0;
+}
+
+/* [s, e) needs nothing any more */
+static int lr_remove(struct lmm *m, uint64_t s, uint64_t e)
+{
+	size_t i = lr_first(m, s);
+
+	while (i < m->nr && m->r[i].start < e) {
+		struct lrange *r = &m->r[i];
+
+		if (r->start < s && r->end > e) {
+			struct lrange tail = *r;
+
+			tail.start = e;
+			r->end = s;
+			return lr_insert(m, i + 1, tail);
+		}
+		if (r->start < s) {
+			r->end = s;
+			i++;
+		} else if (r->end > e) {
+			r->start = e;
+			break;
+		} else {
+			memmove(r, r + 1, (m->nr - i - 1) * sizeof(*r));
+			m->nr--;
+		}
+	}
+	return 0;
+}
+
+/* the task moved [from, from + len) to `to`: so do its ranges, their sources staying */
+static int lr_remap(struct lmm *m, uint64_t from, uint64_t to, uint64_t len)
+{
+	struct lrange *moved = NULL;
+	size_t n = 0, i = lr_first(m, from);
+	int ret = 0;
+
+	for (; i < m->nr && m->r[i].start < from + len; i++) {
+		struct lrange p = m->r[i];
+		struct lrange *nm = xrealloc_array(moved, n + 1, sizeof(*nm));
+
+		if (!nm) {
+			free(moved);
+			return -ENOMEM;
+		}
+		moved = nm;
+		p.start = MAX(p.start, from);
+		p.end = MIN(p.end, from + len);
+		p.delta -= (int64_t)(to - from);
+		p.start += to - from;
+		p.end += to - from;
+		moved[n++] = p;
+	}
+	ret = lr_remove(m, from, from + len) ?: lr_remove(m, to, to + len);
+	for (size_t k = 0; k < n && !ret; k++)
+		ret = lr_insert(m, lr_first(m, moved[k].start), moved[k]);
+	free(moved);
+	return ret;
+}
+
+/* ---------------------------------------------------- where bytes are */
+
+static struct ltask *find_task(struct lazy *l, pid_t vpid)
+{
+	for (size_t i = 0; i < l->nr_tasks; i++)
+		if (l->tasks[i].vpid == vpid)
+			return &l->tasks[i];
+	return NULL;
+}
+
+/*
+ * Task vpid's bytes from addr on, as far as they lie in one place (at most
+ * len): 0 and read into buf, or 1 if they are the source host's (PE_LAZY),
+ * with their length in *got; -errno if they are nowhere.
+ */
+static int src_read(struct lazy *l, pid_t vpid, uint64_t addr, uint64_t len, void *buf, uint64_t *got)
+{
+	for (int depth = 0; depth < 64; depth++) {
+		struct ltask *t = find_task(l, vpid);
+		uint64_t run;
+		uint32_t f;
+
+		if (!t) {
+			pr_err("pages of pid %d are asked for, which is not in the tree", vpid);
+			return -ENOENT;
+		}
+		f = chain_flags_at(t->chain, addr, &run);
+		*got = MIN(len, run);
+		if (f & PE_LAZY)
+			return 1;
+		if (f & (PE_PRESENT | PE_IN_PREV))
+			return chain_read(t->chain, addr, *got, buf);
+		if (!(f & PE_PARENT)) {
+			pr_err("pagemap-%d.img has no page at %#lx, yet it was left to post-copy", vpid,
+			       (unsigned long)addr);
+			return -EINVAL;
+		}
+		vpid = t->ppid;		/* shared copy-on-write with its parent: the parent's bytes */
+	}
+	return -ELOOP;
+}
+
+/* ------------------------------------------------------- userfaultfd */
+
+static void mm_gone(struct lmm *m)
+{
+	if (m->uffd >= 0)
+		close(m->uffd);
+	m->uffd = -1;
+	m->nr = 0;
+	m->nr_faults = 0;
+}
+
+static int queue_fault(struct lmm *m, const struct uffd_msg *msg)
+{
+	if (m->nr_faults == m->cap_faults) {
+		size_t cap = m->cap_faults ? 2 * m->cap_faults : 16;
+		struct uffd_msg *n = xrealloc_array(m->faults, cap, sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		m->faults = n;
+		m->cap_faults = cap;
+	}
+	m->faults[m->nr_faults++] = *msg;
+	return 0;
+}
+
+static struct lmm *mm_new(struct lazy *l, int uffd, pid_t vpid, bool forked)
+{
+	struct lmm **v = xrealloc_array(l->mms, l->nr_mms + 1, sizeof(*v));
+	struct lmm *m = xzalloc(sizeof(*m));
+
+	if (!v || !m) {
+		if (v)
+			l->mms = v;
+		free(m);
+		return NULL;
+	}
+	l->mms = v;
+	m->uffd = uffd;
+	m->vpid = vpid;
+	m->forked = forked;
+	l->mms[l->nr_mms++] = m;
+	return m;
+}
+
+static int on_fork(struct lazy *l, struct lmm *parent, int uffd)
+{
+	struct lmm *c = mm_new(l, uffd, parent->vpid, true);
+
+	if (!c) {
+		close(uffd);
+		return -ENOMEM;
+	}
+	if (parent->nr) {
+		c->r = xrealloc_array(NULL, parent->nr, sizeof(*c->r));
+		if (!c->r)
+			return -ENOMEM;
+		memcpy(c->r, parent->r, parent->nr * sizeof(*c->r));
+		c->nr = c->cap = parent->nr;
+	}
+	l->nothing_local = false;
+	pr_debug("a task of pid %d's line forked: %zu ranges to fill in the child too", parent->vpid, c->nr);
+	return 0;
+}
+
+/* every message m's userfaultfd has: events now, faults queued */
+static int read_events(struct lazy *l, struct lmm *m)
+{
+	struct uffd_msg msgs[32];
+
+	while (m->uffd >= 0) {
+		ssize_t n = read(m->uffd, msgs, sizeof(msgs));
+		int ret = 0;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			return pr_perror("reading the userfaultfd of pid %d", m->vpid);
+		}
+		if (n == 0) {
+			mm_gone(m);
+			return 0;
+		}
+		for (size_t i = 0; i < n / sizeof(msgs[0]) && !ret; i++) {
+			const struct uffd_msg *e = &msgs[i];
+
+			switch (e->event) {
+			case UFFD_EVENT_PAGEFAULT:
+				ret = queue_fault(m, e);
+				break;
+			case UFFD_EVENT_FORK:
+				ret = on_fork(l, m, e->arg.fork.ufd);
+				/* on_fork may move l->mms, never m */
+				break;
+			case UFFD_EVENT_REMAP:
+				ret = lr_remap(m, e->arg.remap.from, e->arg.remap.to, e->arg.remap.len);
+				break;
+			case UFFD_EVENT_REMOVE:
+			case UFFD_EVENT_UNMAP:
+				ret = lr_remove(m, e->arg.remove.start, e->arg.remove.end);
+				break;
+			}
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * Copy len bytes to dst in m: 0 (pages already there are left as they
+ * are), -EAGAIN if an event must be read first, -ESRCH if the task is gone.
+ */
+static int copy_in(struct lazy *l, struct lmm *m, uint64_t dst, const uint8_t *src, uint64_t len)
+{
+	while (len) {
+		struct uffdio_copy c = { .dst = dst, .src = (uint64_t)src, .len = len };
+		int64_t n;
+
+		if (!ioctl(m->uffd, UFFDIO_COPY, &c)) {
+			l->copied += len;
+			return 0;
+		}
+		n = c.copy > 0 ? c.copy : 0;
+		if (!n && errno != EEXIST && errno != ENOENT)
+			return errno == EAGAIN ? -EAGAIN : errno == ESRCH ? -ESRCH
+						 : pr_perror("pid %d: UFFDIO_COPY at %#lx", m->vpid,
+							     (unsigned long)dst);
+		if (!n) {
+			/* already there (the rseq page, or a copy that raced) or unmapped: skip it */
+			struct uffdio_range w = { dst, PAGE_SIZE };
+
+			ioctl(m->uffd, UFFDIO_WAKE, &w);
+			n = PAGE_SIZE;
+		}
+		l->copied += n;
+		dst += n;
+		src += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* bytes of task src at saddr: into every address space that still waits for them */
+static int apply(struct lazy *l, pid_t src, uint64_t saddr, const uint8_t *buf, uint64_t len)
+{
+	for (size_t k = 0; k < l->nr_mms; k++) {
+		struct lmm *m = l->mms[k];
+		size_t i = 0;
+
+		while (i < m->nr) {
+			struct lrange *r = &m->r[i];
+			uint64_t s, e;
+			int ret;
+
+			s = MAX(r->start + r->delta, saddr);
+			e = MIN(r->end + r->delta, saddr + len);
+			if (r->src != src || s >= e) {
+				i++;
+				continue;
+			}
+			ret = copy_in(l, m, s - r->delta, buf + (s - saddr), e - s);
+			if (ret == -ESRCH) {
+				pr_debug("pid %d (or a child of it) is gone", m->vpid);
+				mm_gone(m);
+				break;
+			}
+			if (ret == -EAGAIN) {
+				/* an event first; the ranges may have changed: from the top */
+				if ((ret = read_events(l, m)))
+					return ret;
+				i = 0;
+				continue;
+			}
+			if (ret || (ret = lr_remove(m, s - r->delta, e - r->delta)))
+				return ret;
+			i = 0;
+		}
+	}
+	return 0;
+}
+
+int lazy_pages_in(struct lazy *l, pid_t vpid, uint64_t addr, const void *buf, uint64_t len)
+{
+	return apply(l, vpid, addr, buf, len);
+}
+
+/*
+ * Fill [addr, addr + len) of r, from its first byte as far as the bytes
+ * lie in one place: from here, or asked of the source host (if ask; *remote
+ * says which).
+ */
+static int fetch(struct lazy *l, const struct lrange *r, uint64_t addr, uint64_t len, bool ask, bool *remote)
+{
+	uint64_t got, saddr = addr + r->delta;
+	pid_t src = r->src;
+	int ret = src_read(l, src, saddr, len, l->buf, &got);
+
+	*remote = ret == 1;
+	if (ret == 1 && !ask)
+		return 0;
+	if (ret == 1) {
+		if (!l->remote) {
+			pr_err("pid %d: the pages at %#lx are still at the source, and there is none to ask",
+			       src, (unsigned long)saddr);
+			return -ENOENT;
+		}
+		l->asked += got;
+		return l->remote->request(l->remote->arg, src, saddr, got);
+	}
+	return ret ?: apply(l, src, saddr, l->buf, got);
+}
+
+/* a first touch: its page and the ones after it, or a zero page where nothing is to come */
+static int on_fault(struct lazy *l, struct lmm *m, uint64_t addr)
+{
+	uint64_t page = addr & ~(uint64_t)(PAGE_SIZE - 1);
+	size_t i = lr_first(m, page);
+	bool remote;
+
+	l->faults++;
+	if (i < m->nr && m->r[i].start <= page) {
+		struct lrange r = m->r[i];
+
+		return fetch(l, &r, page, MIN(r.end, page + FAULT_WINDOW) - page, true, &remote);
+	}
+	{
+		struct uffdio_zeropage z = { .range = { page, PAGE_SIZE } };
+
+		if (!ioctl(m->uffd, UFFDIO_ZEROPAGE, &z)) {
+			l->zero_pages++;
+			return 0;
+		}
+		if (errno == EAGAIN)
+			return -EAGAIN;
+		if (errno == ESRCH) {
+			mm_gone(m);
+			return 0;
+		}
+		/* there already (filled meanwhile) or unmapped: wake whoever waits */
+		ioctl(m->uffd, UFFDIO_WAKE, &z.range);
+		return 0;
+	}
+}
+
+/* the faults read so far, of every address space; one that must wait for an event stays */
+static int answer_faults(struct lazy *l, bool *again)
+{
+	*again = false;
+	for (size_t k = 0; k < l->nr_mms; k++) {
+		struct lmm *m = l->mms[k];
+
+		while (m->nr_faults && m->uffd >= 0) {
+			int ret = on_fault(l, m, m->faults[0].arg.pagefault.address);
+
+			if (ret == -EAGAIN) {
+				*again = true;
+				if ((ret = read_events(l, m)))
+					return ret;
+				break;
+			}
+			if (ret)
+				return ret;
+			memmove(m->faults, m->faults + 1, (m->nr_faults - 1) * sizeof(*m->faults));
+			m->nr_faults--;
+		}
+	}
+	return 0;
+}
+
+/* one batch of the background fill: 1 if it filled something, 0 if nothing is left to do here */
+static int fill_some(struct lazy *l)
+{
+	for (size_t pass = 0; pass <= l->nr_mms; pass++) {
+		struct lmm *m;
+		size_t i;
+
+		if (l->cursor_mm >= l->nr_mms) {
+			l->cursor_mm = 0;
+			l->cursor = 0;
+		}
+		m = l->mms[l->cursor_mm];
+		for (i = lr_first(m, l->cursor); i < m->nr; i++) {
+			struct lrange r = m->r[i];
+			uint64_t s = MAX(r.start, l->cursor);
+			bool remote;
+			int ret = fetch(l, &r, s, MIN(r.end - s, FILL_BATCH), false, &remote);
+
+			if (ret)
+				return ret;
+			if (!remote)
+				return 1;
+			/* the source host pushes those: on past them */
+			l->cursor = r.end;
+		}
+		l->cursor_mm++;
+		l->cursor = 0;
+	}
+	return 0;
+}
+
+static bool all_in(const struct lazy *l)
+{
+	for (size_t k = 0; k < l->nr_mms; k++)
+		if (l->mms[k]->nr || l->mms[k]->nr_faults)
+			return false;
+	return true;
+}
+
+/* ------------------------------------------------------- the tasks */
+
+int lazy_send(int sock, const struct lazy_task_desc *d, const uint64_t *vmas, int uffd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov[2] = { { (void *)d, sizeof(*d) }, { (void *)vmas, d->nr_vmas * 2 * sizeof(uint64_t) } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+
+	if (uffd >= 0) {
+		struct cmsghdr *c;
+
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &uffd, sizeof(int));
+	}
+	if (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+		return pr_perror("pid %d: cannot hand its userfaultfd to the lazy-pages handler", d->vpid);
+	return 0;
+}
+
+/* one task from cryo restore: 1, or 0 at the end of the list, or -errno */
+static int recv_task(struct lazy *l, int sock)
+{
+	size_t blen = sizeof(struct lazy_task_desc) + MAX_LAZY_VMAS * 2 * sizeof(uint64_t);
+	_cleanup_free_ uint8_t *buf = xzalloc(blen);
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { buf, blen };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct lazy_task_desc d;
+	struct cmsghdr *c;
+	struct ltask *t;
+	const uint64_t *v;
+	struct lmm *m;
+	int uffd = -1, ret;
+	ssize_t n;
+
+	if (!buf)
+		return -ENOMEM;
+	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return pr_perror("receiving the tasks");
+	if (n == 0)
+		return 0;
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(&uffd, CMSG_DATA(c), sizeof(int));
+	memcpy(&d, buf, sizeof(d));
+	if ((size_t)n < sizeof(d) || d.nr_vmas > MAX_LAZY_VMAS ||
+	    (size_t)n != sizeof(d) + d.nr_vmas * 2 * sizeof(uint64_t) || (d.nr_vmas && uffd < 0)) {
+		if (uffd >= 0)
+			close(uffd);
+		pr_err("a malformed task description (%zd bytes)", n);
+		return -EPROTO;
+	}
+	t = xrealloc_array(l->tasks, l->nr_tasks + 1, sizeof(*t));
+	if (!t) {
+		if (uffd >= 0)
+			close(uffd);
+		return -ENOMEM;
+	}
+	l->tasks = t;
+	t = &l->tasks[l->nr_tasks++];
+	*t = (struct ltask){ .vpid = d.vpid, .ppid = d.ppid };
+	if ((ret = chain_open_self(l->dirfd, l->dir, d.vpid, &t->chain))) {
+		if (uffd >= 0)
+			close(uffd);
+		return ret;
+	}
+	if (uffd < 0)
+		return 1;
+	m = mm_new(l, uffd, d.vpid, false);
+	if (!m) {
+		close(uffd);
+		return -ENOMEM;
+	}
+	/* the pages it has in the images, inside its lazy VMAs */
+	v = (const uint64_t *)(buf + sizeof(d));
+	for (uint32_t k = 0; k < d.nr_vmas; k++) {
+		for (uint64_t a = v[2 * k]; a < v[2 * k + 1];) {
+			uint64_t run, e;
+			uint32_t f = chain_flags_at(t->chain, a, &run);
+
+			e = MIN(v[2 * k + 1], a + MIN(run, v[2 * k + 1] - a));
+			if ((f & (PE_PRESENT | PE_IN_PREV | PE_PARENT | PE_LAZY)) &&
+			    (ret = lr_insert(m, m->nr, (struct lrange){ a, e, 0, d.vpid })))
+				return ret;
+			a = e;
+		}
+	}
+	return 1;
+}
+
+static void lazy_free(struct lazy *l)
+{
+	for (size_t k = 0; k < l->nr_mms; k++) {
+		mm_gone(l->mms[k]);
+		free(l->mms[k]->r);
+		free(l->mms[k]->faults);
+		free(l->mms[k]);
+	}
+	free(l->mms);
+	for (size_t i = 0; i < l->nr_tasks; i++)
+		chain_close(l->tasks[i].chain);
+	free(l->tasks);
+	free(l->buf);
+}
+
+int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *remote, int rate_mib)
+{
+	struct lazy l = { .dirfd = dirfd, .dir = dir, .remote = remote };
+	uint64_t t0 = now_ns(), next_fill = 0, total = 0;
+	int ret;
+
+	if (!(l.buf = malloc(FILL_BATCH)))
+		return -ENOMEM;
+	while ((ret = recv_task(&l, sock)) == 1)
+		;
+	for (size_t k = 0; k < l.nr_mms; k++)
+		for (size_t i = 0; i < l.mms[k]->nr; i++)
+			total += l.mms[k]->r[i].end - l.mms[k]->r[i].start;
+	if (!ret)
+		pr_info("%zu tasks, %zu with lazy memory: %lu MiB to fill", l.nr_tasks, l.nr_mms, total >> 20);
+	while (!ret && !all_in(&l)) {
+		struct pollfd p[MAX_POLL + 1];
+		size_t np = 0, map[MAX_POLL];
+		int timeout = -1;
+		uint64_t now;
+		bool again;
+
+		for (size_t k = 0; k < l.nr_mms && np < MAX_POLL; k++)
+			if (l.mms[k]->uffd >= 0) {
+				map[np] = k;
+				p[np++] = (struct pollfd){ .fd = l.mms[k]->uffd, .events = POLLIN };
+			}
+		if (remote)
+			p[np] = (struct pollfd){ .fd = remote->fd, .events = POLLIN };
+		now = now_ns();
+		if (!l.nothing_local)
+			timeout = next_fill > now ? (int)((next_fill - now) / 1000000) + 1 : 0;
+		if (poll(p, np + !!remote, timeout) < 0 && errno != EINTR) {
+			ret = pr_perror("poll");
+			break;
+		}
+		for (size_t i = 0; i < np && !ret; i++)
+			if (p[i].revents)
+				ret = read_events(&l, l.mms[map[i]]);
+		if (!ret)
+			ret = answer_faults(&l, &again);
+		if (!ret && again)
+			usleep(200);	/* the event's task has yet to let go of its mm */
+		if (!ret && remote && (p[np].revents & (POLLIN | POLLHUP | POLLERR)))
+			ret = remote->on_input(remote->arg, &l);
+		if (!ret && !l.nothing_local && now_ns() >= next_fill) {
+			uint64_t before = l.copied;
+
+			ret = fill_some(&l);
+			if (ret == 0)
+				l.nothing_local = true;
+			else if (ret == 1) {
+				ret = 0;
+				if (rate_mib > 0)
+					next_fill = now_ns() + (l.copied - before) * 1000000000ULL / ((uint64_t)rate_mib << 20);
+			}
+		}
+	}
+	if (!ret)
+		pr_info("every page is in: %lu MiB copied in %lu ms, %lu faults, %lu zero pages, %lu MiB asked of the source",
+			l.copied >> 20, (now_ns() - t0) / 1000000, l.faults, l.zero_pages, l.asked >> 20);
+	lazy_free(&l);
+	return ret;
+}
