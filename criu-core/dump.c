@@ -27,6 +27,7 @@
 #include "dump-round.h"
 #include "files.h"
 #include "log.h"
+#include "mem-flags.h"
 #include "ns.h"
 #include "pagesrv.h"
 #include "seize.h"
@@ -582,6 +583,7 @@ static struct dump_ctx *round_ctx(struct cryo_opts *o, struct dump_round *r, boo
 	ctx->opts = o;
 	ctx->dirfd = -1;
 	ctx->pre_dump = pre_dump;
+	ctx->lazy = o->lazy_pages && !pre_dump;
 	ctx->ps = r->ps;
 	ctx->ps_shared = r->ps != NULL;
 	return ctx;
@@ -628,6 +630,25 @@ int dump_hold(struct cryo_opts *o, struct dump_round *r)
 	pr_info("dumped pid %d (%zu processes) to %s in %lu ms", ctx->root, ctx->nr_tasks, o->images_dir,
 		(now_ns() - t0) / 1000000);
 	r->held = ctx;
+	return 0;
+}
+
+int dump_lazy_runs(const struct dump_round *r, dump_lazy_fn fn, void *arg)
+{
+	const struct dump_ctx *ctx = r->held;
+
+	for (size_t i = 0; ctx && i < ctx->nr_tasks; i++) {
+		const struct dump_task *t = ctx->tasks[i];
+
+		for (size_t k = 0; k < t->nr_ref_runs; k++) {
+			int ret;
+
+			if (!(t->ref_runs[k].flags & PE_LAZY))
+				continue;
+			if ((ret = fn(arg, t->pid, t->vpid, t->ref_runs[k].addr, t->ref_runs[k].len)))
+				return ret;
+		}
+	}
 	return 0;
 }
 

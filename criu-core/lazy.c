@@ -681,7 +681,10 @@ int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *r
 		if (!ret && !l.nothing_local && now_ns() >= next_fill) {
 			uint64_t before = l.copied;
 
-			ret = fill_some(&l);
+			/* small runs (pages between the ones written since a pre-copy round) go many to a pass */
+			do
+				ret = fill_some(&l);
+			while (ret == 1 && l.copied - before < FILL_BATCH);
 			if (ret == 0)
 				l.nothing_local = true;
 			else if (ret == 1) {

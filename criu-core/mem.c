@@ -222,8 +222,46 @@ static int collect_one_vma(const struct proc_vma *v, void *arg)
 	return 0;
 }
 
+static int add_ref_run(struct dump_task *t, const VmaEntry *v, uint64_t addr, uint64_t len, uint32_t flags);
+
+/* post-copy: a page of t's own rseq areas, which the restore needs at once */
+static bool rseq_page(const struct dump_task *t, uint64_t page)
+{
+	for (size_t j = 0; t->core && j < t->core->n_threads; j++) {
+		const RseqEntry *r = t->core->threads[j]->rseq;
+
+		if (r && page + PAGE_SIZE > r->ptr && page < r->ptr + r->len)
+			return true;
+	}
+	return false;
+}
+
 static int add_chunk(struct dump_task *t, uint64_t addr, uint64_t len, const VmaEntry *v)
 {
+	if (t->lazy && mem_vma_lazy(v)) {
+		/* left in the task for post-copy, but for the rseq pages */
+		uint64_t end = addr + len;
+
+		while (addr < end) {
+			bool eager = rseq_page(t, addr);
+			uint64_t e = addr + PAGE_SIZE;
+			int ret;
+
+			while (e < end && rseq_page(t, e) == eager)
+				e += PAGE_SIZE;
+			if (!eager)
+				ret = add_ref_run(t, v, addr, e - addr, PE_LAZY);
+			else {
+				t->lazy = false;
+				ret = add_chunk(t, addr, e - addr, v);
+				t->lazy = true;
+			}
+			if (ret)
+				return ret;
+			addr = e;
+		}
+		return 0;
+	}
 	while (len) {
 		uint64_t n = MIN(len, CHUNK_MAX);
 		struct parasite_chunk *c;
@@ -377,6 +415,7 @@ int mem_collect(struct dump_ctx *ctx, struct dump_task *t)
 		return -ENOMEM;
 	mm_entry__init(mm);
 	t->mm = mm;
+	t->lazy = ctx->lazy;
 	mm->start_code = t->stat.start_code;
 	mm->end_code = t->stat.end_code;
 	mm->start_data = t->stat.start_data;
@@ -476,13 +515,16 @@ static int write_pagemap(struct dump_ctx *ctx, struct dump_task *t)
 
 static void log_pages(const struct dump_task *t, uint64_t bytes, uint64_t t0)
 {
-	uint64_t kept = 0;
+	uint64_t kept = 0, lazy = 0;
 
-	for (size_t i = 0; i < t->nr_ref_runs; i++)
+	for (size_t i = 0; i < t->nr_ref_runs; i++) {
 		if (t->ref_runs[i].flags & PE_IN_PREV)
 			kept += t->ref_runs[i].len;
-	pr_info("pid %d: dumped %lu MiB of memory in %lu ms (%lu MiB unchanged since the previous dump)",
-		t->pid, bytes >> 20, (now_ns() - t0) / 1000000, kept >> 20);
+		if (t->ref_runs[i].flags & PE_LAZY)
+			lazy += t->ref_runs[i].len;
+	}
+	pr_info("pid %d: dumped %lu MiB of memory in %lu ms (%lu MiB unchanged since the previous dump, %lu MiB left for post-copy)",
+		t->pid, bytes >> 20, (now_ns() - t0) / 1000000, kept >> 20, lazy >> 20);
 }
 
 /* the pages image: a local file, or a stream to the page server */

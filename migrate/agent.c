@@ -47,7 +47,7 @@ static void restore_reason(const char *out, size_t n, char *msg, size_t len)
 		snprintf(msg, len, "cryo restore failed without saying why");
 }
 
-int agent_restore(const char *dir, pid_t *pid, char *msg, size_t len)
+int agent_restore(const char *dir, int lazy_sock, pid_t *pid, char *msg, size_t len)
 {
 	char out[4096], pidfile[PATH_MAX], *buf = NULL;
 	uint64_t t0 = now_ns();
@@ -74,8 +74,18 @@ int agent_restore(const char *dir, pid_t *pid, char *msg, size_t len)
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
 		dup2(p[1], STDERR_FILENO);
-		execl("/proc/self/exe", "cryo", "restore", "-D", dir, "-d", "--pidfile", "restored.pid", "-o",
-		      "restore.log", (char *)NULL);
+		if (lazy_sock >= 0) {
+			/* post-copy: the tasks' userfaultfds come back to the agent on fd 3 */
+			if (lazy_sock == 3)
+				fcntl(3, F_SETFD, 0);
+			else
+				dup2(lazy_sock, 3);
+			execl("/proc/self/exe", "cryo", "restore", "-D", dir, "-d", "--pidfile", "restored.pid", "-o",
+			      "restore.log", "--lazy-pages", "--lazy-sock", "3", (char *)NULL);
+		} else {
+			execl("/proc/self/exe", "cryo", "restore", "-D", dir, "-d", "--pidfile", "restored.pid",
+			      "-o", "restore.log", (char *)NULL);
+		}
 		dprintf(STDERR_FILENO, "cryo: cannot run cryo restore: %s\n", strerror(errno));
 		_exit(127);
 	}

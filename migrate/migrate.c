@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <poll.h>
 
 #include "cgroup.h"
 #include "cryo.h"
@@ -74,6 +76,19 @@ struct migration {
 	char why[512];
 	pid_t target_pid;
 	uint64_t t0, t_frozen, t_running;
+	bool lazy;			/* postcopy or hybrid: the last round leaves memory at the source */
+	uint64_t lazy_pushed, lazy_asked, lazy_ns;	/* post-copy: bytes pushed, asked for; how long */
+};
+
+/* post-copy: the runs of pages left in the stopped tree, pushed in order */
+struct lazy_run {
+	pid_t pid, vpid;
+	uint64_t addr, len;
+};
+
+struct lazy_runs {
+	struct lazy_run *v;
+	size_t n;
 };
 
 static double mib(uint64_t bytes)
@@ -111,6 +126,7 @@ static void round_opts(const struct migration *m, struct cryo_opts *ro, char *di
 	ro->leave_running = false;
 	/* a migration keeps the connections: that is what it is for */
 	ro->tcp_established = true;
+	ro->lazy_pages = false;
 	ro->prev_images_dir = NULL;
 	if (n > 1) {
 		snprintf(prev, plen, "../%d", n - 1);
@@ -177,6 +193,127 @@ static const char *converged(const struct migration *m)
 	return NULL;
 }
 
+static int add_run(void *arg, pid_t pid, pid_t vpid, uint64_t addr, uint64_t len)
+{
+	struct lazy_runs *r = arg;
+	struct lazy_run *v = xrealloc_array(r->v, r->n + 1, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	r->v = v;
+	r->v[r->n++] = (struct lazy_run){ pid, vpid, addr, len };
+	return 0;
+}
+
+static pid_t host_pid(const struct lazy_runs *r, pid_t vpid)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->v[i].vpid == vpid)
+			return r->v[i].pid;
+	return 0;
+}
+
+#define PUSH_MAX (1u << 20)
+
+/* [addr, addr + len) of the stopped task pid, to the target */
+static int send_pages(struct migration *m, pid_t pid, pid_t vpid, uint64_t addr, uint64_t len, uint8_t *buf)
+{
+	while (len) {
+		uint64_t n = MIN(len, PUSH_MAX);
+		struct iovec l = { buf, n }, r = { (void *)addr, n };
+		int ret;
+
+		if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)n)
+			return pr_perror("pid %d: cannot read its pages at %#lx for the target", pid,
+					 (unsigned long)addr);
+		if ((ret = ps_send_pages(m->ps, vpid, addr, buf, n)))
+			return ret;
+		addr += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * Post-copy, the source's side: push every page left in the stopped tree,
+ * in order, and first of all those the target asks for (its tasks wait on
+ * them), until the agent says every page is in. --lazy-rate limits the push.
+ */
+static int serve_pages(struct migration *m, const struct dump_round *dr)
+{
+	struct lazy_runs runs = { 0 };
+	_cleanup_free_ uint8_t *buf = malloc(PUSH_MAX + 64), *frame = malloc(256);
+	uint64_t t0 = now_ns(), next = 0, total = 0;
+	size_t ri = 0, off = 0;
+	int ret;
+
+	if (!buf || !frame)
+		return -ENOMEM;
+	if ((ret = dump_lazy_runs(dr, add_run, &runs)))
+		goto out;
+	for (size_t i = 0; i < runs.n; i++)
+		total += runs.v[i].len;
+	progress(m, "post-copy: %.1f MiB to follow the tree", mib(total));
+	for (;;) {
+		struct pollfd p = { .fd = ps_sock(m->ps), .events = POLLIN };
+		uint64_t now = now_ns();
+		int timeout = ri < runs.n ? (next > now ? (int)((next - now) / 1000000) + 1 : 0) : -1;
+
+		if (poll(&p, 1, timeout) < 0 && errno != EINTR) {
+			ret = pr_perror("poll");
+			break;
+		}
+		if (p.revents) {
+			uint32_t type;
+			size_t len;
+			struct ps_page_req rq;
+
+			if ((ret = ps_recv_frame(m->ps, &type, frame, 256, &len)))
+				break;
+			if (type == PSF_LAZY_DONE)
+				break;
+			if (type != PSF_PAGE_REQ || len != sizeof(rq)) {
+				pr_err("the agent sent frame type %u during post-copy", type);
+				ret = -EPROTO;
+				break;
+			}
+			memcpy(&rq, frame, sizeof(rq));
+			if (!host_pid(&runs, rq.vpid) || rq.len > PUSH_MAX * 4) {
+				pr_err("the agent asked for pages of pid %u at %#lx, which are not left here", rq.vpid,
+				       (unsigned long)rq.addr);
+				ret = -EPROTO;
+				break;
+			}
+			m->lazy_asked += rq.len;
+			if ((ret = send_pages(m, host_pid(&runs, rq.vpid), rq.vpid, rq.addr, rq.len, buf)))
+				break;
+			continue;
+		}
+		if (ri < runs.n && now_ns() >= next) {
+			const struct lazy_run *r = &runs.v[ri];
+			uint64_t n = MIN(r->len - off, PUSH_MAX);
+
+			if ((ret = send_pages(m, r->pid, r->vpid, r->addr + off, n, buf)))
+				break;
+			m->lazy_pushed += n;
+			off += n;
+			if (off == r->len) {
+				ri++;
+				off = 0;
+			}
+			if (m->o->lazy_rate_mib > 0)
+				next = now_ns() + n * 1000000000ULL / ((uint64_t)m->o->lazy_rate_mib << 20);
+		}
+	}
+out:
+	free(runs.v);
+	m->lazy_ns = now_ns() - t0;
+	if (!ret)
+		progress(m, "post-copy: every page is in on the target after %.2f s (%.1f MiB pushed, %.1f MiB asked for first)",
+			 m->lazy_ns / 1e9, mib(m->lazy_pushed), mib(m->lazy_asked));
+	return ret;
+}
+
 /*
  * Freeze, send the rest, have the target restore it, and only then kill
  * the source; on any failure the source goes on.
@@ -191,6 +328,7 @@ static int final_round(struct migration *m)
 	int n = m->nr_rounds + 1, ret;
 
 	round_opts(m, &ro, dir, sizeof(dir), n, prev, sizeof(prev));
+	ro.lazy_pages = m->lazy;
 	if (mkdir(dir, 0700))
 		return fail_at(m, "the final dump", pr_perror("cannot create %s", dir));
 	if ((ret = dump_hold(&ro, &dr)))
@@ -203,7 +341,7 @@ static int final_round(struct migration *m)
 		 mib(rs->pages * PAGE_BYTES), rs->send_ns / 1000000);
 
 	snprintf(name, sizeof(name), "%d", n);
-	ret = ps_restore(m->ps, name, msg, sizeof(msg));
+	ret = m->lazy ? ps_restore_lazy(m->ps, name, msg, sizeof(msg)) : ps_restore(m->ps, name, msg, sizeof(msg));
 	if (ret) {
 		snprintf(m->why, sizeof(m->why), "%s", msg);
 		dump_release(&dr, false);
@@ -212,6 +350,23 @@ static int final_round(struct migration *m)
 	m->t_running = now_ns();
 	sscanf(msg, "running as pid %d", &m->target_pid);
 	progress(m, "the target has it: %s", msg);
+	if (m->lazy) {
+		/*
+		 * Post-copy: the target runs the tree already, and its memory
+		 * is here. Committed at once; should the pages not all get
+		 * there, the target kills its copy and this one goes on, as the
+		 * only whole one (its peers may have seen the other meanwhile).
+		 */
+		if ((ret = ps_commit_nowait(m->ps)) || (ret = serve_pages(m, &dr))) {
+			snprintf(m->why, sizeof(m->why), "post-copy broke after %.1f MiB: the target's copy is killed",
+				 mib(m->lazy_pushed + m->lazy_asked));
+			dump_release(&dr, false);
+			return fail_at(m, "post-copy", ret);
+		}
+		if ((ret = dump_release(&dr, true)))
+			pr_warn("pid %d: the source could not be killed cleanly after the migration", m->root);
+		return 0;
+	}
 	/*
 	 * Committed, the target keeps it; until then it kills it if we go.
 	 * Should the answer be lost, the source goes on (and the target, if
@@ -234,8 +389,8 @@ static void print_summary(const struct migration *m, int ret)
 	for (int i = 0; i < nr; i++)
 		bytes += m->rounds[i].bytes;
 	if (m->o->json) {
-		printf("{\"pid\": %d, \"to\": \"%s\", \"mode\": \"precopy\", \"result\": \"%s\"", m->root, m->o->to,
-		       ret ? "failed" : "migrated");
+		printf("{\"pid\": %d, \"to\": \"%s\", \"mode\": \"%s\", \"result\": \"%s\"", m->root, m->o->to,
+		       m->o->mode ? m->o->mode : "precopy", ret ? "failed" : "migrated");
 		if (ret) {
 			printf(", \"stage\": \"%s\", \"error\": \"", m->stage);
 			for (const char *p = m->why; *p; p++)
@@ -244,6 +399,9 @@ static void print_summary(const struct migration *m, int ret)
 		} else {
 			printf(", \"target_pid\": %d, \"downtime_ms\": %.3f", m->target_pid,
 			       (m->t_running - m->t_frozen) / 1e6);
+			if (m->lazy)
+				printf(", \"postcopy_ms\": %.3f, \"postcopy_pushed\": %lu, \"postcopy_asked\": %lu",
+				       m->lazy_ns / 1e6, m->lazy_pushed, m->lazy_asked);
 		}
 		printf(", \"total_ms\": %.3f, \"bytes_sent\": %lu, \"rounds\": [", total / 1e6, bytes);
 		for (int i = 0; i < nr; i++) {
@@ -271,12 +429,8 @@ static void print_summary(const struct migration *m, int ret)
 
 static int check_opts(struct cryo_opts *o, pid_t *root)
 {
-	if (o->mode && strcmp(o->mode, "precopy")) {
-		if (!strcmp(o->mode, "postcopy") || !strcmp(o->mode, "hybrid"))
-			pr_err("migrate --mode %s: post-copy needs lazy pages, which cryo does not have yet; use --mode precopy",
-			       o->mode);
-		else
-			pr_err("migrate --mode %s: not a mode (precopy, postcopy or hybrid)", o->mode);
+	if (o->mode && strcmp(o->mode, "precopy") && strcmp(o->mode, "postcopy") && strcmp(o->mode, "hybrid")) {
+		pr_err("migrate --mode %s: not a mode (precopy, postcopy or hybrid)", o->mode);
 		return -EINVAL;
 	}
 	if (!o->to || !o->secret_file) {
@@ -314,6 +468,12 @@ static int migrate(struct migration *m)
 	if ((ret = ps_migrate(m->ps, m->id)))
 		return fail_at(m, "starting the migration", ret);
 	progress(m, "migrating to %s as %s", m->o->to, m->id);
+	m->lazy = m->o->mode && strcmp(m->o->mode, "precopy");
+	if (m->o->mode && !strcmp(m->o->mode, "postcopy")) {
+		/* no round: the tree moves at once, all its memory after it */
+		progress(m, "post-copy: freezing");
+		return final_round(m);
+	}
 	do {
 		if ((ret = precopy_round(m))) {
 			snprintf(m->stage_buf, sizeof(m->stage_buf), "pre-copy round %d", m->nr_rounds + 1);

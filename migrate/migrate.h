@@ -12,9 +12,11 @@
 /*
  * Restore the images in dir as a detached tree: 0 with *pid its root and
  * msg saying so, or -errno with msg the restore's own reason. A restore
- * that fails leaves no task behind (cryo restore's promise).
+ * that fails leaves no task behind (cryo restore's promise). With
+ * lazy_sock >= 0 (post-copy) it is restored with --lazy-pages, and each
+ * task's userfaultfd comes back on lazy_sock for lazy_serve.
  */
-int agent_restore(const char *dir, pid_t *pid, char *msg, size_t len);
+int agent_restore(const char *dir, int lazy_sock, pid_t *pid, char *msg, size_t len);
 /* kill a restored tree the driver did not commit: its root and every descendant */
 void agent_kill_tree(pid_t root);
 

@@ -465,6 +465,54 @@ int ps_commit(struct ps_client *c)
 	return send_frame(c, PSF_COMMIT, NULL, 0, 0, 0, crc32c(0, NULL, 0)) ?: recv_status(c, "the commit");
 }
 
+int ps_restore_lazy(struct ps_client *c, const char *round, char *msg, size_t msg_len)
+{
+	size_t len = strlen(round);
+	int ret = send_frame(c, PSF_RESTORE_LAZY, round, len, len, 0, crc32c(0, round, len));
+
+	if (ret)
+		snprintf(msg, msg_len, "the restore could not be asked for");
+	return ret ?: recv_status_msg(c, "the restore", msg, msg_len);
+}
+
+int ps_commit_nowait(struct ps_client *c)
+{
+	return send_frame(c, PSF_COMMIT, NULL, 0, 0, 0, crc32c(0, NULL, 0)) ?: send_gathered(c);
+}
+
+int ps_send_pages(struct ps_client *c, uint32_t vpid, uint64_t addr, const void *buf, uint32_t len)
+{
+	struct ps_pages p = { .vpid = vpid, .addr = addr };
+	struct ps_hdr h = { PSF_PAGES, sizeof(p) + len, sizeof(p) + len, 0 };
+	uint32_t crc = crc32c(crc32c(0, &p, sizeof(p)), buf, len);
+
+	return send_all(c, &h, sizeof(h)) ?: send_all(c, &p, sizeof(p)) ?: send_all(c, buf, len) ?:
+	       send_all(c, &crc, sizeof(crc)) ?: send_gathered(c);
+}
+
+int ps_recv_frame(struct ps_client *c, uint32_t *type, void *buf, size_t max, size_t *len)
+{
+	struct ps_hdr h;
+	uint32_t crc;
+	int ret = recv_all(c, &h, sizeof(h), "the agent's frame");
+
+	if (ret)
+		return ret;
+	if (h.len != h.raw_len || h.len > max || h.flags) {
+		pr_err("page server %s: a malformed frame (type %u, %u bytes)", c->peer, h.type, h.len);
+		return -EPROTO;
+	}
+	if ((ret = recv_all(c, buf, h.len, "the agent's frame")) || (ret = recv_all(c, &crc, sizeof(crc), "the agent's frame")))
+		return ret;
+	if (crc32c(0, buf, h.len) != crc) {
+		pr_err("page server %s: checksum mismatch in a frame of type %u", c->peer, h.type);
+		return -EBADMSG;
+	}
+	*type = h.type;
+	*len = h.len;
+	return 0;
+}
+
 /* image files of a directory, sorted, inventory.img last; pages-N.img were streamed */
 static int list_images(int dirfd, char ***out, size_t *n)
 {

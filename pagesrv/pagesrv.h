@@ -31,7 +31,24 @@ enum ps_type {
 	PSF_RESTORE = 7,	/* payload: a round's name: restore it; status: "running as pid N" or why not */
 	PSF_COMMIT = 8,		/* the source is let go: the restored tree stays; status */
 	PSF_SYNC = 9,		/* status once everything before it is read (spliced pages are free) */
+	/* post-copy: a restore whose PE_LAZY pages stay at the source; frames go both ways after it */
+	PSF_RESTORE_LAZY = 10,	/* payload: a round's name; status as RESTORE; COMMIT then gets no answer */
+	PSF_PAGES = 11,		/* source: struct ps_pages, then the bytes */
+	PSF_PAGE_REQ = 12,	/* agent: struct ps_page_req: a task touched these first */
+	PSF_LAZY_DONE = 13,	/* agent: every page is in; the source may go */
 };
+
+struct ps_pages {
+	uint32_t vpid;		/* the task, by its pid in the images */
+	uint32_t pad;
+	uint64_t addr;
+} __attribute__((packed));
+
+struct ps_page_req {
+	uint32_t vpid;
+	uint32_t pad;
+	uint64_t addr, len;
+} __attribute__((packed));
 
 #define PS_F_ZLIB	1u
 
@@ -79,6 +96,13 @@ int ps_done(struct ps_client *c);
 int ps_migrate(struct ps_client *c, const char *id);
 int ps_restore(struct ps_client *c, const char *round, char *msg, size_t len);
 int ps_commit(struct ps_client *c);
+/* post-copy: the restore, the commit without an answer, pages, and the agent's frames */
+int ps_restore_lazy(struct ps_client *c, const char *round, char *msg, size_t len);
+int ps_commit_nowait(struct ps_client *c);
+int ps_send_pages(struct ps_client *c, uint32_t vpid, uint64_t addr, const void *buf, uint32_t len);
+/* one frame from the agent into buf (max bytes): 0 with *type and *len, or -errno (logged) */
+int ps_recv_frame(struct ps_client *c, uint32_t *type, void *buf, size_t max, size_t *len);
+int ps_sock(const struct ps_client *c);
 void ps_free(struct ps_client *c);
 
 /*

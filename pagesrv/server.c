@@ -32,6 +32,7 @@
 
 #include "crc32c.h"
 #include "cryo.h"
+#include "lazy.h"
 #include "log.h"
 #include "migrate.h"
 #include "pagesrv.h"
@@ -53,6 +54,9 @@ struct session {
 	char mig[PS_NAME_MAX + 1];	/* the migration's ID, or "" */
 	pid_t restored;			/* the migration's tree, restored here */
 	bool committed;			/* the driver let its source go: the tree stays */
+	struct lazy *lazy;		/* post-copy: the handler, while pages still come */
+	bool lazy_mode;			/* post-copy: the tree stays only once every page is in */
+	bool lazy_done;
 	unsigned rounds;		/* DONE frames so far */
 	char peer[80];
 	uint8_t secret[PS_SECRET_MAX];
@@ -93,6 +97,18 @@ static int send_status(struct session *s, int err, const char *msg)
 	memcpy(buf + sizeof(st), msg, st.len);
 	if (send(s->sock, buf, sizeof(st) + st.len, MSG_NOSIGNAL) != (ssize_t)(sizeof(st) + st.len))
 		return -EIO;
+	return 0;
+}
+
+/* a frame to the driver (post-copy) */
+static int send_frame(struct session *s, uint32_t type, const void *payload, uint32_t len)
+{
+	struct ps_hdr h = { type, len, len, 0 };
+	uint32_t crc = crc32c(0, payload, len);
+
+	if (write_all(s->sock, &h, sizeof(h)) || (len && write_all(s->sock, payload, len)) ||
+	    write_all(s->sock, &crc, sizeof(crc)))
+		return fail(s, EIO, "cannot send to the driver");
 	return 0;
 }
 
@@ -303,7 +319,7 @@ static int on_restore(struct session *s, const char *round, size_t len)
 	if (!s->mig[0] || s->restored || !valid_name(round, len) || memchr(round, '/', len))
 		return fail(s, EPROTO, "restore asked outside a migration, twice, or of a bad name");
 	snprintf(dir, sizeof(dir), "%s/%s/%.*s", s->opts->images_dir, s->mig, (int)len, round);
-	ret = agent_restore(dir, &s->restored, msg, sizeof(msg));
+	ret = agent_restore(dir, -1, &s->restored, msg, sizeof(msg));
 	if (ret) {
 		pr_err("peer %s: migration %s: the restore failed: %s", s->peer, s->mig, msg);
 		/* the driver hears why, and ends the session: then the images go */
@@ -311,6 +327,74 @@ static int on_restore(struct session *s, const char *round, size_t len)
 	}
 	pr_info("peer %s: migration %s: %s", s->peer, s->mig, msg);
 	return send_status(s, 0, msg) ? fail(s, EIO, "cannot answer it") : 0;
+}
+
+static int on_frame(struct session *s);
+
+static int lazy_request(void *arg, pid_t vpid, uint64_t addr, uint64_t len)
+{
+	struct ps_page_req r = { .vpid = vpid, .addr = addr, .len = len };
+
+	return send_frame(arg, PSF_PAGE_REQ, &r, sizeof(r));
+}
+
+/* the driver's frames: pages, and its commit; every one already read in too */
+static int lazy_input(void *arg, struct lazy *l)
+{
+	struct session *s = arg;
+	int ret;
+
+	s->lazy = l;
+	do
+		ret = on_frame(s);
+	while (!ret && s->rpos < s->rlen);
+	s->lazy = NULL;
+	return ret == 1 ? fail(s, EPIPE, "the driver ended the session before every page was in") : ret;
+}
+
+/*
+ * Post-copy: restore the round with its PE_LAZY pages left at the source,
+ * say so, then fill the tree's memory (lazy.c): what it touches first is
+ * asked of the driver, which pushes the rest meanwhile. Done, the driver
+ * hears it and may kill the source.
+ */
+static int on_restore_lazy(struct session *s, const char *round, size_t len)
+{
+	char dir[PATH_MAX], msg[480];
+	struct lazy_remote remote = { .arg = s, .fd = s->sock, .request = lazy_request, .on_input = lazy_input };
+	int sv[2], dfd, ret;
+
+	if (!s->mig[0] || s->restored || !valid_name(round, len) || memchr(round, '/', len))
+		return fail(s, EPROTO, "restore asked outside a migration, twice, or of a bad name");
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		return fail(s, errno, "socketpair: %s", strerror(errno));
+	snprintf(dir, sizeof(dir), "%s/%s/%.*s", s->opts->images_dir, s->mig, (int)len, round);
+	s->lazy_mode = true;
+	ret = agent_restore(dir, sv[1], &s->restored, msg, sizeof(msg));
+	close(sv[1]);
+	if (ret) {
+		close(sv[0]);
+		pr_err("peer %s: migration %s: the restore failed: %s", s->peer, s->mig, msg);
+		return send_status(s, -ret, msg) ? fail(s, EIO, "cannot answer it") : 0;
+	}
+	pr_info("peer %s: migration %s: %s; its memory follows", s->peer, s->mig, msg);
+	if (send_status(s, 0, msg)) {
+		close(sv[0]);
+		return fail(s, EIO, "cannot answer it");
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		close(sv[0]);
+		return fail(s, errno, "cannot open %s: %s", dir, strerror(errno));
+	}
+	ret = lazy_serve(dfd, dir, sv[0], &remote, 0);
+	close(sv[0]);
+	close(dfd);
+	if (ret)
+		return s->err[0] ? ret : fail(s, -ret, "post-copy failed (see the lines above)");
+	s->lazy_done = true;
+	pr_info("peer %s: migration %s: every page is in", s->peer, s->mig);
+	return send_frame(s, PSF_LAZY_DONE, NULL, 0);
 }
 
 /* read len bytes of the stream: small frames come many to a recv() */
@@ -407,11 +491,24 @@ static int on_frame(struct session *s)
 		return on_migrate(s, (const char *)data, h.raw_len);
 	case PSF_RESTORE:
 		return on_restore(s, (const char *)data, h.raw_len);
+	case PSF_RESTORE_LAZY:
+		return on_restore_lazy(s, (const char *)data, h.raw_len);
+	case PSF_PAGES: {
+		struct ps_pages p;
+
+		if (!s->lazy || h.raw_len < sizeof(p))
+			return fail(s, EPROTO, "pages outside post-copy, or a malformed pages frame");
+		memcpy(&p, data, sizeof(p));
+		s->bytes += h.raw_len - sizeof(p);
+		return lazy_pages_in(s->lazy, p.vpid, p.addr, data + sizeof(p), h.raw_len - sizeof(p));
+	}
 	case PSF_COMMIT:
 		if (!s->restored)
 			return fail(s, EPROTO, "commit before a restore");
 		s->committed = true;
 		pr_info("peer %s: migration %s committed: pid %d is ours", s->peer, s->mig, s->restored);
+		if (s->lazy_mode)	/* post-copy: frames go both ways now, no status */
+			return 0;
 		return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
 	}
 	return fail(s, EPROTO, "unknown frame type %u", h.type);
@@ -453,9 +550,9 @@ static void end_migration(struct session *s)
 
 	if (!s->mig[0])
 		return;
-	if (s->restored && !s->committed) {
-		pr_warn("peer %s: migration %s was not committed: killing its restored tree (pid %d)",
-			s->peer, s->mig, s->restored);
+	if (s->restored && (!s->committed || (s->lazy_mode && !s->lazy_done))) {
+		pr_warn("peer %s: migration %s was not %s: killing its restored tree (pid %d)", s->peer, s->mig,
+			s->committed ? "completed (pages were still to come)" : "committed", s->restored);
 		agent_kill_tree(s->restored);
 	}
 	if (s->dirfd != s->base_dirfd)
@@ -606,6 +703,7 @@ static int run_server(struct cryo_opts *o, bool agent)
 		s.rounds = 0;
 		s.restored = 0;
 		s.committed = false;
+		s.lazy_mode = s.lazy_done = false;
 		if (o->once && !ret)
 			break;
 	}

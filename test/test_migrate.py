@@ -100,11 +100,12 @@ def migrate(target, pid, secret, *extra, check=True, timeout=300):
 class Dirty:
     """progs/dirty on host a: pages rewritten at RATE MiB/s, each checked later."""
 
-    def __init__(self, tmp_path, mib, rate):
+    def __init__(self, tmp_path, mib, rate, argv=None):
         self.out = tmp_path / "dirty.out"
         pidfile = tmp_path / "dirty.pid"
+        argv = argv or [PROGS / "dirty", mib, rate]
         self.p = subprocess.Popen([str(HOSTS), "run", "a", "sh", "-c", 'echo $$ >"$0"; exec setsid "$@"',
-                                   str(pidfile), str(PROGS / "dirty"), str(mib), str(rate)],
+                                   str(pidfile), *map(str, argv)],
                                   stdout=open(self.out, "w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while "READY" not in self.out.read_text():
@@ -173,6 +174,60 @@ def test_precopy_converges(agent, tmp_path, secret):
         assert alive("b", d.pid), "the migrated process does not run on the target"
         d.verify("b")
         assert not images_on_b(), "the agent kept the images of a committed migration"
+    finally:
+        d.stop()
+
+
+def test_postcopy_while_pages_arrive(agent, tmp_path, secret):
+    """--mode postcopy: the tree moves at once and its memory follows, the
+    source pushing it (16 MiB/s here) and answering first the pages the
+    target touches. While pages still arrive, progs/lazy on b forks, drops
+    a range (MADV_DONTNEED), moves one (mremap), unmaps one and checks what
+    it reads; once every page is in, the source is gone and it checks all
+    its memory."""
+    p = Dirty(tmp_path, 0, 0, argv=[PROGS / "lazy", 96])
+    mig = None
+    try:
+        mig = subprocess.Popen([str(HOSTS), "run", "a", str(CRYO), "migrate", "-t", str(p.pid), "--to",
+                                f"10.77.0.254:{agent.port}", "--secret-file", str(secret), "--json",
+                                "--mode", "postcopy", "--lazy-rate", "16"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not alive("b", p.pid):
+            assert time.monotonic() < deadline and mig.poll() is None, mig.communicate()
+            time.sleep(0.05)
+        on("b", "kill", "-USR1", p.pid)
+        while "PHASE1" not in p.out.read_text():
+            assert time.monotonic() < deadline, p.out.read_text()
+            time.sleep(0.05)
+        assert "PHASE1 ok" in p.out.read_text(), p.out.read_text()
+        assert mig.poll() is None, "every page was in before the checks: they proved nothing"
+        out, err = mig.communicate(timeout=120)
+        res = json.loads(out)
+        assert mig.returncode == 0 and res["result"] == "migrated", err
+        assert res["mode"] == "postcopy" and res["target_pid"] == p.pid
+        assert res["postcopy_pushed"] > 0 and res["postcopy_asked"] > 0, res
+        # nothing but the rseq pages went before the tree ran
+        assert res["rounds"][-1]["pages"] < 64, res
+        assert not alive("a", p.pid), "the source still runs after the migration"
+        p.verify("b")
+        assert not images_on_b(), "the agent kept the images of a committed migration"
+    finally:
+        if mig and mig.poll() is None:
+            mig.kill()
+        p.stop()
+
+
+def test_hybrid(agent, tmp_path, secret):
+    """--mode hybrid: pre-copy rounds, then post-copy for what is still
+    dirty; every page of 256 MiB rewritten at 100 MiB/s is right on b."""
+    d = Dirty(tmp_path, 256, 100)
+    try:
+        res, r = migrate(agent, d.pid, secret, "--mode", "hybrid")
+        assert len(res["rounds"]) >= 2 and res["rounds"][0]["pages"] >= 256 * 256, res
+        assert res["postcopy_pushed"] + res["postcopy_asked"] > 0, res
+        assert res["target_pid"] == d.pid and not alive("a", d.pid)
+        d.verify("b")
     finally:
         d.stop()
 

@@ -34,6 +34,12 @@ int pre_dump_round(struct cryo_opts *o, struct dump_round *r);
 int dump_hold(struct cryo_opts *o, struct dump_round *r);
 /* the trackers pre-dumps left in the tree, closed: a migration given up */
 int dump_untrack(struct cryo_opts *o, pid_t root);
+/*
+ * after a dump_hold with lazy_pages (post-copy): each run of pages left in
+ * the stopped tree (PE_LAZY), with the task's pid here and in the images
+ */
+typedef int (*dump_lazy_fn)(void *arg, pid_t pid, pid_t vpid, uint64_t addr, uint64_t len);
+int dump_lazy_runs(const struct dump_round *r, dump_lazy_fn fn, void *arg);
 /* after dump_hold: kill the tree, or let it go on as if never dumped */
 int dump_release(struct dump_round *r, bool kill);
 

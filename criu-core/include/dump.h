@@ -46,6 +46,7 @@ struct dump_task {
 	int parked[4];			/* fds of trackers parked in it (its own, or inherited) */
 	int nr_parked;
 	struct chain *prev;		/* the previous dumps' pages, or NULL */
+	bool lazy;			/* as ctx->lazy */
 	unsigned long exec_addr;	/* a private executable address */
 };
 
@@ -74,6 +75,7 @@ struct tcp_held {
 struct dump_ctx {
 	const struct cryo_opts *opts;
 	bool pre_dump;			/* only pages, with the task running meanwhile */
+	bool lazy;			/* post-copy: private anonymous pages stay in the tasks (PE_LAZY) */
 	InventoryEntry *prev_inv;	/* --prev-images-dir: what it holds */
 	struct ps_client *ps;		/* --page-server: where the images go */
 	bool ps_shared;			/* ps is a migration's: not closed with the dump */
