@@ -663,8 +663,10 @@ static int take_uffd(struct rst_task *t, const struct rst_slot *sh)
 	struct iovec local = { &t->uffd, sizeof(t->uffd) }, remote = { (void *)at, sizeof(t->uffd) };
 	int pidfd, fd;
 
-	if (process_vm_readv(t->host_pid, &local, 1, &remote, 1, 0) != sizeof(t->uffd))
-		return pr_perror("pid %d: cannot read which fd its userfaultfd is", t->pid);
+	if (process_vm_readv(t->host_pid, &local, 1, &remote, 1, 0) != sizeof(t->uffd)) {
+		pr_perror("pid %d: cannot read which fd its userfaultfd is", t->pid);
+		return -EIO;
+	}
 	if (t->uffd < 0)
 		return -1;
 	pidfd = sys_pidfd_open(t->host_pid, 0);
