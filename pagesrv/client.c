@@ -450,10 +450,10 @@ int ps_migrate(struct ps_client *c, const char *id)
 	       recv_status(c, "the migration");
 }
 
-int ps_restore(struct ps_client *c, const char *round, char *msg, size_t msg_len)
+static int restore_frame(struct ps_client *c, uint32_t type, const char *round, char *msg, size_t msg_len)
 {
 	size_t len = strlen(round);
-	int ret = send_frame(c, PSF_RESTORE, round, len, len, 0, crc32c(0, round, len));
+	int ret = send_frame(c, type, round, len, len, 0, crc32c(0, round, len));
 
 	if (ret)
 		snprintf(msg, msg_len, "the restore could not be asked for");
@@ -465,14 +465,14 @@ int ps_commit(struct ps_client *c)
 	return send_frame(c, PSF_COMMIT, NULL, 0, 0, 0, crc32c(0, NULL, 0)) ?: recv_status(c, "the commit");
 }
 
+int ps_restore(struct ps_client *c, const char *round, char *msg, size_t msg_len)
+{
+	return restore_frame(c, PSF_RESTORE, round, msg, msg_len);
+}
+
 int ps_restore_lazy(struct ps_client *c, const char *round, char *msg, size_t msg_len)
 {
-	size_t len = strlen(round);
-	int ret = send_frame(c, PSF_RESTORE_LAZY, round, len, len, 0, crc32c(0, round, len));
-
-	if (ret)
-		snprintf(msg, msg_len, "the restore could not be asked for");
-	return ret ?: recv_status_msg(c, "the restore", msg, msg_len);
+	return restore_frame(c, PSF_RESTORE_LAZY, round, msg, msg_len);
 }
 
 int ps_commit_nowait(struct ps_client *c)
