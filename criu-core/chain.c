@@ -62,8 +62,10 @@ static void chain_free_level(struct chain *c)
 		img_free_msg(IMG_PAGEMAP, &c->pm[i]->base);
 	free(c->pm);
 	free(c->off);
+	free(c->checked);
 	free(c->buf);
 	free(c->dir);
+	pages_punch_end(&c->punch, false);
 	if (c->pages)
 		img_close(c->pages);
 	if (c->dirfd >= 0)
@@ -94,6 +96,7 @@ static int open_dir_level(int fd, const char *dir, pid_t pid, bool pages, struct
 		return -ENOMEM;
 	}
 	c->dirfd = fd;
+	c->punch.fd = -1;
 	c->pid = pid;
 	c->cached = -1;
 	if (!(c->dir = xstrdup(dir))) {
@@ -111,7 +114,7 @@ static int open_dir_level(int fd, const char *dir, pid_t pid, bool pages, struct
 		if (!c->pages)
 			ret = -EIO;
 	}
-	if (!ret && c->n && !(c->off = calloc(c->n, sizeof(*c->off))))
+	if (!ret && c->n && (!(c->off = calloc(c->n, sizeof(*c->off))) || !(c->checked = calloc((c->n + 7) / 8, 1))))
 		ret = -ENOMEM;
 	for (size_t i = 0; !ret && i < c->n; i++) {
 		const PagemapEntry *e = c->pm[i];
@@ -222,7 +225,11 @@ static size_t find_entry(const struct chain *c, uint64_t addr)
 	return lo;
 }
 
-/* entry i of a level read whole into its buffer and checked */
+static bool entry_checked(const struct chain *c, size_t i)
+{
+	return c->checked[i / 8] & (1u << (i % 8));
+}
+
 /* entry i's bytes into dst, checked against its crc */
 static int read_entry(struct chain *c, size_t i, uint8_t *dst)
 {
@@ -240,6 +247,7 @@ static int read_entry(struct chain *c, size_t i, uint8_t *dst)
 		       c->dir, c->pid, (unsigned long)c->off[i], (unsigned long)e->vaddr, e->nr_pages);
 		return -EINVAL;
 	}
+	c->checked[i / 8] |= 1u << (i % 8);
 	return 0;
 }
 
@@ -267,6 +275,81 @@ static int load_entry(struct chain *c, size_t i)
 	return 0;
 }
 
+#define PUNCH_BATCH	(2u << 20)
+
+static void keep_images(struct pages_punch *p, int err)
+{
+	pr_warn("%s/pages-%d.img: cannot free what is read (%s): the images stay whole", p->dir, p->pid,
+		strerror(-err));
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = -1;
+}
+
+static void punch(struct pages_punch *p, uint64_t start, uint64_t end)
+{
+	int ret;
+
+	if (p->fd >= 0 && end > start && (ret = punch_hole(p->fd, start, end - start)))
+		keep_images(p, ret);
+}
+
+void pages_punch_start(struct pages_punch *p, int fd, bool in_order)
+{
+	p->in_order = in_order;
+	p->start = p->end = IMG_PAGES_HDR_LEN;
+	if ((p->fd = reopen_rw(fd)) < 0)
+		keep_images(p, p->fd);
+}
+
+void pages_punch_read(struct pages_punch *p, uint64_t off, uint64_t len)
+{
+	if (p->fd < 0)
+		return;
+	if (!p->in_order && off != p->end) {
+		punch(p, p->start, p->end);
+		p->start = off;
+	}
+	p->end = off + len;	/* in order, what lies between was passed over: it goes too */
+	if (p->end - p->start >= PUNCH_BATCH) {
+		punch(p, p->start, p->end);
+		p->start = p->end;
+	}
+}
+
+void pages_punch_end(struct pages_punch *p, bool all)
+{
+	struct stat st;
+
+	if (p->fd < 0)
+		return;
+	if (!all)
+		punch(p, p->start, p->end);
+	else if (fstat(p->fd, &st))
+		keep_images(p, -errno);
+	else
+		punch(p, IMG_PAGES_HDR_LEN, st.st_size);
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = -1;
+}
+
+void chain_consume(struct chain *c, bool in_order)
+{
+	for (; c; c = c->parent)
+		if (c->pages && c->punch.fd < 0) {
+			c->punch.dir = c->dir;
+			c->punch.pid = c->pid;
+			pages_punch_start(&c->punch, c->pages->fd, in_order);
+		}
+}
+
+void chain_consume_rest(struct chain *c)
+{
+	for (; c; c = c->parent)
+		pages_punch_end(&c->punch, true);
+}
+
 int chain_read(struct chain *c, uint64_t addr, uint64_t len, void *dst)
 {
 	uint8_t *out = dst;
@@ -288,14 +371,25 @@ int chain_read(struct chain *c, uint64_t addr, uint64_t len, void *dst)
 			return -EINVAL;
 		}
 		n = MIN(len, entry_end(e) - addr);
-		if ((e->flags & PE_PRESENT) && addr == e->vaddr && n == entry_end(e) - addr) {
+		if ((e->flags & PE_PRESENT) && addr == e->vaddr && n == entry_end(e) - addr && !entry_checked(c, i)) {
 			/* the whole chunk: straight to where it goes */
 			if ((ret = read_entry(c, i, out)))
 				return ret;
+		} else if ((e->flags & PE_PRESENT) && c->cached != (long)i && entry_checked(c, i)) {
+			/* a chunk checked before: only the bytes asked for */
+			if ((ret = pread_all(c->pages->fd, out, n, c->off[i] + (addr - e->vaddr)))) {
+				pr_err("%s/pages-%d.img: cannot read %lu bytes at offset %lu: %s", c->dir, c->pid,
+				       (unsigned long)n, (unsigned long)(c->off[i] + (addr - e->vaddr)),
+				       strerror(-ret));
+				return ret;
+			}
 		} else if (e->flags & PE_PRESENT) {
 			if ((ret = load_entry(c, i)))
 				return ret;
 			memcpy(out, c->buf + (addr - e->vaddr), n);
+		}
+		if (e->flags & PE_PRESENT) {
+			pages_punch_read(&c->punch, c->off[i] + (addr - e->vaddr), n);
 		} else if (e->flags & PE_IN_PREV) {
 			if ((ret = chain_read(c->parent, addr, n, out)))
 				return ret;

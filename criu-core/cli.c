@@ -86,6 +86,9 @@ static void usage(FILE *f)
 "                         process fills it in the background through userfaultfd\n"
 "                         and serves each page the tree touches first (post-copy)\n"
 "      --lazy-rate MIB    with --lazy-pages: fill at most MIB MiB/s in the background\n"
+"      --auto-dedup       restore: free the pages images (and their chain's) as\n"
+"                         they are read: less memory and faster on tmpfs, but the\n"
+"                         images cannot be restored again\n"
 "      --feature NAME     check: probe one feature (exit 0 if it works)\n"
 "  -V, --version          print the version\n"
 "  -h, --help             this help\n");
@@ -115,7 +118,7 @@ static char *work_path(const struct cryo_opts *o, const char *p)
 enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED, OPT_PREV_IMAGES_DIR, OPT_PAGE_SERVER,
        OPT_COMPRESS, OPT_SECRET_FILE, OPT_ADDRESS, OPT_PORT, OPT_ONCE,
        OPT_TO, OPT_MODE, OPT_MAX_ROUNDS, OPT_DIRTY_LIMIT, OPT_JSON, OPT_LAZY_PAGES, OPT_LAZY_RATE,
-       OPT_LAZY_SOCK };
+       OPT_LAZY_SOCK, OPT_AUTO_DEDUP };
 
 int main(int argc, char **argv)
 {
@@ -146,6 +149,7 @@ int main(int argc, char **argv)
 		{ "lazy-pages", no_argument, NULL, OPT_LAZY_PAGES },
 		{ "lazy-rate", required_argument, NULL, OPT_LAZY_RATE },
 		{ "lazy-sock", required_argument, NULL, OPT_LAZY_SOCK },
+		{ "auto-dedup", no_argument, NULL, OPT_AUTO_DEDUP },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -246,6 +250,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_LAZY_SOCK:
 			o.lazy_sock = atoi(optarg);
+			break;
+		case OPT_AUTO_DEDUP:
+			o.auto_dedup = true;
 			break;
 		case 'V':
 			printf("Version: %s\n", CRYO_VERSION);

@@ -49,8 +49,9 @@ struct lmm {
 	int uffd;			/* -1: gone */
 	pid_t vpid;			/* the task, or the one it was forked from */
 	bool forked;
-	struct lrange *r;
-	size_t nr, cap;
+	struct lrange *r;		/* sorted; emptied ones ([x, x)) stay until compacted */
+	size_t nr, cap, dead;
+	bool moved;			/* some ranges may have a delta (after mremap) */
 	struct uffd_msg *faults;	/* read while events were read, answered next */
 	size_t nr_faults, cap_faults;
 };
@@ -77,7 +78,33 @@ struct lazy {
 
 /* ------------------------------------------------------------ ranges */
 
-/* the first range that ends after addr */
+/*
+ * A range filled whole is emptied in place ([end, end)), not cut out of
+ * the array: the fill goes in address order, and cutting each one out
+ * would move the whole array every time. The emptied ones keep the ends
+ * in order; they go when they are half of the array.
+ */
+static bool lr_empty(const struct lrange *r)
+{
+	return r->start == r->end;
+}
+
+static void lr_compact(struct lmm *m)
+{
+	size_t j = 0;
+	bool moved = false;
+
+	for (size_t i = 0; i < m->nr; i++)
+		if (!lr_empty(&m->r[i])) {
+			moved |= m->r[i].delta != 0;
+			m->r[j++] = m->r[i];
+		}
+	m->nr = j;
+	m->dead = 0;
+	m->moved = moved;
+}
+
+/* the first range not emptied that ends after addr */
 static size_t lr_first(const struct lmm *m, uint64_t addr)
 {
 	size_t lo = 0, hi = m->nr;
@@ -90,7 +117,17 @@ static size_t lr_first(const struct lmm *m, uint64_t addr)
 		else
 			hi = mid;
 	}
+	while (lo < m->nr && lr_empty(&m->r[lo]))
+		lo++;
 	return lo;
+}
+
+/* the next range from i on, not emptied */
+static size_t lr_next(const struct lmm *m, size_t i)
+{
+	while (i < m->nr && lr_empty(&m->r[i]))
+		i++;
+	return i;
 }
 
 static int lr_insert(struct lmm *m, size_t at, struct lrange r)
@@ -110,12 +147,12 @@ static int lr_insert(struct lmm *m, size_t at, struct lrange r)
 	return 0;
 }
 
-/* [s, e) needs nothing any more */
+/* [s, e) needs nothing any more (indices into m->r change) */
 static int lr_remove(struct lmm *m, uint64_t s, uint64_t e)
 {
 	size_t i = lr_first(m, s);
 
-	while (i < m->nr && m->r[i].start < e) {
+	for (; i < m->nr && m->r[i].start < e; i = lr_next(m, i + 1)) {
 		struct lrange *r = &m->r[i];
 
 		if (r->start < s && r->end > e) {
@@ -123,19 +160,26 @@ static int lr_remove(struct lmm *m, uint64_t s, uint64_t e)
 
 			tail.start = e;
 			r->end = s;
+			if (i + 1 < m->nr && lr_empty(&m->r[i + 1])) {
+				/* an emptied slot right after it: the tail goes there */
+				m->r[i + 1] = tail;
+				m->dead--;
+				return 0;
+			}
 			return lr_insert(m, i + 1, tail);
 		}
 		if (r->start < s) {
 			r->end = s;
-			i++;
 		} else if (r->end > e) {
 			r->start = e;
 			break;
 		} else {
-			memmove(r, r + 1, (m->nr - i - 1) * sizeof(*r));
-			m->nr--;
+			r->start = r->end;
+			m->dead++;
 		}
 	}
+	if (m->dead > 64 && m->dead > m->nr / 2)
+		lr_compact(m);
 	return 0;
 }
 
@@ -146,7 +190,7 @@ static int lr_remap(struct lmm *m, uint64_t from, uint64_t to, uint64_t len)
 	size_t n = 0, i = lr_first(m, from);
 	int ret = 0;
 
-	for (; i < m->nr && m->r[i].start < from + len; i++) {
+	for (; i < m->nr && m->r[i].start < from + len; i = lr_next(m, i + 1)) {
 		struct lrange p = m->r[i];
 		struct lrange *nm = xrealloc_array(moved, n + 1, sizeof(*nm));
 
@@ -163,8 +207,12 @@ static int lr_remap(struct lmm *m, uint64_t from, uint64_t to, uint64_t len)
 		moved[n++] = p;
 	}
 	ret = lr_remove(m, from, from + len) ?: lr_remove(m, to, to + len);
-	for (size_t k = 0; k < n && !ret; k++)
+	/* no emptied range may lie where the moved ones go */
+	lr_compact(m);
+	for (size_t k = 0; k < n && !ret; k++) {
 		ret = lr_insert(m, lr_first(m, moved[k].start), moved[k]);
+		m->moved |= moved[k].delta != 0;
+	}
 	free(moved);
 	return ret;
 }
@@ -219,6 +267,7 @@ static void mm_gone(struct lmm *m)
 		close(m->uffd);
 	m->uffd = -1;
 	m->nr = 0;
+	m->dead = 0;
 	m->nr_faults = 0;
 }
 
@@ -264,12 +313,14 @@ static int on_fork(struct lazy *l, struct lmm *parent, int uffd)
 		close(uffd);
 		return -ENOMEM;
 	}
+	lr_compact(parent);
 	if (parent->nr) {
 		c->r = xrealloc_array(NULL, parent->nr, sizeof(*c->r));
 		if (!c->r)
 			return -ENOMEM;
 		memcpy(c->r, parent->r, parent->nr * sizeof(*c->r));
 		c->nr = c->cap = parent->nr;
+		c->moved = parent->moved;
 	}
 	l->nothing_local = false;
 	pr_debug("a task of pid %d's line forked: %zu ranges to fill in the child too", parent->vpid, c->nr);
@@ -356,40 +407,52 @@ static int copy_in(struct lazy *l, struct lmm *m, uint64_t dst, const uint8_t *s
 	return 0;
 }
 
+/*
+ * The first range of m that waits for bytes of task src in [saddr, end):
+ * found by address, for ranges whose bytes are where they are to go; then
+ * the moved ones, one by one.
+ */
+static size_t lr_find_src(const struct lmm *m, pid_t src, uint64_t saddr, uint64_t end)
+{
+	for (size_t i = lr_first(m, saddr); i < m->nr && m->r[i].start < end; i = lr_next(m, i + 1))
+		if (!m->r[i].delta && m->r[i].src == src)
+			return i;
+	for (size_t i = 0; m->moved && i < m->nr; i++) {
+		const struct lrange *r = &m->r[i];
+
+		if (r->delta && r->src == src && !lr_empty(r) && r->start + r->delta < end &&
+		    r->end + r->delta > saddr)
+			return i;
+	}
+	return m->nr;
+}
+
 /* bytes of task src at saddr: into every address space that still waits for them */
 static int apply(struct lazy *l, pid_t src, uint64_t saddr, const uint8_t *buf, uint64_t len)
 {
 	for (size_t k = 0; k < l->nr_mms; k++) {
 		struct lmm *m = l->mms[k];
-		size_t i = 0;
+		size_t i;
 
-		while (i < m->nr) {
-			struct lrange *r = &m->r[i];
-			uint64_t s, e;
-			int ret;
+		while (m->uffd >= 0 && (i = lr_find_src(m, src, saddr, saddr + len)) < m->nr) {
+			const struct lrange *r = &m->r[i];
+			uint64_t s = MAX(r->start + r->delta, saddr), e = MIN(r->end + r->delta, saddr + len);
+			int64_t delta = r->delta;
+			int ret = copy_in(l, m, s - delta, buf + (s - saddr), e - s);
 
-			s = MAX(r->start + r->delta, saddr);
-			e = MIN(r->end + r->delta, saddr + len);
-			if (r->src != src || s >= e) {
-				i++;
-				continue;
-			}
-			ret = copy_in(l, m, s - r->delta, buf + (s - saddr), e - s);
 			if (ret == -ESRCH) {
 				pr_debug("pid %d (or a child of it) is gone", m->vpid);
 				mm_gone(m);
 				break;
 			}
 			if (ret == -EAGAIN) {
-				/* an event first; the ranges may have changed: from the top */
+				/* an event first; the ranges may have changed: look again */
 				if ((ret = read_events(l, m)))
 					return ret;
-				i = 0;
 				continue;
 			}
-			if (ret || (ret = lr_remove(m, s - r->delta, e - r->delta)))
+			if (ret || (ret = lr_remove(m, s - delta, e - delta)))
 				return ret;
-			i = 0;
 		}
 	}
 	return 0;
@@ -495,7 +558,7 @@ static int fill_some(struct lazy *l)
 			l->cursor = 0;
 		}
 		m = l->mms[l->cursor_mm];
-		for (i = lr_first(m, l->cursor); i < m->nr; i++) {
+		for (i = lr_first(m, l->cursor); i < m->nr; i = lr_next(m, i + 1)) {
 			struct lrange r = m->r[i];
 			uint64_t s = MAX(r.start, l->cursor);
 			bool remote;
@@ -503,8 +566,10 @@ static int fill_some(struct lazy *l)
 
 			if (ret)
 				return ret;
-			if (!remote)
+			if (!remote) {
+				l->cursor = s;	/* what is left of r is found from there */
 				return 1;
+			}
 			/* the source host pushes those: on past them */
 			l->cursor = r.end;
 		}
@@ -517,7 +582,7 @@ static int fill_some(struct lazy *l)
 static bool all_in(const struct lazy *l)
 {
 	for (size_t k = 0; k < l->nr_mms; k++)
-		if (l->mms[k]->nr || l->mms[k]->nr_faults)
+		if (l->mms[k]->nr > l->mms[k]->dead || l->mms[k]->nr_faults)
 			return false;
 	return true;
 }
@@ -633,7 +698,21 @@ static void lazy_free(struct lazy *l)
 	free(l->buf);
 }
 
-int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *remote, int rate_mib)
+/* PE_PARENT pages are read from the parent's images: only a childless task's are read once */
+static void consume_images(struct lazy *l)
+{
+	for (size_t i = 0; i < l->nr_tasks; i++) {
+		bool parent = false;
+
+		for (size_t k = 0; k < l->nr_tasks && !parent; k++)
+			parent = l->tasks[k].ppid == l->tasks[i].vpid;
+		if (!parent)
+			chain_consume(l->tasks[i].chain, false);
+	}
+}
+
+int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *remote, int rate_mib,
+	       bool consume)
 {
 	struct lazy l = { .dirfd = dirfd, .dir = dir, .remote = remote };
 	uint64_t t0 = now_ns(), next_fill = 0, total = 0;
@@ -643,6 +722,8 @@ int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *r
 		return -ENOMEM;
 	while ((ret = recv_task(&l, sock)) == 1)
 		;
+	if (consume)
+		consume_images(&l);
 	for (size_t k = 0; k < l.nr_mms; k++)
 		for (size_t i = 0; i < l.mms[k]->nr; i++)
 			total += l.mms[k]->r[i].end - l.mms[k]->r[i].start;
@@ -694,6 +775,8 @@ int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *r
 			}
 		}
 	}
+	for (size_t i = 0; !ret && i < l.nr_tasks; i++)
+		chain_consume_rest(l.tasks[i].chain);
 	if (!ret)
 		pr_info("every page is in: %lu MiB copied in %lu ms, %lu faults, %lu zero pages, %lu MiB asked of the source",
 			l.copied >> 20, (now_ns() - t0) / 1000000, l.faults, l.zero_pages, l.asked >> 20);

@@ -874,16 +874,38 @@ static int fill_eager(struct restore_ctx *ctx, struct rst_task *t, int pages_fd,
 	return 0;
 }
 
+/*
+ * A run of pages of earlier dumps, a piece at a time: with --auto-dedup,
+ * the memory each piece frees in the images is the next piece's.
+ */
+static int fill_from_chain(struct chain *c, uint64_t addr, uint64_t len, char *dst)
+{
+	for (uint64_t done = 0; done < len;) {
+		uint64_t n = MIN(len - done, CHUNK_MAX);
+		int ret;
+
+		madvise(dst + done, n, MADV_POPULATE_WRITE);
+		if ((ret = chain_read(c, addr + done, n, dst + done)))
+			return ret;
+		done += n;
+	}
+	return 0;
+}
+
 /* Read the pages image into the premapped VMAs, checking every chunk. */
 static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vma *rv, size_t nr)
 {
 	struct img *pages = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_PAGES, t->pid, false);
 	uint64_t off = IMG_PAGES_HDR_LEN, prev = 0, lazy = 0, skipped = 0, t0 = now_ns();
 	size_t vi = 0;
+	struct pages_punch punch = { .fd = -1, .dir = ctx->opts->images_dir, .pid = t->pid };
 	int ret = 0;
 
 	if (!pages)
 		return -EIO;
+	/* --auto-dedup: free what is read (as the chain does, see restore.c) */
+	if (ctx->opts->auto_dedup && !ctx->opts->lazy_pages)
+		pages_punch_start(&punch, pages->fd, true);
 	for (size_t i = 0; i < t->nr_pagemap; i++) {
 		const PagemapEntry *pe = t->pagemap[i];
 		uint64_t len = (uint64_t)pe->nr_pages * PAGE_SIZE;
@@ -918,16 +940,16 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 			ret = -EINVAL;
 			break;
 		}
-		/* fault the chunk in with one call rather than page by page in
-		 * read(); it is only a hint, so a failure is harmless */
-		madvise(dst, len, MADV_POPULATE_WRITE);
 		if (pe->flags & PE_IN_PREV) {
-			ret = chain_read(t->chain, pe->vaddr, len, dst);
+			ret = fill_from_chain(t->chain, pe->vaddr, len, dst);
 			if (ret)
 				break;
 			prev += len;
 			continue;
 		}
+		/* fault the chunk in with one call rather than page by page in
+		 * read(); it is only a hint, so a failure is harmless */
+		madvise(dst, len, MADV_POPULATE_WRITE);
 		ret = pread_all(pages->fd, dst, len, off);
 		if (ret) {
 			if (ret == -ENODATA)
@@ -944,9 +966,13 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 			ret = -EINVAL;
 			break;
 		}
+		pages_punch_read(&punch, off, len);
 		off += len;
 	}
 	img_close(pages);
+	pages_punch_end(&punch, !ret);
+	if (!ret)
+		chain_consume_rest(t->chain);
 	if (!ret)
 		pr_info("pid %d: read %lu MiB of pages (%lu MiB from previous dumps) in %lu ms, %lu MiB left to post-copy",
 			t->pid, (off - IMG_PAGES_HDR_LEN - skipped + prev) >> 20, prev >> 20,

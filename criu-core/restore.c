@@ -101,8 +101,14 @@ static int read_task_images(struct restore_ctx *ctx, struct rst_task *t)
 	ret = img_read_all(ctx->dirfd, IMG_PAGEMAP, t->pid, false, &t->pagemap, &t->nr_pagemap) ?:
 	      img_read_all(ctx->dirfd, IMG_FDS, t->pid, false, &t->fds, &t->nr_fds);
 	for (size_t i = 0; !ret && i < t->nr_pagemap; i++)
-		if (t->pagemap[i]->flags & PE_IN_PREV)
-			return chain_open(ctx->dirfd, ctx->opts->images_dir, t->pid, true, &t->chain);
+		if (t->pagemap[i]->flags & PE_IN_PREV) {
+			if ((ret = chain_open(ctx->dirfd, ctx->opts->images_dir, t->pid, true, &t->chain)))
+				return ret;
+			/* post-copy: the lazy-pages handler reads them, and it frees them */
+			if (ctx->opts->auto_dedup && !ctx->opts->lazy_pages)
+				chain_consume(t->chain, true);
+			return 0;
+		}
 	return ret;
 }
 
@@ -709,7 +715,8 @@ static int start_lazy(struct restore_ctx *ctx)
 			dup2(null, 2);
 			qsort(keep, 3, sizeof(int), cmp_fd);
 			close_fds_but(3, keep, 3);
-			ret = lazy_serve(ctx->dirfd, ctx->opts->images_dir, sv[1], NULL, ctx->opts->lazy_rate_mib);
+			ret = lazy_serve(ctx->dirfd, ctx->opts->images_dir, sv[1], NULL, ctx->opts->lazy_rate_mib,
+					 ctx->opts->auto_dedup);
 			_exit(ret ? 1 : 0);
 		}
 		close(sv[1]);

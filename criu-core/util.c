@@ -141,6 +141,21 @@ int read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
+int punch_hole(int fd, uint64_t off, uint64_t len)
+{
+	return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) ? -errno : 0;
+}
+
+int reopen_rw(int fd)
+{
+	char path[32];
+	int rw;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	rw = open(path, O_WRONLY | O_CLOEXEC);
+	return rw < 0 ? -errno : rw;
+}
+
 int pread_all(int fd, void *buf, size_t len, off_t off)
 {
 	char *p = buf;

@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
+#include <linux/magic.h>
 
 #include "log.h"
 #include "migrate.h"
@@ -47,6 +49,13 @@ static void restore_reason(const char *out, size_t n, char *msg, size_t len)
 		snprintf(msg, len, "cryo restore failed without saying why");
 }
 
+bool agent_images_in_memory(const char *dir)
+{
+	struct statfs st;
+
+	return !statfs(dir, &st) && (st.f_type == TMPFS_MAGIC || st.f_type == RAMFS_MAGIC);
+}
+
 int agent_restore(const char *dir, int lazy_sock, pid_t *pid, char *msg, size_t len)
 {
 	char out[4096], pidfile[PATH_MAX], *buf = NULL;
@@ -74,18 +83,23 @@ int agent_restore(const char *dir, int lazy_sock, pid_t *pid, char *msg, size_t 
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
 		dup2(p[1], STDERR_FILENO);
+		const char *argv[16] = { "cryo", "restore", "-D", dir, "-d", "--pidfile", "restored.pid",
+					 "-o", "restore.log" };
+		int argc = 9;
+
+		if (agent_images_in_memory(dir))
+			argv[argc++] = "--auto-dedup";
 		if (lazy_sock >= 0) {
 			/* post-copy: the tasks' userfaultfds come back to the agent on fd 3 */
 			if (lazy_sock == 3)
 				fcntl(3, F_SETFD, 0);
 			else
 				dup2(lazy_sock, 3);
-			execl("/proc/self/exe", "cryo", "restore", "-D", dir, "-d", "--pidfile", "restored.pid", "-o",
-			      "restore.log", "--lazy-pages", "--lazy-sock", "3", (char *)NULL);
-		} else {
-			execl("/proc/self/exe", "cryo", "restore", "-D", dir, "-d", "--pidfile", "restored.pid",
-			      "-o", "restore.log", (char *)NULL);
+			argv[argc++] = "--lazy-pages";
+			argv[argc++] = "--lazy-sock";
+			argv[argc++] = "3";
 		}
+		execv("/proc/self/exe", (char *const *)argv);
 		dprintf(STDERR_FILENO, "cryo: cannot run cryo restore: %s\n", strerror(errno));
 		_exit(127);
 	}

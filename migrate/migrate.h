@@ -6,6 +6,7 @@
 #ifndef CRYO_MIGRATE_H
 #define CRYO_MIGRATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -17,6 +18,13 @@
  * task's userfaultfd comes back on lazy_sock for lazy_serve.
  */
 int agent_restore(const char *dir, int lazy_sock, pid_t *pid, char *msg, size_t len);
+/*
+ * Are the images in dir in memory (tmpfs)? Then the restore frees them as
+ * it reads them (--auto-dedup): the memory each chunk frees is the next
+ * one's, and the target never holds a tree's memory twice. (On a disk,
+ * punching holes costs more than it saves.)
+ */
+bool agent_images_in_memory(const char *dir);
 /* kill a restored tree the driver did not commit: its root and every descendant */
 void agent_kill_tree(pid_t root);
 

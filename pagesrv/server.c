@@ -387,7 +387,7 @@ static int on_restore_lazy(struct session *s, const char *round, size_t len)
 		close(sv[0]);
 		return fail(s, errno, "cannot open %s: %s", dir, strerror(errno));
 	}
-	ret = lazy_serve(dfd, dir, sv[0], &remote, 0);
+	ret = lazy_serve(dfd, dir, sv[0], &remote, 0, agent_images_in_memory(dir));
 	close(sv[0]);
 	close(dfd);
 	if (ret)
@@ -496,6 +496,8 @@ static int on_frame(struct session *s)
 	case PSF_PAGES: {
 		struct ps_pages p;
 
+		if (s->lazy_done && h.raw_len >= sizeof(p))
+			return 0;	/* pushed before the driver heard every page is in */
 		if (!s->lazy || h.raw_len < sizeof(p))
 			return fail(s, EPROTO, "pages outside post-copy, or a malformed pages frame");
 		memcpy(&p, data, sizeof(p));

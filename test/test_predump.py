@@ -129,3 +129,34 @@ def test_broken_chain_fails_clearly(workload, tmp_path):
     for f in (tmp_path / "1").glob("pages-*.img"):
         f.unlink()
     cryolib.restore_fails(tmp_path / "2", w.pid, "parent/pages-")
+
+
+def pages_allocated(d):
+    """Bytes the pages images of d take on disk (holes punched are free)."""
+    return sum(f.stat().st_blocks * 512 for f in Path(d).glob("pages-*.img"))
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
+def test_restore_auto_dedup_frees_the_chain(workload, tmp_path, lazy):
+    """restore --auto-dedup reads the pages of a pre-dump and a dump (a
+    chain) into the process and frees them in the images as it goes, in
+    cryo restore itself or in the post-copy handler: every page comes back
+    as the program wrote it, and the images keep their size but hold next
+    to nothing."""
+    w = workload([prog("dirty"), "64", "50"])
+    w.wait_ready()
+    d1, d2 = tmp_path / "1", tmp_path / "2"
+    predump(w.pid, d1)
+    time.sleep(0.5)
+    cryolib.checkpoint(w, d2, "--prev-images-dir", "../1")
+    sizes = {d: pages_bytes(d) for d in (d1, d2)}
+    assert pages_allocated(d1) >= 64 * MIB and pages_allocated(d2) > MIB
+    cryolib.restore(d2, "--auto-dedup", *(["--lazy-pages"] if lazy else []))
+    w.restored = True
+    w.verify(timeout=60)
+    if lazy:
+        import test_lazy
+        test_lazy.handler_summary(d2)
+    for d in (d1, d2):
+        assert pages_bytes(d) == sizes[d], "the images changed size"
+        assert pages_allocated(d) < MIB, f"{d.name}: {pages_allocated(d) >> 10} KiB still allocated"

@@ -13,6 +13,14 @@
 
 #include "image.h"
 
+struct pages_punch {
+	int fd;				/* the image for writing, -1: nothing to free */
+	bool in_order;
+	uint64_t start, end;		/* read and not freed yet */
+	const char *dir;		/* for messages: the image is DIR/pages-PID.img */
+	pid_t pid;
+};
+
 /* one directory of the chain, seen for one task */
 struct chain {
 	int dirfd;
@@ -26,6 +34,8 @@ struct chain {
 	uint8_t *buf;
 	size_t buf_len;
 	long cached;
+	uint8_t *checked;		/* a bit per entry: its checksum was found right */
+	struct pages_punch punch;	/* restore --auto-dedup: free what is read */
 	struct chain *parent;		/* NULL at the first dump */
 };
 
@@ -47,10 +57,30 @@ void chain_close(struct chain *c);
 /* the same with dirfd itself as the first level (the pages of a dump, for post-copy) */
 int chain_open_self(int dirfd, const char *dir, pid_t pid, struct chain **out);
 
+/*
+ * Freeing a pages image as it is read (restore --auto-dedup): holes
+ * punched a few MiB at a time. A reader in file order (in_order) frees
+ * what it passed over too (pages a later dump replaced); another only
+ * what it read. Should the file not take it, a warning says the images
+ * stay whole, and reading goes on.
+ */
+void pages_punch_start(struct pages_punch *p, int fd, bool in_order);
+void pages_punch_read(struct pages_punch *p, uint64_t off, uint64_t len);
+/* done: with all, every page of the image goes (its header stays) */
+void pages_punch_end(struct pages_punch *p, bool all);
+
+/*
+ * From now on, free in each level's pages image the bytes chain_read
+ * reads: for readers that read each byte once (in address order: in_order).
+ */
+void chain_consume(struct chain *c, bool in_order);
+/* every page is in: free the rest too (the pages later dumps replaced) */
+void chain_consume_rest(struct chain *c);
+
 /* the flags of the first level's entry at addr (0: none), and how far they go in *run */
 uint32_t chain_flags_at(const struct chain *c, uint64_t addr, uint64_t *run);
 
-/* Read [addr, addr + len) from the chain into dst, checking each chunk. */
+/* Read [addr, addr + len) from the chain into dst, checking each chunk (once). */
 int chain_read(struct chain *c, uint64_t addr, uint64_t len, void *dst);
 
 /*

@@ -36,6 +36,7 @@ struct cryo_opts {
 	bool lazy_pages;		/* restore --lazy-pages: run before the memory is in (post-copy) */
 	int lazy_rate_mib;		/* restore --lazy-rate: background fill in MiB/s at most (0: no limit) */
 	int lazy_sock;			/* restore --lazy-sock FD: hand the userfaultfds to the agent (-1: no) */
+	bool auto_dedup;		/* restore --auto-dedup: free the pages images as they are read */
 };
 
 /* open the image directory (-D), logging why not; returns an fd or -errno */

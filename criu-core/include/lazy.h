@@ -50,9 +50,12 @@ struct lazy_remote {
  * The handler: takes the tasks from sock (until the sender closes it),
  * then fills their memory from the images in dirfd (named dir) and the
  * remote, if any. rate_mib: the background fill's limit (0: none).
+ * consume: free the images' pages as they are read (restore --auto-dedup),
+ * but those of a task the tree has children of (they may share them).
  * Returns 0 once every page is in (or its task gone), or -errno (logged).
  */
-int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *remote, int rate_mib);
+int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *remote, int rate_mib,
+	       bool consume);
 
 /* remote pages arrived: copied into every task that still needs them */
 int lazy_pages_in(struct lazy *l, pid_t vpid, uint64_t addr, const void *buf, uint64_t len);

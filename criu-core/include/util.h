@@ -43,6 +43,10 @@ int read_all(int fd, void *buf, size_t len);
 /* remove name under dirfd, a directory with everything in it: 0 or -errno */
 int rm_tree_at(int dirfd, const char *name);
 int pread_all(int fd, void *buf, size_t len, off_t off);
+/* free [off, off + len) of a file, its size kept: 0 or -errno */
+int punch_hole(int fd, uint64_t off, uint64_t len);
+/* the file of fd opened again for writing (to punch holes in): an fd or -errno */
+int reopen_rw(int fd);
 
 /* raw syscalls glibc 2.36 lacks wrappers for */
 int sys_pidfd_open(pid_t pid, unsigned flags);
