@@ -78,6 +78,7 @@ struct migration {
 	uint64_t t0, t_frozen, t_running;
 	bool lazy;			/* postcopy or hybrid: the last round leaves memory at the source */
 	uint64_t lazy_pushed, lazy_asked, lazy_ns;	/* post-copy: bytes pushed, asked for; how long */
+	uint64_t lazy_wire;		/* post-copy: bytes on the wire, frames included */
 };
 
 /* post-copy: the runs of pages left in the stopped tree, pushed in order */
@@ -243,7 +244,7 @@ static int serve_pages(struct migration *m, const struct dump_round *dr)
 {
 	struct lazy_runs runs = { 0 };
 	_cleanup_free_ uint8_t *buf = malloc(PUSH_MAX + 64), *frame = malloc(256);
-	uint64_t t0 = now_ns(), next = 0, total = 0;
+	uint64_t t0 = now_ns(), sent0 = ps_sent(m->ps), next = 0, total = 0;
 	size_t ri = 0, off = 0;
 	int ret;
 
@@ -308,6 +309,7 @@ static int serve_pages(struct migration *m, const struct dump_round *dr)
 out:
 	free(runs.v);
 	m->lazy_ns = now_ns() - t0;
+	m->lazy_wire = ps_sent(m->ps) - sent0;
 	if (!ret)
 		progress(m, "post-copy: every page is in on the target after %.2f s (%.1f MiB pushed, %.1f MiB asked for first)",
 			 m->lazy_ns / 1e9, mib(m->lazy_pushed), mib(m->lazy_asked));
@@ -383,7 +385,7 @@ static int final_round(struct migration *m)
 
 static void print_summary(const struct migration *m, int ret)
 {
-	uint64_t total = now_ns() - m->t0, bytes = 0;
+	uint64_t total = now_ns() - m->t0, bytes = m->lazy_wire;
 	int nr = m->nr_rounds + (m->t_frozen ? 1 : 0);
 
 	for (int i = 0; i < nr; i++)
@@ -400,8 +402,9 @@ static void print_summary(const struct migration *m, int ret)
 			printf(", \"target_pid\": %d, \"downtime_ms\": %.3f", m->target_pid,
 			       (m->t_running - m->t_frozen) / 1e6);
 			if (m->lazy)
-				printf(", \"postcopy_ms\": %.3f, \"postcopy_pushed\": %lu, \"postcopy_asked\": %lu",
-				       m->lazy_ns / 1e6, m->lazy_pushed, m->lazy_asked);
+				printf(", \"postcopy_ms\": %.3f, \"postcopy_pushed\": %lu, \"postcopy_asked\": %lu, "
+				       "\"postcopy_bytes\": %lu", m->lazy_ns / 1e6, m->lazy_pushed, m->lazy_asked,
+				       m->lazy_wire);
 		}
 		printf(", \"total_ms\": %.3f, \"bytes_sent\": %lu, \"rounds\": [", total / 1e6, bytes);
 		for (int i = 0; i < nr; i++) {
@@ -422,8 +425,11 @@ static void print_summary(const struct migration *m, int ret)
 			m->o->to, m->stage, m->why, m->root);
 		return;
 	}
-	printf("migrated pid %d to %s (pid %d there): downtime %.1f ms, total %.2f s, %.1f MiB sent in %d rounds\n",
+	printf("migrated pid %d to %s (pid %d there): downtime %.1f ms, total %.2f s, %.1f MiB sent in %d rounds",
 	       m->root, m->o->to, m->target_pid, (m->t_running - m->t_frozen) / 1e6, total / 1e9, mib(bytes), nr);
+	if (m->lazy)
+		printf(" and %.2f s of post-copy", m->lazy_ns / 1e9);
+	printf("\n");
 	fflush(stdout);
 }
 
