@@ -47,8 +47,10 @@ class Container:
         mounts = [re.sub(r"shared:(\d+)", lambda g: "shared:%d" % groups.setdefault(g[1], len(groups)), l)
                   for l in mounts]
         return {
-            # the counter loop's sleep and mv come and go
-            "ps": sorted(l for l in ps.splitlines() if not any(w in l for w in ("sleep", "[exe]", "{mv}", " mv "))),
+            # the counter loop's sleep and mv come and go, and so do its shell's forks on their
+            # way to them or out (no cmdline yet or any more: [sh])
+            "ps": sorted(l for l in ps.splitlines()
+                         if not any(w in l for w in ("sleep", "[exe]", "{mv}", " mv ", "[sh]"))),
             "hostname": self.sh("hostname").strip(),
             "domainname": self.sh("cat /proc/sys/kernel/domainname").strip(),
             "mountinfo": mounts,
