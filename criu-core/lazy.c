@@ -611,6 +611,27 @@ int lazy_send(int sock, const struct lazy_task_desc *d, const uint64_t *vmas, in
 	return 0;
 }
 
+/*
+ * Whose bytes task vpid has at addr when they are its parent's (PE_PARENT,
+ * shared copy-on-write at the dump): the nearest ancestor with bytes of its
+ * own there, as far as *run goes (cut down to where that holds). The
+ * ranges waiting for them then name it as their source, so that its pages,
+ * filled here or pushed by the source host, fill them too.
+ */
+static pid_t owner_at(struct lazy *l, pid_t vpid, uint64_t addr, uint64_t *run)
+{
+	for (int depth = 0; depth < 64; depth++) {
+		struct ltask *t = find_task(l, vpid), *p;
+		uint64_t r;
+
+		if (!t || !(chain_flags_at(t->chain, addr, &r) & PE_PARENT) || !(p = find_task(l, t->ppid)))
+			return vpid;
+		*run = MIN(*run, r);
+		vpid = p->vpid;
+	}
+	return vpid;
+}
+
 /* one task from cryo restore: 1, or 0 at the end of the list, or -errno */
 static int recv_task(struct lazy *l, int sock)
 {
@@ -672,10 +693,13 @@ static int recv_task(struct lazy *l, int sock)
 		for (uint64_t a = v[2 * k]; a < v[2 * k + 1];) {
 			uint64_t run, e;
 			uint32_t f = chain_flags_at(t->chain, a, &run);
+			pid_t src = d.vpid;
 
+			if (f & PE_PARENT)
+				src = owner_at(l, d.vpid, a, &run);
 			e = MIN(v[2 * k + 1], a + MIN(run, v[2 * k + 1] - a));
 			if ((f & (PE_PRESENT | PE_IN_PREV | PE_PARENT | PE_LAZY)) &&
-			    (ret = lr_insert(m, m->nr, (struct lrange){ a, e, 0, d.vpid })))
+			    (ret = lr_insert(m, m->nr, (struct lrange){ a, e, 0, src })))
 				return ret;
 			a = e;
 		}

@@ -420,6 +420,56 @@ def test_os_container(agent, os_container, secret):
         assert svc in ps, f"{svc} is not running in the migrated container:\n{ps}"
 
 
+def test_os_container_postcopy(agent, os_container, secret):
+    """The OS container moves in post-copy mode, its memory following: its
+    processes' pages shared copy-on-write with their parents (PE_PARENT)
+    come in too, it serves on b (the TCP stream goes on without a gap, the
+    web server answers a new client, the counter goes on), the source is
+    gone and the stream has every line back once, in order. (Its memory is
+    too small to check it while pages still arrive: progs/lazy does that.)"""
+    name = "migpc"
+    pid = os_container(name, 63)
+    time.sleep(1.5)
+    with in_netns("a"):
+        web = socket.create_connection(("10.77.0.63", 80), timeout=20)
+    stream = Stream(("10.77.0.63", 7000))
+    time.sleep(1)
+    mig = subprocess.Popen([str(HOSTS), "run", "a", str(CRYO), "migrate", "-t", str(pid),
+                            "--to", f"10.77.0.254:{agent.port}", "--secret-file", str(secret), "--json",
+                            "--mode", "postcopy", "--lazy-rate", "4"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not alive("b", pid):
+            assert time.monotonic() < deadline and mig.poll() is None, mig.communicate()
+            time.sleep(0.05)
+        before, got = counter(name), stream.got
+        time.sleep(1.5)
+        with in_netns("a"):
+            new = socket.create_connection(("10.77.0.63", 80), timeout=20)
+        page = http_get(new)
+        new.close()
+        assert "cryo sample container" in page, page
+        assert stream.error is None and stream.got > got, f"the stream stopped on b: {stream.error}"
+        assert counter(name) > before, "the counter does not go on on b"
+        out, err = mig.communicate(timeout=120)
+        res = json.loads(out)
+        assert mig.returncode == 0 and res["result"] == "migrated", err
+        assert res["mode"] == "postcopy" and res["target_pid"] == pid
+        assert res["postcopy_pushed"] > 0, res
+        assert not alive("a", pid) and alive("b", pid)
+    finally:
+        if mig.poll() is None:
+            mig.kill()
+    time.sleep(1)
+    stream.finish()
+    assert "200 OK" in http_get(web)
+    web.close()
+    ps = on("b", CONTAINER, "exec", name, "ps").stdout
+    for svc in ("init", "counter.sh", "httpd", "ct-ipc", "ct-udpecho"):
+        assert svc in ps, f"{svc} is not running in the migrated container:\n{ps}"
+
+
 def test_target_cannot_restore(agent, os_container, secret):
     """The container's root file system is missing on the target: the agent's
     restore fails, says why, and the source goes on as if nothing happened."""
