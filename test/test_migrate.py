@@ -376,6 +376,12 @@ def counter(name):
     return int((HOSTS_DIR / "ct" / name / "rootfs" / "var" / "counter").read_text() or 0)
 
 
+def services_run_on_b(name):
+    ps = on("b", CONTAINER, "exec", name, "ps").stdout
+    for svc in ("init", "counter.sh", "httpd", "ct-ipc", "ct-udpecho"):
+        assert svc in ps, f"{svc} is not running in the migrated container:\n{ps}"
+
+
 @pytest.fixture
 def os_container(hosts):
     started = []
@@ -415,9 +421,7 @@ def test_os_container(agent, os_container, secret):
     assert "200 OK" in page and "cryo sample container" in page, page
     after = counter(name)
     assert after > before, f"the counter did not go on ({before} -> {after})"
-    ps = on("b", CONTAINER, "exec", name, "ps").stdout
-    for svc in ("init", "counter.sh", "httpd", "ct-ipc", "ct-udpecho"):
-        assert svc in ps, f"{svc} is not running in the migrated container:\n{ps}"
+    services_run_on_b(name)
 
 
 def test_os_container_postcopy(agent, os_container, secret):
@@ -465,9 +469,7 @@ def test_os_container_postcopy(agent, os_container, secret):
     stream.finish()
     assert "200 OK" in http_get(web)
     web.close()
-    ps = on("b", CONTAINER, "exec", name, "ps").stdout
-    for svc in ("init", "counter.sh", "httpd", "ct-ipc", "ct-udpecho"):
-        assert svc in ps, f"{svc} is not running in the migrated container:\n{ps}"
+    services_run_on_b(name)
 
 
 def test_target_cannot_restore(agent, os_container, secret):
