@@ -424,16 +424,53 @@ def test_os_container(agent, os_container, secret):
     services_run_on_b(name)
 
 
+HOLDER = """
+x=$(head -c 16000000 /dev/urandom | base64)
+echo "$x" | md5sum >/var/hold.sum
+trap 'echo "$x" | md5sum >/var/hold.now' USR1
+echo $$ >/var/hold.pid
+while :; do sleep 0.2; done
+"""
+
+
+def start_holder(name):
+    """A shell in the container holding 21 MiB of random text, started with
+    container exec (so in its namespaces and cgroups): enough memory for
+    post-copy to last seconds. It writes the text's md5 at start, and again
+    on SIGUSR1 from what its memory holds then."""
+    root = HOSTS_DIR / "ct" / name / "rootfs"
+    (root / "var" / "hold.sh").write_text(HOLDER)
+    on("a", CONTAINER, "exec", name, "sh", "-c", "setsid sh /var/hold.sh </dev/null >/dev/null 2>&1 &")
+    deadline = time.monotonic() + 30
+    while not (root / "var" / "hold.pid").exists():
+        assert time.monotonic() < deadline, "the memory holder did not start"
+        time.sleep(0.1)
+    return root
+
+
+def holder_sum_now(name, root, host):
+    now = root / "var" / "hold.now"
+    on(host, CONTAINER, "exec", name, "kill", "-USR1", (root / "var" / "hold.pid").read_text().strip())
+    deadline = time.monotonic() + 30
+    while not now.exists() or not now.read_text():
+        assert time.monotonic() < deadline, "the memory holder did not answer SIGUSR1"
+        time.sleep(0.1)
+    time.sleep(0.2)
+    return now.read_text()
+
+
 def test_os_container_postcopy(agent, os_container, secret):
-    """The OS container moves in post-copy mode, its memory following: its
-    processes' pages shared copy-on-write with their parents (PE_PARENT)
-    come in too, it serves on b (the TCP stream goes on without a gap, the
-    web server answers a new client, the counter goes on), the source is
-    gone and the stream has every line back once, in order. (Its memory is
-    too small to check it while pages still arrive: progs/lazy does that.)"""
+    """The OS container moves in post-copy mode, its memory following (a
+    shell in it holds 21 MiB, pushed at 4 MiB/s): while pages still arrive
+    it serves on b (the TCP stream goes on without a gap, the web server
+    answers a new client, the counter goes on); then every page is in,
+    including those its processes share copy-on-write with their parents
+    (PE_PARENT), the holder's memory has the md5 it had on a, the source is
+    gone and the stream has every line back once, in order."""
     name = "migpc"
     pid = os_container(name, 63)
     time.sleep(1.5)
+    root = start_holder(name)
     with in_netns("a"):
         web = socket.create_connection(("10.77.0.63", 80), timeout=20)
     stream = Stream(("10.77.0.63", 7000))
@@ -456,6 +493,7 @@ def test_os_container_postcopy(agent, os_container, secret):
         assert "cryo sample container" in page, page
         assert stream.error is None and stream.got > got, f"the stream stopped on b: {stream.error}"
         assert counter(name) > before, "the counter does not go on on b"
+        assert mig.poll() is None, "every page was in before the checks: they proved nothing"
         out, err = mig.communicate(timeout=120)
         res = json.loads(out)
         assert mig.returncode == 0 and res["result"] == "migrated", err
@@ -465,6 +503,7 @@ def test_os_container_postcopy(agent, os_container, secret):
     finally:
         if mig.poll() is None:
             mig.kill()
+    assert holder_sum_now(name, root, "b") == (root / "var" / "hold.sum").read_text()
     time.sleep(1)
     stream.finish()
     assert "200 OK" in http_get(web)
