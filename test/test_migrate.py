@@ -162,10 +162,14 @@ def test_precopy_converges(agent, tmp_path, secret):
         rounds = res["rounds"]
         pre = [x for x in rounds if not x["final"]]
         assert pre[0]["pages"] >= 1024 * 256, "the first round did not copy all the memory"
-        # each round after the first sends what was written meanwhile, well under all of it
+        # each round after the first sends what was written meanwhile: under
+        # all of it (how far under depends on how long the first round took:
+        # 200 MiB/s of random writes touch 65% of the pages in 5 s), and
+        # less as the rounds get shorter, down to the final one
         assert len(pre) >= 2, f"a single pre-copy round: {rounds}"
         for x in rounds[1:]:
-            assert x["pages"] < pre[0]["pages"] * 0.65, f"the rounds did not converge: {rounds}"
+            assert x["pages"] < pre[0]["pages"] * 0.8, f"the rounds did not converge: {rounds}"
+        assert rounds[-1]["pages"] < pre[0]["pages"] * 0.65, f"the rounds did not converge: {rounds}"
         assert rounds[-1]["final"]
         assert 0 < res["downtime_ms"] < res["total_ms"]
         assert res["bytes_sent"] >= 1 << 30
