@@ -19,6 +19,9 @@ DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 	    libnftnl-dev libmnl-dev libssl-dev \
 	    python3 python3-pytest busybox-static \
 	    iproute2 util-linux
+# the runtimes whose checkpoints cryo serves (test_runc.py); not their
+# recommended criu, which cryo stands in for
+RUNTIME_PKGS := runc
 
 WARN	:= -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS	?= -O2 -g
@@ -123,8 +126,9 @@ all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem $(B)/host-init $(B)/c
 .DEFAULT_GOAL := all
 
 deps:
-	@if ! dpkg -s $(DEB_PKGS) >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS); \
+	@if ! dpkg -s $(DEB_PKGS) $(RUNTIME_PKGS) >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(RUNTIME_PKGS); \
 	fi
 
 test: deps all

@@ -10,11 +10,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "cryo.h"
 #include "dump.h"
 #include "log.h"
 #include "restore.h"
@@ -395,9 +397,65 @@ int cgroup_dump(struct dump_ctx *ctx)
 
 /* ------------------------------------------------------------- restore */
 
+/*
+ * --cgroup-root [CTRL:]PATH: the tree goes into PATH in CTRL's hierarchy
+ * (every one without CTRL: and "" is cgroup v2's). The images hold only
+ * the root's own cgroups, so PATH replaces each one's path.
+ */
+static int apply_cg_roots(struct restore_ctx *ctx)
+{
+	const struct str_list *l = &ctx->opts->cg_roots;
+
+	for (size_t k = 0; k < l->n; k++) {
+		const char *arg = l->v[k], *colon = arg[0] == '/' ? NULL : strchr(arg, ':');
+		const char *path = colon ? colon + 1 : arg;
+		size_t cl = colon ? (size_t)(colon - arg) : 0;
+		bool used = false;
+
+		if (path[0] != '/') {
+			pr_err("--cgroup-root %s: the path must be absolute", arg);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < ctx->nr_cgroups; i++) {
+			CgroupEntry *e = ctx->cgroups[i];
+			bool match = !colon;
+
+			/* CTRL names the hierarchy or one of its controllers (cpu of cpu,cpuacct) */
+			for (const char *c = e->controllers; colon && !match && c;) {
+				size_t n = strcspn(c, ",");
+
+				match = n == cl && !strncmp(c, arg, cl);
+				c = c[n] ? c + n + 1 : NULL;
+			}
+			if (!match)
+				continue;
+			pr_debug("cgroup %s:%s goes to %s", e->controllers, e->path, path);
+			/* the unpacked message owns its strings */
+			free(e->path);
+			if (!(e->path = xstrdup(path)))
+				return -ENOMEM;
+			used = true;
+		}
+		if (!used)
+			pr_info("--cgroup-root %s: the tree has no cgroup of its own there", arg);
+	}
+	return 0;
+}
+
 int cgroup_read(struct restore_ctx *ctx)
 {
-	return img_read_all(ctx->dirfd, IMG_CGROUP, 0, true, &ctx->cgroups, &ctx->nr_cgroups);
+	if (ctx->opts->manage_cgroups == CG_MODE_IGNORE || ctx->opts->manage_cgroups == CG_MODE_NONE)
+		return 0;
+	return img_read_all(ctx->dirfd, IMG_CGROUP, 0, true, &ctx->cgroups, &ctx->nr_cgroups) ?: apply_cg_roots(ctx);
+}
+
+/* the first pid in a cgroup.procs text that is not cryo's own (0 if none) */
+static pid_t other_process(const char *procs)
+{
+	for (const char *p = procs; *p; p += strcspn(p, "\n"), p += !!*p)
+		if (atoi(p) != getpid())
+			return atoi(p);
+	return 0;
 }
 
 static int mkdir_p(const char *path, bool *made)
@@ -419,6 +477,8 @@ static int mkdir_p(const char *path, bool *made)
 
 int cgroup_prepare(struct restore_ctx *ctx)
 {
+	enum cg_mode mode = ctx->opts->manage_cgroups;
+
 	ctx->cg_made = calloc(ctx->nr_cgroups + 1, sizeof(*ctx->cg_made));
 	if (!ctx->cg_made)
 		return -ENOMEM;
@@ -437,13 +497,19 @@ int cgroup_prepare(struct restore_ctx *ctx)
 		}
 		if (made)
 			ctx->cg_made[i] = xstrdup(dir);
+		else if (mode == CG_MODE_STRICT) {
+			pr_err("cgroup %s exists already (--manage-cgroups=strict)", dir);
+			return -EEXIST;
+		}
 		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-		if (!made && !read_file(path, &procs, NULL) && procs[0]) {
+		/* cryo itself may be there: the runtime that runs it made the cgroup for the restore */
+		if (!made && !read_file(path, &procs, NULL) && other_process(procs)) {
 			pr_err("cgroup %s has processes already (pid %d): is the container running?", dir,
-			       atoi(procs));
+			       other_process(procs));
 			return -EBUSY;
 		}
-		for (size_t k = 0; k < e->n_props; k++) {
+		/* soft: the limits of the cgroups cryo made; those it found are someone else's to set */
+		for (size_t k = 0; k < e->n_props && (made || mode != CG_MODE_SOFT); k++) {
 			const CgroupPropEntry *p = e->props[k];
 			int fd;
 

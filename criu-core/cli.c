@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,15 @@ static void usage(FILE *f)
 "  -h, --help             this help\n");
 }
 
+const char *default_secret_file(void)
+{
+	const char *env = getenv("CRYO_SECRET_FILE");
+
+	if (env && env[0])
+		return env;
+	return access(DEFAULT_SECRET_FILE, F_OK) ? NULL : DEFAULT_SECRET_FILE;
+}
+
 int open_images_dir(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -118,7 +128,52 @@ static char *work_path(const struct cryo_opts *o, const char *p)
 enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED, OPT_PREV_IMAGES_DIR, OPT_PAGE_SERVER,
        OPT_COMPRESS, OPT_SECRET_FILE, OPT_ADDRESS, OPT_PORT, OPT_ONCE,
        OPT_TO, OPT_MODE, OPT_MAX_ROUNDS, OPT_DIRTY_LIMIT, OPT_JSON, OPT_LAZY_PAGES, OPT_LAZY_RATE,
-       OPT_LAZY_SOCK, OPT_AUTO_DEDUP };
+       OPT_LAZY_SOCK, OPT_AUTO_DEDUP, OPT_ROOT, OPT_ACTION_SCRIPT, OPT_INHERIT_FD, OPT_EXTERNAL, OPT_EXT_MOUNT_MAP,
+       OPT_MANAGE_CGROUPS, OPT_FREEZE_CGROUP, OPT_CGROUP_ROOT, OPT_TRACK_MEM, OPT_FILE_LOCKS, OPT_LINK_REMAP,
+       OPT_EXT_UNIX_SK, OPT_SKIP_IN_FLIGHT, OPT_EVASIVE_DEVICES, OPT_EMPTY_NS, OPT_RESTORE_SIBLING, OPT_IGNORED,
+       OPT_IGNORED_ARG };
+
+int str_list_add(struct str_list *l, const char *s)
+{
+	const char **v = xrealloc_array(l->v, l->n + 1, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	v[l->n++] = s;
+	l->v = v;
+	return 0;
+}
+
+static const char *const cg_mode_names[] = {
+	[CG_MODE_IGNORE] = "ignore", [CG_MODE_NONE] = "none", [CG_MODE_PROPS] = "props",
+	[CG_MODE_SOFT] = "soft", [CG_MODE_FULL] = "full", [CG_MODE_STRICT] = "strict",
+};
+
+static int parse_cg_mode(const char *s, enum cg_mode *out)
+{
+	if (!s) {
+		*out = CG_MODE_DEFAULT;
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(cg_mode_names); i++)
+		if (cg_mode_names[i] && !strcmp(s, cg_mode_names[i])) {
+			*out = i;
+			return 0;
+		}
+	fprintf(stderr, "cryo: --manage-cgroups: unknown mode '%s' (ignore, none, props, soft, full or strict)\n", s);
+	return -EINVAL;
+}
+
+/* CRIU's --empty-ns takes namespace names; only net may be left for the caller to fill */
+static int parse_empty_ns(const char *s, unsigned *out)
+{
+	if (!strcmp(s, "net")) {
+		*out |= CLONE_NEWNET;
+		return 0;
+	}
+	fprintf(stderr, "cryo: --empty-ns: only 'net' is supported, not '%s'\n", s);
+	return -EINVAL;
+}
 
 int main(int argc, char **argv)
 {
@@ -136,7 +191,7 @@ int main(int argc, char **argv)
 		{ "cgroup", required_argument, NULL, OPT_CGROUP },
 		{ "tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED },
 		{ "prev-images-dir", required_argument, NULL, OPT_PREV_IMAGES_DIR },
-		{ "page-server", required_argument, NULL, OPT_PAGE_SERVER },
+		{ "page-server", optional_argument, NULL, OPT_PAGE_SERVER },
 		{ "compress", no_argument, NULL, OPT_COMPRESS },
 		{ "secret-file", required_argument, NULL, OPT_SECRET_FILE },
 		{ "address", required_argument, NULL, OPT_ADDRESS },
@@ -151,13 +206,35 @@ int main(int argc, char **argv)
 		{ "lazy-sock", required_argument, NULL, OPT_LAZY_SOCK },
 		{ "auto-dedup", no_argument, NULL, OPT_AUTO_DEDUP },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "root", required_argument, NULL, OPT_ROOT },
+		{ "action-script", required_argument, NULL, OPT_ACTION_SCRIPT },
+		{ "inherit-fd", required_argument, NULL, OPT_INHERIT_FD },
+		{ "external", required_argument, NULL, OPT_EXTERNAL },
+		{ "ext-mount-map", required_argument, NULL, OPT_EXT_MOUNT_MAP },
+		{ "manage-cgroups", optional_argument, NULL, OPT_MANAGE_CGROUPS },
+		{ "freeze-cgroup", required_argument, NULL, OPT_FREEZE_CGROUP },
+		{ "cgroup-root", required_argument, NULL, OPT_CGROUP_ROOT },
+		{ "track-mem", no_argument, NULL, OPT_TRACK_MEM },
+		{ "file-locks", no_argument, NULL, OPT_FILE_LOCKS },
+		{ "link-remap", no_argument, NULL, OPT_LINK_REMAP },
+		{ "ext-unix-sk", no_argument, NULL, OPT_EXT_UNIX_SK },
+		{ "tcp-skip-in-flight", no_argument, NULL, OPT_SKIP_IN_FLIGHT },
+		{ "skip-in-flight", no_argument, NULL, OPT_SKIP_IN_FLIGHT },
+		{ "evasive-devices", no_argument, NULL, OPT_EVASIVE_DEVICES },
+		{ "empty-ns", required_argument, NULL, OPT_EMPTY_NS },
+		{ "restore-sibling", no_argument, NULL, OPT_RESTORE_SIBLING },
+		/* CRIU's tuning knobs with nothing to tune here */
+		{ "force-irmap", no_argument, NULL, OPT_IGNORED },
+		{ "enable-external-masters", no_argument, NULL, OPT_IGNORED },
+		{ "enable-external-sharing", no_argument, NULL, OPT_IGNORED },
+		{ "ghost-limit", required_argument, NULL, OPT_IGNORED_ARG },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cryo_opts o = { .images_dir = ".", .verbosity = LOG_WARN, .lazy_sock = -1 };
-	_cleanup_free_ char *log_path = NULL, *pidfile = NULL;
-	int c, ret;
+	_cleanup_free_ char *log_path = NULL, *pidfile = NULL, *ps_addr = NULL;
+	int c, ret = 0;
 
 	while ((c = getopt_long(argc, argv, "t:D:W:o:v::RjdVh", longopts, NULL)) != -1) {
 		switch (c) {
@@ -210,7 +287,10 @@ int main(int argc, char **argv)
 			o.prev_images_dir = optarg;
 			break;
 		case OPT_PAGE_SERVER:
-			o.page_server = optarg;
+			/* --page-server HOST:PORT, or CRIU's --page-server with --address and --port */
+			if (!optarg && optind < argc && argv[optind][0] != '-' && strchr(argv[optind], ':'))
+				optarg = argv[optind++];
+			o.page_server = optarg ?: "";
 			break;
 		case OPT_COMPRESS:
 			o.compress = true;
@@ -254,8 +334,60 @@ int main(int argc, char **argv)
 		case OPT_AUTO_DEDUP:
 			o.auto_dedup = true;
 			break;
+		case OPT_ROOT:
+			o.root = optarg;
+			break;
+		case OPT_ACTION_SCRIPT:
+			ret = str_list_add(&o.action_scripts, optarg);
+			break;
+		case OPT_INHERIT_FD:
+			ret = str_list_add(&o.inherit_fds, optarg);
+			break;
+		case OPT_EXTERNAL:
+			ret = str_list_add(&o.externals, optarg);
+			break;
+		case OPT_EXT_MOUNT_MAP:
+			ret = str_list_add(&o.ext_mounts, optarg);
+			break;
+		case OPT_CGROUP_ROOT:
+			ret = str_list_add(&o.cg_roots, optarg);
+			break;
+		case OPT_MANAGE_CGROUPS:
+			ret = parse_cg_mode(optarg, &o.manage_cgroups);
+			if (!ret && !optarg)
+				o.manage_cgroups = CG_MODE_SOFT;
+			break;
+		case OPT_FREEZE_CGROUP:
+			o.freeze_cgroup = optarg;
+			break;
+		case OPT_FILE_LOCKS:
+			o.file_locks = true;
+			break;
+		case OPT_LINK_REMAP:
+			o.link_remap = true;
+			break;
+		case OPT_EXT_UNIX_SK:
+			o.ext_unix_sk = true;
+			break;
+		case OPT_SKIP_IN_FLIGHT:
+			o.tcp_skip_in_flight = true;
+			break;
+		case OPT_EVASIVE_DEVICES:
+			o.evasive_devices = true;
+			break;
+		case OPT_EMPTY_NS:
+			ret = parse_empty_ns(optarg, &o.empty_ns);
+			break;
+		case OPT_RESTORE_SIBLING:
+			o.rst_sibling = true;
+			break;
+		case OPT_TRACK_MEM:	/* pre-dumps always track */
+		case OPT_IGNORED:
+		case OPT_IGNORED_ARG:
+			break;
 		case 'V':
-			printf("Version: %s\n", CRYO_VERSION);
+			/* CRIU's form, which LXC reads: the CRIU whose interfaces cryo speaks */
+			printf("Version: %d.%d\nGitID: cryo-%s\n", CRIU_COMPAT_MAJOR, CRIU_COMPAT_MINOR, CRYO_VERSION);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -264,7 +396,22 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 1;
 		}
+		if (ret)
+			return 1;
 	}
+	/* CRIU's --page-server (no value) with --address and --port */
+	if (o.page_server && !o.page_server[0]) {
+		if (!o.port) {
+			fprintf(stderr, "cryo: --page-server needs HOST:PORT, or --address and --port\n");
+			return 1;
+		}
+		if (asprintf(&ps_addr, "%s:%s", o.address ?: "127.0.0.1", o.port) < 0)
+			return 1;
+		o.page_server = ps_addr;
+	}
+	/* CRIU's clients cannot pass a secret: take it from the environment or /etc/cryo */
+	if (!o.secret_file)
+		o.secret_file = default_secret_file();
 	if (optind >= argc) {
 		usage(stderr);
 		return 1;
@@ -300,6 +447,8 @@ int main(int argc, char **argv)
 		ret = cmd_restore(&o);
 	else if (!strcmp(o.command, "check"))
 		ret = cmd_check(&o, argc - optind, argv + optind);
+	else if (!strcmp(o.command, "swrk"))
+		ret = cmd_swrk(&o, argc - optind, argv + optind);
 	else if (!strcmp(o.command, "show"))
 		ret = cmd_show(&o, argc - optind, argv + optind);
 	else {

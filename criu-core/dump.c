@@ -28,6 +28,7 @@
 #include "files.h"
 #include "log.h"
 #include "mem-flags.h"
+#include "notify.h"
 #include "ns.h"
 #include "pagesrv.h"
 #include "seize.h"
@@ -443,7 +444,7 @@ static int ship_images(struct dump_ctx *ctx)
 
 static int dump_tree(struct dump_ctx *ctx)
 {
-	int ret = ns_collect(ctx) ?: net_lock(ctx);
+	int ret = ns_collect(ctx) ?: net_lock(ctx) ?: notify(ctx->opts, "network-lock", ctx->root);
 
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		ret = pstree_check(ctx, ctx->tasks[i]) ?: check_sharing(ctx, i) ?: track_prepare(ctx, ctx->tasks[i]);
@@ -604,7 +605,7 @@ int dump_hold(struct cryo_opts *o, struct dump_round *r)
 	r->held = NULL;
 	if (!ctx)
 		return -ENOMEM;
-	if ((ret = dump_begin(ctx, o, &ctx->root))) {
+	if ((ret = dump_begin(ctx, o, &ctx->root)) || (ret = notify(o, "pre-dump", ctx->root))) {
 		round_end(ctx);
 		return ret;
 	}
@@ -624,6 +625,7 @@ int dump_hold(struct cryo_opts *o, struct dump_round *r)
 			pr_info("pid %d and its tree (%zu processes) resumed after the failed dump", ctx->root, n);
 		inet_dump_finish(ctx, false);
 		net_unlock(ctx, false);
+		notify(o, "network-unlock", ctx->root);
 		round_end(ctx);
 		return ret;
 	}
@@ -674,6 +676,8 @@ int dump_release(struct dump_round *r, bool kill)
 			ret = finish_task(ctx->tasks[i], kill);
 	inet_dump_finish(ctx, false);
 	net_unlock(ctx, false);
+	if (!kill)
+		notify(ctx->opts, "network-unlock", ctx->root);
 	round_end(ctx);
 	return ret;
 }
@@ -684,6 +688,11 @@ int cmd_dump(struct cryo_opts *o)
 
 	if (dump_hold(o, &r))
 		return 1;
+	/* whoever is told may still say no: the tree then runs on */
+	if (notify(o, "post-dump", r.held->root)) {
+		dump_release(&r, false);
+		return 1;
+	}
 	return dump_release(&r, !o->leave_running) ? 1 : 0;
 }
 
@@ -736,7 +745,7 @@ int pre_dump_round(struct cryo_opts *o, struct dump_round *r)
 
 	if (!ctx)
 		return -ENOMEM;
-	if ((ret = dump_begin(ctx, o, &root))) {
+	if ((ret = dump_begin(ctx, o, &root)) || (ret = notify(o, "pre-dump", root))) {
 		round_end(ctx);
 		return ret;
 	}

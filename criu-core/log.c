@@ -1,11 +1,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 /*
  * The logger is the one piece of process-wide state: every module logs and
@@ -16,6 +18,8 @@ static struct {
 	int file_fd;
 	int err_fd;		/* where the stderr-level lines go */
 	struct timespec start;
+	char first_err[512];	/* the first error since log_error_reset() */
+	int first_errno, next_errno;
 } lg = { .stderr_level = LOG_WARN, .file_fd = -1, .err_fd = STDERR_FILENO };
 
 int log_init(int stderr_level, const char *path)
@@ -68,12 +72,21 @@ void log_msg(int level, const char *prefix, const char *file, int line, const ch
 	int saved = errno, n;
 	va_list ap;
 
-	if (level > lg.stderr_level && lg.file_fd < 0)
+	if (level > lg.stderr_level && lg.file_fd < 0 && (level != LOG_ERROR || lg.first_err[0]))
 		return;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (level == LOG_ERROR && !lg.first_err[0]) {
+		size_t n = strnlen(msg, sizeof(lg.first_err) - 1);
+
+		memcpy(lg.first_err, msg, n);
+		lg.first_err[n] = 0;
+		lg.first_errno = lg.next_errno;
+	}
+	if (level == LOG_ERROR)
+		lg.next_errno = 0;
 
 	if (level <= lg.stderr_level) {
 		if (lg.stderr_level >= LOG_INFO)
@@ -136,4 +149,56 @@ int log_move_file_fd(int min)
 void log_forget(void)
 {
 	lg.file_fd = -1;
+}
+
+void log_errno_next(int err)
+{
+	lg.next_errno = err;
+}
+
+void log_error_reset(void)
+{
+	lg.first_err[0] = 0;
+	lg.first_errno = lg.next_errno = 0;
+}
+
+const char *log_first_error(int *err)
+{
+	if (err)
+		*err = lg.first_errno;
+	return lg.first_err[0] ? lg.first_err : NULL;
+}
+
+/* a line that pr_perror() ended with ": strerror(e)": e, else 0 */
+static int errno_of(const char *line)
+{
+	size_t ll = strlen(line);
+
+	for (int e = 1; e < 134; e++) {
+		const char *s = strerror(e);
+		size_t sl = strlen(s);
+
+		if (ll > sl + 2 && !strcmp(line + ll - sl, s) && !strncmp(line + ll - sl - 2, ": ", 2))
+			return e;
+	}
+	return 0;
+}
+
+void log_child_lines(const char *lines)
+{
+	static const char tag[] = "cryo: ";
+	const char *l = lines;
+
+	log_write(lg.err_fd, lines, strlen(lines));
+	/* the child's first error line, as it logged it at the stderr level */
+	for (; *l && !lg.first_err[0]; l += strcspn(l, "\n"), l += !!*l) {
+		size_t n = strcspn(l, "\n");
+
+		if (strncmp(l, tag, sizeof(tag) - 1) || !strncmp(l + sizeof(tag) - 1, "warning: ", 9))
+			continue;
+		n = MIN(n - (sizeof(tag) - 1), sizeof(lg.first_err) - 1);
+		memcpy(lg.first_err, l + sizeof(tag) - 1, n);
+		lg.first_err[n] = 0;
+		lg.first_errno = errno_of(lg.first_err);
+	}
 }

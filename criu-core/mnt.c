@@ -221,6 +221,33 @@ static bool dump_find_parent_mount(const struct minfo *v, size_t i)
 	return false;
 }
 
+/*
+ * m binds part of a file system the tree mounted itself (a file of its
+ * /dev tmpfs over /proc/kcore, /proc/sys over itself read-only): an
+ * earlier mount of the same one whose root holds m's.
+ */
+static int dump_inner_bind(const struct minfo *v, size_t i, MountEntry *e)
+{
+	const struct minfo *m = &v[i];
+
+	for (size_t j = 0; j < i; j++) {
+		const struct minfo *o = &v[j];
+		size_t rl = strcmp(o->root, "/") ? strlen(o->root) : 0;
+
+		if (o->major != m->major || o->minor != m->minor || strncmp(m->root, o->root, rl) ||
+		    (m->root[rl] && m->root[rl] != '/'))
+			continue;
+		e->has_bind_of = true;
+		e->bind_of = o->id;
+		e->root = (char *)m->root + rl;
+		pr_debug("mount %u at %s: bind of %s in mount %u at %s", m->id, m->mnt, e->root, o->id, o->mnt);
+		return 0;
+	}
+	pr_err("mount %u at %s binds %s of a %s that is mounted nowhere else in the container: cannot mount it again",
+	       m->id, m->mnt, m->root, m->type);
+	return -ENOTSUP;
+}
+
 struct tmpfs_walk {
 	struct dump_ctx *ctx;
 	struct img *img;
@@ -402,9 +429,7 @@ int mnt_dump(struct dump_ctx *ctx)
 			       m->id, m->mnt, m->type, m->source, m->type);
 			ret = -ENOTSUP;
 		} else if (strcmp(m->root, "/")) {
-			pr_err("pid %d: mount %u at %s binds %s of a %s mounted elsewhere in the container: not supported yet",
-			       root, m->id, m->mnt, m->root, m->type);
-			ret = -ENOTSUP;
+			ret = dump_inner_bind(its, i, &e);
 		} else if (!strcmp(m->type, "tmpfs")) {
 			e.has_contents = e.contents = true;
 			ret = dump_tmpfs(ctx, root, m);
@@ -575,11 +600,29 @@ static const char *peer_of(struct restore_ctx *ctx, size_t i, const char *stage,
 	return NULL;
 }
 
+/* where a bind of an earlier mount of the tree's (bind_of) comes from, under the stage */
+static int inner_source(struct restore_ctx *ctx, size_t i, char *buf, size_t len)
+{
+	const MountEntry *m = ctx->mounts[i];
+
+	for (size_t j = 0; j < i; j++)
+		if (ctx->mounts[j]->id == m->bind_of) {
+			snprintf(buf, len, "%s%s%s", ctx->mnt_stage, j ? ctx->mounts[j]->mountpoint : "",
+				 m->root ?: "");
+			return 0;
+		}
+	pr_err("mnt.img: mount %s binds mount %u, which is not before it", m->mountpoint, m->bind_of);
+	return -EINVAL;
+}
+
 static int mount_one(struct restore_ctx *ctx, const MountEntry *m, const char *target, const char *peer)
 {
 	unsigned long keep = m->flags & ~MS_RDONLY;
 
-	if (m->bind_source) {
+	if (m->has_bind_of) {
+		if (mount(peer, target, NULL, MS_BIND, NULL))
+			return pr_perror("cannot bind %s on %s (the container's %s)", peer, target, m->mountpoint);
+	} else if (m->bind_source) {
 		if (mount(peer ? peer : m->bind_source, target, NULL, MS_BIND, NULL))
 			return pr_perror("cannot bind %s on %s (the container's %s)", m->bind_source, target,
 					 m->mountpoint);
@@ -619,7 +662,10 @@ int mnt_restore(struct restore_ctx *ctx)
 		unsigned long prop = m->propagation ? m->propagation : MS_PRIVATE;
 
 		snprintf(target, sizeof(target), "%s%s", stage, i ? m->mountpoint : "");
-		ret = mount_one(ctx, m, target, from);
+		if (m->has_bind_of && !(ret = inner_source(ctx, i, peer, sizeof(peer))))
+			from = NULL;
+		if (!ret)
+			ret = mount_one(ctx, m, target, m->has_bind_of ? peer : from);
 		/* a peer bound from its group keeps it; a slave keeps its master */
 		if (!ret && !from && mount(NULL, target, NULL, prop, NULL))
 			ret = pr_perror("cannot make the container's %s %s", m->mountpoint,

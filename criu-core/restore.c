@@ -39,6 +39,7 @@
 #include "files.h"
 #include "lazy.h"
 #include "log.h"
+#include "notify.h"
 #include "ns.h"
 #include "proc.h"
 #include "restore.h"
@@ -448,7 +449,8 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
  * A task of the tree died or stopped while cryo waited: print what it said
  * on its status pipe (it is gone, or stopped: no blocking), or how it ended.
  */
-static int task_failed(struct restore_ctx *ctx, pid_t pid, int st)
+/* what the task (pid in the tree) said on its status pipe before it went: logged; false if nothing */
+static bool drain_status(struct restore_ctx *ctx, pid_t pid)
 {
 	bool said = false;
 	char buf[4096];
@@ -460,12 +462,20 @@ static int task_failed(struct restore_ctx *ctx, pid_t pid, int st)
 		if (ctx->tasks[i]->pid != pid || fd < 0)
 			continue;
 		fcntl(fd, F_SETFL, O_NONBLOCK);
-		while ((n = read(fd, buf, sizeof(buf))) > 0) {
-			write_all(STDERR_FILENO, buf, n);
+		while ((n = read(fd, buf, sizeof(buf) - 1)) > 0) {
+			buf[n] = 0;
+			log_child_lines(buf);
 			said = true;
 		}
 	}
-	if (!said)
+	return said;
+}
+
+static int task_failed(struct restore_ctx *ctx, pid_t pid, int st)
+{
+	char buf[64];
+
+	if (!drain_status(ctx, pid))
 		pr_err("pid %d: the restoring task %s", pid, describe_status(st, buf, sizeof(buf)));
 	if (WIFSTOPPED(st))
 		pr_debug("it stopped with signal %d", WSTOPSIG(st));
@@ -762,7 +772,8 @@ static pid_t clone_with_pid(const struct restore_ctx *ctx, const struct rst_task
 	pid_t pids[2] = { t->pid, t->host_pid };
 	struct clone_args args = {
 		.flags = flags,
-		.exit_signal = SIGCHLD,
+		/* a sibling signals cryo's parent as cryo would (clone3 wants 0 here then) */
+		.exit_signal = flags & CLONE_PARENT ? 0 : SIGCHLD,
 		.set_tid = (uint64_t)pids,
 		.set_tid_size = pidns && t->host_pid ? 2 : 1,
 	};
@@ -1017,8 +1028,10 @@ static int start_tasks(struct restore_ctx *ctx)
 			/* its pid outside could not be chosen: find it among its parent's children */
 			if (!t->host_pid && p && (t->host_pid = find_by_nspid(p->host_pid, true, t->pid)))
 				continue;
-			if (p ? task_gone(p->host_pid) : waitpid(ctx->tasks[0]->host_pid, NULL, WNOHANG | __WALL) < 0) {
+			if (p || ctx->opts->rst_sibling ? task_gone(p ? p->host_pid : ctx->tasks[0]->host_pid) :
+			    waitpid(ctx->tasks[0]->host_pid, NULL, WNOHANG | __WALL) < 0) {
 				/* it said why on its status pipe */
+				drain_status(ctx, p ? p->pid : ctx->tasks[0]->pid);
 				pr_err("pid %d: its parent %d is gone before creating it", t->pid, p ? p->pid : 0);
 				return -ECHILD;
 			}
@@ -1032,7 +1045,9 @@ static int start_tasks(struct restore_ctx *ctx)
 			return pr_perror("pid %d: cannot trace the restoring task", t->pid);
 		t->traced = true;
 		if (!i && ((ret = ns_write_maps(ctx, t->host_pid)) || (ret = cgroup_attach(ctx, t->host_pid)) ||
-			   (ret = net_restore(ctx, t->host_pid))))
+			   (ret = net_restore(ctx, t->host_pid)) ||
+			   (ret = notify(ctx->opts, "setup-namespaces", t->host_pid)) ||
+			   (ret = notify(ctx->opts, "post-setup-namespaces", t->host_pid))))
 			return ret;
 		if (write(t->sync[1], "g", 1) != 1)
 			return pr_perror("pid %d: cannot start the restoring task", t->pid);
@@ -1054,7 +1069,7 @@ static int finish_tasks(struct restore_ctx *ctx)
 		ret = wait_child_ready(ctx, t, msg, sizeof(msg));
 		/* the child's own errors (and warnings), already formatted */
 		if (msg[0])
-			write_all(STDERR_FILENO, msg, strlen(msg));
+			log_child_lines(msg);
 		if (!ret)
 			ret = take_over(t->host_pid, msg[0]);
 		if (!ret) {
@@ -1065,6 +1080,9 @@ static int finish_tasks(struct restore_ctx *ctx)
 	if (ret)
 		return ret;
 	if (ctx->opts->lazy_pages && (ret = start_lazy(ctx)))
+		return ret;
+	if ((ret = notify(ctx->opts, "post-restore", ctx->tasks[0]->host_pid)) ||
+	    (ret = notify(ctx->opts, "pre-resume", ctx->tasks[0]->host_pid)))
 		return ret;
 	tty_give_foreground(ctx, ctx->tasks[0]);
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
@@ -1143,7 +1161,8 @@ static int restore_tree(struct restore_ctx *ctx)
 	}
 	/* orphans of a failed restore come back to us to be reaped */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
-	root = clone_with_pid(ctx, ctx->tasks[0], ns_clone_flags(ctx));
+	/* --restore-sibling: the root is a child of cryo's parent (the runtime that asked) */
+	root = clone_with_pid(ctx, ctx->tasks[0], ns_clone_flags(ctx) | (ctx->opts->rst_sibling ? CLONE_PARENT : 0));
 	if (root == 0)
 		run_task(ctx, ctx->tasks[0]);
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
@@ -1168,11 +1187,15 @@ static int restore_tree(struct restore_ctx *ctx)
 		ret = finish_tasks(ctx);
 	/* everything runs: the network lock goes */
 	if (!ret)
-		ret = net_restore_unlock(ctx);
-	if (ret)
+		ret = net_restore_unlock(ctx) ?: notify(ctx->opts, "network-unlock", root);
+	if (ret) {
 		kill_tree(ctx);
-	else
+	} else {
 		pr_info("restored pid %d (%zu processes)", root, ctx->nr_tasks);
+		/* too late to say no: it runs */
+		if (notify(ctx->opts, "post-resume", root))
+			pr_warn("pid %d runs on though post-resume failed", root);
+	}
 	if (!ret && ctx->opts->pidfile)
 		write_pidfile(ctx->opts, root);
 out:
@@ -1203,13 +1226,14 @@ int cmd_restore(struct cryo_opts *o)
 	ctx.dirfd = open_images_dir(o->images_dir);
 	if (ctx.dirfd < 0)
 		return 1;
-	ret = read_images(&ctx);
+	ret = notify(o, "pre-restore", 0) ?: read_images(&ctx);
 	if (!ret)
 		ret = restore_tree(&ctx);
 	close(ctx.dirfd);
 	if (!ret)
 		pr_info("restore took %lu ms", (now_ns() - t0) / 1000000);
 	root = ctx.nr_tasks ? ctx.tasks[0]->host_pid : 0;
+	o->restored_pid = ret ? 0 : root;
 	free_images(&ctx);
 	if (!ret && !o->detach) {
 		ret = wait_restored(root);

@@ -6,6 +6,20 @@
 #include <sys/types.h>
 
 #define CRYO_VERSION "0.1"
+/* the CRIU release whose interfaces (command line, RPC) cryo answers for */
+#define CRIU_COMPAT_MAJOR 3
+#define CRIU_COMPAT_MINOR 19
+/* the page server's secret when CRIU's clients, who cannot pass one, drive cryo */
+#define DEFAULT_SECRET_FILE "/etc/cryo/page-server.secret"
+
+/* an option given more than once */
+struct str_list {
+	const char **v;
+	size_t n;
+};
+
+/* CRIU's --manage-cgroups modes */
+enum cg_mode { CG_MODE_DEFAULT, CG_MODE_IGNORE, CG_MODE_NONE, CG_MODE_PROPS, CG_MODE_SOFT, CG_MODE_FULL, CG_MODE_STRICT };
 
 struct cryo_opts {
 	const char *command;
@@ -37,8 +51,30 @@ struct cryo_opts {
 	int lazy_rate_mib;		/* restore --lazy-rate: background fill in MiB/s at most (0: no limit) */
 	int lazy_sock;			/* restore --lazy-sock FD: hand the userfaultfds to the agent (-1: no) */
 	bool auto_dedup;		/* restore --auto-dedup: free the pages images as they are read */
+	bool rst_sibling;		/* restore --restore-sibling: the root a child of cryo's parent */
+	const char *root;		/* restore --root: the container's root directory */
+	struct str_list action_scripts;	/* --action-script: run at each notify point (notify.h) */
+	struct str_list inherit_fds;	/* --inherit-fd fd[N]:KEY: restore the file KEY as cryo's fd N */
+	struct str_list externals;	/* --external KIND[ID]:KEY: objects outside the tree */
+	struct str_list ext_mounts;	/* --ext-mount-map KEY:VAL (dump: mountpoint:KEY; restore: KEY:path) */
+	struct str_list cg_roots;	/* --cgroup-root [CTRL:]PATH: where the tree's cgroups go */
+	enum cg_mode manage_cgroups;	/* --manage-cgroups[=MODE] */
+	const char *freeze_cgroup;	/* --freeze-cgroup DIR: the freezer to hold the tree with */
+	bool file_locks;		/* --file-locks */
+	bool link_remap;		/* --link-remap */
+	bool ext_unix_sk;		/* --ext-unix-sk */
+	bool tcp_skip_in_flight;	/* --tcp-skip-in-flight */
+	bool evasive_devices;		/* --evasive-devices */
+	unsigned empty_ns;		/* --empty-ns: CLONE_NEW* of namespaces left empty (net) */
+	/* the RPC client (rpc.c), told each notify point; non-zero stops there */
+	int (*notify_fn)(void *arg, const char *point, pid_t pid, int fd);
+	void *notify_arg;
+	bool quiet;			/* nothing on stdout or stderr (swrk: they are the client's) */
+	pid_t restored_pid;		/* out: the restored root, as cryo sees it */
 };
 
+/* $CRYO_SECRET_FILE, else DEFAULT_SECRET_FILE if it exists, else NULL */
+const char *default_secret_file(void);
 /* open the image directory (-D), logging why not; returns an fd or -errno */
 int open_images_dir(const char *path);
 
@@ -50,5 +86,8 @@ int cmd_page_server(struct cryo_opts *o);
 int cmd_restore(struct cryo_opts *o);
 int cmd_migrate(struct cryo_opts *o);
 int cmd_migrate_agent(struct cryo_opts *o);
+int cmd_swrk(struct cryo_opts *o, int argc, char **argv);
+/* append to an option list */
+int str_list_add(struct str_list *l, const char *s);
 
 #endif

@@ -35,6 +35,16 @@ int log_get_err_fd(void);
 /* keep the log file open at a number >= min (the restore needs low fds) */
 int log_move_file_fd(int min);
 int log_level(void);
+/*
+ * The first error logged since log_error_reset(), as one line without the
+ * prefix, and its errno (0 if it had none): what went wrong, for a caller
+ * that reports it elsewhere (cryo swrk's cr_errmsg and cr_errno).
+ */
+void log_error_reset(void);
+const char *log_first_error(int *err);
+/* lines a restoring child sent its parent: to stderr (or err fd), and noted */
+void log_child_lines(const char *lines);
+void log_errno_next(int err);
 void log_msg(int level, const char *prefix, const char *file, int line,
 	     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
@@ -47,6 +57,7 @@ void log_msg(int level, const char *prefix, const char *file, int line,
 /* error with strerror(errno) appended; evaluates to -errno */
 #define pr_perror(fmt, ...) ({						\
 	int __e = errno;						\
+	log_errno_next(__e);						\
 	pr_err(fmt ": %s", ##__VA_ARGS__, strerror(__e));		\
 	errno = __e;							\
 	-__e;								\

@@ -1,0 +1,466 @@
+/*
+ * cryo swrk FD: CRIU's RPC, so that container runtimes drive cryo as they
+ * drive CRIU (runc and go-criu, crun and LXC through libcriu).
+ *
+ * The client makes an AF_UNIX SOCK_SEQPACKET socketpair, runs "cryo swrk N"
+ * with one end as fd N, and sends one RpcReq per datagram (images/rpc.proto).
+ * Each request gets one RpcResp of its type, success or not; a failure
+ * carries cryo's one-line reason in cr_errmsg (and cr_errno when it came
+ * from a system call). During a dump or restore that asked for
+ * notify_scripts, each notify point (notify.h) is a NOTIFY response the
+ * client answers with a NOTIFY request (notify_success) before cryo goes
+ * on; orphan-pts-master carries the pty master's fd (SCM_RIGHTS). Requests
+ * are served until the client closes its end.
+ *
+ * The fds a request names (images_dir_fd, work_dir_fd) are the client's:
+ * cryo opens them through /proc/<client>/fd/N, the client being the peer
+ * of the socket. Logs go to log_file in the work directory only: cryo's
+ * stdout and stderr are the client's (the restored tree's, in a restore).
+ */
+#define LOG_PREFIX "rpc: "
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cryo.h"
+#include "kerndat.h"
+#include "log.h"
+#include "rpc.pb-c.h"
+#include "util.h"
+
+#define RPC_MAX_MSG (1 << 20)
+
+struct rpc {
+	int sk;
+	pid_t client;
+	RpcType type;			/* of the request being served */
+	/* the request's paths, which opts point into */
+	char images_dir[PATH_MAX], work_dir[PATH_MAX], parent[PATH_MAX], page_server[300];
+	struct str_list scripts;	/* swrk's own --action-script */
+	struct str_list owned;		/* strings made for the request's options */
+	int devnull;			/* where the log's stderr lines go */
+};
+
+static enum cg_mode rpc_cg_mode(RpcCgMode m)
+{
+	switch (m) {
+	case RPC_CG_MODE__CG_IGNORE:
+		return CG_MODE_IGNORE;
+	case RPC_CG_MODE__CG_NONE:
+		return CG_MODE_NONE;
+	case RPC_CG_MODE__CG_PROPS:
+		return CG_MODE_PROPS;
+	case RPC_CG_MODE__CG_FULL:
+		return CG_MODE_FULL;
+	case RPC_CG_MODE__CG_STRICT:
+		return CG_MODE_STRICT;
+	default:
+		return CG_MODE_SOFT;
+	}
+}
+
+/* what a request's options held: the lists, and the strings made for them */
+static void drop_opts(struct rpc *r, struct cryo_opts *o)
+{
+	struct str_list *lists[] = { &o->inherit_fds, &o->externals, &o->ext_mounts, &o->cg_roots };
+
+	for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+		free(lists[i]->v);
+	for (size_t i = 0; i < r->owned.n; i++)
+		free((char *)r->owned.v[i]);
+	free(r->owned.v);
+	r->owned = (struct str_list){ 0 };
+}
+
+static int send_msg(struct rpc *r, const RpcResp *resp, int fd)
+{
+	size_t len = rpc_resp__get_packed_size(resp);
+	_cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { buf, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (!buf)
+		return -ENOMEM;
+	rpc_resp__pack(resp, buf);
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	if (sendmsg(r->sk, &mh, MSG_NOSIGNAL) != (ssize_t)len)
+		return pr_perror("cannot send the %s response to the client", rpc_type__descriptor.values[resp->type].name);
+	return 0;
+}
+
+/* the next request; NULL at the end (*err 0) or on an error (*err < 0) */
+static RpcReq *recv_req(struct rpc *r, int *err)
+{
+	_cleanup_free_ uint8_t *buf = malloc(RPC_MAX_MSG);
+	RpcReq *req;
+	ssize_t n;
+
+	*err = buf ? 0 : -ENOMEM;
+	if (!buf)
+		return NULL;
+	do
+		n = recv(r->sk, buf, RPC_MAX_MSG, MSG_TRUNC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		*err = pr_perror("cannot read a request from the client");
+		return NULL;
+	}
+	if (n == 0)
+		return NULL;
+	if (n > RPC_MAX_MSG) {
+		pr_err("a request of %zd bytes: more than %d", n, RPC_MAX_MSG);
+		*err = -EMSGSIZE;
+		return NULL;
+	}
+	req = rpc_req__unpack(NULL, n, buf);
+	if (!req) {
+		pr_err("a request of %zd bytes that is not a criu_req message", n);
+		*err = -EBADMSG;
+	}
+	return req;
+}
+
+/* a notify point (notify.h): tell the client and wait for its yes */
+static int rpc_notify(void *arg, const char *point, pid_t pid, int fd)
+{
+	struct rpc *r = arg;
+	RpcNotify nt = RPC_NOTIFY__INIT;
+	RpcResp resp = RPC_RESP__INIT;
+	RpcReq *req;
+	int ret;
+
+	nt.script = (char *)point;
+	nt.has_pid = pid > 0;
+	nt.pid = pid;
+	resp.type = RPC_TYPE__RPC_NOTIFY;
+	resp.success = true;
+	resp.notify = &nt;
+	if ((ret = send_msg(r, &resp, fd)))
+		return ret;
+	req = recv_req(r, &ret);
+	if (!req) {
+		if (!ret)
+			pr_err("the client hung up instead of answering the %s notification", point);
+		return ret ?: -ECONNRESET;
+	}
+	if (req->type != RPC_TYPE__RPC_NOTIFY) {
+		pr_err("the client answered the %s notification with a %s request", point,
+		       rpc_type__descriptor.values[req->type].name);
+		ret = -EPROTO;
+	} else if (!req->notify_success) {
+		pr_err("the client refused the %s notification", point);
+		ret = -ECANCELED;
+	}
+	rpc_req__free_unpacked(req, NULL);
+	return ret;
+}
+
+/* the client's fd N as a path cryo can open: the directory it names, or its /proc link */
+static int client_dir(struct rpc *r, int fd, const char *what, char *out, size_t len)
+{
+	char link[64];
+	struct stat a, b;
+
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", r->client, fd);
+	if (stat(link, &a))
+		return pr_perror("%s: the client's fd %d", what, fd);
+	if (!S_ISDIR(a.st_mode)) {
+		pr_err("%s: the client's fd %d is not a directory", what, fd);
+		return -ENOTDIR;
+	}
+	/* its path here if it is the same directory (relative paths stay readable), else the link */
+	if (realpath(link, out) && strlen(out) < len && !stat(out, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		return 0;
+	snprintf(out, len, "%s", link);
+	return 0;
+}
+
+/*
+ * A request's options as cryo's. Those that change nothing here are taken
+ * as they come; those cryo cannot honour are refused by name.
+ */
+static int take_opts(struct rpc *r, const RpcOpts *ro, struct cryo_opts *o)
+{
+	int ret;
+
+	if (!ro) {
+		pr_err("a %s request without options", rpc_type__descriptor.values[r->type].name);
+		return -EINVAL;
+	}
+	if (ro->images_dir_fd >= 0)
+		ret = client_dir(r, ro->images_dir_fd, "images_dir_fd", r->images_dir, sizeof(r->images_dir));
+	else if (ro->images_dir)
+		ret = snprintf(r->images_dir, sizeof(r->images_dir), "%s", ro->images_dir) >= (int)sizeof(r->images_dir) ? -ENAMETOOLONG : 0;
+	else
+		ret = (pr_err("no images directory: set images_dir_fd"), -EINVAL);
+	if (ret)
+		return ret;
+	o->images_dir = r->images_dir;
+	if (ro->has_work_dir_fd) {
+		if ((ret = client_dir(r, ro->work_dir_fd, "work_dir_fd", r->work_dir, sizeof(r->work_dir))))
+			return ret;
+		o->work_dir = r->work_dir;
+	}
+	o->pid = ro->has_pid ? ro->pid : 0;
+	o->leave_running = ro->leave_running;
+	o->shell_job = ro->shell_job;
+	o->tcp_established = ro->tcp_established;
+	o->lazy_pages = ro->lazy_pages;
+	o->auto_dedup = ro->auto_dedup;
+	o->rst_sibling = ro->rst_sibling;
+	o->root = ro->root;
+	if (ro->parent_img) {
+		snprintf(r->parent, sizeof(r->parent), "%s", ro->parent_img);
+		o->prev_images_dir = r->parent;
+	}
+	if (ro->ps && (ro->ps->address || ro->ps->has_port)) {
+		if (ro->ps->has_fd) {
+			pr_err("ps.fd: a page server connection made by the client is not supported; give address and port");
+			return -ENOTSUP;
+		}
+		snprintf(r->page_server, sizeof(r->page_server), "%s:%d", ro->ps->address ?: "127.0.0.1", ro->ps->port);
+		o->page_server = r->page_server;
+	}
+	o->action_scripts = r->scripts;
+	if (ro->manage_cgroups || ro->has_manage_cgroups_mode)
+		o->manage_cgroups = ro->has_manage_cgroups_mode ? rpc_cg_mode(ro->manage_cgroups_mode) : CG_MODE_SOFT;
+	for (size_t i = 0; i < ro->n_cg_root; i++) {
+		const RpcCgroupRoot *c = ro->cg_root[i];
+		char *s;
+
+		/* "CTRL:PATH"; without ctrl, every hierarchy */
+		if (asprintf(&s, "%s%s%s", c->ctrl ?: "", c->ctrl ? ":" : "", c->path) < 0)
+			return -ENOMEM;
+		if (str_list_add(&r->owned, s)) {
+			free(s);
+			return -ENOMEM;
+		}
+		if (str_list_add(&o->cg_roots, s))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* the log of one request: log_file in the work directory, nothing on stderr */
+static int open_log(struct rpc *r, struct cryo_opts *o, const RpcOpts *ro)
+{
+	char path[PATH_MAX * 2];
+	const char *dir = o->work_dir ?: o->images_dir;
+
+	int ret;
+
+	log_fini();
+	log_error_reset();
+	/* errors and warnings at their usual level, so that restoring children pass theirs up, but to nowhere */
+	log_set_err_fd(r->devnull);
+	if (!ro || !ro->log_file)
+		return log_init(LOG_WARN, NULL);
+	if (strchr(ro->log_file, '/')) {
+		log_init(LOG_WARN, NULL);
+		pr_err("log_file %s: a file name in the work directory, without a directory", ro->log_file);
+		return -EINVAL;
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, ro->log_file);
+	if ((ret = log_init(LOG_WARN, path)))
+		pr_err("cannot open the log file %s", path);
+	return ret;
+}
+
+static void set_error(RpcResp *resp, const char *fallback)
+{
+	int err;
+	const char *msg = log_first_error(&err);
+
+	resp->success = false;
+	resp->cr_errmsg = (char *)(msg ?: fallback);
+	resp->has_cr_errno = err != 0;
+	resp->cr_errno = err;
+}
+
+static int serve_features(const RpcReq *req, RpcResp *resp, RpcFeatures *f)
+{
+	struct kerndat kd = { 0 };
+
+	kerndat_probe(&kd);
+	resp->features = f;
+	if (req->features && req->features->has_mem_track) {
+		f->has_mem_track = true;
+		f->mem_track = kd.f[KD_SOFT_DIRTY].ok || (kd.f[KD_UFFD_WP_ASYNC].ok && kd.f[KD_PAGEMAP_SCAN].ok);
+	}
+	if (req->features && req->features->has_lazy_pages) {
+		f->has_lazy_pages = true;
+		f->lazy_pages = kd.f[KD_UFFD].ok;
+	}
+	if (req->features && req->features->has_pidfd_store) {
+		f->has_pidfd_store = true;
+		f->pidfd_store = false;
+	}
+	return 0;
+}
+
+static int serve_check(RpcResp *resp)
+{
+	struct kerndat kd = { 0 };
+	int missing = 0;
+
+	kerndat_probe(&kd);
+	for (int f = 0; f < KD__MAX; f++)
+		if (kd_info[f].required && !kd.f[f].ok) {
+			pr_err("the kernel lacks %s, which cryo needs for %s%s%s", kd_info[f].name, kd_info[f].what,
+			       kd.f[f].detail[0] ? ": " : "", kd.f[f].detail);
+			missing++;
+		}
+	if (missing)
+		set_error(resp, "the kernel lacks features cryo needs");
+	return 0;
+}
+
+/* one request: its response, already sent when this returns 0 */
+static int serve(struct rpc *r, const RpcReq *req)
+{
+	struct cryo_opts o = { .images_dir = ".", .verbosity = 0, .lazy_sock = -1, .quiet = true,
+			       .detach = true, .notify_arg = r };
+	RpcResp resp = RPC_RESP__INIT;
+	RpcVersion ver = RPC_VERSION__INIT;
+	RpcFeatures feat = RPC_FEATURES__INIT;
+	RpcDumpResp dr = RPC_DUMP_RESP__INIT;
+	RpcRestoreResp rr = RPC_RESTORE_RESP__INIT;
+	char gitid[64];
+	int ret = 0;
+
+	r->type = req->type;
+	resp.type = req->type;
+	resp.success = true;
+	switch (req->type) {
+	case RPC_TYPE__RPC_VERSION:
+		log_error_reset();
+		snprintf(gitid, sizeof(gitid), "cryo-%s", CRYO_VERSION);
+		ver.major_number = CRIU_COMPAT_MAJOR;
+		ver.minor_number = CRIU_COMPAT_MINOR;
+		ver.gitid = gitid;
+		ver.name = "cryo";
+		resp.version = &ver;
+		break;
+	case RPC_TYPE__RPC_FEATURE_CHECK:
+		log_error_reset();
+		serve_features(req, &resp, &feat);
+		break;
+	case RPC_TYPE__RPC_CHECK:
+		log_error_reset();
+		serve_check(&resp);
+		break;
+	case RPC_TYPE__RPC_DUMP:
+	case RPC_TYPE__RPC_PRE_DUMP:
+	case RPC_TYPE__RPC_SINGLE_PRE_DUMP:
+	case RPC_TYPE__RPC_RESTORE:
+		log_error_reset();
+		ret = take_opts(r, req->opts, &o);
+		if (!ret && (ret = open_log(r, &o, req->opts)))
+			ret = -EIO;
+		if (!ret && req->opts->notify_scripts)
+			o.notify_fn = rpc_notify;
+		if (ret) {
+			set_error(&resp, "bad options");
+			break;
+		}
+		pr_info("%s request from pid %d: images %s", rpc_type__descriptor.values[req->type].name, r->client,
+			o.images_dir);
+		if (req->type == RPC_TYPE__RPC_DUMP) {
+			o.command = "dump";
+			if (cmd_dump(&o))
+				set_error(&resp, "the dump failed");
+			resp.dump = &dr;
+		} else if (req->type == RPC_TYPE__RPC_RESTORE) {
+			o.command = "restore";
+			if (cmd_restore(&o)) {
+				set_error(&resp, "the restore failed");
+			} else {
+				rr.pid = o.restored_pid;
+				resp.restore = &rr;
+			}
+		} else {
+			o.command = "pre-dump";
+			if (cmd_pre_dump(&o))
+				set_error(&resp, "the pre-dump failed");
+		}
+		break;
+	default:
+		log_error_reset();
+		pr_err("request type %s is not supported by cryo", rpc_type__descriptor.values[req->type].name);
+		set_error(&resp, "unsupported request");
+		break;
+	}
+	if (!resp.success) {
+		pr_info("%s failed: %s", rpc_type__descriptor.values[req->type].name, resp.cr_errmsg);
+		/*
+		 * Clients that show only cr_errno (runc: "criu failed: type
+		 * RESTORE errno 2") still show what their stderr gets: cryo's
+		 * stderr is theirs (/dev/null in a dump).
+		 */
+		dprintf(STDERR_FILENO, "cryo: %s\n", resp.cr_errmsg);
+	}
+	ret = send_msg(r, &resp, -1);
+	drop_opts(r, &o);
+	return ret;
+}
+
+int cmd_swrk(struct cryo_opts *o, int argc, char **argv)
+{
+	struct rpc r = { .sk = -1 };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int type = 0, ret = 0;
+	socklen_t tl = sizeof(type);
+	char *end;
+
+	if (argc != 1 || (r.sk = strtol(argv[0], &end, 10), *end) || r.sk < 0) {
+		pr_err("usage: cryo swrk FD (FD: the client's end of a SOCK_SEQPACKET socketpair)");
+		return 1;
+	}
+	if (getsockopt(r.sk, SOL_SOCKET, SO_TYPE, &type, &tl) || type != SOCK_SEQPACKET) {
+		pr_err("swrk: fd %d is not a SOCK_SEQPACKET socket", r.sk);
+		return 1;
+	}
+	if (getsockopt(r.sk, SOL_SOCKET, SO_PEERCRED, &cred, &len) || cred.pid <= 0) {
+		pr_perror("swrk: cannot tell which process holds the other end of fd %d", r.sk);
+		return 1;
+	}
+	r.client = cred.pid;
+	r.devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (r.devnull < 0) {
+		pr_perror("swrk: cannot open /dev/null");
+		return 1;
+	}
+	r.scripts = o->action_scripts;
+	fcntl(r.sk, F_SETFD, FD_CLOEXEC);
+	for (;;) {
+		RpcReq *req = recv_req(&r, &ret);
+
+		if (!req)
+			break;
+		ret = serve(&r, req);
+		rpc_req__free_unpacked(req, NULL);
+		if (ret)
+			break;
+	}
+	log_fini();
+	close(r.devnull);
+	return ret ? 1 : 0;
+}
