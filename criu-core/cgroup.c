@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,24 @@ static int own_freezer(pid_t root, char *dir, size_t len, bool *v2)
 	return 0;
 }
 
+/* --freeze-cgroup DIR: cryo freezes the tree's own freezer; DIR must be that one */
+static int check_freeze_cgroup(const char *want, pid_t root, const char *dir)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+
+	if (!realpath(want, a))
+		return pr_perror("--freeze-cgroup %s", want);
+	if (!dir[0]) {
+		pr_err("--freeze-cgroup %s: pid %d has no freezer cgroup of its own to freeze", want, root);
+		return -EINVAL;
+	}
+	if (!realpath(dir, b) || strcmp(a, b)) {
+		pr_err("--freeze-cgroup %s: pid %d is in freezer cgroup %s, not there", want, root, dir);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int cgroup_freeze(struct dump_ctx *ctx, pid_t root)
 {
 	char dir[PATH_MAX_LEN];
@@ -204,6 +223,8 @@ int cgroup_freeze(struct dump_ctx *ctx, pid_t root)
 	uint64_t deadline;
 	int ret = own_freezer(root, dir, sizeof(dir), &v2);
 
+	if (!ret && ctx->opts && ctx->opts->freeze_cgroup && (ret = check_freeze_cgroup(ctx->opts->freeze_cgroup, root, dir)))
+		return ret;
 	if (ret || !dir[0])
 		return ret;
 	if ((ret = freezer_frozen(dir, v2)) != 0) {

@@ -33,10 +33,23 @@ static int feature_by_name(const char *name)
 	return -1;
 }
 
+int check_criu_feature(const struct kerndat *kd, const char *name)
+{
+	if (!strcmp(name, "mem_dirty_track") || !strcmp(name, "mem_track"))
+		return kd->f[KD_SOFT_DIRTY].ok || (kd->f[KD_UFFD_WP_ASYNC].ok && kd->f[KD_PAGEMAP_SCAN].ok);
+	if (!strcmp(name, "uffd") || !strcmp(name, "uffd-noncoop") || !strcmp(name, "lazy_pages"))
+		return kd->f[KD_UFFD].ok;
+	return -1;
+}
+
 static int check_one(const struct kerndat *kd, const char *name)
 {
-	int f = feature_by_name(name);
+	int f = feature_by_name(name), ok = check_criu_feature(kd, name);
 
+	if (f < 0 && ok >= 0) {
+		printf("%s: %s\n", name, ok ? "ok" : "unavailable");
+		return ok ? 0 : 1;
+	}
 	if (f < 0) {
 		pr_err("unknown feature '%s' (cryo check lists them)", name);
 		return 1;

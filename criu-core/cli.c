@@ -50,6 +50,8 @@ static void usage(FILE *f)
 "                         runs it, and resumes if anything fails before that\n"
 "  migrate-agent --port P -D DIR --secret-file F\n"
 "                         receive migrations into DIR and restore them here\n"
+"  swrk FD                serve CRIU's RPC on socket FD (what runc, crun and\n"
+"                         Podman run as \"criu swrk 3\"): see README, Container runtimes\n"
 "  check                  probe the kernel features cryo needs\n"
 "  show PATH              print an image file or directory as JSON\n"
 "\n"
@@ -91,8 +93,40 @@ static void usage(FILE *f)
 "                         they are read: less memory and faster on tmpfs, but the\n"
 "                         images cannot be restored again\n"
 "      --feature NAME     check: probe one feature (exit 0 if it works)\n"
+"      --root DIR         restore: the container's root directory (a bind mount)\n"
+"      --restore-sibling  restore: the root a child of cryo's parent, not of cryo\n"
+"      --action-script S  run S (sh -c) at each hook point, CRTOOLS_SCRIPT_ACTION\n"
+"                         naming it (pre-dump, post-dump, post-restore, ...)\n"
+"      --ext-mount-map A:B  dump: the mount at A is external, key B; restore: bind\n"
+"                         B where the mount of key A was\n"
+"      --manage-cgroups[=MODE]  restore: soft (limits only of the cgroups cryo\n"
+"                         makes), full, strict (they must not exist), ignore\n"
+"      --cgroup-root [CTRL:]PATH  restore: put the tree's cgroups at PATH\n"
+"      --freeze-cgroup DIR  dump: the freezer cgroup to hold the tree still (its own)\n"
+"      --empty-ns net     the network namespace's devices are the caller's: not\n"
+"                         dumped, not made again (loopback only)\n"
+"      --file-locks, --link-remap, --track-mem, --skip-in-flight, --evasive-devices\n"
+"                         CRIU's, for what cryo does anyway\n"
 "  -V, --version          print the version\n"
 "  -h, --help             this help\n");
+}
+
+int refuse_unsupported(const struct cryo_opts *o)
+{
+	if (o->inherit_fds.n) {
+		pr_err("--inherit-fd %s: handing the tree files of the caller's is not supported yet", o->inherit_fds.v[0]);
+		return -ENOTSUP;
+	}
+	if (o->externals.n) {
+		pr_err("--external %s: objects outside the tree are not supported yet", o->externals.v[0]);
+		return -ENOTSUP;
+	}
+	if (o->empty_ns & ~CLONE_NEWNET) {
+		pr_err("--empty-ns %#x: only the network namespace (net) can be left for the caller to fill",
+		       o->empty_ns);
+		return -ENOTSUP;
+	}
+	return 0;
 }
 
 const char *default_secret_file(void)

@@ -508,6 +508,8 @@ static int dump_begin(struct dump_ctx *ctx, struct cryo_opts *o, pid_t *root)
 	int pfd, ret;
 
 	*root = o->pid;
+	if (refuse_unsupported(o))
+		return -ENOTSUP;
 	if (o->cgroup && cgroup_root_task(o->cgroup, root))
 		return -EINVAL;
 	if (*root <= 0) {

@@ -212,6 +212,37 @@ static char *ns_mount_options(struct dump_ctx *ctx, const char *opts)
 	return out;
 }
 
+/*
+ * --ext-mount-map A:B. At dump, A is a mountpoint in the tree and B its
+ * key; at restore, A is a key and B the host path to bind there ("auto":
+ * find them, which cryo does anyway). NULL if a is not mapped.
+ */
+static const char *ext_map(const struct cryo_opts *o, const char *a)
+{
+	size_t al = strlen(a);
+
+	for (size_t i = 0; o && i < o->ext_mounts.n; i++) {
+		const char *m = o->ext_mounts.v[i];
+
+		if (!strncmp(m, a, al) && m[al] == ':')
+			return m + al + 1;
+	}
+	return NULL;
+}
+
+/*
+ * Where a host directory bound in comes from at restore: --root for the
+ * root, what an external mount's key maps to, else where it was.
+ */
+static const char *bind_from(const struct restore_ctx *ctx, const MountEntry *e)
+{
+	const char *mapped = e->ext_key ? ext_map(ctx->opts, e->ext_key) : NULL;
+
+	if (e == ctx->mounts[0] && ctx->opts->root)
+		return ctx->opts->root;
+	return mapped ?: e->bind_source;
+}
+
 /* mountinfo lists parents first */
 static bool dump_find_parent_mount(const struct minfo *v, size_t i)
 {
@@ -423,7 +454,9 @@ int mnt_dump(struct dump_ctx *ctx)
 			ret = -EINVAL;
 		} else if (host_path(m, host, nh, src, sizeof(src))) {
 			e.bind_source = src;
-			pr_debug("mount %u at %s: bind of %s", m->id, m->mnt, src);
+			e.ext_key = (char *)ext_map(ctx->opts, m->mnt);
+			pr_debug("mount %u at %s: bind of %s%s%s", m->id, m->mnt, src, e.ext_key ? ", external key " : "",
+				 e.ext_key ?: "");
 		} else if (!is_own_fs(m->type)) {
 			pr_err("pid %d: mount %u at %s (%s from %s): file system type %s is not supported", root,
 			       m->id, m->mnt, m->type, m->source, m->type);
@@ -470,21 +503,31 @@ int mnt_read(struct restore_ctx *ctx)
 {
 	int ret;
 
-	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWNS))
-		return 0;
+	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWNS)) {
+		if (!ctx->opts->root)
+			return 0;
+		pr_err("--root %s: the tree has no mount namespace of its own to root there", ctx->opts->root);
+		return -EINVAL;
+	}
 	ret = img_read_all(ctx->dirfd, IMG_MNT, 0, false, &ctx->mounts, &ctx->nr_mounts);
 	if (!ret && (!ctx->nr_mounts || strcmp(ctx->mounts[0]->mountpoint, "/"))) {
 		pr_err("mnt.img does not start with the root mount");
 		ret = -EINVAL;
+	}
+	if (!ret && ctx->opts->root && !ctx->mounts[0]->bind_source) {
+		pr_err("--root %s: the container's root was a %s mount, made again from the images, not a directory",
+		       ctx->opts->root, ctx->mounts[0]->fstype);
+		ret = -ENOTSUP;
 	}
 	/* every directory it refers to must be there before anything starts */
 	for (size_t i = 0; i < ctx->nr_mounts && !ret; i++) {
 		const MountEntry *e = ctx->mounts[i];
 		struct stat st;
 
-		if (e->bind_source && stat(e->bind_source, &st)) {
-			ret = pr_perror("mount %s of the container binds %s, which is missing here", e->mountpoint,
-					e->bind_source);
+		if (e->bind_source && stat(bind_from(ctx, e), &st)) {
+			ret = pr_perror("mount %s of the container binds %s%s%s%s, which is missing here", e->mountpoint,
+					bind_from(ctx, e), e->ext_key ? " (external, key " : "", e->ext_key ?: "",
+					e->ext_key ? ": --ext-mount-map KEY:PATH says where it is)" : "");
 		}
 		if (!ret && !strcmp(e->fstype, "overlay"))
 			ret = check_layers(e);
@@ -623,9 +666,10 @@ static int mount_one(struct restore_ctx *ctx, const MountEntry *m, const char *t
 		if (mount(peer, target, NULL, MS_BIND, NULL))
 			return pr_perror("cannot bind %s on %s (the container's %s)", peer, target, m->mountpoint);
 	} else if (m->bind_source) {
-		if (mount(peer ? peer : m->bind_source, target, NULL, MS_BIND, NULL))
-			return pr_perror("cannot bind %s on %s (the container's %s)", m->bind_source, target,
-					 m->mountpoint);
+		const char *src = peer ?: bind_from(ctx, m);
+
+		if (mount(src, target, NULL, MS_BIND, NULL))
+			return pr_perror("cannot bind %s on %s (the container's %s)", src, target, m->mountpoint);
 	} else if (mount(m->source, target, m->fstype, keep, m->options)) {
 		return pr_perror("cannot mount %s (%s, %s) on the container's %s", m->source, m->fstype, m->options,
 				 m->mountpoint);

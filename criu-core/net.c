@@ -280,7 +280,8 @@ int net_dump(struct dump_ctx *ctx)
 	struct img *img;
 	int saved = -1, ret, err;
 
-	if (!(ctx->ns_flags & CLONE_NEWNET))
+	/* --empty-ns net: the namespace's devices are the caller's to make again */
+	if (!(ctx->ns_flags & CLONE_NEWNET) || (ctx->opts->empty_ns & CLONE_NEWNET))
 		return 0;
 	d.e = &e;
 	if ((ret = ns_enter(d.pid, "net", &saved)))
@@ -355,7 +356,7 @@ int net_lock(struct dump_ctx *ctx)
 	size_t n = 0;
 	int idx[64];
 
-	if (!(ctx->ns_flags & CLONE_NEWNET))
+	if (!(ctx->ns_flags & CLONE_NEWNET) || (ctx->opts->empty_ns & CLONE_NEWNET))
 		return 0;
 	if ((ret = ns_enter(ctx->tasks[0]->pid, "net", &saved)))
 		return ret;
@@ -406,7 +407,7 @@ void net_unlock(struct dump_ctx *ctx, bool resume)
 
 int net_read(struct restore_ctx *ctx)
 {
-	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWNET))
+	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWNET) || (ctx->opts->empty_ns & CLONE_NEWNET))
 		return 0;
 	return img_read_one(ctx->dirfd, IMG_NET, 0, (ProtobufCMessage **)&ctx->net);
 }
@@ -630,13 +631,38 @@ int net_restore_unlock(struct restore_ctx *ctx)
 	return n ? set_host_ends(names, n, true) : 0;
 }
 
+/*
+ * --empty-ns net: the caller fills the namespace (runc's hooks, at
+ * setup-namespaces); cryo only sets its loopback up, as it was in use.
+ */
+static int net_restore_empty(pid_t pid)
+{
+	NetLinkEntry lo = NET_LINK_ENTRY__INIT, *lop = &lo;
+	NetEntry n = NET_ENTRY__INIT;
+	struct rt in = { 0 };
+	int saved = -1, ret;
+
+	lo.name = "lo";
+	lo.kind = "loopback";
+	lo.flags = IFF_UP;
+	lo.mtu = 65536;
+	n.n_links = 1;
+	n.links = &lop;
+	if ((ret = ns_enter(pid, "net", &saved)))
+		return ret;
+	ret = rt_open(&in, "the container's network namespace") ?: setup_links(&n, &in);
+	rt_close(&in);
+	return ns_leave("net", &saved) ?: ret;
+}
+
 int net_restore(struct restore_ctx *ctx, pid_t pid)
 {
 	struct rt in = { 0 };
 	int saved = -1, ret;
 
 	if (!ctx->net)
-		return 0;
+		return ctx->ns && (ctx->ns->flags & CLONE_NEWNET) && (ctx->opts->empty_ns & CLONE_NEWNET) ?
+		       net_restore_empty(pid) : 0;
 	if ((ret = make_veths(ctx, pid)) || (ret = ns_enter(pid, "net", &saved)))
 		return ret;
 	ret = rt_open(&in, "the container's network namespace");

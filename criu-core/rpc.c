@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,25 @@ static int rpc_notify(void *arg, const char *point, pid_t pid, int fd)
 	return ret;
 }
 
+/* a string made for an option list, freed with the request */
+static int __attribute__((format(printf, 3, 4))) add_owned(struct rpc *r, struct str_list *l, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -ENOMEM;
+	if (str_list_add(&r->owned, s)) {
+		free(s);
+		return -ENOMEM;
+	}
+	return str_list_add(l, s);
+}
+
 /* the client's fd N as a path cryo can open: the directory it names, or its /proc link */
 static int client_dir(struct rpc *r, int fd, const char *what, char *out, size_t len)
 {
@@ -239,22 +259,36 @@ static int take_opts(struct rpc *r, const RpcOpts *ro, struct cryo_opts *o)
 		o->page_server = r->page_server;
 	}
 	o->action_scripts = r->scripts;
+	o->file_locks = ro->file_locks;
+	o->link_remap = ro->link_remap;
+	o->ext_unix_sk = ro->ext_unix_sk;
+	o->tcp_skip_in_flight = ro->tcp_skip_in_flight;
+	o->evasive_devices = ro->evasive_devices;
+	o->freeze_cgroup = ro->freeze_cgroup;
+	o->empty_ns = ro->empty_ns;
+	if (ro->n_join_ns || ro->n_veths || ro->n_skip_mnt || ro->has_status_fd || ro->lsm_profile) {
+		pr_err("%s: not supported yet", ro->n_join_ns ? "join_ns" : ro->n_veths ? "veths (use external)" :
+		       ro->n_skip_mnt ? "skip_mnt" : ro->has_status_fd ? "status_fd" : "lsm_profile");
+		return -ENOTSUP;
+	}
+	if (ro->config_file && !access(ro->config_file, F_OK))
+		pr_warn("config_file %s: cryo does not read CRIU configuration files; ignored", ro->config_file);
+	for (size_t i = 0; i < ro->n_ext_mnt; i++)
+		if ((ret = add_owned(r, &o->ext_mounts, "%s:%s", ro->ext_mnt[i]->key, ro->ext_mnt[i]->val)))
+			return ret;
+	for (size_t i = 0; i < ro->n_inherit_fd; i++)
+		if ((ret = add_owned(r, &o->inherit_fds, "fd[%d]:%s", ro->inherit_fd[i]->fd, ro->inherit_fd[i]->key)))
+			return ret;
+	for (size_t i = 0; i < ro->n_external; i++)
+		if ((ret = str_list_add(&o->externals, ro->external[i])))
+			return ret;
 	if (ro->manage_cgroups || ro->has_manage_cgroups_mode)
 		o->manage_cgroups = ro->has_manage_cgroups_mode ? rpc_cg_mode(ro->manage_cgroups_mode) : CG_MODE_SOFT;
-	for (size_t i = 0; i < ro->n_cg_root; i++) {
-		const RpcCgroupRoot *c = ro->cg_root[i];
-		char *s;
-
-		/* "CTRL:PATH"; without ctrl, every hierarchy */
-		if (asprintf(&s, "%s%s%s", c->ctrl ?: "", c->ctrl ? ":" : "", c->path) < 0)
-			return -ENOMEM;
-		if (str_list_add(&r->owned, s)) {
-			free(s);
-			return -ENOMEM;
-		}
-		if (str_list_add(&o->cg_roots, s))
-			return -ENOMEM;
-	}
+	/* "CTRL:PATH"; without ctrl, every hierarchy */
+	for (size_t i = 0; i < ro->n_cg_root; i++)
+		if ((ret = add_owned(r, &o->cg_roots, "%s%s%s", ro->cg_root[i]->ctrl ?: "",
+				     ro->cg_root[i]->ctrl ? ":" : "", ro->cg_root[i]->path)))
+			return ret;
 	return 0;
 }
 
@@ -302,11 +336,11 @@ static int serve_features(const RpcReq *req, RpcResp *resp, RpcFeatures *f)
 	resp->features = f;
 	if (req->features && req->features->has_mem_track) {
 		f->has_mem_track = true;
-		f->mem_track = kd.f[KD_SOFT_DIRTY].ok || (kd.f[KD_UFFD_WP_ASYNC].ok && kd.f[KD_PAGEMAP_SCAN].ok);
+		f->mem_track = check_criu_feature(&kd, "mem_track") == 1;
 	}
 	if (req->features && req->features->has_lazy_pages) {
 		f->has_lazy_pages = true;
-		f->lazy_pages = kd.f[KD_UFFD].ok;
+		f->lazy_pages = check_criu_feature(&kd, "lazy_pages") == 1;
 	}
 	if (req->features && req->features->has_pidfd_store) {
 		f->has_pidfd_store = true;

@@ -219,6 +219,7 @@ def test_restore_into_missing_rootfs(container, tmp_path):
         r = c.restore(tmp_path / "ck", check=False)
         assert r.returncode != 0
         assert "cryo: " in r.stderr and "/bin/busybox" in r.stderr and "No such file" in r.stderr, r.stderr
+        assert "errno 2" in r.stderr, r.stderr
         assert c.status() is None, "runc lists a container after the failed restore"
         assert not alive(c.pid), f"pid {c.pid} runs after the failed restore"
         for ctrl in ("freezer", "pids", "cpu"):

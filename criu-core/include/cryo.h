@@ -73,6 +73,8 @@ struct cryo_opts {
 	pid_t restored_pid;		/* out: the restored root, as cryo sees it */
 };
 
+/* options parsed (CRIU's) that cryo cannot honour yet: an error naming the first */
+int refuse_unsupported(const struct cryo_opts *o);
 /* $CRYO_SECRET_FILE, else DEFAULT_SECRET_FILE if it exists, else NULL */
 const char *default_secret_file(void);
 /* open the image directory (-D), logging why not; returns an fd or -errno */

@@ -66,4 +66,11 @@ int kerndat_probe(struct kerndat *kd);
 /* Only the cheap facts dump and restore need: sizes and limits. */
 void kerndat_basics(struct kerndat *kd);
 
+/*
+ * CRIU's names for what its clients ask about (mem_dirty_track, mem_track,
+ * uffd, uffd-noncoop, lazy_pages): 1 if cryo can do it here, 0 if not, -1
+ * for a name it does not know (check.c)
+ */
+int check_criu_feature(const struct kerndat *kd, const char *name);
+
 #endif
