@@ -42,7 +42,7 @@ struct rpc {
 	pid_t client;
 	RpcType type;			/* of the request being served */
 	/* the request's paths, which opts point into */
-	char images_dir[PATH_MAX], work_dir[PATH_MAX], parent[PATH_MAX], page_server[300];
+	char images_dir[PATH_MAX], work_dir[PATH_MAX], page_server[300];
 	struct str_list scripts;	/* swrk's own --action-script */
 	struct str_list owned;		/* strings made for the request's options */
 	int devnull;			/* where the log's stderr lines go */
@@ -206,7 +206,7 @@ static int client_dir(struct rpc *r, int fd, const char *what, char *out, size_t
 		return -ENOTDIR;
 	}
 	/* its path here if it is the same directory (relative paths stay readable), else the link */
-	if (realpath(link, out) && strlen(out) < len && !stat(out, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+	if (len >= PATH_MAX && realpath(link, out) && !stat(out, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
 		return 0;
 	snprintf(out, len, "%s", link);
 	return 0;
@@ -224,15 +224,16 @@ static int take_opts(struct rpc *r, const RpcOpts *ro, struct cryo_opts *o)
 		pr_err("a %s request without options", rpc_type__descriptor.values[r->type].name);
 		return -EINVAL;
 	}
-	if (ro->images_dir_fd >= 0)
-		ret = client_dir(r, ro->images_dir_fd, "images_dir_fd", r->images_dir, sizeof(r->images_dir));
-	else if (ro->images_dir)
-		ret = snprintf(r->images_dir, sizeof(r->images_dir), "%s", ro->images_dir) >= (int)sizeof(r->images_dir) ? -ENAMETOOLONG : 0;
-	else
-		ret = (pr_err("no images directory: set images_dir_fd"), -EINVAL);
-	if (ret)
-		return ret;
-	o->images_dir = r->images_dir;
+	if (ro->images_dir_fd >= 0) {
+		if ((ret = client_dir(r, ro->images_dir_fd, "images_dir_fd", r->images_dir, sizeof(r->images_dir))))
+			return ret;
+		o->images_dir = r->images_dir;
+	} else if (ro->images_dir) {
+		o->images_dir = ro->images_dir;
+	} else {
+		pr_err("no images directory: set images_dir_fd");
+		return -EINVAL;
+	}
 	if (ro->has_work_dir_fd) {
 		if ((ret = client_dir(r, ro->work_dir_fd, "work_dir_fd", r->work_dir, sizeof(r->work_dir))))
 			return ret;
@@ -246,10 +247,8 @@ static int take_opts(struct rpc *r, const RpcOpts *ro, struct cryo_opts *o)
 	o->auto_dedup = ro->auto_dedup;
 	o->rst_sibling = ro->rst_sibling;
 	o->root = ro->root;
-	if (ro->parent_img) {
-		snprintf(r->parent, sizeof(r->parent), "%s", ro->parent_img);
-		o->prev_images_dir = r->parent;
-	}
+	o->prev_images_dir = ro->parent_img;
+	o->secret_file = default_secret_file();
 	if (ro->ps && (ro->ps->address || ro->ps->has_port)) {
 		if (ro->ps->has_fd) {
 			pr_err("ps.fd: a page server connection made by the client is not supported; give address and port");
@@ -369,7 +368,7 @@ static int serve_check(RpcResp *resp)
 /* one request: its response, already sent when this returns 0 */
 static int serve(struct rpc *r, const RpcReq *req)
 {
-	struct cryo_opts o = { .images_dir = ".", .verbosity = 0, .lazy_sock = -1, .quiet = true,
+	struct cryo_opts o = { .images_dir = ".", .verbosity = 0, .lazy_sock = -1,
 			       .detach = true, .notify_arg = r };
 	RpcResp resp = RPC_RESP__INIT;
 	RpcVersion ver = RPC_VERSION__INIT;

@@ -69,7 +69,6 @@ struct cryo_opts {
 	/* the RPC client (rpc.c), told each notify point; non-zero stops there */
 	int (*notify_fn)(void *arg, const char *point, pid_t pid, int fd);
 	void *notify_arg;
-	bool quiet;			/* nothing on stdout or stderr (swrk: they are the client's) */
 	pid_t restored_pid;		/* out: the restored root, as cryo sees it */
 };
 
