@@ -591,22 +591,9 @@ static bool all_in(const struct lazy *l)
 
 int lazy_send(int sock, const struct lazy_task_desc *d, const uint64_t *vmas, int uffd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	struct iovec iov[2] = { { (void *)d, sizeof(*d) }, { (void *)vmas, d->nr_vmas * 2 * sizeof(uint64_t) } };
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 
-	if (uffd >= 0) {
-		struct cmsghdr *c;
-
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &uffd, sizeof(int));
-	}
-	if (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+	if (sendmsg_fd(sock, iov, 2, uffd) < 0)
 		return pr_perror("pid %d: cannot hand its userfaultfd to the lazy-pages handler", d->vpid);
 	return 0;
 }

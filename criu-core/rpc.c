@@ -83,25 +83,12 @@ static int send_msg(struct rpc *r, const RpcResp *resp, int fd)
 {
 	size_t len = rpc_resp__get_packed_size(resp);
 	_cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	struct iovec iov = { buf, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
 	if (!buf)
 		return -ENOMEM;
 	rpc_resp__pack(resp, buf);
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	if (sendmsg(r->sk, &mh, MSG_NOSIGNAL) != (ssize_t)len)
+	if (sendmsg_fd(r->sk, &iov, 1, fd) != (ssize_t)len)
 		return pr_perror("cannot send the %s response to the client", rpc_type__descriptor.values[resp->type].name);
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define PAGE_SHIFT	12	/* spelled as in <sys/user.h> */
 #define PAGE_SIZE	(1UL << PAGE_SHIFT)
@@ -74,5 +75,8 @@ void *arena_grow(struct arena *a, void *old, size_t n, size_t size);
 void arena_free(struct arena *a);
 #define arena_new(a, type)		((type *)arena_alloc(a, sizeof(type)))
 #define arena_array(a, type, n)		((type *)arena_alloc(a, sizeof(type) * (n)))
+
+/* sendmsg() of iov with fd passed along (SCM_RIGHTS) if >= 0, MSG_NOSIGNAL */
+ssize_t sendmsg_fd(int sock, struct iovec *iov, int iovlen, int fd);
 
 #endif
