@@ -97,6 +97,8 @@ static void usage(FILE *f)
 "      --restore-sibling  restore: the root a child of cryo's parent, not of cryo\n"
 "      --action-script S  run S (sh -c) at each hook point, CRTOOLS_SCRIPT_ACTION\n"
 "                         naming it (pre-dump, post-dump, post-restore, ...)\n"
+"      --inherit-fd fd[N]:KEY  restore: the file KEY (pipe:[INODE], a path) is\n"
+"                         cryo's fd N, e.g. a runtime's new stdio for the old\n"
 "      --ext-mount-map A:B  dump: the mount at A is external, key B; restore: bind\n"
 "                         B where the mount of key A was\n"
 "      --manage-cgroups[=MODE]  restore: soft (limits only of the cgroups cryo\n"
@@ -113,10 +115,6 @@ static void usage(FILE *f)
 
 int refuse_unsupported(const struct cryo_opts *o)
 {
-	if (o->inherit_fds.n) {
-		pr_err("--inherit-fd %s: handing the tree files of the caller's is not supported yet", o->inherit_fds.v[0]);
-		return -ENOTSUP;
-	}
 	if (o->externals.n) {
 		pr_err("--external %s: objects outside the tree are not supported yet", o->externals.v[0]);
 		return -ENOTSUP;

@@ -6,8 +6,9 @@
  * opened through /proc/PID/fd/N and tee(2) duplicates the pipe's contents
  * into a pipe of cryo's own, which is then read. The first description of
  * each pipe carries its size and bytes in files.img. A pipe whose other
- * end only a process outside the dump holds cannot come back whole: the
- * dump refuses it.
+ * end only a process outside the dump holds (a runtime's stdio pipe) is
+ * external: its bytes stay in it, and the restore needs the pipe to use
+ * (--inherit-fd fd[N]:pipe:[INODE]).
  *
  * Restore: cryo creates each pipe once, sizes it, writes the bytes back,
  * and hands out its ends (a further description of the same end is a
@@ -151,11 +152,15 @@ static pid_t held_outside(struct dump_ctx *ctx, uint64_t ino)
 	return found;
 }
 
-/* every pipe with only one end in the dump: is the other end held outside? */
+/*
+ * Every pipe with only one end in the dump: a process outside holding the
+ * other (a runtime's stdio pipes) makes it external. Its bytes stay in the
+ * pipe, which the restore is handed with --inherit-fd.
+ */
 static int pipe_dump_done(struct dump_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->nr_files; i++) {
-		const FileEntry *fe = ctx->file_entries[i];
+		FileEntry *fe = ctx->file_entries[i];
 		bool ends[2] = { false, false };
 		pid_t other;
 
@@ -171,10 +176,16 @@ static int pipe_dump_done(struct dump_ctx *ctx)
 		if (ends[0] && ends[1])
 			continue;
 		other = held_outside(ctx, fe->pipe->pipe_id);
-		if (other) {
-			pr_err("pipe:[%lu]: its %s end is held by pid %d, outside the dump: it cannot be restored",
-			       (unsigned long)fe->pipe->pipe_id, ends[0] ? "write" : "read", other);
-			return -ENOTSUP;
+		if (!other)
+			continue;
+		pr_info("pipe:[%lu]: its %s end is held by pid %d, outside the dump: external",
+			(unsigned long)fe->pipe->pipe_id, ends[0] ? "write" : "read", other);
+		fe->pipe->has_data = false;
+		for (size_t j = 0; j < ctx->nr_files; j++) {
+			FileEntry *o = ctx->file_entries[j];
+
+			if (o->kind == FD_KIND__PIPE && o->pipe->pipe_id == fe->pipe->pipe_id)
+				o->pipe->has_external = o->pipe->external = true;
 		}
 	}
 	return 0;
@@ -271,6 +282,12 @@ static int pipe_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 		pr_err("files.img: entry %u is a pipe without its details", fe->id);
 		return -EINVAL;
 	}
+	if (pe->external) {
+		pr_err("pid %d fd %d: pipe:[%lu] led to a process outside the dump: give the pipe to connect "
+		       "it to with --inherit-fd fd[N]:pipe:[%lu]", pid, fdnum, (unsigned long)pe->pipe_id,
+		       (unsigned long)pe->pipe_id);
+		return -ENOENT;
+	}
 	rp = find_pipe(ctx, pe->pipe_id) ?: make_pipe(ctx, pe->pipe_id);
 	if (!rp)
 		return -EIO;
@@ -297,6 +314,14 @@ static int pipe_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 	return fd;
 }
 
+static int pipe_key(const FileEntry *fe, char *buf, size_t len)
+{
+	if (!fe->pipe || fe->pipe->fifo)
+		return -1;
+	snprintf(buf, len, "pipe:[%lu]", (unsigned long)fe->pipe->pipe_id);
+	return 0;
+}
+
 static void pipe_restore_done(struct restore_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->nr_pipes; i++) {
@@ -315,5 +340,6 @@ const struct fd_kind_ops pipe_fd_ops = {
 	.dump = pipe_dump,
 	.dump_done = pipe_dump_done,
 	.open = pipe_open,
+	.key = pipe_key,
 	.restore_done = pipe_restore_done,
 };

@@ -148,6 +148,14 @@ static int reg_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEnt
 	return fd;
 }
 
+static int reg_key(const FileEntry *fe, char *buf, size_t len)
+{
+	if (!fe->reg || fe->reg->has_memfd_id)
+		return -1;
+	snprintf(buf, len, "%s", fe->reg->path);
+	return 0;
+}
+
 const struct fd_kind_ops reg_fd_ops = {
 	.kind = FD_KIND__REG,
 	.name = "regular file",
@@ -155,4 +163,5 @@ const struct fd_kind_ops reg_fd_ops = {
 	.dump = reg_dump,
 	.needs_tree = reg_needs_tree,
 	.open = reg_open,
+	.key = reg_key,
 };

@@ -6,6 +6,7 @@
 #define LOG_PREFIX "files: "
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,6 +399,58 @@ const FileEntry *files_find(struct restore_ctx *ctx, uint32_t id)
 	return NULL;
 }
 
+/* --inherit-fd fd[N]:KEY: N and *key, or -1 if s is not of that form */
+static int inherit_parse(const char *s, const char **key)
+{
+	char *end;
+	long n;
+
+	if (strncmp(s, "fd[", 3))
+		return -1;
+	errno = 0;
+	n = strtol(s + 3, &end, 10);
+	if (errno || end == s + 3 || n < 0 || n > INT_MAX || strncmp(end, "]:", 2) || !end[2])
+		return -1;
+	*key = end + 2;
+	return n;
+}
+
+int files_check_inherit(const struct cryo_opts *o)
+{
+	for (size_t i = 0; i < o->inherit_fds.n; i++) {
+		const char *s = o->inherit_fds.v[i], *key;
+		int fd = inherit_parse(s, &key);
+
+		if (fd < 0) {
+			pr_err("--inherit-fd %s: not of the form fd[N]:KEY (KEY: pipe:[INODE] or a file's path)", s);
+			return -EINVAL;
+		}
+		if (fcntl(fd, F_GETFD) < 0)
+			return pr_perror("--inherit-fd %s: cryo has no fd %d", s, fd);
+	}
+	return 0;
+}
+
+/* the fd --inherit-fd gives cryo for file fe, or -1; paths match with or without their leading / */
+static int inherited_fd(const struct cryo_opts *o, const FileEntry *fe)
+{
+	const struct fd_kind_ops *ops = kind_ops(fe->kind);
+	char key[PATH_MAX + 32];
+	const char *k = key;
+
+	if (!o->inherit_fds.n || !ops || !ops->key || ops->key(fe, key, sizeof(key)))
+		return -1;
+	k += *k == '/';
+	for (size_t i = 0; i < o->inherit_fds.n; i++) {
+		const char *want;
+		int fd = inherit_parse(o->inherit_fds.v[i], &want);
+
+		if (fd >= 0 && !strcmp(want + (*want == '/'), k))
+			return fd;
+	}
+	return -1;
+}
+
 int files_get_fd(struct restore_ctx *ctx, uint32_t id)
 {
 	for (size_t i = 0; ctx->file_fds && i < ctx->nr_files; i++)
@@ -468,7 +521,18 @@ int files_open_all(struct restore_ctx *ctx)
 				       t->pid, e->fd, e->id);
 				return -EINVAL;
 			}
-			if (ctx->file_fds[k] >= 0 || opened_in_task(ctx->files[k]))
+			if (ctx->file_fds[k] >= 0)
+				continue;
+			if ((fd = inherited_fd(ctx->opts, ctx->files[k])) >= 0) {
+				/* the caller's file, as it is now: no locks of the tree's put on it */
+				pr_info("pid %d fd %u: cryo's fd %d (--inherit-fd)", t->pid, e->fd, fd);
+				if ((fd = fcntl(fd, F_DUPFD_CLOEXEC, base)) < 0)
+					return pr_perror("pid %d fd %u: cannot dup the inherited fd", t->pid, e->fd);
+				ctx->file_fds[k] = fd;
+				ctx->files_top = MAX(ctx->files_top, fd + 1);
+				continue;
+			}
+			if (opened_in_task(ctx->files[k]))
 				continue;
 			fd = ops->open(ctx, t->pid, e->fd, ctx->files[k]);
 			if (fd < 0)

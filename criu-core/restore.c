@@ -1223,7 +1223,7 @@ int cmd_restore(struct cryo_opts *o)
 	kerndat_basics(&ctx.kd);
 	/* a task that dies early closes its pipes: that is an error, not a reason to die */
 	signal(SIGPIPE, SIG_IGN);
-	if (refuse_unsupported(o))
+	if (refuse_unsupported(o) || files_check_inherit(o))
 		return 1;
 	ctx.dirfd = open_images_dir(o->images_dir);
 	if (ctx.dirfd < 0)

@@ -72,31 +72,73 @@ def test_dump_refuses_group_led_from_outside(workload, images):
     assert not (images / "inventory.img").exists()
 
 
-PIPE_OUT = """
+PIPE_COUNTER = """
 import os, time
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:                                 # keeps the write end; we keep the read end
-    os.close(r)
-    time.sleep(1000)
-os.close(w)
-print("READY", pid, flush=True)
-time.sleep(1000)
+n = 0
+while True:                                  # stdout: a pipe the test holds
+    n += 1
+    os.write(1, b"%d\\n" % n)
+    time.sleep(0.02)
 """
 
 
-def test_dump_refuses_pipe_to_outside(workload, images):
-    """The dumped process writes into a pipe whose read end a process
-    outside the dump holds: restored alone, its writes would fail. The dump
-    says so and the process runs on."""
-    w = workload(["/usr/bin/python3", "-c", PIPE_OUT])
-    w.wait_ready()
-    child = int(open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()[0])
-    before = cryolib.snapshot(child)
-    r = cryolib.cryo("dump", "-t", child, "-D", images, "--shell-job", check=False)
-    one_line_error(r, "pipe:[", f"its read end is held by pid {w.pid}, outside the dump")
-    cryolib.assert_same_process(before, child)
-    assert not (images / "inventory.img").exists()
+def read_counter(rfd, timeout=10):
+    """The numbers the pipe has for us now (waiting up to timeout for at least one)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while (not data or not data.endswith(b"\n")) and time.monotonic() < deadline:
+        try:
+            got = os.read(rfd, 65536)
+        except BlockingIOError:
+            got = None
+        if got:
+            data += got
+        elif not timeout:
+            break
+        else:
+            time.sleep(0.01)
+    assert data.endswith(b"\n") or not timeout, f"no line from the pipe in {timeout}s: {data!r}"
+    return [int(x) for x in data.split()]
+
+
+def test_pipe_to_outside_inherit_fd(images):
+    """The dumped process writes into a pipe whose read end only the test
+    holds (a runtime's stdio pipe). The dump marks it external; a restore
+    without the pipe fails naming it and --inherit-fd, leaving nothing; a
+    restore given the pipe with --inherit-fd fd[N]:pipe:[INODE] writes on
+    into it, from the next number of the counter."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    p = subprocess.Popen(["/usr/bin/python3", "-c", PIPE_COUNTER], stdin=subprocess.DEVNULL, stdout=w,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        ino = os.fstat(r).st_ino
+        seen = read_counter(r)
+        cryolib.dump(p.pid, images)
+        p.wait(10)
+        seen += read_counter(r, 0)
+        pipes = [f["pipe"] for f in cryolib.show(images / "files.img")["records"] if f.get("pipe")]
+        assert pipes and all(e["pipe_id"] == ino and e.get("external") for e in pipes), pipes
+        assert not any(e.get("data") for e in pipes), "an external pipe's bytes stay in the pipe"
+
+        restore_fails(images, p.pid, "fd 1", f"pipe:[{ino}]", "--inherit-fd")
+        cryolib.cryo("restore", "-D", images, "-d", "-o", "restore.log", "-v4",
+                     "--inherit-fd", f"fd[{w}]:pipe:[{ino}]", pass_fds=(w,))
+        after = read_counter(r)
+        assert after[0] == seen[-1] + 1, f"the counter went from {seen[-1]} to {after[:3]}"
+        assert after == list(range(after[0], after[0] + len(after)))
+    finally:
+        cryolib.kill_and_reap(p.pid)
+        os.close(r)
+        os.close(w)
+
+
+def test_inherit_fd_bad(images):
+    """--inherit-fd that is not fd[N]:KEY, or names an fd cryo lacks: one line naming it."""
+    r = cryolib.cryo("restore", "-D", images, "--inherit-fd", "pipe:[5]", check=False)
+    one_line_error(r, "--inherit-fd pipe:[5]", "fd[N]:KEY")
+    r = cryolib.cryo("restore", "-D", images, "--inherit-fd", "fd[77]:pipe:[5]", check=False)
+    one_line_error(r, "fd[77]:pipe:[5]", "cryo has no fd 77")
 
 
 def test_leave_running(workload, images):

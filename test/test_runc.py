@@ -27,6 +27,7 @@ n=0
 while :; do
     n=$((n + 1))
     echo $n >/tmp/counter.new
+    echo $n
     mv /tmp/counter.new /tmp/counter
     sleep 0.2
 done
@@ -78,12 +79,16 @@ class Container:
         (self.bundle / "config.json").write_text(json.dumps(cfg, indent=1))
         self.pid = None
 
-    def runc(self, *argv, check=True):
-        # the container's stdio is runc's: never a pipe of ours, which it would hold open
-        detached = argv[0] == "run"
-        out = subprocess.DEVNULL if detached else subprocess.PIPE
+    def runc(self, *argv, check=True, stdout=None):
+        """stdout: the container's (runc run and restore -d), a pipe's write end;
+        else /dev/null: never a pipe of ours that we read to its end, which it holds open"""
+        if stdout is not None:
+            out = err = subprocess.DEVNULL
+        else:
+            out = subprocess.DEVNULL if argv[0] == "run" else subprocess.PIPE
+            stdout, err = out, out
         r = subprocess.run([RUNC, "--root", str(self.state), "--criu", str(CRYO), *map(str, argv)],
-                           cwd=self.bundle, stdin=subprocess.DEVNULL, stdout=out, stderr=out, text=True,
+                           cwd=self.bundle, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err, text=True,
                            timeout=120)
         if check:
             assert r.returncode == 0, f"runc {' '.join(map(str, argv))} exited {r.returncode}:\n{r.stdout}{r.stderr}"
@@ -93,8 +98,8 @@ class Container:
         r = self.runc("state", self.name, check=False)
         return json.loads(r.stdout) if r.returncode == 0 else None
 
-    def run(self):
-        self.runc("run", "-d", self.name)
+    def run(self, stdout=None):
+        self.runc("run", "-d", self.name, stdout=stdout)
         self.pid = self.status()["pid"]
         wait_for(lambda: (self.rootfs / "tmp" / "sum0").exists() and self.counter() >= 3, "the container to start")
 
@@ -125,8 +130,8 @@ class Container:
             reap(self.pid)
         return r
 
-    def restore(self, images, *opts, check=True):
-        return self.runc("restore", "-d", "--image-path", images, *opts, self.name, check=check)
+    def restore(self, images, *opts, check=True, stdout=None):
+        return self.runc("restore", "-d", "--image-path", images, *opts, self.name, check=check, stdout=stdout)
 
     def destroy(self):
         self.runc("kill", self.name, "KILL", check=False)
@@ -182,6 +187,56 @@ def test_leave_running(container, tmp_path):
     assert c.status()["pid"] == c.pid
     first = c.next_counter()
     assert before < first <= after + 1 and first < killed_at, (before, after, first, killed_at)
+
+
+def read_lines(rfd, timeout=20):
+    """The counter values the pipe has now, waiting (up to timeout) for at least one whole line."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n") and (timeout or not data):
+        assert not timeout or time.monotonic() < deadline, f"no line on the container's stdout: {data!r}"
+        try:
+            got = os.read(rfd, 65536)
+        except BlockingIOError:
+            got = None
+        if not got and not timeout:
+            break
+        if got:
+            data += got
+        else:
+            time.sleep(0.01)
+    return [int(x) for x in data.split()]
+
+
+def test_stdout_pipe(container, tmp_path):
+    """The container's stdout is a pipe of the caller's (as under a
+    container engine). runc restore gives the restored container a new pipe
+    (cryo's fd 1, named by inherit_fd pipe:[INODE] from descriptors.json):
+    the shell writes its counter on into it, from the next value."""
+    c = container
+    r, w = os.pipe()
+    c.run(stdout=w)
+    os.close(w)
+    os.set_blocking(r, False)
+    ino = os.fstat(r).st_ino
+    seen = read_lines(r)
+    c.checkpoint(tmp_path / "ck")
+    desc = json.loads((tmp_path / "ck" / "descriptors.json").read_text())
+    assert desc[1] == f"pipe:[{ino}]", desc
+    seen += read_lines(r, 0)
+    os.close(r)
+    r2, w2 = os.pipe()
+    try:
+        c.restore(tmp_path / "ck", stdout=w2)
+        os.close(w2)
+        w2 = None
+        os.set_blocking(r2, False)
+        got = read_lines(r2)
+        assert got[0] == seen[-1] + 1, f"the counter went from {seen[-1]} to {got[:3]}"
+    finally:
+        os.close(r2)
+        if w2 is not None:
+            os.close(w2)
 
 
 def test_pre_dump_then_checkpoint(container, tmp_path):

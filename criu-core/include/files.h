@@ -14,6 +14,7 @@
 
 #include "image.h"
 
+struct cryo_opts;
 struct dump_ctx;
 struct restore_ctx;
 struct rst_task;
@@ -53,6 +54,11 @@ struct fd_kind_ops {
 	int (*open_done)(struct restore_ctx *ctx);
 	/* optional: in the task, once its fds are all installed */
 	int (*task_done)(struct restore_ctx *ctx, struct rst_task *t);
+	/*
+	 * optional: the name --inherit-fd gives the file (CRIU's: pipe:[INO],
+	 * a path); 0 if it has one
+	 */
+	int (*key)(const FileEntry *fe, char *buf, size_t len);
 	/* optional: the tree has its files; drop what the kind kept */
 	void (*restore_done)(struct restore_ctx *ctx);
 };
@@ -74,6 +80,8 @@ extern const struct fd_kind_ops netlink_sk_fd_ops;
 extern const struct fd_kind_ops packet_sk_fd_ops;
 extern const struct fd_kind_ops pty_fd_ops;
 
+/* restore: are the --inherit-fd options well formed, and are their fds cryo's? */
+int files_check_inherit(const struct cryo_opts *o);
 /* the anon_inode kind of fd p, e.g. "[eventfd]" or "inotify" */
 bool fd_is_anon(const struct fd_parms *p, const char *what);
 /* the value after "key" in fdinfo text, or NULL */
