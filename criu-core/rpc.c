@@ -9,8 +9,10 @@
  * from a system call). During a dump or restore that asked for
  * notify_scripts, each notify point (notify.h) is a NOTIFY response the
  * client answers with a NOTIFY request (notify_success) before cryo goes
- * on; orphan-pts-master carries the pty master's fd (SCM_RIGHTS). Requests
- * are served until the client closes its end.
+ * on; orphan-pts-master carries the pty master's fd (SCM_RIGHTS).
+ * PAGE_SERVER starts a page server (a child, for one session) and answers
+ * with its pid and port. Requests are served until the client closes its
+ * end.
  *
  * The fds a request names (images_dir_fd, work_dir_fd) are the client's:
  * cryo opens them through /proc/<client>/fd/N, the client being the peer
@@ -352,6 +354,33 @@ static int serve_check(RpcResp *resp)
 	return 0;
 }
 
+/* PAGE_SERVER: a page server for one (pre-)dump into the images directory, listening when answered */
+static void serve_page_server(struct rpc *r, const RpcOpts *ro, struct cryo_opts *o, RpcResp *resp,
+			      RpcPageServerInfo *psi)
+{
+	char port[16];
+	pid_t pid;
+	int bound;
+
+	if (!ro->ps) {
+		pr_err("PAGE_SERVER without ps: give the address and port to listen on (port 0: any)");
+		set_error(resp, "no address");
+		return;
+	}
+	snprintf(port, sizeof(port), "%d", ro->ps->has_port ? ro->ps->port : 0);
+	o->address = ro->ps->address;
+	o->port = port;
+	if (page_server_spawn(o, r->sk, &pid, &bound)) {
+		set_error(resp, "the page server did not start");
+		return;
+	}
+	pr_info("page server pid %d on port %d for %s", pid, bound, o->images_dir);
+	psi->has_pid = psi->has_port = true;
+	psi->pid = pid;
+	psi->port = bound;
+	resp->ps = psi;
+}
+
 /* one request: its response, already sent when this returns 0 */
 static int serve(struct rpc *r, const RpcReq *req)
 {
@@ -362,6 +391,7 @@ static int serve(struct rpc *r, const RpcReq *req)
 	RpcFeatures feat = RPC_FEATURES__INIT;
 	RpcDumpResp dr = RPC_DUMP_RESP__INIT;
 	RpcRestoreResp rr = RPC_RESTORE_RESP__INIT;
+	RpcPageServerInfo psi = RPC_PAGE_SERVER_INFO__INIT;
 	char gitid[64];
 	int ret = 0;
 
@@ -390,6 +420,7 @@ static int serve(struct rpc *r, const RpcReq *req)
 	case RPC_TYPE__RPC_PRE_DUMP:
 	case RPC_TYPE__RPC_SINGLE_PRE_DUMP:
 	case RPC_TYPE__RPC_RESTORE:
+	case RPC_TYPE__RPC_PAGE_SERVER:
 		log_error_reset();
 		ret = take_opts(r, req->opts, &o);
 		if (!ret && (ret = open_log(r, &o, req->opts)))
@@ -402,7 +433,11 @@ static int serve(struct rpc *r, const RpcReq *req)
 		}
 		pr_info("%s request from pid %d: images %s", rpc_type__descriptor.values[req->type].name, r->client,
 			o.images_dir);
-		if (req->type == RPC_TYPE__RPC_DUMP) {
+		if (req->type == RPC_TYPE__RPC_PAGE_SERVER) {
+			o.command = "page-server";
+			o.page_server = NULL;
+			serve_page_server(r, req->opts, &o, &resp, &psi);
+		} else if (req->type == RPC_TYPE__RPC_DUMP) {
 			o.command = "dump";
 			if (cmd_dump(&o))
 				set_error(&resp, "the dump failed");

@@ -651,39 +651,43 @@ static void remove_stale(int dirfd, const char *dir)
 	closedir(d);
 }
 
-static int run_server(struct cryo_opts *o, bool agent)
+/* what a server needs before its first client: the secret, the images directory, the listening socket */
+static int server_setup(struct session *s, struct cryo_opts *o, bool agent)
 {
-	static uint8_t payload[PS_FRAME_MAX + 1024], raw[PS_FRAME_MAX], rbuf[RBUF_SIZE], fbuf[FBUF_SIZE];
-	struct session s = { .opts = o, .agent = agent, .fd = -1 };
-	_cleanup_close_ int lfd = -1;
-	int ret = 0;
+	int lfd;
 
 	if (!o->port) {
 		pr_err("%s: which port? Give it with --port P", o->command);
-		return 1;
+		return -EINVAL;
 	}
-	if (ps_read_secret(o->secret_file, s.secret, &s.slen))
-		return 1;
-	s.dirfd = s.base_dirfd = open_images_dir(o->images_dir);
-	if (s.dirfd < 0)
-		return 1;
+	if (ps_read_secret(o->secret_file, s->secret, &s->slen))
+		return -EACCES;
+	s->dirfd = s->base_dirfd = open_images_dir(o->images_dir);
+	if (s->dirfd < 0)
+		return -ENOENT;
 	if (agent)
-		remove_stale(s.dirfd, o->images_dir);
+		remove_stale(s->dirfd, o->images_dir);
 	lfd = listen_on(o->address, o->port);
 	if (lfd < 0) {
-		close(s.dirfd);
-		return 1;
+		close(s->dirfd);
+		explicit_bzero(s->secret, sizeof(s->secret));
 	}
-	printf("cryo %s: listening on %s port %s, writing to %s\n", o->command, o->address ? o->address : "*",
-	       o->port, o->images_dir);
-	fflush(stdout);
+	return lfd;
+}
+
+/* one client after another (one complete session with --once) */
+static int server_loop(struct session *s, int lfd)
+{
+	static uint8_t payload[PS_FRAME_MAX + 1024], raw[PS_FRAME_MAX], rbuf[RBUF_SIZE], fbuf[FBUF_SIZE];
+	int ret = 0;
+
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		char host[64] = "?", serv[16] = "?";
 
-		s.sock = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (s.sock < 0) {
+		s->sock = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (s->sock < 0) {
 			if (errno == EINTR)
 				continue;
 			ret = pr_perror("page server: accept");
@@ -691,27 +695,71 @@ static int run_server(struct cryo_opts *o, bool agent)
 		}
 		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
 			    NI_NUMERICHOST | NI_NUMERICSERV);
-		snprintf(s.peer, sizeof(s.peer), "%s port %s", host, serv);
-		s.payload = payload;
-		s.raw = raw;
-		s.rbuf = rbuf;
-		s.fbuf = fbuf;
-		s.flen = 0;
-		s.rpos = s.rlen = 0;
-		ret = serve(&s);
-		close(s.sock);
-		forget_made(&s);
-		s.bytes = 0;
-		s.rounds = 0;
-		s.restored = 0;
-		s.committed = false;
-		s.lazy_mode = s.lazy_done = false;
-		if (o->once && !ret)
+		snprintf(s->peer, sizeof(s->peer), "%s port %s", host, serv);
+		s->payload = payload;
+		s->raw = raw;
+		s->rbuf = rbuf;
+		s->fbuf = fbuf;
+		s->flen = 0;
+		s->rpos = s->rlen = 0;
+		ret = serve(s);
+		close(s->sock);
+		forget_made(s);
+		s->bytes = 0;
+		s->rounds = 0;
+		s->restored = 0;
+		s->committed = false;
+		s->lazy_mode = s->lazy_done = false;
+		if (s->opts->once && !ret)
 			break;
 	}
+	explicit_bzero(s->secret, sizeof(s->secret));
+	close(s->dirfd);
+	close(lfd);
+	return ret;
+}
+
+static int run_server(struct cryo_opts *o, bool agent)
+{
+	struct session s = { .opts = o, .agent = agent, .fd = -1 };
+	int lfd = server_setup(&s, o, agent);
+
+	if (lfd < 0)
+		return 1;
+	printf("cryo %s: listening on %s port %s, writing to %s\n", o->command, o->address ? o->address : "*",
+	       o->port, o->images_dir);
+	fflush(stdout);
+	return server_loop(&s, lfd) ? 1 : 0;
+}
+
+int page_server_spawn(struct cryo_opts *o, int close_in_child, pid_t *pid, int *port)
+{
+	struct session s = { .opts = o, .fd = -1 };
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int lfd = server_setup(&s, o, false);
+
+	if (lfd < 0)
+		return lfd;
+	if (getsockname(lfd, (struct sockaddr *)&ss, &sl)) {
+		*pid = pr_perror("page server: getsockname");
+		goto out;
+	}
+	*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+						 ((struct sockaddr_in *)&ss)->sin_port);
+	*pid = fork();
+	if (*pid < 0) {
+		*pid = pr_perror("page server: fork");
+	} else if (*pid == 0) {
+		close(close_in_child);
+		o->once = true;
+		_exit(server_loop(&s, lfd) ? 1 : 0);
+	}
+out:
 	explicit_bzero(s.secret, sizeof(s.secret));
 	close(s.dirfd);
-	return ret ? 1 : 0;
+	close(lfd);
+	return *pid < 0 ? *pid : 0;
 }
 
 int cmd_page_server(struct cryo_opts *o)

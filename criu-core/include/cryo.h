@@ -84,6 +84,12 @@ int cmd_show(struct cryo_opts *o, int argc, char **argv);
 int cmd_dump(struct cryo_opts *o);
 int cmd_pre_dump(struct cryo_opts *o);
 int cmd_page_server(struct cryo_opts *o);
+/*
+ * A page server in a child process for one complete session (RPC
+ * PAGE_SERVER): listening (on the port the kernel picks if o->port is "0")
+ * when this returns 0; close_in_child is closed in it.
+ */
+int page_server_spawn(struct cryo_opts *o, int close_in_child, pid_t *pid, int *port);
 int cmd_restore(struct cryo_opts *o);
 int cmd_migrate(struct cryo_opts *o);
 int cmd_migrate_agent(struct cryo_opts *o);
