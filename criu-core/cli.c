@@ -115,10 +115,12 @@ static void usage(FILE *f)
 
 int refuse_unsupported(const struct cryo_opts *o)
 {
-	if (o->externals.n) {
-		pr_err("--external %s: objects outside the tree are not supported yet", o->externals.v[0]);
-		return -ENOTSUP;
-	}
+	for (size_t i = 0; i < o->externals.n; i++)
+		if (strncmp(o->externals.v[i], "net[", 4) || !strstr(o->externals.v[i], "]:")) {
+			pr_err("--external %s: not supported yet (only net[INODE]:KEY, the network namespace)",
+			       o->externals.v[i]);
+			return -ENOTSUP;
+		}
 	if (o->empty_ns & ~CLONE_NEWNET) {
 		pr_err("--empty-ns %#x: only the network namespace (net) can be left for the caller to fill",
 		       o->empty_ns);

@@ -431,24 +431,29 @@ int files_check_inherit(const struct cryo_opts *o)
 	return 0;
 }
 
-/* the fd --inherit-fd gives cryo for file fe, or -1; paths match with or without their leading / */
-static int inherited_fd(const struct cryo_opts *o, const FileEntry *fe)
+/* paths match with or without their leading / */
+int files_inherited_key(const struct cryo_opts *o, const char *key)
 {
-	const struct fd_kind_ops *ops = kind_ops(fe->kind);
-	char key[PATH_MAX + 32];
-	const char *k = key;
-
-	if (!o->inherit_fds.n || !ops || !ops->key || ops->key(fe, key, sizeof(key)))
-		return -1;
-	k += *k == '/';
+	key += *key == '/';
 	for (size_t i = 0; i < o->inherit_fds.n; i++) {
 		const char *want;
 		int fd = inherit_parse(o->inherit_fds.v[i], &want);
 
-		if (fd >= 0 && !strcmp(want + (*want == '/'), k))
+		if (fd >= 0 && !strcmp(want + (*want == '/'), key))
 			return fd;
 	}
 	return -1;
+}
+
+/* the fd --inherit-fd gives cryo for file fe, or -1 */
+static int inherited_fd(const struct cryo_opts *o, const FileEntry *fe)
+{
+	const struct fd_kind_ops *ops = kind_ops(fe->kind);
+	char key[PATH_MAX + 32];
+
+	if (!o->inherit_fds.n || !ops || !ops->key || ops->key(fe, key, sizeof(key)))
+		return -1;
+	return files_inherited_key(o, key);
 }
 
 int files_get_fd(struct restore_ctx *ctx, uint32_t id)

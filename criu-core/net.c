@@ -33,6 +33,7 @@
 
 #include "dump.h"
 #include "log.h"
+#include "nft.h"
 #include "ns.h"
 #include "restore.h"
 #include "util.h"
@@ -280,8 +281,8 @@ int net_dump(struct dump_ctx *ctx)
 	struct img *img;
 	int saved = -1, ret, err;
 
-	/* --empty-ns net: the namespace's devices are the caller's to make again */
-	if (!(ctx->ns_flags & CLONE_NEWNET) || (ctx->opts->empty_ns & CLONE_NEWNET))
+	/* --empty-ns net: the namespace's devices are the caller's to make again; --external: all of it is */
+	if (!(ctx->ns_flags & CLONE_NEWNET) || (ctx->opts->empty_ns & CLONE_NEWNET) || ctx->net_ext_key)
 		return 0;
 	d.e = &e;
 	if ((ret = ns_enter(d.pid, "net", &saved)))
@@ -356,6 +357,19 @@ int net_lock(struct dump_ctx *ctx)
 	size_t n = 0;
 	int idx[64];
 
+	if (ctx->net_ext_key) {
+		char path[64];
+		_cleanup_close_ int nsfd = -1;
+
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", ctx->tasks[0]->pid);
+		if ((nsfd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			return pr_perror("cannot open %s", path);
+		if ((ret = netns_lock(nsfd, true, "the tree's external network namespace")))
+			return ret;
+		ctx->net_ext_locked = true;
+		pr_info("network locked: the external network namespace drops every packet");
+		return 0;
+	}
 	if (!(ctx->ns_flags & CLONE_NEWNET) || (ctx->opts->empty_ns & CLONE_NEWNET))
 		return 0;
 	if ((ret = ns_enter(ctx->tasks[0]->pid, "net", &saved)))
@@ -394,6 +408,17 @@ int net_lock(struct dump_ctx *ctx)
 
 void net_unlock(struct dump_ctx *ctx, bool resume)
 {
+	if (resume && ctx->net_ext_locked) {
+		char path[64];
+		_cleanup_close_ int nsfd = -1;
+
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", ctx->tasks[0]->pid);
+		if ((nsfd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
+		    netns_lock(nsfd, false, "the tree's external network namespace"))
+			pr_warn("the external network namespace of pid %d stays locked (nftables table inet cryo-netlock)",
+				ctx->tasks[0]->pid);
+	}
+	ctx->net_ext_locked = false;
 	if (resume && ctx->nr_net_locked && !set_host_ends(ctx->net_locked, ctx->nr_net_locked, true))
 		pr_info("network unlocked");
 	for (size_t i = 0; i < ctx->nr_net_locked; i++)
@@ -407,7 +432,8 @@ void net_unlock(struct dump_ctx *ctx, bool resume)
 
 int net_read(struct restore_ctx *ctx)
 {
-	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWNET) || (ctx->opts->empty_ns & CLONE_NEWNET))
+	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWNET) || (ctx->opts->empty_ns & CLONE_NEWNET) ||
+	    ctx->ns->net_external)
 		return 0;
 	return img_read_one(ctx->dirfd, IMG_NET, 0, (ProtobufCMessage **)&ctx->net);
 }
@@ -625,6 +651,8 @@ int net_restore_unlock(struct restore_ctx *ctx)
 	char *names[64];
 	size_t n = 0;
 
+	if (ctx->net_ext_fd >= 0)
+		return netns_lock(ctx->net_ext_fd, false, "the external network namespace");
 	for (size_t i = 0; ctx->net && i < ctx->net->n_links && n < 64; i++)
 		if (!strcmp(ctx->net->links[i]->kind, "veth") && ctx->net->links[i]->peer_name)
 			names[n++] = ctx->net->links[i]->peer_name;
@@ -661,7 +689,8 @@ int net_restore(struct restore_ctx *ctx, pid_t pid)
 	int saved = -1, ret;
 
 	if (!ctx->net)
-		return ctx->ns && (ctx->ns->flags & CLONE_NEWNET) && (ctx->opts->empty_ns & CLONE_NEWNET) ?
+		return ctx->ns && (ctx->ns->flags & CLONE_NEWNET) && (ctx->opts->empty_ns & CLONE_NEWNET) &&
+		       ctx->net_ext_fd < 0 ?
 		       net_restore_empty(pid) : 0;
 	if ((ret = make_veths(ctx, pid)) || (ret = ns_enter(pid, "net", &saved)))
 		return ret;

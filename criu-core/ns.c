@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -27,8 +28,10 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/nsfs.h>
 
 #include "dump.h"
+#include "files.h"
 #include "log.h"
 #include "ns.h"
 #include "restore.h"
@@ -164,6 +167,28 @@ void ns_translate_creds(const struct dump_ctx *ctx, CredsEntry *c)
 		c->groups[i] = ns_gid(ctx, c->groups[i]);
 }
 
+/* --external net[INODE]:KEY: the tree's network namespace (its inode its) is the caller's */
+static int external_net(struct dump_ctx *ctx, ino_t its)
+{
+	const struct str_list *l = &ctx->opts->externals;
+
+	for (size_t i = 0; i < l->n; i++) {
+		char *end;
+		unsigned long ino = strtoul(l->v[i] + 4, &end, 10);
+
+		if (strncmp(l->v[i], "net[", 4) || strncmp(end, "]:", 2))
+			continue;
+		if (!(ctx->ns_flags & CLONE_NEWNET) || ino != its) {
+			pr_err("--external %s: the tree's network namespace is net:[%lu]%s", l->v[i], (unsigned long)its,
+			       ctx->ns_flags & CLONE_NEWNET ? "" : ", cryo's own");
+			return -EINVAL;
+		}
+		ctx->net_ext_key = end + 2;
+		pr_info("the network namespace net:[%lu] is external, key %s", ino, ctx->net_ext_key);
+	}
+	return 0;
+}
+
 int ns_collect(struct dump_ctx *ctx)
 {
 	pid_t root = ctx->tasks[0]->pid;
@@ -182,6 +207,8 @@ int ns_collect(struct dump_ctx *ctx)
 			}
 			ctx->ns_flags |= ns_kinds[k].flag;
 		}
+		if (ns_kinds[k].flag == CLONE_NEWNET && (ret = external_net(ctx, its)))
+			return ret;
 		for (size_t i = 1; i < ctx->nr_tasks; i++) {
 			const struct dump_task *t = ctx->tasks[i];
 			ino_t other;
@@ -395,6 +422,7 @@ int ns_dump(struct dump_ctx *ctx)
 		return ret;
 	if ((ret = dump_maps(ctx, &e)))
 		return ret;
+	e.net_external = (char *)ctx->net_ext_key;
 	img = img_create(ctx->dirfd, IMG_NS, 0);
 	if (!img)
 		return -EIO;
@@ -403,6 +431,25 @@ int ns_dump(struct dump_ctx *ctx)
 }
 
 /* ------------------------------------------------------------- restore */
+
+/* the caller's network namespace, given with --inherit-fd fd[N]:KEY */
+static int external_net_fd(struct restore_ctx *ctx)
+{
+	const char *key = ctx->ns->net_external;
+	int fd = files_inherited_key(ctx->opts, key);
+
+	if (fd < 0) {
+		pr_err("the tree's network namespace is external (key %s): give one with --inherit-fd fd[N]:%s",
+		       key, key);
+		return -ENOENT;
+	}
+	if (ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET) {
+		pr_err("--inherit-fd fd[%d]:%s: not a network namespace", fd, key);
+		return -EINVAL;
+	}
+	ctx->net_ext_fd = fd;
+	return 0;
+}
 
 int ns_read(struct restore_ctx *ctx)
 {
@@ -426,7 +473,7 @@ int ns_read(struct restore_ctx *ctx)
 			pr_err("ns.img: a %s namespace, which this cryo cannot restore", ns_kinds[k].name);
 			return -ENOTSUP;
 		}
-	return 0;
+	return ctx->ns->net_external ? external_net_fd(ctx) : 0;
 }
 
 uint64_t ns_clone_flags(const struct restore_ctx *ctx)
@@ -436,8 +483,11 @@ uint64_t ns_clone_flags(const struct restore_ctx *ctx)
 	 * namespace for its offsets. With a user namespace, the others made in
 	 * the same clone are its own.
 	 */
-	return ctx->ns ? ctx->ns->flags & (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
-					   CLONE_NEWUTS | CLONE_NEWIPC) : 0;
+	uint64_t flags = ctx->ns ? ctx->ns->flags & (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
+						     CLONE_NEWUTS | CLONE_NEWIPC) : 0;
+
+	/* the caller's network namespace is joined instead (ns_restore_root) */
+	return ctx->net_ext_fd >= 0 ? flags & ~CLONE_NEWNET : flags;
 }
 
 static int loopback_up(void)
@@ -530,6 +580,9 @@ int ns_restore_root(struct restore_ctx *ctx)
 
 	if (!e)
 		return 0;
+	if (ctx->net_ext_fd >= 0 && setns(ctx->net_ext_fd, CLONE_NEWNET))
+		return pr_perror("cannot join the network namespace given for key %s%s", e->net_external,
+				 e->flags & CLONE_NEWUSER ? " (from the container's user namespace)" : "");
 	/* cryo wrote the maps: become the container's root (its caps stay, ids now mapped) */
 	if ((e->flags & CLONE_NEWUSER) && (setresgid(0, 0, 0) || setgroups(0, NULL) || setresuid(0, 0, 0)))
 		return pr_perror("cannot become root in the container's user namespace");
@@ -552,7 +605,7 @@ int ns_restore_root(struct restore_ctx *ctx)
 		return ret;
 	if ((e->flags & CLONE_NEWNS) && (ret = mnt_restore(ctx)))
 		return ret;
-	if (e->flags & CLONE_NEWNET)
+	if ((e->flags & CLONE_NEWNET) && ctx->net_ext_fd < 0)
 		return loopback_up();
 	return 0;
 }

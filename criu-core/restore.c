@@ -1215,7 +1215,7 @@ out_files:
 
 int cmd_restore(struct cryo_opts *o)
 {
-	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1, .cryo_pidfd = -1 };
+	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1, .cryo_pidfd = -1, .net_ext_fd = -1 };
 	uint64_t t0 = now_ns();
 	pid_t root;
 	int ret;
@@ -1231,6 +1231,9 @@ int cmd_restore(struct cryo_opts *o)
 	ret = notify(o, "pre-restore", 0) ?: read_images(&ctx);
 	if (!ret)
 		ret = restore_tree(&ctx);
+	/* nothing of a failed restore is left, the lock of the caller's network namespace neither */
+	if (ret && ctx.net_ext_fd >= 0)
+		net_restore_unlock(&ctx);
 	close(ctx.dirfd);
 	if (!ret)
 		pr_info("restore took %lu ms", (now_ns() - t0) / 1000000);

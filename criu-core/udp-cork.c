@@ -50,6 +50,7 @@
 #include <libnftnl/table.h>
 
 #include "log.h"
+#include "nft.h"
 #include "udp.h"
 #include "util.h"
 
@@ -63,21 +64,6 @@ struct cork_catch {
 	char table[32];			/* cryo-cork-<cryo's pid> */
 	const char *what;
 };
-
-/* the kernel's answers to n requests: 0, or -errno of the first that failed */
-static int nl_acks(struct mnl_socket *nl, int n)
-{
-	char buf[MNL_SOCKET_BUFFER_SIZE];
-	unsigned int port = mnl_socket_get_portid(nl);
-
-	while (n-- > 0) {
-		ssize_t len = mnl_socket_recvfrom(nl, buf, sizeof(buf));
-
-		if (len < 0 || mnl_cb_run(buf, len, 0, port, NULL, NULL) < 0)
-			return -errno;
-	}
-	return 0;
-}
 
 /* udp sport P: log group G, drop */
 static struct nftnl_rule *cork_rule(const char *table, uint16_t port, uint16_t group)
@@ -162,7 +148,7 @@ static int cork_table(struct cork_catch *c, uint16_t port)
 	mnl_nlmsg_batch_next(b);
 	if (mnl_socket_sendto(c->nft, mnl_nlmsg_batch_head(b), mnl_nlmsg_batch_size(b)) < 0)
 		ret = pr_perror("%s: cannot send nftables its rule", c->what);
-	else if ((ret = nl_acks(c->nft, 3))) {
+	else if ((ret = nft_acks(c->nft, 3))) {
 		errno = -ret;
 		pr_perror("%s: nftables refuses the rule that would catch its held bytes", c->what);
 	}
@@ -194,7 +180,7 @@ static int nflog_config(struct cork_catch *c, uint16_t group, int type, const vo
 	mnl_attr_put(h, type, len, data);
 	if (mnl_socket_sendto(c->log, h, h->nlmsg_len) < 0)
 		return -errno;
-	return nl_acks(c->log, 1);
+	return nft_acks(c->log, 1);
 }
 
 /* the first free NFLOG group from NFLOG_FIRST, copying whole packets */
@@ -224,17 +210,11 @@ static int nflog_bind(struct cork_catch *c)
 static int catch_open(struct cork_catch *c, int fd)
 {
 	_cleanup_close_ int ns = ioctl(fd, SIOCGSKNS);
-	_cleanup_close_ int mine = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 
-	if (ns < 0 || mine < 0 || setns(ns, CLONE_NEWNET))
-		return pr_perror("%s: cannot enter its network namespace", c->what);
-	c->nft = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	c->log = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	if (setns(mine, CLONE_NEWNET))
-		return pr_perror("cannot go back to cryo's network namespace");
-	if (!c->nft || !c->log || mnl_socket_bind(c->nft, 0, MNL_SOCKET_AUTOPID) ||
-	    mnl_socket_bind(c->log, 0, MNL_SOCKET_AUTOPID))
-		return pr_perror("%s: cannot open a netfilter netlink socket", c->what);
+	if (ns < 0)
+		return pr_perror("%s: cannot find its network namespace", c->what);
+	if (!(c->nft = nft_socket_in(ns, c->what)) || !(c->log = nft_socket_in(ns, c->what)))
+		return -EIO;
 	return nflog_bind(c);
 }
 

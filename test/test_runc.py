@@ -8,7 +8,9 @@ from where the checkpoint left it, the text the same."""
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,7 +63,7 @@ class Container:
     """A runc container from a bundle in tmp_path, with its own runc state
     directory (nothing else's containers are seen or touched)."""
 
-    def __init__(self, tmp_path, name):
+    def __init__(self, tmp_path, name, script=SCRIPT, netns=None):
         self.name = name
         self.bundle = tmp_path / "bundle"
         self.rootfs = self.bundle / "rootfs"
@@ -69,12 +71,17 @@ class Container:
         (self.rootfs / "bin").mkdir(parents=True)
         (self.rootfs / "tmp").mkdir()
         shutil.copy("/bin/busybox", self.rootfs / "bin" / "busybox")
-        for applet in ("sh", "sleep", "head", "base64", "md5sum", "mv", "cat", "ps"):
+        for applet in ("sh", "sleep", "head", "base64", "md5sum", "mv", "cat", "ps", "nc"):
             os.symlink("busybox", self.rootfs / "bin" / applet)
         subprocess.run([RUNC, "spec"], cwd=self.bundle, check=True)
         cfg = json.loads((self.bundle / "config.json").read_text())
         cfg["process"]["terminal"] = False
-        cfg["process"]["args"] = ["sh", "-c", SCRIPT]
+        cfg["process"]["args"] = ["sh", "-c", script]
+        if netns:
+            # a network namespace made by the caller (as CNI makes them), named by its path
+            for ns in cfg["linux"]["namespaces"]:
+                if ns["type"] == "network":
+                    ns["path"] = netns
         cfg["root"]["readonly"] = False
         (self.bundle / "config.json").write_text(json.dumps(cfg, indent=1))
         self.pid = None
@@ -237,6 +244,81 @@ def test_stdout_pipe(container, tmp_path):
         os.close(r2)
         if w2 is not None:
             os.close(w2)
+
+
+# a TCP service: each line a client sends comes back numbered, the count held by the shell nc runs
+SERVER = "nc -l -p 5000 -e sh -c 'n=0; while read l; do n=$((n + 1)); echo \"$n $l\"; done' &\n"
+
+
+@pytest.fixture
+def netns():
+    """A named network namespace with a veth to the host: (name, path, host address, container address)."""
+    pid = os.getpid()
+    name, veth, net = f"cryo-rt-{pid}", f"crt{pid % 100000}", f"10.78.{pid % 200 + 20}"
+
+    def ip(*argv):
+        subprocess.run(["ip", *argv], check=True, capture_output=True)
+
+    ip("netns", "add", name)
+    try:
+        ip("link", "add", veth + "h", "type", "veth", "peer", "name", veth + "c")
+        ip("link", "set", veth + "c", "netns", name)
+        ip("addr", "add", f"{net}.1/30", "dev", veth + "h")
+        ip("link", "set", veth + "h", "up")
+        ip("-n", name, "addr", "add", f"{net}.2/30", "dev", veth + "c")
+        ip("-n", name, "link", "set", veth + "c", "up")
+        ip("-n", name, "link", "set", "lo", "up")
+        yield name, f"/var/run/netns/{name}", f"{net}.1", f"{net}.2"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", veth + "h"], capture_output=True)
+
+
+def nft_tables_in(netns_name):
+    r = subprocess.run(["ip", "netns", "exec", netns_name, sys.executable, "-c",
+                        "import cryolib; print(' '.join(cryolib.nft_tables()))"],
+                       cwd=Path(__file__).parent, check=True, capture_output=True, text=True)
+    return r.stdout.split()
+
+
+def test_tcp_established(tmp_path, netns):
+    """A container in a network namespace the caller made (runc dumps it as
+    external net[INODE] and hands it back on restore) serves a TCP client on
+    the host. runc checkpoint --tcp-established: the namespace is locked (a
+    line sent meanwhile is only retransmitted); runc restore --tcp-established:
+    the same connection goes on, the line sent during the checkpoint answered
+    with the next number, and the lock is gone."""
+    name, path, _, ct_ip = netns
+    c = Container(tmp_path, f"cryo-test-{os.getpid()}", script=SERVER + SCRIPT, netns=path)
+    s = None
+    try:
+        c.run()
+        deadline = time.monotonic() + 10
+        while s is None:
+            try:
+                s = socket.create_connection((ct_ip, 5000), timeout=10)
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the container's server does not listen"
+                time.sleep(0.05)
+        f = s.makefile("rb")
+        for i in range(1, 4):
+            s.sendall(b"a%d\n" % i)
+            assert f.readline() == b"%d a%d\n" % (i, i)
+        c.checkpoint(tmp_path / "ck", "--tcp-established")
+        assert "cryo-netlock" in nft_tables_in(name), "the namespace is not locked after the checkpoint"
+        s.sendall(b"during\n")
+        time.sleep(0.5)
+        c.restore(tmp_path / "ck", "--tcp-established")
+        assert c.status()["pid"] == c.pid
+        assert f.readline() == b"4 during\n"
+        s.sendall(b"after\n")
+        assert f.readline() == b"5 after\n"
+        assert "cryo-netlock" not in nft_tables_in(name), "the lock is left after the restore"
+        assert c.next_counter() > 0
+    finally:
+        if s:
+            s.close()
+        c.destroy()
 
 
 def test_pre_dump_then_checkpoint(container, tmp_path):

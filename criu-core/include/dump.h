@@ -100,6 +100,8 @@ struct dump_ctx {
 	int nr_uid_map, nr_gid_map;	/* the tree's user namespace: 0, ids are cryo's */
 	char *freezer;			/* the frozen cgroup's directory, while frozen */
 	bool freezer_v2;		/* it is cgroup v2's (cgroup.freeze) */
+	const char *net_ext_key;	/* the network namespace is the caller's: --external net[INODE]:KEY */
+	bool net_ext_locked;		/* net-lock.c: its nftables lock is on */
 	char **net_locked;		/* net.c: host veth ends taken down by the network lock */
 	size_t nr_net_locked;
 	struct tcp_held *tcp_held;	/* sk-inet.c: connections cryo holds in repair mode */

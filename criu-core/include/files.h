@@ -82,6 +82,8 @@ extern const struct fd_kind_ops pty_fd_ops;
 
 /* restore: are the --inherit-fd options well formed, and are their fds cryo's? */
 int files_check_inherit(const struct cryo_opts *o);
+/* the fd --inherit-fd gives cryo for key, or -1 */
+int files_inherited_key(const struct cryo_opts *o, const char *key);
 /* the anon_inode kind of fd p, e.g. "[eventfd]" or "inotify" */
 bool fd_is_anon(const struct fd_parms *p, const char *what);
 /* the value after "key" in fdinfo text, or NULL */

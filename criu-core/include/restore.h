@@ -96,6 +96,7 @@ struct restore_ctx {
 	size_t nr_cgroups;
 	char **cg_made;			/* the cgroup directories cryo made, by index */
 	NetEntry *net;			/* net.c */
+	int net_ext_fd;			/* the caller's network namespace (ns->net_external), or -1 */
 	MountEntry **mounts;		/* mnt.c */
 	size_t nr_mounts;
 	char mnt_stage[64];		/* where the root builds the container's root */
