@@ -465,9 +465,51 @@ static int apply_cg_roots(struct restore_ctx *ctx)
 
 int cgroup_read(struct restore_ctx *ctx)
 {
+	int ret;
+
 	if (ctx->opts->manage_cgroups == CG_MODE_IGNORE || ctx->opts->manage_cgroups == CG_MODE_NONE)
 		return 0;
-	return img_read_all(ctx->dirfd, IMG_CGROUP, 0, true, &ctx->cgroups, &ctx->nr_cgroups) ?: apply_cg_roots(ctx);
+	if ((ret = img_read_all(ctx->dirfd, IMG_CGROUP, 0, true, &ctx->cgroups, &ctx->nr_cgroups)))
+		return ret;
+	ctx->cg_dumped = calloc(ctx->nr_cgroups + 1, sizeof(char *));
+	for (size_t i = 0; ctx->cg_dumped && i < ctx->nr_cgroups; i++)
+		if (!(ctx->cg_dumped[i] = xstrdup(ctx->cgroups[i]->path)))
+			return -ENOMEM;
+	return ctx->cg_dumped ? apply_cg_roots(ctx) : -ENOMEM;
+}
+
+/* does a cgroup mount with options opts hold every controller of ctrls? */
+static bool mount_has_ctrls(const char *opts, const char *ctrls)
+{
+	char want[128], *save = NULL;
+
+	snprintf(want, sizeof(want), "%s", ctrls);
+	for (char *c = strtok_r(want, ",", &save); c; c = strtok_r(NULL, ",", &save))
+		if (!has_ctrl(opts, c))
+			return false;
+	return true;
+}
+
+bool cgroup_follow_bind(struct restore_ctx *ctx, const char *fstype, const char *opts, const char *dir, char *out,
+			size_t len)
+{
+	bool v2 = !strcmp(fstype, "cgroup2");
+
+	if (!v2 && strcmp(fstype, "cgroup"))
+		return false;
+	for (size_t i = 0; ctx->cg_dumped && i < ctx->nr_cgroups; i++) {
+		const CgroupEntry *e = ctx->cgroups[i];
+		char was[PATH_MAX_LEN];
+
+		if (v2 != !e->controllers[0] || (!v2 && !mount_has_ctrls(opts, e->controllers)))
+			continue;
+		if (cg_dir(e->controllers, ctx->cg_dumped[i], was, sizeof(was)) || strcmp(was, dir) ||
+		    cg_dir(e->controllers, e->path, out, len))
+			continue;
+		pr_info("the bind of cgroup %s:%s follows it to %s", e->controllers, ctx->cg_dumped[i], out);
+		return true;
+	}
+	return false;
 }
 
 /* the first pid in a cgroup.procs text that is not cryo's own (0 if none) */

@@ -25,6 +25,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "dump.h"
 #include "log.h"
 #include "ns.h"
@@ -521,9 +522,22 @@ int mnt_read(struct restore_ctx *ctx)
 	}
 	/* every directory it refers to must be there before anything starts */
 	for (size_t i = 0; i < ctx->nr_mounts && !ret; i++) {
-		const MountEntry *e = ctx->mounts[i];
+		MountEntry *e = ctx->mounts[i];
+		char cg[PATH_MAX_LEN];
 		struct stat st;
 
+		/* a bind of the tree's own cgroup (runc's, cgroup v1) shows its restored cgroup, whatever the key maps to */
+		if (e->bind_source && cgroup_follow_bind(ctx, e->fstype, e->options, e->bind_source, cg, sizeof(cg))) {
+			char *dup = xstrdup(cg);
+
+			if (!dup)
+				return -ENOMEM;
+			free(e->bind_source);
+			e->bind_source = dup;
+			free(e->ext_key);
+			e->ext_key = NULL;
+			continue;
+		}
 		if (e->bind_source && stat(bind_from(ctx, e), &st)) {
 			ret = pr_perror("mount %s of the container binds %s%s%s%s, which is missing here", e->mountpoint,
 					bind_from(ctx, e), e->ext_key ? " (external, key " : "", e->ext_key ?: "",

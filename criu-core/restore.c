@@ -196,9 +196,12 @@ static void free_images(struct restore_ctx *ctx)
 		img_free_msg(IMG_INVENTORY, &ctx->inv->base);
 	if (ctx->ns)
 		img_free_msg(IMG_NS, &ctx->ns->base);
-	for (size_t i = 0; i < ctx->nr_cgroups; i++)
+	for (size_t i = 0; i < ctx->nr_cgroups; i++) {
 		img_free_msg(IMG_CGROUP, &ctx->cgroups[i]->base);
+		free(ctx->cg_dumped ? ctx->cg_dumped[i] : NULL);
+	}
 	free(ctx->cgroups);
+	free(ctx->cg_dumped);
 	for (size_t i = 0; i < ctx->nr_mounts; i++)
 		img_free_msg(IMG_MNT, &ctx->mounts[i]->base);
 	if (ctx->net)

@@ -158,7 +158,8 @@ def container(tmp_path):
 def test_checkpoint_restore(container, tmp_path):
     """runc checkpoint stops the container in its tracks (nothing moves until
     the restore), runc restore -d brings back the same process: its pid, its
-    counter going on from the very next value, its memory."""
+    counter going on from the very next value, its memory, its own cgroup
+    directories."""
     c = container
     c.run()
     images = tmp_path / "ck"
@@ -176,6 +177,9 @@ def test_checkpoint_restore(container, tmp_path):
     assert c.next_counter() == at_checkpoint + 1, "the counter did not go on from the checkpoint"
     now, at_start = c.memory_md5()
     assert now == at_start, "the shell's memory changed across checkpoint and restore"
+    # its cgroup directories (bind mounts of cgroup v1) are its own again, not those of the runc that restored it
+    procs = c.runc("exec", c.name, "cat", "/sys/fs/cgroup/pids/cgroup.procs").stdout.split()
+    assert "1" in procs, f"/sys/fs/cgroup/pids in the container lists {procs}, not its init"
 
 
 def test_leave_running(container, tmp_path):

@@ -23,6 +23,13 @@ int cgroup_root_task(const char *dir, pid_t *root);
 int cgroup_dump(struct dump_ctx *ctx);
 
 int cgroup_read(struct restore_ctx *ctx);
+/*
+ * mnt.c: a bind mount of a cgroup hierarchy (fstype, its options naming
+ * the controllers) from dir: if dir was the tree's own cgroup there, its
+ * restored cgroup's directory into out (made by cgroup_prepare), and true
+ */
+bool cgroup_follow_bind(struct restore_ctx *ctx, const char *fstype, const char *opts, const char *dir, char *out,
+			size_t len);
 /* make the cgroups (refusing ones with processes in them) and set their limits */
 int cgroup_prepare(struct restore_ctx *ctx);
 /* put pid (cryo's view) into every one of them */

@@ -95,6 +95,7 @@ struct restore_ctx {
 	CgroupEntry **cgroups;		/* cgroup.c */
 	size_t nr_cgroups;
 	char **cg_made;			/* the cgroup directories cryo made, by index */
+	char **cg_dumped;		/* the paths of cgroups[] as dumped (before --cgroup-root) */
 	NetEntry *net;			/* net.c */
 	int net_ext_fd;			/* the caller's network namespace (ns->net_external), or -1 */
 	MountEntry **mounts;		/* mnt.c */
