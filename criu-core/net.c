@@ -350,6 +350,18 @@ static int set_host_ends(char **names, size_t n, bool up)
 	return ret;
 }
 
+/* --external net: the lock of the tree's network namespace, the caller's, on or off */
+static int ext_lock(struct dump_ctx *ctx, bool on)
+{
+	char path[64];
+	_cleanup_close_ int nsfd = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", ctx->tasks[0]->pid);
+	if ((nsfd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return pr_perror("cannot open %s", path);
+	return netns_lock(nsfd, on, "the tree's external network namespace");
+}
+
 int net_lock(struct dump_ctx *ctx)
 {
 	struct rt in, host;
@@ -358,13 +370,7 @@ int net_lock(struct dump_ctx *ctx)
 	int idx[64];
 
 	if (ctx->net_ext_key) {
-		char path[64];
-		_cleanup_close_ int nsfd = -1;
-
-		snprintf(path, sizeof(path), "/proc/%d/ns/net", ctx->tasks[0]->pid);
-		if ((nsfd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-			return pr_perror("cannot open %s", path);
-		if ((ret = netns_lock(nsfd, true, "the tree's external network namespace")))
+		if ((ret = ext_lock(ctx, true)))
 			return ret;
 		ctx->net_ext_locked = true;
 		pr_info("network locked: the external network namespace drops every packet");
@@ -408,16 +414,9 @@ int net_lock(struct dump_ctx *ctx)
 
 void net_unlock(struct dump_ctx *ctx, bool resume)
 {
-	if (resume && ctx->net_ext_locked) {
-		char path[64];
-		_cleanup_close_ int nsfd = -1;
-
-		snprintf(path, sizeof(path), "/proc/%d/ns/net", ctx->tasks[0]->pid);
-		if ((nsfd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
-		    netns_lock(nsfd, false, "the tree's external network namespace"))
-			pr_warn("the external network namespace of pid %d stays locked (nftables table inet cryo-netlock)",
-				ctx->tasks[0]->pid);
-	}
+	if (resume && ctx->net_ext_locked && ext_lock(ctx, false))
+		pr_warn("the external network namespace of pid %d stays locked (nftables table inet cryo-netlock)",
+			ctx->tasks[0]->pid);
 	ctx->net_ext_locked = false;
 	if (resume && ctx->nr_net_locked && !set_host_ends(ctx->net_locked, ctx->nr_net_locked, true))
 		pr_info("network unlocked");
