@@ -503,6 +503,8 @@ int cmd_swrk(struct cryo_opts *o, int argc, char **argv)
 		pr_perror("swrk: cannot open /dev/null");
 		return 1;
 	}
+	/* errors go to the request's log and into its answer; serve() prints its one line to stderr */
+	log_set_err_fd(r.devnull);
 	r.scripts = o->action_scripts;
 	fcntl(r.sk, F_SETFD, FD_CLOEXEC);
 	for (;;) {

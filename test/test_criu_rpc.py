@@ -112,3 +112,14 @@ def test_page_server(workload, tmp_path):
     cryolib.restore(got)
     w.restored = True
     w.verify()
+
+
+def test_bad_images_fd(tmp_path):
+    """A DUMP naming an fd the client lacks: the answer says which, and
+    cryo prints it once on the client's stderr."""
+    c = criurpc.Swrk(tmp_path)
+    r = c.call(criurpc.DUMP, [(1, 999), (2, os.getpid())])
+    assert not r.success and "images_dir_fd" in r.cr_errmsg and "999" in r.cr_errmsg, r.cr_errmsg
+    assert c.close() == 0
+    err = c.err.read_text().splitlines()
+    assert err == [f"cryo: {r.cr_errmsg}"], err
