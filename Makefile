@@ -122,7 +122,7 @@ $(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho: $(B)/%: scripts/%.c
 	@echo "  CC      $<"
 	$(Q)$(CC) -O2 -static -std=gnu11 -Wall -Wextra -Werror -o $@ $<
 
-all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem $(B)/host-init $(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho
+all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem $(B)/host-init $(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho libcriu
 .DEFAULT_GOAL := all
 
 deps:
@@ -131,7 +131,7 @@ deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(RUNTIME_PKGS); \
 	fi
 
-test: deps all
+test: deps all crun
 	cd test && /usr/bin/python3 -m pytest -v $(PYTEST_ARGS)
 
 bench: deps all
@@ -148,6 +148,8 @@ install: $(B)/cryo
 
 clean:
 	rm -rf $(B)
+
+include criu-core/libcriu/libcriu.mk
 
 .PHONY: all deps test bench bench-migrate demo install clean
 .SECONDARY:
