@@ -624,11 +624,8 @@ static int recv_task(struct lazy *l, int sock)
 {
 	size_t blen = sizeof(struct lazy_task_desc) + MAX_LAZY_VMAS * 2 * sizeof(uint64_t);
 	_cleanup_free_ uint8_t *buf = xzalloc(blen);
-	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { buf, blen };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
 	struct lazy_task_desc d;
-	struct cmsghdr *c;
 	struct ltask *t;
 	const uint64_t *v;
 	struct lmm *m;
@@ -637,14 +634,11 @@ static int recv_task(struct lazy *l, int sock)
 
 	if (!buf)
 		return -ENOMEM;
-	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	n = recvmsg_fd(sock, &iov, 1, &uffd, 0);
 	if (n < 0)
 		return pr_perror("receiving the tasks");
 	if (n == 0)
 		return 0;
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-			memcpy(&uffd, CMSG_DATA(c), sizeof(int));
 	memcpy(&d, buf, sizeof(d));
 	if ((size_t)n < sizeof(d) || d.nr_vmas > MAX_LAZY_VMAS ||
 	    (size_t)n != sizeof(d) + d.nr_vmas * 2 * sizeof(uint64_t) || (d.nr_vmas && uffd < 0)) {

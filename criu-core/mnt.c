@@ -722,6 +722,9 @@ int mnt_restore(struct restore_ctx *ctx)
 		snprintf(target, sizeof(target), "%s%s", stage, i ? m->mountpoint : "");
 		if (m->has_bind_of && !(ret = inner_source(ctx, i, peer, sizeof(peer))))
 			from = NULL;
+		/* a pty of its devpts bound on a file (runc's /dev/console) is made first */
+		if (!ret && m->has_bind_of && !strcmp(m->fstype, "devpts"))
+			ret = pty_make_bound(ctx, m, peer);
 		if (!ret)
 			ret = mount_one(ctx, m, target, m->has_bind_of ? peer : from);
 		/* a peer bound from its group keeps it; a slave keeps its master */

@@ -92,7 +92,7 @@ int pstree_check(struct dump_ctx *ctx, struct dump_task *t)
  * A group or session id inside the tree's pid namespace. One led from
  * outside the namespace (a shell job's) has no id there: it keeps cryo's.
  */
-static pid_t tree_id(struct dump_ctx *ctx, pid_t id)
+pid_t pstree_tree_id(struct dump_ctx *ctx, pid_t id)
 {
 	pid_t v = dump_vpid(ctx, id);
 
@@ -114,8 +114,8 @@ int pstree_write(struct dump_ctx *ctx)
 
 		e.pid = t->vpid;
 		e.ppid = i ? dump_vpid(ctx, t->ppid) : 0;
-		e.pgid = tree_id(ctx, t->stat.pgid);
-		e.sid = tree_id(ctx, t->stat.sid);
+		e.pgid = pstree_tree_id(ctx, t->stat.pgid);
+		e.sid = pstree_tree_id(ctx, t->stat.sid);
 		e.has_tty_foreground = true;
 		e.tty_foreground = t->stat.tty_nr && t->stat.tpgid == t->stat.pgid;
 		e.has_clone_flags = t->clone_flags != 0;

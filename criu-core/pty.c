@@ -6,16 +6,24 @@
  *
  * Dump: everything is read through the master (the termios, window, session
  * and group ioctls act on the slave side from there). A slave whose master
- * no task of the dump holds is the terminal of whoever started the tree: it
- * becomes a shell-job terminal (tty.c), which needs --shell-job.
+ * no task of the dump holds is either
+ *  - an orphan (orphan_pts_master, asked by runtimes): the console of a
+ *    container, whose master the runtime holds. Its state is read through
+ *    the slave; the restore makes a new pair and hands the caller its
+ *    master (the orphan-pts-master notification, SCM_RIGHTS);
+ *  - or the terminal of whoever started the tree: it becomes a shell-job
+ *    terminal (tty.c), which needs --shell-job.
  *
- * Restore: cryo opens /dev/ptmx until it is given the dumped number
- * (holding the others meanwhile), sets the slave's state through
- * TIOCGPTPEER, and every slave description is a TIOCGPTPEER open (an
- * open of /dev/tty is made by its task, once it has its terminal). The
- * session leader takes the slave as its controlling terminal right after
- * its setsid, before it forks the rest of its session, who inherit it; it
- * gives the foreground to the dumped group once every task has its group.
+ * Restore: the root, in the container's mounts, opens /dev/ptmx until it is
+ * given the dumped number (holding the others meanwhile), sets the slave's
+ * state through TIOCGPTPEER, and every slave description is a TIOCGPTPEER
+ * open (an open of /dev/tty is made by its task, once it has its terminal).
+ * A pty bound on a file (runc's /dev/console) is made from the ptmx of its
+ * devpts before that mount. The session leader takes the slave as its
+ * controlling terminal right after its setsid, before it forks the rest of
+ * its session, who inherit it; it gives the foreground to the dumped group
+ * once every task has its group. An orphan's master goes from the root to
+ * cryo over a socket pair, and from cryo to the caller.
  */
 #define LOG_PREFIX "pty: "
 #include <errno.h>
@@ -25,13 +33,16 @@
 #include <termios.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/sysmacros.h>
 
 #include "compat.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
+#include "notify.h"
 #include "restore.h"
+#include "util.h"
 
 #define TTYAUX_MAJOR		5	/* /dev/tty, /dev/ptmx */
 #define PTMX_MAJOR		5
@@ -74,23 +85,21 @@ static bool seen_index(struct dump_ctx *ctx, uint32_t index)
 	for (size_t i = 0; i < ctx->nr_files; i++) {
 		const PtyEntry *y = ctx->file_entries[i]->pty;
 
-		if (y && y->index == index && y->has_termios)
+		if (y && y->master && y->index == index && y->has_termios)
 			return true;
 	}
 	return false;
 }
 
-/* the pair's state, read through the master */
-static int dump_state(struct dump_ctx *ctx, const struct fd_parms *p, PtyEntry *y)
+/* the slave's termios and window size, read through either side */
+static int dump_termios(struct dump_ctx *ctx, const struct fd_parms *p, PtyEntry *y)
 {
 	struct termios t;
 	struct winsize ws;
-	int locked = 0, packet = 0;
-	pid_t sid, pgrp;
 
-	if (ioctl(p->lfd, TCGETS, &t) || ioctl(p->lfd, TIOCGWINSZ, &ws) || ioctl(p->lfd, TIOCGPTLCK, &locked) ||
-	    ioctl(p->lfd, TIOCGPKT, &packet))
-		return pr_perror("pid %d fd %d: pty %u: cannot read its state", p->pid, p->fd, y->index);
+	if (ioctl(p->lfd, TCGETS, &t) || ioctl(p->lfd, TIOCGWINSZ, &ws))
+		return pr_perror("pid %d fd %d: pty %u: cannot read its termios and window size", p->pid, p->fd,
+				 y->index);
 	y->has_termios = true;
 	y->termios.len = sizeof(t);
 	y->termios.data = arena_alloc(&ctx->arena, sizeof(t));
@@ -102,6 +111,19 @@ static int dump_state(struct dump_ctx *ctx, const struct fd_parms *p, PtyEntry *
 	y->cols = ws.ws_col;
 	y->xpixel = ws.ws_xpixel;
 	y->ypixel = ws.ws_ypixel;
+	return 0;
+}
+
+/* the pair's state, read through the master */
+static int dump_state(struct dump_ctx *ctx, const struct fd_parms *p, PtyEntry *y)
+{
+	int locked = 0, packet = 0, ret;
+	pid_t sid, pgrp;
+
+	if ((ret = dump_termios(ctx, p, y)))
+		return ret;
+	if (ioctl(p->lfd, TIOCGPTLCK, &locked) || ioctl(p->lfd, TIOCGPKT, &packet))
+		return pr_perror("pid %d fd %d: pty %u: cannot read its lock and packet mode", p->pid, p->fd, y->index);
 	y->has_locked = y->has_packet = true;
 	y->locked = locked;
 	y->packet = packet;
@@ -112,10 +134,31 @@ static int dump_state(struct dump_ctx *ctx, const struct fd_parms *p, PtyEntry *
 			return -ENOTSUP;
 		}
 		y->has_sid = y->has_fg_pgrp = true;
-		y->sid = sid;
-		y->fg_pgrp = pgrp;
+		y->sid = pstree_tree_id(ctx, sid);
+		y->fg_pgrp = pstree_tree_id(ctx, pgrp);
 	}
 	return 0;
+}
+
+/*
+ * A slave's state, should its master be outside the dump (orphan_pts_master):
+ * the termios and window size, and the session of the tree's it is the
+ * terminal of, from /proc (TIOCGSID on a slave answers only that session).
+ */
+static int dump_slave_state(struct dump_ctx *ctx, const struct fd_parms *p, PtyEntry *y)
+{
+	int ret = dump_termios(ctx, p, y);
+
+	for (size_t i = 0; !ret && i < ctx->nr_tasks; i++) {
+		const struct dump_task *t = ctx->tasks[i];
+
+		if (t->stat.sid != t->pid || (dev_t)t->stat.tty_nr != p->st.st_rdev)
+			continue;
+		y->has_sid = y->has_fg_pgrp = true;
+		y->sid = t->vpid;
+		y->fg_pgrp = t->stat.tpgid > 0 ? pstree_tree_id(ctx, t->stat.tpgid) : t->vpid;
+	}
+	return ret;
 }
 
 static int pty_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe)
@@ -147,7 +190,9 @@ static int pty_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *f
 	d->rdev = p->st.st_rdev;
 	fe->pty = y;
 	fe->dev = d;
-	return y->master && !seen_index(ctx, y->index) ? dump_state(ctx, p, y) : 0;
+	if (!y->master)
+		return ctx->opts->orphan_pts_master && !y->devtty ? dump_slave_state(ctx, p, y) : 0;
+	return seen_index(ctx, y->index) ? 0 : dump_state(ctx, p, y);
 }
 
 /* a slave whose master is not in the dump: the terminal the tree was started on */
@@ -166,8 +211,13 @@ static int pty_dump_done(struct dump_ctx *ctx)
 		}
 		if (master)
 			continue;
+		if (ctx->opts->orphan_pts_master && (fe->pty->has_termios || fe->pty->devtty)) {
+			/* the caller's console: made again, the caller takes its new master */
+			fe->pty->has_orphan = fe->pty->orphan = !fe->pty->devtty;
+			continue;
+		}
 		if (!ctx->opts->shell_job) {
-			pr_err("%s, a terminal of the dumped tree, is not the tree's own (its master is outside): dump it with --shell-job",
+			pr_err("%s, a terminal of the dumped tree, is not the tree's own (its master is outside): dump it with --shell-job, or through a runtime that takes its master (orphan_pts_master)",
 			       fe->dev->path);
 			return -ENOTSUP;
 		}
@@ -187,15 +237,15 @@ static struct rst_pty *find_pty(struct restore_ctx *ctx, uint32_t index)
 	return NULL;
 }
 
-/* /dev/ptmx opened until it gives pty index; the others it gave are closed */
-static int open_ptmx(uint32_t index)
+/* ptmx opened until it gives pty index; the others it gave are closed */
+static int open_ptmx(const char *ptmx, uint32_t index)
 {
 	int held[64], nr = 0, fd = -1, n;
 
 	for (int tries = 0; tries < MAX_PTMX_OPENS; tries++) {
-		fd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+		fd = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC);
 		if (fd < 0 || ioctl(fd, TIOCGPTN, &n)) {
-			fd = pr_perror("cannot open /dev/ptmx");
+			fd = pr_perror("pty %u: cannot open %s", index, ptmx);
 			break;
 		}
 		if ((uint32_t)n == index)
@@ -215,7 +265,17 @@ static int open_ptmx(uint32_t index)
 	return fd;
 }
 
-static int make_pty(struct restore_ctx *ctx, const PtyEntry *y)
+/* an orphan's master, from the root to cryo (pty_hand_over_orphans) */
+static int send_master(struct restore_ctx *ctx, const struct rst_pty *p)
+{
+	struct iovec iov = { (void *)&p->index, sizeof(p->index) };
+
+	if (sendmsg_fd(ctx->pty_sock[1], &iov, 1, p->master) < 0)
+		return pr_perror("pty %u: cannot pass its new master to cryo", p->index);
+	return 0;
+}
+
+static int make_pty(struct restore_ctx *ctx, const PtyEntry *y, const char *ptmx)
 {
 	struct winsize ws = { y->rows, y->cols, y->xpixel, y->ypixel };
 	struct rst_pty *np = xrealloc_array(ctx->ptys, ctx->nr_ptys + 1, sizeof(*np)), *p;
@@ -226,7 +286,7 @@ static int make_pty(struct restore_ctx *ctx, const PtyEntry *y)
 	ctx->ptys = np;
 	p = &ctx->ptys[ctx->nr_ptys++];
 	*p = (struct rst_pty){ .index = y->index, .master = -1, .slave = -1, .state = y };
-	p->master = open_ptmx(y->index);
+	p->master = open_ptmx(ptmx, y->index);
 	if (p->master < 0)
 		return p->master;
 	if (ioctl(p->master, TIOCSPTLCK, &unlock))
@@ -241,7 +301,19 @@ static int make_pty(struct restore_ctx *ctx, const PtyEntry *y)
 	if (ioctl(p->slave, TCSETS, y->termios.data) || ioctl(p->slave, TIOCSWINSZ, &ws) ||
 	    ioctl(p->master, TIOCPKT, &packet) || ioctl(p->master, TIOCSPTLCK, &locked))
 		return pr_perror("pty %u: cannot set its termios, window size, packet mode or lock", y->index);
-	return 0;
+	return y->orphan ? send_master(ctx, p) : 0;
+}
+
+/* the entry that makes pty index again: its master's, or an orphan slave's */
+static const PtyEntry *pty_maker(struct restore_ctx *ctx, uint32_t index)
+{
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		const PtyEntry *y = ctx->files[i]->kind == FD_KIND__PTY ? ctx->files[i]->pty : NULL;
+
+		if (y && y->index == index && (y->master || y->orphan) && y->has_termios)
+			return y;
+	}
+	return NULL;
 }
 
 static int pty_prepare(struct restore_ctx *ctx)
@@ -251,10 +323,86 @@ static int pty_prepare(struct restore_ctx *ctx)
 	for (size_t i = 0; i < ctx->nr_files; i++) {
 		const PtyEntry *y = ctx->files[i]->kind == FD_KIND__PTY ? ctx->files[i]->pty : NULL;
 
-		if (y && y->master && y->has_termios && !find_pty(ctx, y->index) && (ret = make_pty(ctx, y)))
+		if (y && pty_maker(ctx, y->index) == y && !find_pty(ctx, y->index) &&
+		    (ret = make_pty(ctx, y, "/dev/ptmx")))
 			return ret;
 	}
 	return 0;
+}
+
+/*
+ * In the root, before mount m binds pty file path of its devpts on a file
+ * (runc's /dev/console): the pair is made now, from that devpts's ptmx.
+ */
+int pty_make_bound(struct restore_ctx *ctx, const MountEntry *m, const char *path)
+{
+	const char *name = strrchr(path, '/');
+	char ptmx[PATH_MAX_LEN + 8], *end;
+	const PtyEntry *y;
+	unsigned long index;
+
+	if (!name || access(path, F_OK) != -1)
+		return 0;
+	index = strtoul(name + 1, &end, 10);
+	if (!name[1] || *end)
+		return 0;
+	if (!(y = pty_maker(ctx, index))) {
+		pr_err("the container's %s binds pty %lu, which no task of the tree holds: cannot make it again",
+		       m->mountpoint, index);
+		return -ENOENT;
+	}
+	if (find_pty(ctx, index))
+		return 0;
+	snprintf(ptmx, sizeof(ptmx), "%.*s/ptmx", (int)(name - path), path);
+	return make_pty(ctx, y, ptmx);
+}
+
+/* in cryo, before the tree is forked: the way orphans' masters come back */
+int pty_plan(struct restore_ctx *ctx)
+{
+	uint32_t orphan = ~0u;
+
+	for (size_t i = 0; i < ctx->nr_files && orphan == ~0u; i++)
+		if (ctx->files[i]->kind == FD_KIND__PTY && ctx->files[i]->pty && ctx->files[i]->pty->orphan)
+			orphan = ctx->files[i]->pty->index;
+	if (orphan == ~0u)
+		return 0;
+	if (!ctx->opts->orphan_pts_master || !ctx->opts->notify_fn) {
+		pr_err("pty %u was the tree's terminal with its master outside (a runtime's console): only a client of cryo swrk that takes its new master (orphan_pts_master) can restore it",
+		       orphan);
+		return -ENOTSUP;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctx->pty_sock))
+		return pr_perror("socketpair");
+	for (int k = 0; k < 2; k++)
+		if ((ctx->pty_sock[k] = fd_move_above(ctx->pty_sock[k], ctx->files_top, true)) < 0)
+			return pr_perror("cannot move a socket above fd %d", ctx->files_top);
+	return 0;
+}
+
+/* in cryo, once every task has its files: each orphan's new master to the caller */
+int pty_hand_over_orphans(struct restore_ctx *ctx)
+{
+	int ret = 0;
+
+	while (!ret && ctx->pty_sock[0] >= 0) {
+		uint32_t index;
+		struct iovec iov = { &index, sizeof(index) };
+		int master = -1;
+		ssize_t n = recvmsg_fd(ctx->pty_sock[0], &iov, 1, &master, MSG_DONTWAIT);
+
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n != sizeof(index) || master < 0) {
+			if (master >= 0)
+				close(master);
+			return pr_perror("cannot take the new master of an orphan pty from the root");
+		}
+		pr_info("pty %u: its new master goes to the caller", index);
+		ret = notify_fd(ctx->opts, "orphan-pts-master", master);
+		close(master);
+	}
+	return ret;
 }
 
 /* /dev/tty is opened by the task, once it has its controlling terminal */
@@ -285,6 +433,11 @@ static int pty_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEnt
 
 static void pty_restore_done(struct restore_ctx *ctx)
 {
+	for (int k = 0; k < 2; k++) {
+		if (ctx->pty_sock[k] >= 0)
+			close(ctx->pty_sock[k]);
+		ctx->pty_sock[k] = -1;
+	}
 	for (size_t i = 0; i < ctx->nr_ptys; i++) {
 		if (ctx->ptys[i].master >= 0)
 			close(ctx->ptys[i].master);

@@ -1084,7 +1084,8 @@ static int finish_tasks(struct restore_ctx *ctx)
 		return ret;
 	if (ctx->opts->lazy_pages && (ret = start_lazy(ctx)))
 		return ret;
-	if ((ret = notify(ctx->opts, "post-restore", ctx->tasks[0]->host_pid)) ||
+	if ((ret = pty_hand_over_orphans(ctx)) ||
+	    (ret = notify(ctx->opts, "post-restore", ctx->tasks[0]->host_pid)) ||
 	    (ret = notify(ctx->opts, "pre-resume", ctx->tasks[0]->host_pid)))
 		return ret;
 	tty_give_foreground(ctx, ctx->tasks[0]);
@@ -1121,7 +1122,7 @@ static int restore_tree(struct restore_ctx *ctx)
 					      "to lead again the process group its exited leader left" : "a zombie");
 	/* the root makes the objects tasks share, above every fd number they use */
 	if (!ret)
-		ret = files_plan(ctx);
+		ret = files_plan(ctx) ?: pty_plan(ctx);
 	/* the container's root may not open cryo's images: they are opened for it, above its fds */
 	if (!ret && ctx->ns && (ctx->ns->flags & CLONE_NEWUSER)) {
 		ret = img_preopen(ctx->dirfd, &ctx->pre_imgs, ctx->files_top);
@@ -1218,7 +1219,8 @@ out_files:
 
 int cmd_restore(struct cryo_opts *o)
 {
-	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1, .cryo_pidfd = -1, .net_ext_fd = -1 };
+	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1, .cryo_pidfd = -1, .net_ext_fd = -1,
+				   .pty_sock = { -1, -1 } };
 	uint64_t t0 = now_ns();
 	pid_t root;
 	int ret;

@@ -231,6 +231,7 @@ static int take_opts(struct rpc *r, const RpcOpts *ro, struct cryo_opts *o)
 	o->pid = ro->has_pid ? ro->pid : 0;
 	o->leave_running = ro->leave_running;
 	o->shell_job = ro->shell_job;
+	o->orphan_pts_master = ro->orphan_pts_master;
 	o->tcp_established = ro->tcp_established;
 	o->lazy_pages = ro->lazy_pages;
 	o->auto_dedup = ro->auto_dedup;

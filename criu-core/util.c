@@ -334,3 +334,17 @@ ssize_t sendmsg_fd(int sock, struct iovec *iov, int iovlen, int fd)
 	}
 	return sendmsg(sock, &mh, MSG_NOSIGNAL);
 }
+
+ssize_t recvmsg_fd(int sock, struct iovec *iov, int iovlen, int *fd, int flags)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = iovlen, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	ssize_t n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
+
+	*fd = -1;
+	for (struct cmsghdr *c = n < 0 ? NULL : CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return n;
+}

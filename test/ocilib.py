@@ -1,16 +1,27 @@
 """OCI runtime containers for the tests of runtimes checkpointing through
-cryo (test_crun.py; test_runc.py's Container is the same idea): a busybox
+cryo (test_runc.py, test_crun.py): a busybox
 shell on its own root file system in a bundle under the test's tmp_path,
 with a counter held in the shell's memory (written to /tmp/counter every
 0.2 s, and to stdout) and 4 MiB of random text whose md5 it writes at start
 and again on SIGUSR1, from its memory. A restore must carry on the very
 process: same pid, the counter going on from where the checkpoint left it,
-the text the same."""
+the text the same.
+
+A container with a terminal (terminal=True) has a pty: the runtime sends
+its master to the test's console socket (--console-socket), at the start
+and again after a restore, when it is a new pair's."""
+import errno
+import fcntl
 import json
 import os
+import re
 import shutil
+import socket
+import struct
 import subprocess
+import termios
 import time
+from pathlib import Path
 
 SCRIPT = """
 x=$(head -c 4000000 /dev/urandom | base64)
@@ -26,7 +37,10 @@ while :; do
 done
 """
 
-APPLETS = ("sh", "sleep", "head", "base64", "md5sum", "mv", "cat", "ps")
+# the counter shell with a terminal: ^C (SIGINT to the terminal's foreground group) is answered, not fatal
+TTY_SCRIPT = "trap 'echo int $n' INT\n" + SCRIPT
+
+APPLETS = ("sh", "sleep", "head", "base64", "md5sum", "mv", "cat", "ps", "nc")
 
 
 def wait_for(cond, what, timeout=20):
@@ -76,6 +90,11 @@ def read_lines(rfd, timeout=20):
             got = os.read(rfd, 65536)
         except BlockingIOError:
             got = None
+        except OSError as e:
+            # a pty master whose slave side is closed by all
+            if e.errno != errno.EIO:
+                raise
+            got = b""
         if not got and not timeout:
             break
         if got:
@@ -85,14 +104,38 @@ def read_lines(rfd, timeout=20):
     return [int(x) for x in data.split()]
 
 
+class Console:
+    """The socket a runtime sends a terminal container's pty master to."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(4)
+        self.sock.settimeout(20)
+
+    def take(self):
+        """The master the runtime sent (it has connected by the time its command returned)."""
+        conn, _ = self.sock.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 4096, 4)
+        assert len(fds) == 1, f"the runtime sent {len(fds)} fds on the console socket"
+        os.set_blocking(fds[0], False)
+        return fds[0]
+
+    def close(self):
+        self.sock.close()
+
+
 class Container:
     """A container of the runtime at `runtime` from a bundle in tmp_path,
     with its own state directory (nothing else's containers are seen or
     touched). `argv(*args)` is the command line of one runtime call, run
     with cwd the bundle and env; subclasses say how (runc --criu, crun in a
-    mount namespace)."""
+    mount namespace). netns: the path of a network namespace the caller
+    made (as CNI does) for it to join."""
 
-    def __init__(self, tmp_path, name, runtime, env=None):
+    def __init__(self, tmp_path, name, runtime, env=None, script=SCRIPT, netns=None, terminal=False):
         self.name = name
         self.runtime = str(runtime)
         self.env = env
@@ -106,11 +149,25 @@ class Container:
             os.symlink("busybox", self.rootfs / "bin" / applet)
         subprocess.run([self.runtime, "spec"], cwd=self.bundle, check=True)
         cfg = json.loads((self.bundle / "config.json").read_text())
-        cfg["process"]["terminal"] = False
-        cfg["process"]["args"] = ["sh", "-c", SCRIPT]
+        cfg["process"]["terminal"] = terminal
+        cfg["process"]["args"] = ["sh", "-c", script]
+        if netns:
+            for ns in cfg["linux"]["namespaces"]:
+                if ns["type"] == "network":
+                    ns["path"] = netns
         cfg["root"]["readonly"] = False
         (self.bundle / "config.json").write_text(json.dumps(cfg, indent=1))
         self.pid = None
+        self.console = Console(tmp_path / "console.sock") if terminal else None
+        self.master = None
+
+    def console_args(self):
+        return ["--console-socket", self.console.path] if self.console else []
+
+    def take_master(self):
+        if self.master is not None:
+            os.close(self.master)
+        self.master = self.console.take()
 
     def argv(self, *args):
         return [self.runtime, "--root", str(self.state), *args]
@@ -140,7 +197,9 @@ class Container:
         return json.loads(r.stdout) if r.returncode == 0 else None
 
     def run(self, stdout=None):
-        self.rt("run", "-d", self.name, stdout=stdout)
+        self.rt("run", "-d", *self.console_args(), self.name, stdout=stdout)
+        if self.console:
+            self.take_master()
         self.pid = self.status()["pid"]
         wait_for(lambda: (self.rootfs / "tmp" / "sum0").exists() and self.counter() >= 3, "the container to start")
 
@@ -180,7 +239,11 @@ class Container:
         return r
 
     def restore(self, images, *opts, check=True, stdout=None):
-        return self.rt("restore", "-d", "--image-path", images, *opts, self.name, check=check, stdout=stdout)
+        r = self.rt("restore", "-d", "--image-path", images, *self.console_args(), *opts, self.name, check=check,
+                    stdout=stdout)
+        if self.console and r.returncode == 0:
+            self.take_master()
+        return r
 
     def destroy(self):
         self.rt("kill", self.name, "KILL", check=False)
@@ -188,3 +251,178 @@ class Container:
             wait_for(lambda: not alive(self.pid), f"pid {self.pid} to die", timeout=10)
             reap(self.pid)
         self.rt("delete", "-f", self.name, check=False)
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+        if self.console:
+            self.console.close()
+
+
+def read_until(fd, pattern, timeout=20):
+    """What a non-blocking fd gives until pattern (a regex of bytes) matches it."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, data):
+        assert time.monotonic() < deadline, f"{pattern!r} never came: {data!r}"
+        try:
+            data += os.read(fd, 65536)
+        except BlockingIOError:
+            time.sleep(0.01)
+    return data
+
+
+def check_terminal(c, images):
+    """A container whose terminal is a pty, its master the runtime's (sent to
+    the console socket), checkpointed and restored: the restore makes a new
+    pair in the container's devpts (/dev/pts/0 again, /dev/console bound on
+    it), hands the runtime its master (orphan-pts-master), which sends it to
+    the console socket. Through the new master: the counter goes on from the
+    next value, the window size and modes set before the checkpoint are
+    kept, and ^C interrupts the shell as its foreground group: the pty is
+    its session's controlling terminal again."""
+    c.run()
+    seen = read_lines(c.master)
+    fcntl.ioctl(c.master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    mode = termios.tcgetattr(c.master)
+    mode[3] &= ~termios.ECHO
+    termios.tcsetattr(c.master, termios.TCSANOW, mode)
+    c.checkpoint(images)
+    seen += read_lines(c.master, 0)
+    c.restore(images)
+    got = read_lines(c.master)
+    assert got[0] == seen[-1] + 1, f"the counter went from {seen[-1]} to {got[:3]}"
+    rows, cols = struct.unpack("HHHH", fcntl.ioctl(c.master, termios.TIOCGWINSZ, bytes(8)))[:2]
+    assert (rows, cols) == (33, 101), f"the restored terminal is {rows}x{cols}"
+    assert not termios.tcgetattr(c.master)[3] & termios.ECHO, "the restored terminal echoes again"
+    stat = open(f"/proc/{c.pid}/stat").read().rsplit(")", 1)[1].split()
+    tty, tpgid = int(stat[4]), int(stat[5])
+    assert (os.major(tty), os.minor(tty), tpgid) == (136, 0, c.pid), \
+        f"the shell's terminal is {os.major(tty)}:{os.minor(tty)} with foreground group {tpgid}"
+    console = os.stat(f"/proc/{c.pid}/root/dev/console")
+    assert (os.major(console.st_rdev), os.minor(console.st_rdev)) == (136, 0), "/dev/console is not pts/0"
+    for fd in (0, 1, 2):
+        assert os.readlink(f"/proc/{c.pid}/fd/{fd}") == "/dev/pts/0"
+    os.write(c.master, b"\x03")
+    n = int(re.search(rb"int (\d+)", read_until(c.master, rb"int \d+\r\n")).group(1))
+    assert alive(c.pid), "^C killed the shell: its trap is not there"
+    assert max(read_lines(c.master)) > n, "the counter stopped after ^C"
+
+
+# ----------------------------------------------------------- the checks each runtime's tests run
+
+
+def check_checkpoint_restore(c, images):
+    """checkpoint stops the container in its tracks (nothing moves until the
+    restore); restore -d brings back the same process: its pid, its counter
+    going on from the very next value, its memory."""
+    c.run()
+    c.checkpoint(images)
+    assert c.status() is None, "the runtime still lists the checkpointed container"
+    assert not alive(c.pid)
+    at_checkpoint = c.counter()
+    time.sleep(0.6)
+    assert c.counter() == at_checkpoint, "the counter moved after the checkpoint"
+    assert (images / "inventory.img").exists() and (images / "descriptors.json").exists()
+    c.restore(images)
+    first, then = c.after_restore()
+    assert first in (at_checkpoint, at_checkpoint + 1) and then == first + 1, \
+        f"the counter went from {at_checkpoint} to {first}, {then}"
+    st = c.status()
+    assert st and st["status"] == "running" and st["pid"] == c.pid, st
+    assert alive(c.pid)
+    now, at_start = c.memory_md5()
+    assert now == at_start, "the shell's memory changed across checkpoint and restore"
+
+
+def check_leave_running(c, images):
+    """--leave-running: the container runs on; a restore after it is killed
+    goes back to the moment of the checkpoint."""
+    c.run()
+    before = c.counter()
+    c.checkpoint(images, "--leave-running")
+    after = c.counter()
+    assert c.status()["status"] == "running" and alive(c.pid)
+    wait_for(lambda: c.counter() > after + 5, "the counter to go on after --leave-running")
+    killed_at = c.counter()
+    c.destroy()
+    c.restore(images)
+    _, first = c.after_restore()  # (the file still shows what the killed container wrote last)
+    assert before < first <= after + 1 and first < killed_at, (before, after, first, killed_at)
+    assert c.status()["pid"] == c.pid
+    now, at_start = c.memory_md5()
+    assert now == at_start
+
+
+def check_pre_dump(c, tmp_path):
+    """checkpoint --pre-dump copies the memory while the container runs; the
+    final checkpoint with --parent-path saves only what changed since, and
+    the restore reads the rest through the chain."""
+    c.run()
+    c.checkpoint(tmp_path / "pre", "--pre-dump")
+    assert alive(c.pid) and c.status()["status"] == "running"
+    time.sleep(0.5)
+    c.checkpoint(tmp_path / "ck", "--parent-path", "../pre")
+    assert os.readlink(tmp_path / "ck" / "parent") == "../pre"
+    pre_pages = sum(f.stat().st_size for f in (tmp_path / "pre").glob("pages-*.img"))
+    final_pages = sum(f.stat().st_size for f in (tmp_path / "ck").glob("pages-*.img"))
+    assert final_pages < pre_pages / 2, f"the final checkpoint saved {final_pages} bytes of pages, the pre-dump {pre_pages}"
+    at_checkpoint = c.counter()
+    c.restore(tmp_path / "ck")
+    first, then = c.after_restore()
+    assert first in (at_checkpoint, at_checkpoint + 1) and then == first + 1, \
+        f"the counter went from {at_checkpoint} to {first}, {then}"
+    assert c.status()["pid"] == c.pid
+    now, at_start = c.memory_md5()
+    assert now == at_start, "the memory read through the pre-dump chain is not what the shell had"
+
+
+def check_stdout_pipe(c, images):
+    """The container's stdout is a pipe of the caller's (as under a
+    container engine). The restore gives it a new pipe, named by inherit_fd
+    pipe:[INODE] from descriptors.json: the shell writes its counter on into
+    it, from the next value."""
+    r, w = os.pipe()
+    c.run(stdout=w)
+    os.close(w)
+    os.set_blocking(r, False)
+    ino = os.fstat(r).st_ino
+    seen = read_lines(r)
+    c.checkpoint(images)
+    desc = json.loads((images / "descriptors.json").read_text())
+    assert desc[1] == f"pipe:[{ino}]", desc
+    seen += read_lines(r, 0)
+    os.close(r)
+    r2, w2 = os.pipe()
+    try:
+        c.restore(images, stdout=w2)
+        os.close(w2)
+        w2 = None
+        os.set_blocking(r2, False)
+        got = read_lines(r2)
+        assert got[0] == seen[-1] + 1, f"the counter went from {seen[-1]} to {got[:3]}"
+    finally:
+        os.close(r2)
+        if w2 is not None:
+            os.close(w2)
+
+
+def check_restore_into_missing_rootfs(c, images):
+    """The container's root file system is gone (an empty directory in its
+    place): the restore fails, and no process or cgroup is left. Returns the
+    runtime's result, for its message."""
+    c.run()
+    c.checkpoint(images)
+    real = c.bundle / "rootfs.real"
+    c.rootfs.rename(real)
+    c.rootfs.mkdir()
+    try:
+        r = c.restore(images, check=False)
+        assert r.returncode != 0
+        assert c.status() is None, "the runtime lists a container after the failed restore"
+        assert not alive(c.pid), f"pid {c.pid} runs after the failed restore"
+        for ctrl in ("freezer", "pids", "cpu"):
+            assert not (Path("/sys/fs/cgroup") / ctrl / c.name).exists(), f"cgroup {ctrl}:/{c.name} is left"
+        return r
+    finally:
+        shutil.rmtree(c.rootfs)
+        real.rename(c.rootfs)

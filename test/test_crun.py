@@ -9,18 +9,15 @@ crun refuses a hybrid cgroup layout whose v2 hierarchy has controllers
 (this machine's /sys/fs/cgroup/unified has hugetlb): each crun call runs
 in a mount namespace of the tests' own where an empty file is bound over
 /sys/fs/cgroup/unified/cgroup.controllers. The host's mounts are untouched."""
-import json
 import os
 import shutil
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
 import ocilib
 from cryolib import CRYO, ROOT
-from ocilib import alive, read_lines, reap, wait_for
+from ocilib import alive
 
 CRUN = ROOT / "build" / "crun" / "crun"
 LIBDIR = ROOT / "build" / "lib"
@@ -55,8 +52,8 @@ def mntns(tmp_path_factory):
 
 
 class CrunContainer(ocilib.Container):
-    def __init__(self, tmp_path, name, mntns):
-        super().__init__(tmp_path, name, CRUN, env=crun_env())
+    def __init__(self, tmp_path, name, mntns, **kw):
+        super().__init__(tmp_path, name, CRUN, env=crun_env(), **kw)
         self.mntns = mntns
 
     def argv(self, *args):
@@ -79,134 +76,40 @@ def cryo_log(path):
 
 
 def test_checkpoint_restore(container, tmp_path):
-    """crun checkpoint stops the container in its tracks (nothing moves until
-    the restore), crun restore -d brings back the same process: its pid, its
-    counter going on from the very next value, its memory."""
-    c = container
-    c.run()
-    images = tmp_path / "ck"
-    c.checkpoint(images)
-    assert c.status() is None, "crun still lists the checkpointed container"
-    assert not alive(c.pid)
-    at_checkpoint = c.counter()
-    time.sleep(0.6)
-    assert c.counter() == at_checkpoint, "the counter moved after the checkpoint"
-    assert (images / "inventory.img").exists() and (images / "descriptors.json").exists()
-    cryo_log(images / "dump.log")
-    c.restore(images)
-    first, then = c.after_restore()
-    assert first in (at_checkpoint, at_checkpoint + 1) and then == first + 1, \
-        f"the counter went from {at_checkpoint} to {first}, {then}"
-    cryo_log(images / "restore.log")
-    st = c.status()
-    assert st and st["status"] == "running" and st["pid"] == c.pid, st
-    assert alive(c.pid)
-    now, at_start = c.memory_md5()
-    assert now == at_start, "the shell's memory changed across checkpoint and restore"
+    """crun checkpoint and restore -d (ocilib.check_checkpoint_restore): same
+    pid, counter, memory; the logs are cryo's."""
+    ocilib.check_checkpoint_restore(container, tmp_path / "ck")
+    cryo_log(tmp_path / "ck" / "dump.log")
+    cryo_log(tmp_path / "ck" / "restore.log")
 
 
 def test_leave_running(container, tmp_path):
-    """--leave-running: the container runs on; a restore after it is killed
-    goes back to the moment of the checkpoint."""
-    c = container
-    c.run()
-    before = c.counter()
-    c.checkpoint(tmp_path / "ck", "--leave-running")
-    after = c.counter()
-    assert c.status()["status"] == "running" and alive(c.pid)
-    wait_for(lambda: c.counter() > after + 5, "the counter to go on after --leave-running")
-    killed_at = c.counter()
-    c.destroy()
-    c.restore(tmp_path / "ck")
-    _, first = c.after_restore()  # (the file still shows what the killed container wrote last)
-    assert before < first <= after + 1 and first < killed_at, (before, after, first, killed_at)
-    assert c.status()["pid"] == c.pid
-    now, at_start = c.memory_md5()
-    assert now == at_start
+    """crun checkpoint --leave-running (ocilib.check_leave_running)."""
+    ocilib.check_leave_running(container, tmp_path / "ck")
 
 
 def test_pre_dump_then_checkpoint(container, tmp_path):
     """crun checkpoint --pre-dump (libcriu: FEATURE_CHECK mem_track, then
-    PRE_DUMP) copies the memory while the container runs; the final
-    checkpoint with --parent-path saves only what changed since, and the
-    restore reads the rest through the chain."""
-    c = container
-    c.run()
-    c.checkpoint(tmp_path / "pre", "--pre-dump")
-    assert alive(c.pid) and c.status()["status"] == "running"
+    PRE_DUMP), then --parent-path: ocilib.check_pre_dump."""
+    ocilib.check_pre_dump(container, tmp_path)
     cryo_log(tmp_path / "pre" / "dump.log")
-    time.sleep(0.5)
-    c.checkpoint(tmp_path / "ck", "--parent-path", "../pre")
-    assert os.readlink(tmp_path / "ck" / "parent") == "../pre"
-    pre_pages = sum(f.stat().st_size for f in (tmp_path / "pre").glob("pages-*.img"))
-    final_pages = sum(f.stat().st_size for f in (tmp_path / "ck").glob("pages-*.img"))
-    assert final_pages < pre_pages / 2, f"the final checkpoint saved {final_pages} bytes of pages, the pre-dump {pre_pages}"
-    at_checkpoint = c.counter()
-    c.restore(tmp_path / "ck")
-    first, then = c.after_restore()
-    assert first in (at_checkpoint, at_checkpoint + 1) and then == first + 1, \
-        f"the counter went from {at_checkpoint} to {first}, {then}"
-    assert c.status()["pid"] == c.pid
-    now, at_start = c.memory_md5()
-    assert now == at_start, "the memory read through the pre-dump chain is not what the shell had"
 
 
 def test_stdout_pipe(container, tmp_path):
-    """The container's stdout is a pipe of the caller's (as under a
-    container engine). crun restore names it in libcriu's inherit_fd
-    (pipe:[INODE] from descriptors.json, its own fd 1, which cryo swrk
-    inherits): the shell writes its counter on into the new pipe, from the
-    next value."""
-    c = container
-    r, w = os.pipe()
-    c.run(stdout=w)
-    os.close(w)
-    os.set_blocking(r, False)
-    ino = os.fstat(r).st_ino
-    seen = read_lines(r)
-    c.checkpoint(tmp_path / "ck")
-    desc = json.loads((tmp_path / "ck" / "descriptors.json").read_text())
-    assert desc[1] == f"pipe:[{ino}]", desc
-    seen += read_lines(r, 0)
-    os.close(r)
-    r2, w2 = os.pipe()
-    try:
-        c.restore(tmp_path / "ck", stdout=w2)
-        os.close(w2)
-        w2 = None
-        os.set_blocking(r2, False)
-        got = read_lines(r2)
-        assert got[0] == seen[-1] + 1, f"the counter went from {seen[-1]} to {got[:3]}"
-    finally:
-        os.close(r2)
-        if w2 is not None:
-            os.close(w2)
+    """crun restore names the new stdout pipe in libcriu's inherit_fd (its own
+    fd 1, which cryo swrk inherits): ocilib.check_stdout_pipe."""
+    ocilib.check_stdout_pipe(container, tmp_path / "ck")
 
 
 def test_restore_into_missing_rootfs(container, tmp_path):
-    """The container's root file system is gone (an empty directory in its
-    place): crun restore fails showing cryo's reason once, and no process
-    or cgroup is left (crun itself keeps its state directory: delete -f)."""
-    c = container
-    c.run()
-    c.checkpoint(tmp_path / "ck")
-    real = c.bundle / "rootfs.real"
-    c.rootfs.rename(real)
-    c.rootfs.mkdir()
-    try:
-        r = c.restore(tmp_path / "ck", check=False)
-        assert r.returncode != 0
-        lines = [ln for ln in r.stderr.splitlines() if ln.startswith("cryo: ")]
-        assert len(lines) == 1 and "/bin/busybox" in lines[0] and "No such file" in lines[0], r.stderr
-        assert "libcriu:" not in r.stderr, r.stderr
-        assert "CRIU restoring failed -2" in r.stderr, r.stderr
-        assert c.status() is None, "crun lists a container after the failed restore"
-        assert not alive(c.pid), f"pid {c.pid} runs after the failed restore"
-        for ctrl in ("freezer", "pids", "cpu"):
-            assert not (Path("/sys/fs/cgroup") / ctrl / c.name).exists(), f"cgroup {ctrl}:/{c.name} is left"
-    finally:
-        shutil.rmtree(c.rootfs)
-        real.rename(c.rootfs)
+    """A restore into an empty rootfs fails, leaving no process or cgroup
+    (ocilib.check_restore_into_missing_rootfs; crun itself keeps its state
+    directory: delete -f); crun shows cryo's reason once."""
+    r = ocilib.check_restore_into_missing_rootfs(container, tmp_path / "ck")
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("cryo: ")]
+    assert len(lines) == 1 and "/bin/busybox" in lines[0] and "No such file" in lines[0], r.stderr
+    assert "libcriu:" not in r.stderr, r.stderr
+    assert "CRIU restoring failed -2" in r.stderr, r.stderr
 
 
 def test_no_cryo_on_path(container, tmp_path):
@@ -222,3 +125,13 @@ def test_no_cryo_on_path(container, tmp_path):
     assert "libcriu: cannot run cryo swrk: No such file or directory" in r.stderr, r.stderr
     assert c.status()["status"] == "running" and alive(c.pid)
     c.next_counter()
+
+
+def test_terminal(tmp_path, mntns):
+    """A container with a terminal (crun --console-socket; libcriu takes the
+    new master from cryo and crun sends it on): see ocilib.check_terminal."""
+    c = CrunContainer(tmp_path, f"cryo-crun-{os.getpid()}", mntns, script=ocilib.TTY_SCRIPT, terminal=True)
+    try:
+        ocilib.check_terminal(c, tmp_path / "ck")
+    finally:
+        c.destroy()

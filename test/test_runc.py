@@ -5,7 +5,6 @@ shell's memory (written to /tmp/counter every 0.2 s) and 4 MiB of random
 text whose md5 it writes at start and again on SIGUSR1, from its memory.
 A restore must carry on the very process: same pid, the counter going on
 from where the checkpoint left it, the text the same."""
-import json
 import os
 import shutil
 import socket
@@ -16,238 +15,49 @@ from pathlib import Path
 
 import pytest
 
+import ocilib
 from cryolib import CRYO
+from ocilib import SCRIPT, alive
 
 RUNC = shutil.which("runc")
 pytestmark = pytest.mark.skipif(not RUNC, reason="runc is not installed (make deps installs it)")
 
-SCRIPT = """
-x=$(head -c 4000000 /dev/urandom | base64)
-echo "$x" | md5sum >/tmp/sum0
-trap 'echo "$x" | md5sum >/tmp/sum1' USR1
-n=0
-while :; do
-    n=$((n + 1))
-    echo $n >/tmp/counter.new
-    echo $n
-    mv /tmp/counter.new /tmp/counter
-    sleep 0.2
-done
-"""
 
+class RuncContainer(ocilib.Container):
+    """ocilib's container, run by runc with cryo as its criu binary."""
 
-def wait_for(cond, what, timeout=20):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+    def __init__(self, tmp_path, name, **kw):
+        super().__init__(tmp_path, name, RUNC, **kw)
 
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] not in "ZX"
-    except FileNotFoundError:
-        return False
-
-
-def reap(pid):
-    """Our child (pytest is a subreaper) once runc exits: wait for it if it is gone."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-class Container:
-    """A runc container from a bundle in tmp_path, with its own runc state
-    directory (nothing else's containers are seen or touched)."""
-
-    def __init__(self, tmp_path, name, script=SCRIPT, netns=None):
-        self.name = name
-        self.bundle = tmp_path / "bundle"
-        self.rootfs = self.bundle / "rootfs"
-        self.state = tmp_path / "runc-state"
-        (self.rootfs / "bin").mkdir(parents=True)
-        (self.rootfs / "tmp").mkdir()
-        shutil.copy("/bin/busybox", self.rootfs / "bin" / "busybox")
-        for applet in ("sh", "sleep", "head", "base64", "md5sum", "mv", "cat", "ps", "nc"):
-            os.symlink("busybox", self.rootfs / "bin" / applet)
-        subprocess.run([RUNC, "spec"], cwd=self.bundle, check=True)
-        cfg = json.loads((self.bundle / "config.json").read_text())
-        cfg["process"]["terminal"] = False
-        cfg["process"]["args"] = ["sh", "-c", script]
-        if netns:
-            # a network namespace made by the caller (as CNI makes them), named by its path
-            for ns in cfg["linux"]["namespaces"]:
-                if ns["type"] == "network":
-                    ns["path"] = netns
-        cfg["root"]["readonly"] = False
-        (self.bundle / "config.json").write_text(json.dumps(cfg, indent=1))
-        self.pid = None
-
-    def runc(self, *argv, check=True, stdout=None):
-        """stdout: the container's (runc run and restore -d), a pipe's write end;
-        else /dev/null: never a pipe of ours that we read to its end, which it holds open"""
-        if stdout is not None:
-            out = err = subprocess.DEVNULL
-        else:
-            out = subprocess.DEVNULL if argv[0] == "run" else subprocess.PIPE
-            stdout, err = out, out
-        r = subprocess.run([RUNC, "--root", str(self.state), "--criu", str(CRYO), *map(str, argv)],
-                           cwd=self.bundle, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err, text=True,
-                           timeout=120)
-        if check:
-            assert r.returncode == 0, f"runc {' '.join(map(str, argv))} exited {r.returncode}:\n{r.stdout}{r.stderr}"
-        return r
-
-    def status(self):
-        r = self.runc("state", self.name, check=False)
-        return json.loads(r.stdout) if r.returncode == 0 else None
-
-    def run(self, stdout=None):
-        self.runc("run", "-d", self.name, stdout=stdout)
-        self.pid = self.status()["pid"]
-        wait_for(lambda: (self.rootfs / "tmp" / "sum0").exists() and self.counter() >= 3, "the container to start")
-
-    def counter(self):
-        try:
-            return int((self.rootfs / "tmp" / "counter").read_text() or 0)
-        except FileNotFoundError:
-            return 0
-
-    def next_counter(self):
-        """The next value the counter takes."""
-        c = self.counter()
-        wait_for(lambda: self.counter() != c, "the counter to move")
-        return self.counter()
-
-    def memory_md5(self):
-        """The md5 of the text, from what the shell holds now, against the one it wrote at start."""
-        (self.rootfs / "tmp" / "sum1").unlink(missing_ok=True)
-        self.runc("kill", self.name, "USR1")
-        wait_for(lambda: (self.rootfs / "tmp" / "sum1").exists() and (self.rootfs / "tmp" / "sum1").read_text(),
-                 "the shell to answer SIGUSR1")
-        return (self.rootfs / "tmp" / "sum1").read_text(), (self.rootfs / "tmp" / "sum0").read_text()
-
-    def checkpoint(self, images, *opts):
-        r = self.runc("checkpoint", "--image-path", images, *opts, self.name)
-        if "--leave-running" not in opts and "--pre-dump" not in opts:
-            wait_for(lambda: not alive(self.pid), f"pid {self.pid} to go after the checkpoint")
-            reap(self.pid)
-        return r
-
-    def restore(self, images, *opts, check=True, stdout=None):
-        return self.runc("restore", "-d", "--image-path", images, *opts, self.name, check=check, stdout=stdout)
-
-    def destroy(self):
-        self.runc("kill", self.name, "KILL", check=False)
-        if self.pid:
-            wait_for(lambda: not alive(self.pid), f"pid {self.pid} to die", timeout=10)
-            reap(self.pid)
-        self.runc("delete", "-f", self.name, check=False)
+    def argv(self, *args):
+        return [self.runtime, "--root", str(self.state), "--criu", str(CRYO), *args]
 
 
 @pytest.fixture
 def container(tmp_path):
-    c = Container(tmp_path, f"cryo-test-{os.getpid()}")
+    c = RuncContainer(tmp_path, f"cryo-test-{os.getpid()}")
     yield c
     c.destroy()
 
 
 def test_checkpoint_restore(container, tmp_path):
-    """runc checkpoint stops the container in its tracks (nothing moves until
-    the restore), runc restore -d brings back the same process: its pid, its
-    counter going on from the very next value, its memory, its own cgroup
-    directories."""
+    """runc checkpoint and restore -d (ocilib.check_checkpoint_restore): same
+    pid, counter, memory; and its own cgroup directories again."""
     c = container
-    c.run()
-    images = tmp_path / "ck"
-    c.checkpoint(images)
-    assert c.status() is None, "runc still lists the checkpointed container"
-    assert not alive(c.pid)
-    at_checkpoint = c.counter()
-    time.sleep(0.6)
-    assert c.counter() == at_checkpoint, "the counter moved after the checkpoint"
-    assert (images / "inventory.img").exists() and (images / "descriptors.json").exists()
-    c.restore(images)
-    st = c.status()
-    assert st and st["status"] == "running" and st["pid"] == c.pid, st
-    assert alive(c.pid)
-    assert c.next_counter() == at_checkpoint + 1, "the counter did not go on from the checkpoint"
-    now, at_start = c.memory_md5()
-    assert now == at_start, "the shell's memory changed across checkpoint and restore"
+    ocilib.check_checkpoint_restore(c, tmp_path / "ck")
     # its cgroup directories (bind mounts of cgroup v1) are its own again, not those of the runc that restored it
-    procs = c.runc("exec", c.name, "cat", "/sys/fs/cgroup/pids/cgroup.procs").stdout.split()
+    procs = c.rt("exec", c.name, "cat", "/sys/fs/cgroup/pids/cgroup.procs").stdout.split()
     assert "1" in procs, f"/sys/fs/cgroup/pids in the container lists {procs}, not its init"
 
 
 def test_leave_running(container, tmp_path):
-    """--leave-running: the container runs on; a restore after it is killed
-    goes back to the moment of the checkpoint."""
-    c = container
-    c.run()
-    before = c.counter()
-    c.checkpoint(tmp_path / "ck", "--leave-running")
-    after = c.counter()
-    assert c.status()["status"] == "running" and alive(c.pid)
-    wait_for(lambda: c.counter() > after + 5, "the counter to go on after --leave-running")
-    killed_at = c.counter()
-    c.destroy()
-    c.restore(tmp_path / "ck")
-    assert c.status()["pid"] == c.pid
-    first = c.next_counter()
-    assert before < first <= after + 1 and first < killed_at, (before, after, first, killed_at)
-
-
-def read_lines(rfd, timeout=20):
-    """The counter values the pipe has now, waiting (up to timeout) for at least one whole line."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    while not data.endswith(b"\n") and (timeout or not data):
-        assert not timeout or time.monotonic() < deadline, f"no line on the container's stdout: {data!r}"
-        try:
-            got = os.read(rfd, 65536)
-        except BlockingIOError:
-            got = None
-        if not got and not timeout:
-            break
-        if got:
-            data += got
-        else:
-            time.sleep(0.01)
-    return [int(x) for x in data.split()]
+    """runc checkpoint --leave-running (ocilib.check_leave_running)."""
+    ocilib.check_leave_running(container, tmp_path / "ck")
 
 
 def test_stdout_pipe(container, tmp_path):
-    """The container's stdout is a pipe of the caller's (as under a
-    container engine). runc restore gives the restored container a new pipe
-    (cryo's fd 1, named by inherit_fd pipe:[INODE] from descriptors.json):
-    the shell writes its counter on into it, from the next value."""
-    c = container
-    r, w = os.pipe()
-    c.run(stdout=w)
-    os.close(w)
-    os.set_blocking(r, False)
-    ino = os.fstat(r).st_ino
-    seen = read_lines(r)
-    c.checkpoint(tmp_path / "ck")
-    desc = json.loads((tmp_path / "ck" / "descriptors.json").read_text())
-    assert desc[1] == f"pipe:[{ino}]", desc
-    seen += read_lines(r, 0)
-    os.close(r)
-    r2, w2 = os.pipe()
-    try:
-        c.restore(tmp_path / "ck", stdout=w2)
-        os.close(w2)
-        w2 = None
-        os.set_blocking(r2, False)
-        got = read_lines(r2)
-        assert got[0] == seen[-1] + 1, f"the counter went from {seen[-1]} to {got[:3]}"
-    finally:
-        os.close(r2)
-        if w2 is not None:
-            os.close(w2)
+    """runc hands the restore a new stdout pipe (ocilib.check_stdout_pipe)."""
+    ocilib.check_stdout_pipe(container, tmp_path / "ck")
 
 
 # a TCP service: each line a client sends comes back numbered, the count held by the shell nc runs
@@ -293,7 +103,7 @@ def test_tcp_established(tmp_path, netns):
     the same connection goes on, the line sent during the checkpoint answered
     with the next number, and the lock is gone."""
     name, path, _, ct_ip = netns
-    c = Container(tmp_path, f"cryo-test-{os.getpid()}", script=SERVER + SCRIPT, netns=path)
+    c = RuncContainer(tmp_path, f"cryo-test-{os.getpid()}", script=SERVER + SCRIPT, netns=path)
     s = None
     try:
         c.run()
@@ -326,45 +136,28 @@ def test_tcp_established(tmp_path, netns):
 
 
 def test_pre_dump_then_checkpoint(container, tmp_path):
-    """runc checkpoint --pre-dump copies the memory while the container runs;
-    the final checkpoint with --parent-path saves only what changed since,
-    and the restore reads the rest through the chain."""
-    c = container
-    c.run()
-    c.checkpoint(tmp_path / "pre", "--pre-dump")
-    assert alive(c.pid) and c.status()["status"] == "running"
-    time.sleep(0.5)
-    c.checkpoint(tmp_path / "ck", "--parent-path", "../pre")
-    assert os.readlink(tmp_path / "ck" / "parent") == "../pre"
-    pre_pages = sum(f.stat().st_size for f in (tmp_path / "pre").glob("pages-*.img"))
-    final_pages = sum(f.stat().st_size for f in (tmp_path / "ck").glob("pages-*.img"))
-    assert final_pages < pre_pages / 2, f"the final checkpoint saved {final_pages} bytes of pages, the pre-dump {pre_pages}"
-    at_checkpoint = c.counter()
-    c.restore(tmp_path / "ck")
-    assert c.next_counter() == at_checkpoint + 1
-    now, at_start = c.memory_md5()
-    assert now == at_start, "the memory read through the pre-dump chain is not what the shell had"
+    """runc checkpoint --pre-dump, then --parent-path (ocilib.check_pre_dump)."""
+    ocilib.check_pre_dump(container, tmp_path)
 
 
 def test_restore_into_missing_rootfs(container, tmp_path):
-    """The container's root file system is gone (an empty directory in its
-    place): runc restore fails printing cryo's reason, and nothing is left:
-    no process, no container, no cgroup."""
-    c = container
-    c.run()
-    c.checkpoint(tmp_path / "ck")
-    real = c.bundle / "rootfs.real"
-    c.rootfs.rename(real)
-    c.rootfs.mkdir()
+    """A restore into an empty rootfs fails, leaving nothing
+    (ocilib.check_restore_into_missing_rootfs); runc prints cryo's reason."""
+    r = ocilib.check_restore_into_missing_rootfs(container, tmp_path / "ck")
+    assert "cryo: " in r.stderr and "/bin/busybox" in r.stderr and "No such file" in r.stderr, r.stderr
+    assert "errno 2" in r.stderr, r.stderr
+
+
+def test_terminal(tmp_path):
+    """A container with a terminal (runc --console-socket): see
+    ocilib.check_terminal. Its images restored by cryo's command line, which
+    has no one to give the new master to, are refused, naming the pty."""
+    c = RuncContainer(tmp_path, f"cryo-test-{os.getpid()}", script=ocilib.TTY_SCRIPT, terminal=True)
     try:
-        r = c.restore(tmp_path / "ck", check=False)
-        assert r.returncode != 0
-        assert "cryo: " in r.stderr and "/bin/busybox" in r.stderr and "No such file" in r.stderr, r.stderr
-        assert "errno 2" in r.stderr, r.stderr
-        assert c.status() is None, "runc lists a container after the failed restore"
-        assert not alive(c.pid), f"pid {c.pid} runs after the failed restore"
-        for ctrl in ("freezer", "pids", "cpu"):
-            assert not (Path("/sys/fs/cgroup") / ctrl / c.name).exists(), f"cgroup {ctrl}:/{c.name} is left"
+        ocilib.check_terminal(c, tmp_path / "ck")
     finally:
-        shutil.rmtree(c.rootfs)
-        real.rename(c.rootfs)
+        c.destroy()
+    r = subprocess.run([CRYO, "restore", "-d", "-D", tmp_path / "ck", "--root", c.rootfs, "--empty-ns", "net"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "pty 0" in r.stderr and "orphan_pts_master" in r.stderr, r.stderr
+    assert not alive(c.pid)

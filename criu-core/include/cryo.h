@@ -32,6 +32,8 @@ struct cryo_opts {
 	int verbosity;			/* 0..4; -v adds one, -vN sets N */
 	bool leave_running;		/* --leave-running */
 	bool shell_job;			/* -j/--shell-job */
+	bool orphan_pts_master;		/* RPC: a pty whose master is the caller's is dumped; on restore
+					   its new master goes to the caller (orphan-pts-master) */
 	bool detach;			/* -d/--restore-detached */
 	bool tcp_established;		/* --tcp-established: dump established TCP connections */
 	const char *feature;		/* check --feature NAME */

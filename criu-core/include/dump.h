@@ -116,6 +116,8 @@ struct dump_ctx {
 /* pstree.c */
 struct dump_task *dump_find_task(struct dump_ctx *ctx, pid_t pid);
 int pstree_check(struct dump_ctx *ctx, struct dump_task *t);
+/* a group or session id as the tree's pid namespace knows it (cryo's if led from outside) */
+pid_t pstree_tree_id(struct dump_ctx *ctx, pid_t id);
 int pstree_write(struct dump_ctx *ctx);
 /* mem.c */
 int mem_collect(struct dump_ctx *ctx, struct dump_task *t);

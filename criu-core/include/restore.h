@@ -77,6 +77,7 @@ struct restore_ctx {
 	struct rst_pipe *pipes;		/* files-pipe.c: the pipes made so far */
 	size_t nr_pipes;
 	struct rst_pty *ptys;		/* pty.c: the tree's pseudo-terminals */
+	int pty_sock[2];		/* pty.c: orphans' new masters, from the root to cryo; or -1 */
 	size_t nr_ptys;
 	struct rst_unix *unix_sks;	/* sk-unix.c: the unix sockets, made before the tree */
 	uint32_t *tcp_repairing;	/* sk-inet.c: files of connections still in repair mode */
@@ -146,5 +147,9 @@ void tty_take_back_foreground(struct restore_ctx *ctx);
 /* pty.c: a session leader's controlling terminal, and its foreground group */
 int pty_take_ctty(struct restore_ctx *ctx, const struct rst_task *t);
 int pty_set_foreground(struct restore_ctx *ctx, const struct rst_task *t);
+/* pty.c: ptys with their master outside (orphan_pts_master), and those a mount binds */
+int pty_plan(struct restore_ctx *ctx);
+int pty_make_bound(struct restore_ctx *ctx, const MountEntry *m, const char *path);
+int pty_hand_over_orphans(struct restore_ctx *ctx);
 
 #endif

@@ -78,5 +78,7 @@ void arena_free(struct arena *a);
 
 /* sendmsg() of iov with fd passed along (SCM_RIGHTS) if >= 0, MSG_NOSIGNAL */
 ssize_t sendmsg_fd(int sock, struct iovec *iov, int iovlen, int fd);
+/* recvmsg with one fd (SCM_RIGHTS, close-on-exec) taken into *fd, or -1 there */
+ssize_t recvmsg_fd(int sock, struct iovec *iov, int iovlen, int *fd, int flags);
 
 #endif
