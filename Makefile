@@ -4,7 +4,7 @@
 #   make test     build everything and run the pytest suite
 #   make bench    run the memory dump/restore benchmark
 #   make bench-migrate  run the live-migration benchmark (two hosts on this machine)
-#   make install  install cryo to $(PREFIX)/sbin
+#   make install  install cryo to $(PREFIX)/sbin, its libcriu to $(PREFIX)/lib
 
 CC	?= gcc
 LD	?= ld
@@ -143,7 +143,7 @@ bench-migrate: deps all
 demo: deps all
 	scripts/demo
 
-install: $(B)/cryo
+install: $(B)/cryo install-libcriu
 	install -D -m 0755 $(B)/cryo $(DESTDIR)$(PREFIX)/sbin/cryo
 
 clean:

@@ -8,6 +8,7 @@ post-restore) and may refuse one; a failure is told once."""
 import ctypes
 import errno
 import os
+import subprocess
 import time
 
 import pytest
@@ -145,3 +146,42 @@ def test_refused_notification(lib, workload, images, capfd):
     err = capfd.readouterr().err
     assert err.splitlines() == ["cryo: the client refused the post-dump notification"], err
     w.verify()
+
+
+PROBE = r"""
+#include <stdio.h>
+#include <criu/criu.h>
+
+int main(void)
+{
+	if (criu_init_opts() < 0)
+		return 2;
+	printf("%d\n", criu_get_version());
+	return 0;
+}
+"""
+
+
+def test_make_install(tmp_path):
+    """make install puts cryo, libcriu.so.2, <criu/criu.h> and a criu.pc
+    naming the installed paths under PREFIX; a program built from them with
+    pkg-config gets cryo's version through the installed library."""
+    dest = tmp_path / "dest"
+    subprocess.run(["make", "-s", "-C", cryolib.ROOT, "install", f"DESTDIR={dest}", "PREFIX=/usr/local"],
+                   check=True, capture_output=True, timeout=300)
+    top = dest / "usr" / "local"
+    for f in ("sbin/cryo", "lib/libcriu.so.2", "include/criu/criu.h", "lib/pkgconfig/criu.pc"):
+        assert (top / f).is_file(), f"make install did not install {f}"
+    assert os.readlink(top / "lib" / "libcriu.so") == "libcriu.so.2"
+    env = dict(os.environ, PKG_CONFIG_PATH=str(top / "lib" / "pkgconfig"))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "criu"], env=env, check=True, capture_output=True,
+                           text=True).stdout.split()
+    assert flags == ["-I/usr/local/include", "-L/usr/local/lib", "-lcriu"], flags
+    # built against the tree under DESTDIR as it would be at /usr/local
+    (tmp_path / "probe.c").write_text(PROBE)
+    subprocess.run(["cc", "-o", tmp_path / "probe", tmp_path / "probe.c", f"-I{top}/include", f"-L{top}/lib",
+                    "-lcriu"], check=True, capture_output=True)
+    r = subprocess.run([tmp_path / "probe"], env=dict(os.environ, LD_LIBRARY_PATH=str(top / "lib"),
+                                                    PATH=f"{top}/sbin:/usr/bin:/bin"),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "31900", (r.returncode, r.stdout, r.stderr)

@@ -2,6 +2,8 @@
 #   make libcriu   build/lib/libcriu.so.2, build/lib/include/criu/criu.h and
 #                  build/lib/pkgconfig/criu.pc: what a program built against
 #                  CRIU's libcriu (crun) needs to checkpoint through cryo
+#   make install   (the top Makefile's) also puts them in $(PREFIX)/lib,
+#                  $(PREFIX)/include/criu and $(PREFIX)/lib/pkgconfig
 #   make crun      build/crun/crun: Debian's crun built with checkpoint
 #                  support against build/lib (scripts/build-crun)
 #
@@ -48,9 +50,19 @@ $(LIBCRIU_PC): criu-core/libcriu/libcriu.mk criu-core/include/cryo.h
 
 libcriu: $(LIBCRIU_SO) $(LIBCRIU_H) $(LIBCRIU_PC)
 
+# the installed criu.pc names the installed paths; ldconfig for programs that dlopen() it (crun)
+install-libcriu: libcriu
+	install -D -m 0755 $(LIBCRIU_SO) $(DESTDIR)$(PREFIX)/lib/libcriu.so.2
+	ln -sf libcriu.so.2 $(DESTDIR)$(PREFIX)/lib/libcriu.so
+	install -D -m 0644 $(LIBCRIU_H) $(DESTDIR)$(PREFIX)/include/criu/criu.h
+	mkdir -p $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$${prefix}/lib|' \
+		$(LIBCRIU_PC) >$(DESTDIR)$(PREFIX)/lib/pkgconfig/criu.pc
+	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
+
 $(B)/crun/crun: scripts/build-crun $(LIBCRIU_H) $(LIBCRIU_PC)
 	scripts/build-crun
 
 crun: $(B)/crun/crun
 
-.PHONY: libcriu crun
+.PHONY: libcriu install-libcriu crun
