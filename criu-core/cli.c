@@ -48,6 +48,10 @@ static void usage(FILE *f)
 "                         cryo migrate-agent at HOST:PORT: pre-copy rounds, then a\n"
 "                         short freeze; the source is killed only once the target\n"
 "                         runs it, and resumes if anything fails before that\n"
+"  lazy-pages --page-server HOST:PORT -D DIR --secret-file F\n"
+"                         the restore side of a dump --lazy-pages at HOST:PORT: a\n"
+"                         restore --lazy-pages of DIR hands it its tasks, and it\n"
+"                         fills their memory, asking the dump for what it kept\n"
 "  migrate-agent --port P -D DIR --secret-file F\n"
 "                         receive migrations into DIR and restore them here\n"
 "  swrk FD                serve CRIU's RPC on socket FD (what runc, crun and\n"
@@ -65,7 +69,7 @@ static void usage(FILE *f)
 "                         pages straight from the task, never stored here)\n"
 "      --compress         with --page-server: zlib on the wire\n"
 "      --secret-file F    the page server's shared secret (both ends)\n"
-"      --address A, --port P  page-server: where to listen\n"
+"      --address A, --port P  page-server, dump --lazy-pages: where to listen\n"
 "      --once             page-server, migrate-agent: exit after one complete session\n"
 "      --to HOST:PORT     migrate: the target's migrate-agent\n"
 "      --mode M           migrate: precopy (the default), postcopy (the tree moves at\n"
@@ -86,8 +90,12 @@ static void usage(FILE *f)
 "                         for it and exit with its status)\n"
 "      --pidfile FILE     restore: write the restored pid to FILE\n"
 "      --lazy-pages       restore: start the tree before its memory is in; a helper\n"
-"                         process fills it in the background through userfaultfd\n"
-"                         and serves each page the tree touches first (post-copy)\n"
+"                         process (or cryo lazy-pages, if it waits in the work\n"
+"                         directory) fills it in the background through\n"
+"                         userfaultfd, each page the tree touches first at once;\n"
+"                         dump: keep the memory in the stopped tree and serve it\n"
+"                         on --address/--port to cryo lazy-pages, then kill the\n"
+"                         tree (it runs on if the transfer fails) (post-copy)\n"
 "      --lazy-rate MIB    with --lazy-pages: fill at most MIB MiB/s in the background\n"
 "      --auto-dedup       restore: free the pages images (and their chain's) as\n"
 "                         they are read: less memory and faster on tmpfs, but the\n"
@@ -475,6 +483,8 @@ int main(int argc, char **argv)
 		ret = cmd_page_server(&o);
 	else if (!strcmp(o.command, "migrate-agent"))
 		ret = cmd_migrate_agent(&o);
+	else if (!strcmp(o.command, "lazy-pages"))
+		ret = cmd_lazy_pages(&o);
 	else if (!strcmp(o.command, "migrate"))
 		ret = cmd_migrate(&o);
 	else if (!strcmp(o.command, "restore"))

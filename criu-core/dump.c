@@ -31,6 +31,7 @@
 #include "notify.h"
 #include "ns.h"
 #include "pagesrv.h"
+#include "postcopy.h"
 #include "seize.h"
 #include "track.h"
 
@@ -634,6 +635,7 @@ int dump_hold(struct cryo_opts *o, struct dump_round *r)
 	pr_info("dumped pid %d (%zu processes) to %s in %lu ms", ctx->root, ctx->nr_tasks, o->images_dir,
 		(now_ns() - t0) / 1000000);
 	r->held = ctx;
+	r->root = ctx->root;
 	return 0;
 }
 
@@ -688,6 +690,9 @@ int cmd_dump(struct cryo_opts *o)
 {
 	struct dump_round r = { 0 };
 
+	/* post-copy: the memory stays in the stopped tree until the restore side has it */
+	if (o->lazy_pages)
+		return dump_lazily(o) ? 1 : 0;
 	if (dump_hold(o, &r))
 		return 1;
 	/* whoever is told may still say no: the tree then runs on */

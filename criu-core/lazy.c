@@ -26,8 +26,10 @@
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "chain.h"
+#include "cryo.h"
 #include "lazy.h"
 #include "log.h"
 #include "mem-flags.h"
@@ -74,6 +76,7 @@ struct lazy {
 	uint64_t cursor;
 	bool nothing_local;		/* the last pass found nothing it can fill from here */
 	uint64_t faults, zero_pages, copied, asked;
+	bool committed;			/* the restore said its tree runs (lazy_commit) */
 };
 
 /* ------------------------------------------------------------ ranges */
@@ -589,6 +592,17 @@ static bool all_in(const struct lazy *l)
 
 /* ------------------------------------------------------- the tasks */
 
+/* the tree runs: a task description of pid 0, without a userfaultfd */
+int lazy_commit(int sock)
+{
+	struct lazy_task_desc d = { 0 };
+	struct iovec iov = { &d, sizeof(d) };
+
+	if (sendmsg_fd(sock, &iov, 1, -1) < 0)
+		return pr_perror("cannot tell the lazy-pages handler that the tree runs");
+	return 0;
+}
+
 int lazy_send(int sock, const struct lazy_task_desc *d, const uint64_t *vmas, int uffd)
 {
 	struct iovec iov[2] = { { (void *)d, sizeof(*d) }, { (void *)vmas, d->nr_vmas * 2 * sizeof(uint64_t) } };
@@ -640,6 +654,10 @@ static int recv_task(struct lazy *l, int sock)
 	if (n == 0)
 		return 0;
 	memcpy(&d, buf, sizeof(d));
+	if ((size_t)n == sizeof(d) && !d.vpid && !d.nr_vmas && uffd < 0) {
+		l->committed = true;
+		return 1;
+	}
 	if ((size_t)n < sizeof(d) || d.nr_vmas > MAX_LAZY_VMAS ||
 	    (size_t)n != sizeof(d) + d.nr_vmas * 2 * sizeof(uint64_t) || (d.nr_vmas && uffd < 0)) {
 		if (uffd >= 0)
@@ -727,6 +745,11 @@ int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *r
 		return -ENOMEM;
 	while ((ret = recv_task(&l, sock)) == 1)
 		;
+	/* pages at the source go nowhere but into a tree that runs: else the source keeps them, and runs on */
+	if (!ret && remote && !l.committed) {
+		pr_err("the restore did not complete: its tree is gone, the source keeps its memory");
+		ret = -ECANCELED;
+	}
 	if (consume)
 		consume_images(&l);
 	for (size_t k = 0; k < l.nr_mms; k++)
@@ -787,4 +810,36 @@ int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *r
 			l.copied >> 20, (now_ns() - t0) / 1000000, l.faults, l.zero_pages, l.asked >> 20);
 	lazy_free(&l);
 	return ret;
+}
+
+int lazy_daemon_path(const struct cryo_opts *o, char *buf, size_t len)
+{
+	if ((size_t)snprintf(buf, len, "%s/%s", o->work_dir ?: o->images_dir, LAZY_DAEMON_SOCKET) >= len) {
+		pr_err("%s/%s: too long a path for a unix socket", o->work_dir ?: o->images_dir, LAZY_DAEMON_SOCKET);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+int lazy_daemon_connect(const struct cryo_opts *o, int *fd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int ret = lazy_daemon_path(o, sa.sun_path, sizeof(sa.sun_path));
+
+	*fd = -1;
+	if (ret || access(sa.sun_path, F_OK))
+		return ret;
+	*fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (*fd < 0 || connect(*fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		/* the socket of one that died: none waits */
+		ret = errno == ECONNREFUSED ? 0 : pr_perror("cannot reach cryo lazy-pages at %s", sa.sun_path);
+		if (!ret)
+			pr_info("%s: no cryo lazy-pages listens there any more", sa.sun_path);
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		return ret;
+	}
+	pr_info("the lazy pages are filled by cryo lazy-pages (%s)", sa.sun_path);
+	return 0;
 }

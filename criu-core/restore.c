@@ -697,10 +697,25 @@ static int take_uffd(struct rst_task *t, const struct rst_slot *sh)
 	return fd < 0 ? -EIO : fd;
 }
 
+/* pages a lazy dump left at the source: only a handler that reaches it can restore them */
+static int remote_pages(const struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++)
+		for (size_t k = 0; k < ctx->tasks[i]->nr_pagemap; k++)
+			if (ctx->tasks[i]->pagemap[k]->flags & PE_LAZY) {
+				pr_err("pid %d: pages at %#lx are still at the source (a lazy dump): start cryo lazy-pages on these images, then restore",
+				       ctx->tasks[i]->pid, (unsigned long)ctx->tasks[i]->pagemap[k]->vaddr);
+				return -ENOENT;
+			}
+	return 0;
+}
+
 /*
  * Post-copy: every task's userfaultfd and lazy VMAs to the handler: a
- * child of cryo's (the pages are in the images), or the agent that asked
- * for this restore (--lazy-sock: some are still at the source). The tasks
+ * child of cryo's (the pages are in the images), cryo lazy-pages (it
+ * listens in the work directory: some are still at a lazy dump), or the
+ * agent that asked for this restore (--lazy-sock: some are still at the
+ * source). The tasks
  * wait in their restorer meanwhile; their first touch of a lazy page
  * will wait for the handler.
  */
@@ -710,6 +725,8 @@ static int start_lazy(struct restore_ctx *ctx)
 	pid_t handler = 0;
 
 	if (sock < 0) {
+		if ((ret = remote_pages(ctx)))
+			return ret;
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
 			return pr_perror("socketpair");
 		handler = fork();
@@ -1107,12 +1124,46 @@ static void kill_tree(struct restore_ctx *ctx)
 		;
 }
 
+/*
+ * A tree in its own pid namespace keeps its pids there. Outside it, it gets
+ * its old ones back when they are all free; when one is taken (by the tree
+ * itself, stopped on this host by a lazy dump until its memory is here),
+ * the host gives it others. Zombies and threads alike.
+ */
+static void host_ids_or_none(struct restore_ctx *ctx)
+{
+	pid_t taken = 0;
+
+	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWPID))
+		return;
+	for (size_t i = 0; i < ctx->nr_tasks && !taken; i++) {
+		const struct rst_task *t = ctx->tasks[i];
+		size_t n = t->zombie ? 1 : t->core->n_threads;
+
+		for (size_t k = 0; k < n && !taken; k++) {
+			pid_t id = t->zombie ? t->host_pid : known_host_tid(ctx, t, k);
+
+			if (id && !(kill(id, 0) && errno == ESRCH))
+				taken = id;
+		}
+	}
+	if (!taken)
+		return;
+	pr_warn("pid %d is taken on this host: the tree gets other pids outside its pid namespace (inside it, its own)",
+		taken);
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		ctx->tasks[i]->host_pid = 0;
+		ctx->tasks[i]->pstree->n_host_threads = 0;
+	}
+}
+
 static int restore_tree(struct restore_ctx *ctx)
 {
 	size_t shared_len = PAGE_ALIGN(sizeof(struct rst_shared) + ctx->nr_tasks * sizeof(struct rst_slot));
 	pid_t root;
 	int ret = 0;
 
+	host_ids_or_none(ctx);
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = check_ids_free(ctx, ctx->tasks[i]);
@@ -1169,6 +1220,8 @@ static int restore_tree(struct restore_ctx *ctx)
 	root = clone_with_pid(ctx, ctx->tasks[0], ns_clone_flags(ctx) | (ctx->opts->rst_sibling ? CLONE_PARENT : 0));
 	if (root == 0)
 		run_task(ctx, ctx->tasks[0]);
+	if (root > 0 && !ctx->tasks[0]->host_pid)
+		ctx->tasks[0]->host_pid = root;
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
 		struct rst_task *t = ctx->tasks[i];
 
@@ -1222,8 +1275,8 @@ int cmd_restore(struct cryo_opts *o)
 	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1, .cryo_pidfd = -1, .net_ext_fd = -1,
 				   .pty_sock = { -1, -1 } };
 	uint64_t t0 = now_ns();
+	int ret, daemon = -1;
 	pid_t root;
-	int ret;
 
 	kerndat_basics(&ctx.kd);
 	/* a task that dies early closes its pipes: that is an error, not a reason to die */
@@ -1233,9 +1286,25 @@ int cmd_restore(struct cryo_opts *o)
 	ctx.dirfd = open_images_dir(o->images_dir);
 	if (ctx.dirfd < 0)
 		return 1;
+	/* post-copy from a lazy dump: cryo lazy-pages waits in the work directory */
+	if (o->lazy_pages && o->lazy_sock < 0) {
+		if (lazy_daemon_connect(o, &daemon)) {
+			close(ctx.dirfd);
+			return 1;
+		}
+		o->lazy_sock = daemon;
+	}
 	ret = notify(o, "pre-restore", 0) ?: read_images(&ctx);
 	if (!ret)
 		ret = restore_tree(&ctx);
+	/* the handler outside (cryo lazy-pages, the agent) hears that the tree runs */
+	if (!ret && o->lazy_pages && o->lazy_sock >= 0)
+		ret = lazy_commit(o->lazy_sock);
+	/* the daemon has every task: it reads them to the end */
+	if (daemon >= 0) {
+		close(daemon);
+		o->lazy_sock = -1;
+	}
 	/* nothing of a failed restore is left, the lock of the caller's network namespace neither */
 	if (ret && ctx.net_ext_fd >= 0)
 		net_restore_unlock(&ctx);

@@ -44,7 +44,7 @@ struct rpc {
 	pid_t client;
 	RpcType type;			/* of the request being served */
 	/* the request's paths, which opts point into */
-	char images_dir[PATH_MAX], work_dir[PATH_MAX], page_server[300];
+	char images_dir[PATH_MAX], work_dir[PATH_MAX], page_server[300], port[16];
 	struct str_list scripts;	/* swrk's own --action-script */
 	struct str_list owned;		/* strings made for the request's options */
 	int devnull;			/* where the log's stderr lines go */
@@ -244,8 +244,16 @@ static int take_opts(struct rpc *r, const RpcOpts *ro, struct cryo_opts *o)
 			pr_err("ps.fd: a page server connection made by the client is not supported; give address and port");
 			return -ENOTSUP;
 		}
-		snprintf(r->page_server, sizeof(r->page_server), "%s:%d", ro->ps->address ?: "127.0.0.1", ro->ps->port);
-		o->page_server = r->page_server;
+		if (ro->lazy_pages && r->type == RPC_TYPE__RPC_DUMP) {
+			/* a lazy dump serves the memory it keeps there itself (runc checkpoint --lazy-pages) */
+			snprintf(r->port, sizeof(r->port), "%d", ro->ps->port);
+			o->address = ro->ps->address;
+			o->port = r->port;
+		} else {
+			snprintf(r->page_server, sizeof(r->page_server), "%s:%d", ro->ps->address ?: "127.0.0.1",
+				 ro->ps->port);
+			o->page_server = r->page_server;
+		}
 	}
 	o->action_scripts = r->scripts;
 	o->file_locks = ro->file_locks;

@@ -38,14 +38,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
-#include <poll.h>
 
 #include "cgroup.h"
 #include "cryo.h"
 #include "dump-round.h"
 #include "log.h"
 #include "pagesrv.h"
+#include "postcopy.h"
 #include "util.h"
 
 #define DEFAULT_MAX_ROUNDS	8
@@ -79,17 +78,6 @@ struct migration {
 	bool lazy;			/* postcopy or hybrid: the last round leaves memory at the source */
 	uint64_t lazy_pushed, lazy_asked, lazy_ns;	/* post-copy: bytes pushed, asked for; how long */
 	uint64_t lazy_wire;		/* post-copy: bytes on the wire, frames included */
-};
-
-/* post-copy: the runs of pages left in the stopped tree, pushed in order */
-struct lazy_run {
-	pid_t pid, vpid;
-	uint64_t addr, len;
-};
-
-struct lazy_runs {
-	struct lazy_run *v;
-	size_t n;
 };
 
 static double mib(uint64_t bytes)
@@ -194,122 +182,18 @@ static const char *converged(const struct migration *m)
 	return NULL;
 }
 
-static int add_run(void *arg, pid_t pid, pid_t vpid, uint64_t addr, uint64_t len)
-{
-	struct lazy_runs *r = arg;
-	struct lazy_run *v = xrealloc_array(r->v, r->n + 1, sizeof(*v));
-
-	if (!v)
-		return -ENOMEM;
-	r->v = v;
-	r->v[r->n++] = (struct lazy_run){ pid, vpid, addr, len };
-	return 0;
-}
-
-static pid_t host_pid(const struct lazy_runs *r, pid_t vpid)
-{
-	for (size_t i = 0; i < r->n; i++)
-		if (r->v[i].vpid == vpid)
-			return r->v[i].pid;
-	return 0;
-}
-
-#define PUSH_MAX (1u << 20)
-
-/* [addr, addr + len) of the stopped task pid, to the target */
-static int send_pages(struct migration *m, pid_t pid, pid_t vpid, uint64_t addr, uint64_t len, uint8_t *buf)
-{
-	while (len) {
-		uint64_t n = MIN(len, PUSH_MAX);
-		struct iovec l = { buf, n }, r = { (void *)addr, n };
-		int ret;
-
-		if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)n)
-			return pr_perror("pid %d: cannot read its pages at %#lx for the target", pid,
-					 (unsigned long)addr);
-		if ((ret = ps_send_pages(m->ps, vpid, addr, buf, n)))
-			return ret;
-		addr += n;
-		len -= n;
-	}
-	return 0;
-}
-
-/*
- * Post-copy, the source's side: push every page left in the stopped tree,
- * in order, and first of all those the target asks for (its tasks wait on
- * them), until the agent says every page is in. --lazy-rate limits the push.
- */
+/* post-copy: every page left in the stopped tree to the target (postcopy.c) */
 static int serve_pages(struct migration *m, const struct dump_round *dr)
 {
-	struct lazy_runs runs = { 0 };
-	_cleanup_free_ uint8_t *buf = malloc(PUSH_MAX + 64), *frame = malloc(256);
-	uint64_t t0 = now_ns(), sent0 = ps_sent(m->ps), next = 0, total = 0;
-	size_t ri = 0, off = 0;
+	struct postcopy_stat st = { 0 };
 	int ret;
 
-	if (!buf || !frame)
-		return -ENOMEM;
-	if ((ret = dump_lazy_runs(dr, add_run, &runs)))
-		goto out;
-	for (size_t i = 0; i < runs.n; i++)
-		total += runs.v[i].len;
-	progress(m, "post-copy: %.1f MiB to follow the tree", mib(total));
-	for (;;) {
-		struct pollfd p = { .fd = ps_sock(m->ps), .events = POLLIN };
-		uint64_t now = now_ns();
-		int timeout = ri < runs.n ? (next > now ? (int)((next - now) / 1000000) + 1 : 0) : -1;
-
-		if (poll(&p, 1, timeout) < 0 && errno != EINTR) {
-			ret = pr_perror("poll");
-			break;
-		}
-		if (p.revents) {
-			uint32_t type;
-			size_t len;
-			struct ps_page_req rq;
-
-			if ((ret = ps_recv_frame(m->ps, &type, frame, 256, &len)))
-				break;
-			if (type == PSF_LAZY_DONE)
-				break;
-			if (type != PSF_PAGE_REQ || len != sizeof(rq)) {
-				pr_err("the agent sent frame type %u during post-copy", type);
-				ret = -EPROTO;
-				break;
-			}
-			memcpy(&rq, frame, sizeof(rq));
-			if (!host_pid(&runs, rq.vpid) || rq.len > PUSH_MAX * 4) {
-				pr_err("the agent asked for pages of pid %u at %#lx, which are not left here", rq.vpid,
-				       (unsigned long)rq.addr);
-				ret = -EPROTO;
-				break;
-			}
-			m->lazy_asked += rq.len;
-			if ((ret = send_pages(m, host_pid(&runs, rq.vpid), rq.vpid, rq.addr, rq.len, buf)))
-				break;
-			continue;
-		}
-		if (ri < runs.n && now_ns() >= next) {
-			const struct lazy_run *r = &runs.v[ri];
-			uint64_t n = MIN(r->len - off, PUSH_MAX);
-
-			if ((ret = send_pages(m, r->pid, r->vpid, r->addr + off, n, buf)))
-				break;
-			m->lazy_pushed += n;
-			off += n;
-			if (off == r->len) {
-				ri++;
-				off = 0;
-			}
-			if (m->o->lazy_rate_mib > 0)
-				next = now_ns() + n * 1000000000ULL / ((uint64_t)m->o->lazy_rate_mib << 20);
-		}
-	}
-out:
-	free(runs.v);
-	m->lazy_ns = now_ns() - t0;
-	m->lazy_wire = ps_sent(m->ps) - sent0;
+	progress(m, "post-copy: the memory follows the tree");
+	ret = postcopy_serve(m->ps, dr, m->o->lazy_rate_mib, &st);
+	m->lazy_pushed = st.pushed;
+	m->lazy_asked = st.asked;
+	m->lazy_ns = st.ns;
+	m->lazy_wire = st.wire;
 	if (!ret)
 		progress(m, "post-copy: every page is in on the target after %.2f s (%.1f MiB pushed, %.1f MiB asked for first)",
 			 m->lazy_ns / 1e9, mib(m->lazy_pushed), mib(m->lazy_asked));

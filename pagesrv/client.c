@@ -4,7 +4,6 @@
 #define LOG_PREFIX "pagesrv: "
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,51 +131,6 @@ static int recv_all(struct ps_client *c, void *buf, size_t len, const char *what
 	return ret;
 }
 
-static int open_socket(const char *where, struct ps_client *c)
-{
-	_cleanup_free_ char *host = xstrdup(where);
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
-	char *port;
-	int err, one = 1;
-
-	if (!host)
-		return -ENOMEM;
-	port = strrchr(host, ':');
-	if (!port || port == host) {
-		pr_err("page server '%s': expected HOST:PORT", where);
-		return -EINVAL;
-	}
-	*port++ = 0;
-	if (host[0] == '[' && port[-2] == ']') {	/* [v6]:port */
-		port[-2] = 0;
-		memmove(host, host + 1, strlen(host));
-	}
-	err = getaddrinfo(host, port, &hints, &res);
-	if (err) {
-		pr_err("page server %s: cannot resolve it: %s", where, gai_strerror(err));
-		return -EINVAL;
-	}
-	c->sock = -1;
-	for (ai = res; ai && c->sock < 0; ai = ai->ai_next) {
-		c->sock = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (c->sock < 0)
-			continue;
-		if (connect(c->sock, ai->ai_addr, ai->ai_addrlen)) {
-			err = errno;
-			close(c->sock);
-			c->sock = -1;
-			errno = err;
-		}
-	}
-	freeaddrinfo(res);
-	if (c->sock < 0)
-		return pr_perror("page server %s: cannot connect", where);
-	setsockopt(c->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	ps_sock_liveness(c->sock);
-	snprintf(c->peer, sizeof(c->peer), "%s", where);
-	return 0;
-}
-
 /* the server's verdict: 0, or its error (logged with its reason); its words in out if given */
 static int recv_status_msg(struct ps_client *c, const char *when, char *out, size_t out_len)
 {
@@ -237,32 +191,63 @@ static int handshake(struct ps_client *c, const uint8_t *secret, size_t slen)
 	return 0;
 }
 
-int ps_connect(const char *where, const char *secret_file, bool compress, struct ps_client **out)
+static struct ps_client *client_new(int sock, const char *peer, bool compress)
+{
+	struct ps_client *c = xzalloc(sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->sock = sock;
+	c->compress = compress;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->wbuf = malloc(WBUF_SIZE);
+	if (!c->wbuf) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+int ps_attach(int sock, const char *peer, const char *secret_file, bool compress, struct ps_client **out)
 {
 	uint8_t secret[PS_SECRET_MAX];
-	struct ps_client *c;
+	struct ps_client *c = NULL;
 	size_t slen;
 	int ret;
 
 	*out = NULL;
-	if ((ret = ps_read_secret(secret_file, secret, &slen)))
-		return ret;
-	c = xzalloc(sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->compress = compress;
-	c->wbuf = malloc(WBUF_SIZE);
-	ret = c->wbuf ? open_socket(where, c) : -ENOMEM;
+	ret = ps_read_secret(secret_file, secret, &slen);
+	if (!ret && !(c = client_new(sock, peer, compress)))
+		ret = -ENOMEM;
 	if (!ret)
 		ret = handshake(c, secret, slen);
 	explicit_bzero(secret, sizeof(secret));
 	if (ret) {
-		ps_free(c);
+		if (c)
+			ps_free(c);
+		else
+			close(sock);
 		return ret;
 	}
 	pr_info("page server %s: connected%s", c->peer, compress ? ", compressing" : "");
 	*out = c;
 	return 0;
+}
+
+int ps_connect(const char *where, const char *secret_file, bool compress, struct ps_client **out)
+{
+	uint8_t secret[PS_SECRET_MAX];
+	size_t slen;
+	int sock, ret;
+
+	*out = NULL;
+	/* no secret, no connection */
+	ret = ps_read_secret(secret_file, secret, &slen);
+	explicit_bzero(secret, sizeof(secret));
+	if (ret)
+		return ret;
+	sock = ps_dial(where);
+	return sock < 0 ? sock : ps_attach(sock, where, secret_file, compress, out);
 }
 
 void ps_free(struct ps_client *c)

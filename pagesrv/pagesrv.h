@@ -72,13 +72,22 @@ int ps_read_secret(const char *path, uint8_t *secret, size_t *len);
 void ps_mac(const uint8_t *secret, size_t slen, const char *role, const uint8_t *a, const uint8_t *b,
 	    uint32_t flags, uint8_t out[PS_MAC_LEN]);
 bool ps_mac_equal(const uint8_t *a, const uint8_t *b);
-/* TCP keepalive and user timeout: both ends notice a dead peer */
+/* sock.c: TCP keepalive and user timeout: both ends notice a dead peer */
 void ps_sock_liveness(int sock);
+/* a listening TCP socket on addr (NULL: any) and port, or -errno (logged) */
+int ps_listen(const char *addr, const char *port);
+/* a TCP connection to "HOST:PORT", live-checked, or -errno (logged) */
+int ps_dial(const char *where);
 
 /* client.c: a dump's connection to a page server */
 struct ps_client;
 /* connect to "HOST:PORT" and authenticate: 0 and *out, or -errno (logged) */
 int ps_connect(const char *where, const char *secret_file, bool compress, struct ps_client **out);
+/*
+ * The same on a connection the other end made (a lazy dump's: the restore
+ * side connects to it, and is the session's server); sock is the session's.
+ */
+int ps_attach(int sock, const char *peer, const char *secret_file, bool compress, struct ps_client **out);
 int ps_file(struct ps_client *c, const char *name);
 int ps_write(struct ps_client *c, const void *buf, size_t len);
 int ps_close_file(struct ps_client *c);

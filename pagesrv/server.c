@@ -12,6 +12,12 @@
  * here when the driver asks, and unless the driver commits, the restored
  * tree is killed and the migration's directory removed when the session
  * ends: a migration that fails leaves nothing on the target.
+ *
+ * As cryo lazy-pages it is the restore side of a lazy dump (CRIU's
+ * lazy-pages daemon): it connects to the dump and serves that one session,
+ * whose RESTORE_LAZY it answers once a restore with --lazy-pages has
+ * handed it the tasks; then it fills their memory, asking the dump for
+ * what it left in the tree.
  */
 #define LOG_PREFIX "pagesrv: "
 #include <arpa/inet.h>
@@ -28,6 +34,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <zlib.h>
 
 #include "crc32c.h"
@@ -57,6 +64,8 @@ struct session {
 	struct lazy *lazy;		/* post-copy: the handler, while pages still come */
 	bool lazy_mode;			/* post-copy: the tree stays only once every page is in */
 	bool lazy_done;
+	int restore_listen;		/* cryo lazy-pages: where the restore hands over its tasks, or -1 */
+	const char *restore_path;	/* its path */
 	unsigned rounds;		/* DONE frames so far */
 	char peer[80];
 	uint8_t secret[PS_SECRET_MAX];
@@ -353,17 +362,53 @@ static int lazy_input(void *arg, struct lazy *l)
 }
 
 /*
+ * Fill the memory of the tasks handed over on uffd_sock (lazy.c): what they
+ * touch first is asked of the driver, which pushes the rest meanwhile.
+ * Done, the driver hears it and may kill the source.
+ */
+static int fill_lazily(struct session *s, int dfd, const char *dir, int uffd_sock, bool consume)
+{
+	struct lazy_remote remote = { .arg = s, .fd = s->sock, .request = lazy_request, .on_input = lazy_input };
+	int ret = lazy_serve(dfd, dir, uffd_sock, &remote, 0, consume);
+
+	if (ret)
+		return s->err[0] ? ret : fail(s, -ret, "post-copy failed (see the lines above)");
+	s->lazy_done = true;
+	pr_info("peer %s: every page is in", s->peer);
+	return send_frame(s, PSF_LAZY_DONE, NULL, 0);
+}
+
+/* cryo lazy-pages: the dump waits for the restore's tasks, which come on restore_listen */
+static int on_lazy_dump(struct session *s)
+{
+	int conn, ret;
+
+	printf("cryo lazy-pages: the dump at %s waits; waiting for the restore on %s\n", s->peer, s->restore_path);
+	fflush(stdout);
+	conn = accept4(s->restore_listen, NULL, NULL, SOCK_CLOEXEC);
+	if (conn < 0)
+		return fail(s, errno, "cannot take the restore's connection: %s", strerror(errno));
+	s->lazy_mode = true;
+	if (send_status(s, 0, "the restore has its tasks")) {
+		close(conn);
+		return fail(s, EIO, "cannot answer it");
+	}
+	ret = fill_lazily(s, s->dirfd, s->opts->images_dir, conn, false);
+	close(conn);
+	return ret;
+}
+
+/*
  * Post-copy: restore the round with its PE_LAZY pages left at the source,
- * say so, then fill the tree's memory (lazy.c): what it touches first is
- * asked of the driver, which pushes the rest meanwhile. Done, the driver
- * hears it and may kill the source.
+ * say so, then fill the tree's memory.
  */
 static int on_restore_lazy(struct session *s, const char *round, size_t len)
 {
 	char dir[PATH_MAX], msg[480];
-	struct lazy_remote remote = { .arg = s, .fd = s->sock, .request = lazy_request, .on_input = lazy_input };
 	int sv[2], dfd, ret;
 
+	if (s->restore_listen >= 0)
+		return on_lazy_dump(s);
 	if (!s->mig[0] || s->restored || !valid_name(round, len) || memchr(round, '/', len))
 		return fail(s, EPROTO, "restore asked outside a migration, twice, or of a bad name");
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
@@ -387,14 +432,10 @@ static int on_restore_lazy(struct session *s, const char *round, size_t len)
 		close(sv[0]);
 		return fail(s, errno, "cannot open %s: %s", dir, strerror(errno));
 	}
-	ret = lazy_serve(dfd, dir, sv[0], &remote, 0, agent_images_in_memory(dir));
+	ret = fill_lazily(s, dfd, dir, sv[0], agent_images_in_memory(dir));
 	close(sv[0]);
 	close(dfd);
-	if (ret)
-		return s->err[0] ? ret : fail(s, -ret, "post-copy failed (see the lines above)");
-	s->lazy_done = true;
-	pr_info("peer %s: migration %s: every page is in", s->peer, s->mig);
-	return send_frame(s, PSF_LAZY_DONE, NULL, 0);
+	return ret;
 }
 
 /* read len bytes of the stream: small frames come many to a recv() */
@@ -440,8 +481,9 @@ static int on_frame(struct session *s)
 	int ret;
 
 	if ((ret = sread(s, &h, sizeof(h)))) {
-		/* the end of a session: clean between rounds, if a migration was committed */
-		if (ret == -ENODATA && s->fd < 0 && !s->nr_made && s->rounds && (!s->mig[0] || s->committed))
+		/* the end of a session: clean between rounds, if a migration was committed; a lazy dump's once all is in */
+		if (ret == -ENODATA && s->fd < 0 && !s->nr_made &&
+		    ((s->rounds && (!s->mig[0] || s->committed)) || (s->restore_listen >= 0 && s->lazy_done)))
 			return 1;
 		if (s->mig[0] && !s->committed)
 			return fail(s, -ret, "the driver went away before it committed migration %s%s", s->mig,
@@ -605,30 +647,6 @@ static int serve(struct session *s)
 	return ret;
 }
 
-static int listen_on(const char *addr, const char *port)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res;
-	int fd, err, one = 1;
-
-	err = getaddrinfo(addr, port, &hints, &res);
-	if (err) {
-		pr_err("page server: cannot use address %s port %s: %s", addr ? addr : "*", port,
-		       gai_strerror(err));
-		return -EINVAL;
-	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 4)) {
-		err = -errno;
-		pr_perror("page server: cannot listen on %s port %s", addr ? addr : "*", port);
-		if (fd >= 0)
-			close(fd);
-		fd = err;
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
 /* migrations an agent left when it died: nobody will commit them */
 static void remove_stale(int dirfd, const char *dir)
 {
@@ -667,7 +685,7 @@ static int server_setup(struct session *s, struct cryo_opts *o, bool agent)
 		return -ENOENT;
 	if (agent)
 		remove_stale(s->dirfd, o->images_dir);
-	lfd = listen_on(o->address, o->port);
+	lfd = ps_listen(o->address, o->port);
 	if (lfd < 0) {
 		close(s->dirfd);
 		explicit_bzero(s->secret, sizeof(s->secret));
@@ -675,10 +693,22 @@ static int server_setup(struct session *s, struct cryo_opts *o, bool agent)
 	return lfd;
 }
 
+/* a session's buffers: one session at a time */
+static void session_buffers(struct session *s)
+{
+	static uint8_t payload[PS_FRAME_MAX + 1024], raw[PS_FRAME_MAX], rbuf[RBUF_SIZE], fbuf[FBUF_SIZE];
+
+	s->payload = payload;
+	s->raw = raw;
+	s->rbuf = rbuf;
+	s->fbuf = fbuf;
+	s->flen = 0;
+	s->rpos = s->rlen = 0;
+}
+
 /* one client after another (one complete session with --once) */
 static int server_loop(struct session *s, int lfd)
 {
-	static uint8_t payload[PS_FRAME_MAX + 1024], raw[PS_FRAME_MAX], rbuf[RBUF_SIZE], fbuf[FBUF_SIZE];
 	int ret = 0;
 
 	for (;;) {
@@ -696,12 +726,7 @@ static int server_loop(struct session *s, int lfd)
 		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
 			    NI_NUMERICHOST | NI_NUMERICSERV);
 		snprintf(s->peer, sizeof(s->peer), "%s port %s", host, serv);
-		s->payload = payload;
-		s->raw = raw;
-		s->rbuf = rbuf;
-		s->fbuf = fbuf;
-		s->flen = 0;
-		s->rpos = s->rlen = 0;
+		session_buffers(s);
 		ret = serve(s);
 		close(s->sock);
 		forget_made(s);
@@ -721,7 +746,7 @@ static int server_loop(struct session *s, int lfd)
 
 static int run_server(struct cryo_opts *o, bool agent)
 {
-	struct session s = { .opts = o, .agent = agent, .fd = -1 };
+	struct session s = { .opts = o, .agent = agent, .fd = -1, .restore_listen = -1 };
 	int lfd = server_setup(&s, o, agent);
 
 	if (lfd < 0)
@@ -734,7 +759,7 @@ static int run_server(struct cryo_opts *o, bool agent)
 
 int page_server_spawn(struct cryo_opts *o, int close_in_child, pid_t *pid, int *port)
 {
-	struct session s = { .opts = o, .fd = -1 };
+	struct session s = { .opts = o, .fd = -1, .restore_listen = -1 };
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	int lfd = server_setup(&s, o, false);
@@ -770,4 +795,55 @@ int cmd_page_server(struct cryo_opts *o)
 int cmd_migrate_agent(struct cryo_opts *o)
 {
 	return run_server(o, true);
+}
+
+/*
+ * cryo lazy-pages --page-server HOST:PORT -D DIR [-W DIR]. The dump is
+ * reached first: should it not be there, no restore is kept waiting on
+ * this daemon (it finds no socket, and says the pages are at the source).
+ */
+int cmd_lazy_pages(struct cryo_opts *o)
+{
+	struct session s = { .opts = o, .fd = -1, .sock = -1, .restore_listen = -1 };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int ret = -EINVAL;
+
+	if (!o->page_server) {
+		pr_err("lazy-pages: where is the dump? Give --page-server HOST:PORT (or --page-server --address A --port P)");
+		return 1;
+	}
+	if (lazy_daemon_path(o, sa.sun_path, sizeof(sa.sun_path)) || ps_read_secret(o->secret_file, s.secret, &s.slen))
+		return 1;
+	s.dirfd = s.base_dirfd = open_images_dir(o->images_dir);
+	if (s.dirfd < 0)
+		goto out;
+	s.sock = ps_dial(o->page_server);
+	if (s.sock < 0)
+		goto out;
+	snprintf(s.peer, sizeof(s.peer), "%s", o->page_server);
+	unlink(sa.sun_path);
+	s.restore_listen = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (s.restore_listen < 0 || bind(s.restore_listen, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    listen(s.restore_listen, 1)) {
+		ret = pr_perror("lazy-pages: cannot listen on %s", sa.sun_path);
+		goto out;
+	}
+	s.restore_path = sa.sun_path;
+	session_buffers(&s);
+	ret = serve(&s);
+	if (!ret && !s.lazy_done) {
+		pr_err("lazy-pages: the dump at %s ended the session before the restore came", o->page_server);
+		ret = -EPIPE;
+	}
+out:
+	if (s.restore_listen >= 0) {
+		close(s.restore_listen);
+		unlink(sa.sun_path);
+	}
+	if (s.sock >= 0)
+		close(s.sock);
+	if (s.dirfd >= 0)
+		close(s.dirfd);
+	explicit_bzero(s.secret, sizeof(s.secret));
+	return ret ? 1 : 0;
 }

@@ -5,7 +5,9 @@ shell's memory (written to /tmp/counter every 0.2 s) and 4 MiB of random
 text whose md5 it writes at start and again on SIGUSR1, from its memory.
 A restore must carry on the very process: same pid, the counter going on
 from where the checkpoint left it, the text the same."""
+import copy
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -17,7 +19,7 @@ import pytest
 
 import ocilib
 from cryolib import CRYO
-from ocilib import SCRIPT, alive
+from ocilib import SCRIPT, alive, wait_for
 
 RUNC = shutil.which("runc")
 pytestmark = pytest.mark.skipif(not RUNC, reason="runc is not installed (make deps installs it)")
@@ -161,3 +163,124 @@ def test_terminal(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "pty 0" in r.stderr and "orphan_pts_master" in r.stderr, r.stderr
     assert not alive(c.pid)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lazy:
+    """A container (c) to checkpoint with --lazy-pages into images, served
+    on port; c2 a second one of the same bundle to restore it as; the
+    processes (runc checkpoint, cryo lazy-pages) to end at the end."""
+
+    def __init__(self, tmp_path):
+        secret = tmp_path / "secret"
+        secret.write_text(os.urandom(24).hex() + "\n")
+        self.env = dict(os.environ, CRYO_SECRET_FILE=str(secret))
+        self.c = RuncContainer(tmp_path, f"cryo-test-{os.getpid()}", env=self.env)
+        self.c2 = copy.copy(self.c)
+        self.c2.name = self.c.name + "-lazy"
+        self.images, self.port = tmp_path / "ck", free_port()
+        self.images.mkdir()
+        self.procs = []
+
+    def checkpoint(self):
+        """runc checkpoint --lazy-pages in the background, once it says (status fd) the memory is served."""
+        c = self.c
+        r, w = os.pipe()
+        p = subprocess.Popen(c.argv("checkpoint", "--lazy-pages", "--page-server", f"127.0.0.1:{self.port}",
+                                    "--status-fd", str(w), "--image-path", self.images, c.name),
+                             cwd=c.bundle, env=self.env, pass_fds=[w], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        os.close(w)
+        ready, _, _ = select.select([r], [], [], 60)
+        got = os.read(r, 1) if ready else b""
+        os.close(r)
+        assert got == b"\0", "no status-ready byte from runc checkpoint --lazy-pages"
+        return p
+
+    def daemon(self):
+        """cryo lazy-pages for the images, once it has reached the dump and waits for the restore."""
+        p = subprocess.Popen([CRYO, "lazy-pages", "--page-server", "--address", "127.0.0.1", "--port",
+                              str(self.port), "-D", self.images], env=self.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        assert p.stdout.readline().startswith("cryo lazy-pages: "), "cryo lazy-pages did not start"
+        return p
+
+    def end(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        if self.c2.pid:
+            self.c2.destroy()
+        self.c.destroy()
+
+
+@pytest.fixture
+def lazy(tmp_path):
+    z = Lazy(tmp_path)
+    yield z
+    z.end()
+
+
+def test_lazy_pages(lazy):
+    """runc checkpoint --lazy-pages --page-server A:P (--status-fd): cryo dumps
+    the container leaving its memory in it, stopped, serves that memory on
+    A:P and says so (status-ready, which runc turns into a byte on the
+    status fd). cryo lazy-pages on the images connects there; runc restore
+    --lazy-pages of a second container from the same bundle hands it the
+    tasks, and it fills their memory as they run: the counter goes on from
+    the next value, the 4 MiB of text read from memory has the same md5.
+    Once every page is there the checkpoint returns and the first
+    container is gone."""
+    c, c2 = lazy.c, lazy.c2
+    c.run()
+    ck = lazy.checkpoint()
+    at_checkpoint = c.counter()
+    time.sleep(0.5)
+    assert c.counter() == at_checkpoint and alive(c.pid), "the container is not stopped while its memory waits"
+    assert sum(f.stat().st_size for f in lazy.images.glob("pages-*.img")) < 1 << 20, \
+        "the lazy checkpoint wrote the memory into the images"
+    daemon = lazy.daemon()
+    r = c2.restore(lazy.images, "--lazy-pages", check=False)
+    assert r.returncode == 0, f"runc restore --lazy-pages failed: {r.stderr}"
+    c2.pid = c2.status()["pid"]
+    assert ck.wait(60) == 0, f"runc checkpoint --lazy-pages failed: {ck.stderr.read()}"
+    assert daemon.wait(60) == 0, f"cryo lazy-pages failed: {daemon.stderr.read()}"
+    first, then = c2.after_restore()
+    assert first in (at_checkpoint, at_checkpoint + 1) and then == first + 1, (at_checkpoint, first, then)
+    now, at_start = c2.memory_md5()
+    assert now == at_start, "the memory that came lazily is not what the shell had"
+    wait_for(lambda: not alive(c.pid), f"the source pid {c.pid} to go")
+    assert c.status() is None, "runc still lists the checkpointed container"
+
+
+def test_lazy_pages_restore_side_dies(lazy):
+    """The restore side of runc checkpoint --lazy-pages dies (cryo lazy-pages
+    killed) before the memory went over: the checkpoint fails with cryo's
+    reason in its log, and the container runs on where it was, its counter
+    going on from where it stopped, its memory the same. Its images, which
+    lack that memory, are not restored without the dump to ask."""
+    c, c2 = lazy.c, lazy.c2
+    c.run()
+    ck = lazy.checkpoint()
+    at_checkpoint = c.counter()
+    lazy.daemon().kill()
+    assert ck.wait(60) != 0, "runc checkpoint --lazy-pages succeeded without its restore side"
+    # (runc gives cryo no stderr when it checkpoints: the reason is in the log)
+    errors = [ln for ln in (lazy.images / "dump.log").read_text().splitlines() if " Error " in ln]
+    assert errors and "connection was closed" in errors[0], errors
+    assert c.status()["status"] == "running" and alive(c.pid)
+    first, then = c.after_restore()
+    assert first in (at_checkpoint, at_checkpoint + 1) and then == first + 1, (at_checkpoint, first, then)
+    now, at_start = c.memory_md5()
+    assert now == at_start
+    r = c2.restore(lazy.images, "--lazy-pages", check=False)
+    assert r.returncode != 0 and "still at the source" in r.stderr and "cryo lazy-pages" in r.stderr, r.stderr
+    assert c2.status() is None

@@ -95,6 +95,8 @@ int page_server_spawn(struct cryo_opts *o, int close_in_child, pid_t *pid, int *
 int cmd_restore(struct cryo_opts *o);
 int cmd_migrate(struct cryo_opts *o);
 int cmd_migrate_agent(struct cryo_opts *o);
+/* the restore side of a lazy dump (pagesrv/server.c) */
+int cmd_lazy_pages(struct cryo_opts *o);
 int cmd_swrk(struct cryo_opts *o, int argc, char **argv);
 /* append to an option list */
 int str_list_add(struct str_list *l, const char *s);

@@ -22,6 +22,7 @@ struct dump_round {
 	uint64_t t_frozen;		/* out: when the tree was stopped (now_ns) */
 	uint64_t frozen_ns;		/* out: pre-dump: how long it stayed stopped */
 	struct dump_ctx *held;		/* out: dump_hold: the dumped tree, still stopped */
+	pid_t root;			/* out: dump_hold: its root */
 };
 
 /* a pre-dump: 0, or -errno (logged); the tree runs on either way */

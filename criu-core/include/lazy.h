@@ -37,6 +37,8 @@ struct lazy_task_desc {
 
 /* cryo restore: one task's uffd and lazy VMAs (vmas: nr_vmas pairs) onto sock */
 int lazy_send(int sock, const struct lazy_task_desc *d, const uint64_t *vmas, int uffd);
+/* cryo restore, once the tree runs: the handler may tell a source to let go */
+int lazy_commit(int sock);
 
 /* the source of PE_LAZY pages: the handler asks, and is told with lazy_pages_in */
 struct lazy_remote {
@@ -49,7 +51,8 @@ struct lazy_remote {
 /*
  * The handler: takes the tasks from sock (until the sender closes it),
  * then fills their memory from the images in dirfd (named dir) and the
- * remote, if any. rate_mib: the background fill's limit (0: none).
+ * remote, if any; with a remote, only if the restore said its tree runs
+ * (lazy_commit), else -ECANCELED. rate_mib: the background fill's limit (0: none).
  * consume: free the images' pages as they are read (restore --auto-dedup),
  * but those of a task the tree has children of (they may share them).
  * Returns 0 once every page is in (or its task gone), or -errno (logged).
@@ -59,5 +62,16 @@ int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *r
 
 /* remote pages arrived: copied into every task that still needs them */
 int lazy_pages_in(struct lazy *l, pid_t vpid, uint64_t addr, const void *buf, uint64_t len);
+
+/*
+ * cryo lazy-pages (the restore side of a lazy dump) waits for a restore's
+ * tasks in WORK_DIR/lazy-pages.socket, CRIU's name; WORK_DIR is -W, or -D.
+ */
+#define LAZY_DAEMON_SOCKET	"lazy-pages.socket"
+struct cryo_opts;
+/* its path: 0, or -ENAMETOOLONG (logged) */
+int lazy_daemon_path(const struct cryo_opts *o, char *buf, size_t len);
+/* a restore's connection to it: 0 and *fd (-1 if no daemon waits there), or -errno (logged) */
+int lazy_daemon_connect(const struct cryo_opts *o, int *fd);
 
 #endif
