@@ -341,7 +341,7 @@ int pty_make_bound(struct restore_ctx *ctx, const MountEntry *m, const char *pat
 	const PtyEntry *y;
 	unsigned long index;
 
-	if (!name || access(path, F_OK) != -1)
+	if (!name || !access(path, F_OK))
 		return 0;
 	index = strtoul(name + 1, &end, 10);
 	if (!name[1] || *end)
