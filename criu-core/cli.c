@@ -113,6 +113,10 @@ static void usage(FILE *f)
 "                         makes), full, strict (they must not exist), ignore\n"
 "      --cgroup-root [CTRL:]PATH  restore: put the tree's cgroups at PATH\n"
 "      --freeze-cgroup DIR  dump: the freezer cgroup to hold the tree still (its own)\n"
+"      --external veth[IF]:HOST[@BR]  restore: the container's veth IF gets its\n"
+"                         host end named HOST, in bridge BR (in none without)\n"
+"      --external net[INODE]:KEY  dump: the network namespace is the caller's;\n"
+"                         restore: join the one --inherit-fd gives for KEY\n"
 "      --empty-ns net     the network namespace's devices are the caller's: not\n"
 "                         dumped, not made again (loopback only)\n"
 "      --file-locks, --link-remap, --track-mem, --skip-in-flight, --evasive-devices\n"
@@ -123,12 +127,23 @@ static void usage(FILE *f)
 
 int refuse_unsupported(const struct cryo_opts *o)
 {
-	for (size_t i = 0; i < o->externals.n; i++)
-		if (strncmp(o->externals.v[i], "net[", 4) || !strstr(o->externals.v[i], "]:")) {
-			pr_err("--external %s: not supported yet (only net[INODE]:KEY, the network namespace)",
-			       o->externals.v[i]);
+	bool restore = o->command && !strcmp(o->command, "restore");
+
+	for (size_t i = 0; i < o->externals.n; i++) {
+		const char *e = o->externals.v[i];
+
+		if (!strncmp(e, "veth[", 5) && strstr(e, "]:") > e + 5 && strstr(e, "]:")[2]) {
+			if (restore)
+				continue;
+			pr_err("--external %s: names the host end of a veth for a restore; a dump has no use for it", e);
+			return -EINVAL;
+		}
+		if (strncmp(e, "net[", 4) || !strstr(e, "]:")) {
+			pr_err("--external %s: not supported yet (net[INODE]:KEY, the network namespace, and at restore veth[IFNAME]:HOSTNAME[@BRIDGE])",
+			       e);
 			return -ENOTSUP;
 		}
+	}
 	if (o->empty_ns & ~CLONE_NEWNET) {
 		pr_err("--empty-ns %#x: only the network namespace (net) can be left for the caller to fill",
 		       o->empty_ns);

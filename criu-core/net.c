@@ -429,12 +429,51 @@ void net_unlock(struct dump_ctx *ctx, bool resume)
 
 /* ------------------------------------------------------------- restore */
 
+/*
+ * --external veth[IF]:HOST[@BRIDGE] (LXC; RPC veths): the container's veth
+ * IF gets its host end named HOST, in BRIDGE, or in none without one.
+ */
+static int rename_host_ends(struct restore_ctx *ctx)
+{
+	const struct str_list *l = &ctx->opts->externals;
+
+	for (size_t i = 0; i < l->n; i++) {
+		const char *e = l->v[i], *end = strstr(e, "]:"), *host, *at;
+		NetLinkEntry *le = NULL;
+
+		if (strncmp(e, "veth[", 5) || !end)
+			continue;
+		for (size_t k = 0; ctx->net && k < ctx->net->n_links && !le; k++)
+			if (!strcmp(ctx->net->links[k]->kind, "veth") &&
+			    !strncmp(ctx->net->links[k]->name, e + 5, end - e - 5) &&
+			    !ctx->net->links[k]->name[end - e - 5])
+				le = ctx->net->links[k];
+		if (!le) {
+			pr_err("--external %s: the container has no veth %.*s", e, (int)(end - e - 5), e + 5);
+			return -ENOENT;
+		}
+		host = end + 2;
+		at = strchr(host, '@');
+		free(le->peer_name);
+		free(le->peer_master);
+		le->peer_name = at ? strndup(host, at - host) : strdup(host);
+		le->peer_master = at ? strdup(at + 1) : NULL;
+		if (!le->peer_name || (at && !le->peer_master))
+			return -ENOMEM;
+		pr_info("veth %s: its host end is %s%s%s", le->name, le->peer_name, at ? " in bridge " : "",
+			at ? le->peer_master : "");
+	}
+	return 0;
+}
+
 int net_read(struct restore_ctx *ctx)
 {
-	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWNET) || (ctx->opts->empty_ns & CLONE_NEWNET) ||
-	    ctx->ns->net_external)
-		return 0;
-	return img_read_one(ctx->dirfd, IMG_NET, 0, (ProtobufCMessage **)&ctx->net);
+	int ret = 0;
+
+	if (ctx->ns && (ctx->ns->flags & CLONE_NEWNET) && !(ctx->opts->empty_ns & CLONE_NEWNET) &&
+	    !ctx->ns->net_external)
+		ret = img_read_one(ctx->dirfd, IMG_NET, 0, (ProtobufCMessage **)&ctx->net);
+	return ret ?: rename_host_ends(ctx);
 }
 
 /* each veth pair, its inside end put into pid's namespace, its host end in its bridge */

@@ -263,11 +263,15 @@ static int take_opts(struct rpc *r, const RpcOpts *ro, struct cryo_opts *o)
 	o->evasive_devices = ro->evasive_devices;
 	o->freeze_cgroup = ro->freeze_cgroup;
 	o->empty_ns = ro->empty_ns;
-	if (ro->n_join_ns || ro->n_veths || ro->n_skip_mnt || ro->has_status_fd || ro->lsm_profile) {
-		pr_err("%s: not supported yet", ro->n_join_ns ? "join_ns" : ro->n_veths ? "veths (use external)" :
-		       ro->n_skip_mnt ? "skip_mnt" : ro->has_status_fd ? "status_fd" : "lsm_profile");
+	if (ro->n_join_ns || ro->n_skip_mnt || ro->has_status_fd || ro->lsm_profile) {
+		pr_err("%s: not supported yet", ro->n_join_ns ? "join_ns" : ro->n_skip_mnt ? "skip_mnt" :
+		       ro->has_status_fd ? "status_fd" : "lsm_profile");
 		return -ENOTSUP;
 	}
+	/* the older form of external veth[IF]:HOST */
+	for (size_t i = 0; i < ro->n_veths; i++)
+		if ((ret = add_owned(r, &o->externals, "veth[%s]:%s", ro->veths[i]->if_in, ro->veths[i]->if_out)))
+			return ret;
 	if (ro->config_file && !access(ro->config_file, F_OK))
 		pr_warn("config_file %s: cryo does not read CRIU configuration files; ignored", ro->config_file);
 	for (size_t i = 0; i < ro->n_ext_mnt; i++)

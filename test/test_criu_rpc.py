@@ -123,3 +123,28 @@ def test_bad_images_fd(tmp_path):
     assert c.close() == 0
     err = c.err.read_text().splitlines()
     assert err == [f"cryo: {r.cr_errmsg}"], err
+
+
+def test_veths_are_external_veth(workload, images, tmp_path):
+    """RpcOpts veths (if_in, if_out), the older form of external
+    veth[IF]:HOST: a restore naming a veth the tree lacks fails saying so
+    and leaves nothing; one without it brings the process back."""
+    w = workload([prog("regs")])
+    w.wait_ready()
+    fd = open_dir(images)
+    try:
+        c = criurpc.Swrk(tmp_path)
+        r = c.call(criurpc.DUMP, opts(fd, (2, w.pid)))
+        assert r.success, r.cr_errmsg
+        w.reap_dumped()
+        r = c.call(criurpc.RESTORE, opts(fd, (19, [(1, "eth0"), (2, "cvhost0")])))
+        assert not r.success and "veth[eth0]:cvhost0" in r.cr_errmsg and "no veth eth0" in r.cr_errmsg, \
+            r.cr_errmsg
+        assert not cryolib.alive(w.pid)
+        r = c.call(criurpc.RESTORE, opts(fd))
+        assert r.success, r.cr_errmsg
+        w.restored = True
+        assert c.close() == 0
+    finally:
+        os.close(fd)
+    w.verify()
