@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,7 @@ struct lmm {
 };
 
 struct ltask {
-	pid_t vpid, ppid;
+	pid_t vpid, ppid, host;
 	struct chain *chain;		/* its pages: this dump and the ones before */
 };
 
@@ -673,7 +674,7 @@ static int recv_task(struct lazy *l, int sock)
 	}
 	l->tasks = t;
 	t = &l->tasks[l->nr_tasks++];
-	*t = (struct ltask){ .vpid = d.vpid, .ppid = d.ppid };
+	*t = (struct ltask){ .vpid = d.vpid, .ppid = d.ppid, .host = d.host };
 	if ((ret = chain_open_self(l->dirfd, l->dir, d.vpid, &t->chain))) {
 		if (uffd >= 0)
 			close(uffd);
@@ -805,6 +806,10 @@ int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *r
 	}
 	for (size_t i = 0; !ret && i < l.nr_tasks; i++)
 		chain_consume_rest(l.tasks[i].chain);
+	/* memory that will never come: the tree must not run on without it (the source does) */
+	for (size_t i = 0; ret && remote && l.committed && i < l.nr_tasks; i++)
+		if (l.tasks[i].host > 0 && !kill(l.tasks[i].host, SIGKILL))
+			pr_warn("pid %d (%d here) killed: its memory cannot come", l.tasks[i].vpid, l.tasks[i].host);
 	if (!ret)
 		pr_info("every page is in: %lu MiB copied in %lu ms, %lu faults, %lu zero pages, %lu MiB asked of the source",
 			l.copied >> 20, (now_ns() - t0) / 1000000, l.faults, l.zero_pages, l.asked >> 20);

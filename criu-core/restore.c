@@ -755,7 +755,8 @@ static int start_lazy(struct restore_ctx *ctx)
 	}
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++) {
 		struct rst_task *t = ctx->tasks[i];
-		struct lazy_task_desc d = { .vpid = t->pid, .ppid = t->parent ? t->parent->pid : 0 };
+		struct lazy_task_desc d = { .vpid = t->pid, .ppid = t->parent ? t->parent->pid : 0,
+					    .host = t->host_pid };
 		_cleanup_free_ uint64_t *vmas = NULL;
 		int fd = -1;
 

@@ -32,6 +32,7 @@ struct lazy;
 /* what a task tells the handler, with its userfaultfd */
 struct lazy_task_desc {
 	pid_t vpid, ppid;		/* image ids: the task and its parent (0: none) */
+	pid_t host;			/* its pid where the handler runs: killed should its pages be lost */
 	uint32_t nr_vmas;		/* its lazy VMAs follow: [start, end) pairs */
 };
 
@@ -52,7 +53,8 @@ struct lazy_remote {
  * The handler: takes the tasks from sock (until the sender closes it),
  * then fills their memory from the images in dirfd (named dir) and the
  * remote, if any; with a remote, only if the restore said its tree runs
- * (lazy_commit), else -ECANCELED. rate_mib: the background fill's limit (0: none).
+ * (lazy_commit), else -ECANCELED. With a remote, a failure kills the
+ * tasks: the source keeps the only whole copy. rate_mib: the background fill's limit (0: none).
  * consume: free the images' pages as they are read (restore --auto-dedup),
  * but those of a task the tree has children of (they may share them).
  * Returns 0 once every page is in (or its task gone), or -errno (logged).
