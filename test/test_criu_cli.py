@@ -72,12 +72,15 @@ def test_failing_post_dump_script_leaves_the_process_running(workload, images, t
 
 def test_external_net_must_be_the_trees(workload, images):
     """--external net[INODE]:KEY names the tree's network namespace: for a
-    process in cryo's own, one line says so, and it runs on."""
+    process in cryo's own, one line says so, and it runs on; so does one for
+    veth[...] (a restore's) or a kind cryo lacks."""
     w = workload([prog("regs")])
     w.wait_ready()
     before = cryolib.snapshot(w.pid)
     r = cryolib.cryo("dump", "-t", w.pid, "-D", images, "--external", "net[1]:extRootNetNS", check=False)
     cryolib.one_line_error(r, "--external net[1]:extRootNetNS", "cryo's own")
     r = cryolib.cryo("dump", "-t", w.pid, "-D", images, "--external", "veth[x]:y", check=False)
-    cryolib.one_line_error(r, "--external veth[x]:y", "not supported")
+    cryolib.one_line_error(r, "--external veth[x]:y", "for a restore")
+    r = cryolib.cryo("dump", "-t", w.pid, "-D", images, "--external", "mnt[x]:y", check=False)
+    cryolib.one_line_error(r, "--external mnt[x]:y", "not supported")
     cryolib.assert_same_process(before, w.pid)
