@@ -289,7 +289,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct cryo_opts o = { .images_dir = ".", .verbosity = LOG_WARN, .lazy_sock = -1 };
+	struct cryo_opts o = { .images_dir = ".", .verbosity = LOG_WARN, .lazy_sock = -1, .hangup_fd = -1 };
 	_cleanup_free_ char *log_path = NULL, *pidfile = NULL, *ps_addr = NULL;
 	int c, ret = 0;
 

@@ -397,7 +397,7 @@ static void serve_page_server(struct rpc *r, const RpcOpts *ro, struct cryo_opts
 /* one request: its response, already sent when this returns 0 */
 static int serve(struct rpc *r, const RpcReq *req)
 {
-	struct cryo_opts o = { .images_dir = ".", .verbosity = 0, .lazy_sock = -1,
+	struct cryo_opts o = { .images_dir = ".", .verbosity = 0, .lazy_sock = -1, .hangup_fd = r->sk,
 			       .detach = true, .notify_arg = r };
 	RpcResp resp = RPC_RESP__INIT;
 	RpcVersion ver = RPC_VERSION__INIT;

@@ -147,14 +147,35 @@ out:
 	return ret;
 }
 
+/*
+ * Wait for fd to be readable, however long, unless the client (RPC) goes
+ * away meanwhile: then nobody would ever end the wait, and the tree runs on.
+ */
+static int wait_readable(const struct cryo_opts *o, int fd, const char *what)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = o->hangup_fd, .events = POLLIN } };
+
+	while (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return pr_perror("poll");
+		if (p[1].revents) {
+			pr_err("the client went away while %s: the tree runs on", what);
+			return -ECONNABORTED;
+		}
+	}
+	return 0;
+}
+
 /* the restore side's cryo lazy-pages, connected and authenticated (whoever fails that ends it all) */
 static int accept_restore_side(const struct cryo_opts *o, int lfd, struct ps_client **ps)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char host[64] = "?", serv[16] = "?", peer[96];
-	int sock;
+	int sock, ret = wait_readable(o, lfd, "waiting for cryo lazy-pages");
 
+	if (ret)
+		return ret;
 	do
 		sock = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 	while (sock < 0 && errno == EINTR);
@@ -198,7 +219,9 @@ int dump_lazily(struct cryo_opts *o)
 	}
 	close(lfd);
 	/* the restore side answers once the restore has handed it the tasks */
-	if (!ret && !(ret = ps_restore_lazy(ps, "lazy", msg, sizeof(msg))))
+	if (!ret && !(ret = ps_ask_restore_lazy(ps, "lazy")) &&
+	    !(ret = wait_readable(o, ps_sock(ps), "waiting for the restore")) &&
+	    !(ret = ps_restore_answer(ps, msg, sizeof(msg))))
 		pr_info("%s: %s", ps_peer(ps), msg);
 	if (!ret) {
 		ret = postcopy_serve(ps, &r, o->lazy_rate_mib, &st);

@@ -460,6 +460,18 @@ int ps_restore_lazy(struct ps_client *c, const char *round, char *msg, size_t ms
 	return restore_frame(c, PSF_RESTORE_LAZY, round, msg, msg_len);
 }
 
+int ps_ask_restore_lazy(struct ps_client *c, const char *round)
+{
+	size_t len = strlen(round);
+
+	return send_frame(c, PSF_RESTORE_LAZY, round, len, len, 0, crc32c(0, round, len)) ?: send_gathered(c);
+}
+
+int ps_restore_answer(struct ps_client *c, char *msg, size_t msg_len)
+{
+	return recv_status_msg(c, "the restore", msg, msg_len);
+}
+
 int ps_commit_nowait(struct ps_client *c)
 {
 	return send_frame(c, PSF_COMMIT, NULL, 0, 0, 0, crc32c(0, NULL, 0)) ?: send_gathered(c);

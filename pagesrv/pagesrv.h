@@ -107,6 +107,9 @@ int ps_restore(struct ps_client *c, const char *round, char *msg, size_t len);
 int ps_commit(struct ps_client *c);
 /* post-copy: the restore, the commit without an answer, pages, and the agent's frames */
 int ps_restore_lazy(struct ps_client *c, const char *round, char *msg, size_t len);
+/* the same in two steps, for a caller that waits on something else meanwhile */
+int ps_ask_restore_lazy(struct ps_client *c, const char *round);
+int ps_restore_answer(struct ps_client *c, char *msg, size_t len);
 int ps_commit_nowait(struct ps_client *c);
 int ps_send_pages(struct ps_client *c, uint32_t vpid, uint64_t addr, const void *buf, uint32_t len);
 /* one frame from the agent into buf (max bytes): 0 with *type and *len, or -errno (logged) */

@@ -284,3 +284,24 @@ def test_lazy_pages_restore_side_dies(lazy):
     r = c2.restore(lazy.images, "--lazy-pages", check=False)
     assert r.returncode != 0 and "still at the source" in r.stderr and "cryo lazy-pages" in r.stderr, r.stderr
     assert c2.status() is None
+
+
+def test_lazy_pages_client_dies(lazy):
+    """runc checkpoint --lazy-pages killed while the memory waits for its
+    restore side: cryo sees its client gone, lets the container run on
+    intact and exits, instead of holding it stopped for no one."""
+    c = lazy.c
+    c.run()
+    ck = lazy.checkpoint()
+    at_checkpoint = c.counter()
+    swrk = [int(p) for t in os.listdir(f"/proc/{ck.pid}/task")
+            for p in open(f"/proc/{ck.pid}/task/{t}/children").read().split()]
+    assert len(swrk) == 1 and "swrk" in open(f"/proc/{swrk[0]}/cmdline").read(), swrk
+    ck.kill()
+    ck.wait()
+    first, then = c.after_restore()
+    assert first in (at_checkpoint, at_checkpoint + 1) and then == first + 1, (at_checkpoint, first, then)
+    now, at_start = c.memory_md5()
+    assert now == at_start
+    wait_for(lambda: not alive(swrk[0]), "cryo swrk to exit")
+    ocilib.reap(swrk[0])

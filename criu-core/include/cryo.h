@@ -52,6 +52,7 @@ struct cryo_opts {
 	bool lazy_pages;		/* restore --lazy-pages: run before the memory is in (post-copy) */
 	int lazy_rate_mib;		/* restore --lazy-rate: background fill in MiB/s at most (0: no limit) */
 	int lazy_sock;			/* restore --lazy-sock FD: hand the userfaultfds to the agent (-1: no) */
+	int hangup_fd;			/* RPC: the client's socket, readable once it is gone; or -1 */
 	bool auto_dedup;		/* restore --auto-dedup: free the pages images as they are read */
 	bool rst_sibling;		/* restore --restore-sibling: the root a child of cryo's parent */
 	const char *root;		/* restore --root: the container's root directory */
