@@ -19,6 +19,15 @@ def open_dir(path):
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
 
 
+def dumped(tmp_path, fd, w):
+    """A cryo swrk that has dumped workload w into the images at fd."""
+    c = criurpc.Swrk(tmp_path)
+    r = c.call(criurpc.DUMP, opts(fd, (2, w.pid)))
+    assert r.success, r.cr_errmsg
+    w.reap_dumped()
+    return c
+
+
 def test_version(tmp_path):
     c = criurpc.Swrk(tmp_path)
     r = c.call(criurpc.VERSION)
@@ -36,10 +45,7 @@ def test_dump_restore_notifications(workload, images, tmp_path):
     time.sleep(0.2)
     fd = open_dir(images)
     try:
-        c = criurpc.Swrk(tmp_path)
-        r = c.call(criurpc.DUMP, opts(fd, (2, w.pid)))
-        assert r.success, r.cr_errmsg
-        w.reap_dumped()
+        c = dumped(tmp_path, fd, w)
         r = c.call(criurpc.RESTORE, opts(fd))
         assert r.success, r.cr_errmsg
         w.restored = True
@@ -133,10 +139,7 @@ def test_veths_are_external_veth(workload, images, tmp_path):
     w.wait_ready()
     fd = open_dir(images)
     try:
-        c = criurpc.Swrk(tmp_path)
-        r = c.call(criurpc.DUMP, opts(fd, (2, w.pid)))
-        assert r.success, r.cr_errmsg
-        w.reap_dumped()
+        c = dumped(tmp_path, fd, w)
         r = c.call(criurpc.RESTORE, opts(fd, (19, [(1, "eth0"), (2, "cvhost0")])))
         assert not r.success and "veth[eth0]:cvhost0" in r.cr_errmsg and "no veth eth0" in r.cr_errmsg, \
             r.cr_errmsg
