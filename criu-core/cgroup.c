@@ -17,8 +17,10 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "guard.h"
 #include "cryo.h"
 #include "dump.h"
+#include "fault.h"
 #include "log.h"
 #include "restore.h"
 #include "util.h"
@@ -141,7 +143,7 @@ static bool has_ctrl(const char *ctrls, const char *c)
  * v1: freezer.state FROZEN/THAWED (FREEZING on the way); v2: cgroup.freeze
  * 1/0, and cgroup.events says "frozen 1" once every task is.
  */
-static int freezer_set(const char *dir, bool v2, bool frozen)
+int cgroup_freezer_set(const char *dir, bool v2, bool frozen)
 {
 	char path[PATH_MAX_LEN + 32];
 	const char *val = v2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED");
@@ -232,13 +234,19 @@ int cgroup_freeze(struct dump_ctx *ctx, pid_t root)
 			pr_err("cgroup %s is frozen already: cryo freezes a running container only", dir);
 		return ret > 0 ? -EBUSY : ret;
 	}
-	if ((ret = freezer_set(dir, v2, true)))
-		return ret;
 	ctx->freezer = xstrdup(dir);
 	ctx->freezer_v2 = v2;
-	if (!ctx->freezer) {
-		freezer_set(dir, v2, false);
+	/* should cryo die, its guardian thaws it */
+	ctx->g_freezer = guard_freezer(ctx->opts ? ctx->opts->guard : NULL, dir, v2);
+	if (!ctx->freezer || (ctx->opts && ctx->opts->guard && !ctx->g_freezer)) {
+		guard_done(ctx->g_freezer);
+		free(ctx->freezer);
+		ctx->freezer = NULL;
 		return -ENOMEM;
+	}
+	if ((ret = cgroup_freezer_set(dir, v2, true))) {
+		cgroup_thaw(ctx);
+		return ret;
 	}
 	deadline = now_ns() + 10ULL * 1000000000;
 	while ((ret = freezer_frozen(dir, v2)) == 0) {
@@ -254,6 +262,7 @@ int cgroup_freeze(struct dump_ctx *ctx, pid_t root)
 		return ret;
 	}
 	pr_info("froze cgroup %s", dir);
+	fault_point("dump-frozen");
 	return 0;
 }
 
@@ -263,9 +272,11 @@ int cgroup_thaw(struct dump_ctx *ctx)
 
 	if (!ctx->freezer)
 		return 0;
-	ret = freezer_set(ctx->freezer, ctx->freezer_v2, false);
+	ret = cgroup_freezer_set(ctx->freezer, ctx->freezer_v2, false);
 	if (!ret)
 		pr_info("thawed cgroup %s", ctx->freezer);
+	guard_done(ctx->g_freezer);
+	ctx->g_freezer = NULL;
 	free(ctx->freezer);
 	ctx->freezer = NULL;
 	return ret;
@@ -513,10 +524,11 @@ bool cgroup_follow_bind(struct restore_ctx *ctx, const char *fstype, const char 
 }
 
 /* the first pid in a cgroup.procs text that is not cryo's own (0 if none) */
-static pid_t other_process(const char *procs)
+/* a process in procs other than cryo and its guardian (which follows cryo where the runtime puts it) */
+static pid_t other_process(const char *procs, pid_t guardian)
 {
 	for (const char *p = procs; *p; p += strcspn(p, "\n"), p += !!*p)
-		if (atoi(p) != getpid())
+		if (atoi(p) != getpid() && atoi(p) != guardian)
 			return atoi(p);
 	return 0;
 }
@@ -566,9 +578,9 @@ int cgroup_prepare(struct restore_ctx *ctx)
 		}
 		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
 		/* cryo itself may be there: the runtime that runs it made the cgroup for the restore */
-		if (!made && !read_file(path, &procs, NULL) && other_process(procs)) {
+		if (!made && !read_file(path, &procs, NULL) && other_process(procs, guard_pid(ctx->opts->guard))) {
 			pr_err("cgroup %s has processes already (pid %d): is the container running?", dir,
-			       other_process(procs));
+			       other_process(procs, guard_pid(ctx->opts->guard)));
 			return -EBUSY;
 		}
 		/* soft: the limits of the cgroups cryo made; those it found are someone else's to set */

@@ -26,6 +26,8 @@
 #include "dump.h"
 #include "dump-round.h"
 #include "files.h"
+#include "guard.h"
+#include "fault.h"
 #include "log.h"
 #include "mem-flags.h"
 #include "notify.h"
@@ -191,7 +193,7 @@ static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 	    (ret = mem_collect(ctx, t)) || (ret = files_collect(ctx, t)))
 		return ret;
 
-	t->parasite = parasite_infect(t->pid, t->exec_addr, ctx->kd.pipe_max_size);
+	t->parasite = parasite_infect(t->pid, t->exec_addr, ctx->kd.pipe_max_size, ctx->opts->guard);
 	if (!t->parasite)
 		return -EIO;
 	ret = parasite_cmd(t->parasite, PARASITE_CMD_INIT) ?: close_parked(t);
@@ -204,6 +206,7 @@ static int dump_seized(struct dump_ctx *ctx, struct dump_task *t)
 	t->parasite = NULL;
 	if (ret)
 		return ret;
+	fault_point("cured");
 	if (t->core->task && t->core->task->creds)
 		ns_translate_creds(ctx, t->core->task->creds);
 	/* the tids the tree knows, inside its pid namespace */
@@ -452,7 +455,9 @@ static int dump_tree(struct dump_ctx *ctx)
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = dump_seized(ctx, ctx->tasks[i]);
-	return ret ?: write_images(ctx) ?: ship_images(ctx);
+	if (!ret && !(ret = write_images(ctx)))
+		fault_point("images-written");
+	return ret ?: ship_images(ctx);
 }
 
 static void free_tree(struct dump_ctx *ctx)
@@ -488,6 +493,7 @@ static int seize_all(struct dump_ctx *ctx, pid_t root)
 	ret = seize_tree(ctx, root);
 	if (!ret)
 		ret = cgroup_check_members(ctx);
+	fault_point("dump-seized");
 	if (ctx->freezer) {
 		int r = cgroup_thaw(ctx);
 
@@ -666,6 +672,17 @@ int dump_release(struct dump_round *r, bool kill)
 	if (!ctx)
 		return 0;
 	r->held = NULL;
+	/*
+	 * Once one task is killed there is no going back: should cryo die
+	 * meanwhile, its guardian kills the rest.
+	 */
+	for (size_t i = 0; i < ctx->nr_tasks && kill; i++)
+		if (ctx->tasks[i]->seized && !(ctx->tasks[i]->g_kill = guard_kill(ctx->opts->guard, ctx->tasks[i]->pid)) &&
+		    ctx->opts->guard) {
+			pr_err("pid %d: cannot make sure its tree dies whole: it runs on", ctx->root);
+			kill = false;
+			ret = -EIO;
+		}
 	if (!kill) {
 		inet_dump_finish(ctx, true);
 		net_unlock(ctx, true);
@@ -675,9 +692,15 @@ int dump_release(struct dump_round *r, bool kill)
 	 * every other task there to be reaped, which as their tracer we must
 	 * let happen first.
 	 */
-	for (size_t i = ctx->nr_tasks; i-- > 0 && !ret;)
-		if (ctx->tasks[i]->seized)
-			ret = finish_task(ctx->tasks[i], kill);
+	for (size_t i = ctx->nr_tasks; i-- > 0;)
+		if (ctx->tasks[i]->seized) {
+			ret = finish_task(ctx->tasks[i], kill) ?: ret;
+			fault_point(kill ? "dump-kill" : "dump-release");
+		}
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		guard_done(ctx->tasks[i]->g_kill);
+		ctx->tasks[i]->g_kill = NULL;
+	}
 	inet_dump_finish(ctx, false);
 	net_unlock(ctx, false);
 	if (!kill)
@@ -686,7 +709,7 @@ int dump_release(struct dump_round *r, bool kill)
 	return ret;
 }
 
-int cmd_dump(struct cryo_opts *o)
+static int dump_command(struct cryo_opts *o)
 {
 	struct dump_round r = { 0 };
 
@@ -717,7 +740,7 @@ static int predump_seized(struct dump_ctx *ctx, struct dump_task *t)
 		t->track = xzalloc(sizeof(*t->track));
 		if (!t->track)
 			return -ENOMEM;
-		ctl = parasite_infect(t->pid, t->exec_addr, ctx->kd.pipe_max_size);
+		ctl = parasite_infect(t->pid, t->exec_addr, ctx->kd.pipe_max_size, ctx->opts->guard);
 		if (!ctl)
 			return -EIO;
 		/* trackers of a chain given up hold the VMAs: they go first */
@@ -789,7 +812,7 @@ int dump_untrack(struct cryo_opts *o, pid_t root)
 
 		if (t->zombie || !(t->nr_parked = track_find_parked(t->pid, t->parked, ARRAY_SIZE(t->parked))))
 			continue;
-		t->parasite = parasite_infect(t->pid, t->exec_addr, 0);
+		t->parasite = parasite_infect(t->pid, t->exec_addr, 0, ctx.opts->guard);
 		if (!t->parasite) {
 			ret = -EIO;
 			break;
@@ -807,9 +830,19 @@ int dump_untrack(struct cryo_opts *o, pid_t root)
 	return ret;
 }
 
-int cmd_pre_dump(struct cryo_opts *o)
+int cmd_dump(struct cryo_opts *o)
+{
+	return guard_run(o, dump_command);
+}
+
+static int pre_dump_command(struct cryo_opts *o)
 {
 	struct dump_round r = { 0 };
 
 	return pre_dump_round(o, &r) ? 1 : 0;
+}
+
+int cmd_pre_dump(struct cryo_opts *o)
+{
+	return guard_run(o, pre_dump_command);
 }

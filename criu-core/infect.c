@@ -15,100 +15,15 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "guard.h"
 #include "infect.h"
+#include "fault.h"
 #include "log.h"
 #include "parasite-blob.h"
 #include "seize.h"
 #include "util.h"
 
 #define POLL_MS 50
-
-/*
- * Run one syscall in the stopped task at a `syscall` instruction found at
- * gadget, stepping it with PTRACE_SYSCALL so that no signal is involved.
- */
-static int remote_syscall(pid_t tid, const struct user_regs_struct *base, unsigned long gadget,
-			  long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret)
-{
-	struct user_regs_struct r = *base;
-
-	r.rip = gadget;
-	r.rax = nr;
-	r.orig_rax = -1;
-	r.rdi = a1;
-	r.rsi = a2;
-	r.rdx = a3;
-	r.r10 = a4;
-	r.r8 = a5;
-	r.r9 = a6;
-	if (ptrace_set_regs(tid, &r) || ptrace_step_syscall(tid) || ptrace_get_regs(tid, &r))
-		return -EIO;
-	*ret = r.rax;
-	return 0;
-}
-
-/*
- * The first syscall (the mmap of the parasite) needs a syscall instruction
- * inside the task. If the task sits in a syscall, the one it executed is
- * right behind rip; otherwise two bytes of a private executable page are
- * borrowed for the duration of that one syscall.
- */
-/* the start of the task's first private executable mapping, from its maps; 0 if none */
-static unsigned long find_exec_addr(pid_t pid)
-{
-	char path[64], line[512];
-	unsigned long start = 0, s, e;
-	char perms[8];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	while (!start && fgets(line, sizeof(line), f))
-		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) == 3 && !strcmp(perms, "r-xp"))
-			start = s;
-	fclose(f);
-	return start;
-}
-
-static int inject_mmap(struct parasite_ctl *ctl, unsigned long exec_addr, long *addr)
-{
-	const struct user_regs_struct *r = &ctl->regs;
-	unsigned long gadget = 0, word_addr = 0;
-	long word = 0, patched;
-	int ret;
-
-	if ((long)r->orig_rax >= 0) {
-		errno = 0;
-		word = ptrace(PTRACE_PEEKTEXT, ctl->pid, r->rip - 2, 0);
-		if (!errno && (word & 0xffff) == 0x050f)
-			gadget = r->rip - 2;
-	}
-	if (!gadget && !exec_addr)
-		exec_addr = find_exec_addr(ctl->pid);
-	if (!gadget) {
-		if (!exec_addr) {
-			pr_err("pid %d: no executable mapping to run the parasite loader from", ctl->pid);
-			return -ENOEXEC;
-		}
-		word_addr = gadget = exec_addr;
-		errno = 0;
-		word = ptrace(PTRACE_PEEKTEXT, ctl->pid, word_addr, 0);
-		if (errno)
-			return pr_perror("pid %d: cannot read code at %#lx", ctl->pid, word_addr);
-		patched = (word & ~0xffffL) | 0x050f;
-		if (ptrace(PTRACE_POKETEXT, ctl->pid, word_addr, patched))
-			return pr_perror("pid %d: cannot write code at %#lx", ctl->pid, word_addr);
-	}
-	ret = remote_syscall(ctl->pid, &ctl->regs, gadget, __NR_mmap, 0, ctl->size,
-			     PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED | MAP_ANONYMOUS, -1, 0, addr);
-	if (word_addr && ptrace(PTRACE_POKETEXT, ctl->pid, word_addr, word)) {
-		pr_perror("pid %d: cannot restore code at %#lx", ctl->pid, word_addr);
-		ret = -EIO;
-	}
-	return ret;
-}
 
 static int map_local(struct parasite_ctl *ctl)
 {
@@ -129,22 +44,86 @@ static int map_local(struct parasite_ctl *ctl)
 	return 0;
 }
 
+/*
+ * One syscall in thread tid (base: its registers) at the borrowed gadget,
+ * journaled in the thread's guardian entry te while it is in flight.
+ */
+static int gadget_syscall(struct parasite_ctl *ctl, pid_t tid, struct guard_entry *te,
+			  const struct user_regs_struct *base, long nr, long a1, long a2, long a3, long a4,
+			  long a5, long a6, unsigned undo, long *ret)
+{
+	int r;
+
+	guard_syscall(te, ctl->gadget, nr, undo, undo & GUARD_SC_MAP ? (size_t)a2 : 0);
+	r = remote_syscall(tid, base, ctl->gadget, nr, a1, a2, a3, a4, a5, a6, ret);
+	if (!r)
+		guard_syscall_done(te);
+	return r;
+}
+
 static int remote_munmap(struct parasite_ctl *ctl)
 {
 	long ret;
 
-	if (remote_syscall(ctl->pid, &ctl->regs, ctl->remote + parasite_off_syscall, __NR_munmap,
-			   ctl->remote, ctl->size, 0, 0, 0, 0, &ret))
+	if (gadget_syscall(ctl, ctl->pid, ctl->g_regs, &ctl->regs, __NR_munmap, ctl->remote, ctl->size, 0, 0, 0,
+			   0, 0, &ret))
 		return -EIO;
 	if (ret) {
 		pr_err("pid %d: cannot unmap the parasite at %#lx: error %ld", ctl->pid, ctl->remote, -ret);
 		return -EIO;
 	}
 	ctl->remote = 0;
+	guard_parasite_unmapped(ctl->g_para);
 	return 0;
 }
 
-struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t pipe_size)
+/*
+ * Borrow the code word at exec_addr (the start of a private executable
+ * mapping) for `syscall; jmp .`: every syscall cryo runs in the task runs
+ * there, outside the parasite, until the cure gives the word back. Should
+ * cryo die, a thread that was sent there spins on the jmp for the guardian
+ * instead of running the task's code with registers it does not expect.
+ */
+static int borrow_gadget(struct parasite_ctl *ctl, unsigned long exec_addr, struct guard *g)
+{
+	size_t area_off = PAGE_ALIGN(parasite_BLOB_SIZE);
+
+	if (!exec_addr)
+		exec_addr = find_exec_addr(ctl->pid);
+	if (!exec_addr) {
+		pr_err("pid %d: no executable mapping to run the parasite's syscalls from", ctl->pid);
+		return -ENOEXEC;
+	}
+	errno = 0;
+	ctl->code_word = ptrace(PTRACE_PEEKTEXT, ctl->pid, exec_addr, 0);
+	if (errno)
+		return pr_perror("pid %d: cannot read code at %#lx", ctl->pid, exec_addr);
+	ctl->g_para = guard_parasite(g, ctl->pid, exec_addr, ctl->code_word, ctl->size, area_off);
+	if (g && !ctl->g_para)
+		return -ENOMEM;
+	if (ptrace(PTRACE_POKETEXT, ctl->pid, exec_addr, guard_gadget_word(ctl->code_word))) {
+		int ret = pr_perror("pid %d: cannot write code at %#lx", ctl->pid, exec_addr);
+
+		guard_done(ctl->g_para);
+		ctl->g_para = NULL;
+		return ret;
+	}
+	ctl->gadget = exec_addr;
+	fault_point("infect-gadget");
+	return 0;
+}
+
+static int give_back_gadget(struct parasite_ctl *ctl)
+{
+	if (!ctl->gadget)
+		return 0;
+	if (ptrace(PTRACE_POKETEXT, ctl->pid, ctl->gadget, ctl->code_word))
+		return pr_perror("pid %d: cannot restore code at %#lx", ctl->pid, ctl->gadget);
+	ctl->gadget = 0;
+	return 0;
+}
+
+struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t pipe_size, struct guard *g)
 {
 	struct parasite_ctl *ctl = xzalloc(sizeof(*ctl));
 	size_t area_off = PAGE_ALIGN(parasite_BLOB_SIZE);
@@ -156,8 +135,12 @@ struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t 
 	ctl->pid = pid;
 	ctl->pipe_rd = -1;
 	ctl->pipe_size = pipe_size;
+	ctl->g = g;
 	ctl->size = area_off + area_len + PARASITE_STACK_SIZE;
 	if (ptrace_get_regs(pid, &ctl->regs) || ptrace_get_sigmask(pid, &ctl->sigmask))
+		goto err_free;
+	ctl->g_regs = guard_regs(g, pid, pid, &ctl->regs, &ctl->sigmask);
+	if (g && !ctl->g_regs)
 		goto err_free;
 	/*
 	 * Block every signal while the parasite runs, so none is delivered
@@ -165,7 +148,10 @@ struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t 
 	 */
 	if (ptrace_set_sigmask(pid, ~0ULL))
 		goto err_free;
-	if (inject_mmap(ctl, exec_addr, &addr))
+	if (borrow_gadget(ctl, exec_addr, g))
+		goto err_regs;
+	if (gadget_syscall(ctl, pid, ctl->g_regs, &ctl->regs, __NR_mmap, 0, ctl->size,
+			   PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED | MAP_ANONYMOUS, -1, 0, GUARD_SC_MAP, &addr))
 		goto err_regs;
 	if (addr < 0 && addr > -4096) {
 		pr_err("pid %d: mmap of %zu bytes for the parasite failed in the task: %s",
@@ -173,6 +159,8 @@ struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t 
 		goto err_regs;
 	}
 	ctl->remote = addr;
+	guard_parasite_mapped(ctl->g_para, addr);
+	fault_point("infect-mapped");
 	if (map_local(ctl))
 		goto err_unmap;
 	memcpy(ctl->local, parasite_blob, sizeof(parasite_blob));
@@ -180,42 +168,54 @@ struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t 
 	ctl->remote_area = ctl->remote + area_off;
 	ctl->remote_stack_top = ctl->remote + ctl->size - 16;
 	ctl->area->pipe_rd = ctl->area->pipe_wr = -1;
+	guard_parasite_area(ctl->g_para);
 	pr_debug("pid %d: parasite at %#lx (%zu bytes)", pid, ctl->remote, ctl->size);
+	fault_point("infected");
 	return ctl;
 
 err_unmap:
 	remote_munmap(ctl);
 err_regs:
+	give_back_gadget(ctl);
 	ptrace_set_regs(pid, &ctl->regs);
 	ptrace_set_sigmask(pid, ctl->sigmask);
 err_free:
+	guard_done(ctl->g_para);
+	guard_done(ctl->g_regs);
 	free(ctl);
 	return NULL;
 }
 
 int parasite_thread_state(struct parasite_ctl *ctl, pid_t tid, struct parasite_thread_state *st)
 {
-	unsigned long gadget = ctl->remote + parasite_off_syscall;
 	unsigned long buf = ctl->remote_area + offsetof(struct parasite_area, thread);
 	struct parasite_thread_state *out = &ctl->area->thread;
+	struct guard_entry *te = ctl->g_regs;
 	struct user_regs_struct saved;
 	long r1 = 0, r2 = 0;
 	int ret;
 
-	if (tid == ctl->pid)
+	if (tid == ctl->pid) {
 		saved = ctl->regs;
-	else if (ptrace_get_regs(tid, &saved))
-		return -EIO;
+	} else {
+		if (ptrace_get_regs(tid, &saved))
+			return -EIO;
+		te = guard_regs(ctl->g, ctl->pid, tid, &saved, NULL);
+		if (ctl->g && !te)
+			return -ENOMEM;
+	}
 	memset(out, 0, sizeof(*out));
-	ret = remote_syscall(tid, &saved, gadget, __NR_sigaltstack, 0, buf, 0, 0, 0, 0, &r1);
+	ret = gadget_syscall(ctl, tid, te, &saved, __NR_sigaltstack, 0, buf, 0, 0, 0, 0, 0, &r1);
 	if (!ret)
-		ret = remote_syscall(tid, &saved, gadget, __NR_prctl, PR_GET_TID_ADDRESS,
-				     buf + offsetof(struct parasite_thread_state, clear_tid), 0, 0, 0, 0, &r2);
+		ret = gadget_syscall(ctl, tid, te, &saved, __NR_prctl, PR_GET_TID_ADDRESS,
+				     buf + offsetof(struct parasite_thread_state, clear_tid), 0, 0, 0, 0, 0, &r2);
 	/* the leader's registers are put back by parasite_cure */
 	if (tid != ctl->pid) {
 		regs_apply_restart(&saved, false);
 		if (ptrace_set_regs(tid, &saved))
 			ret = -EIO;
+		else
+			guard_done(te);
 	}
 	if (ret)
 		return ret;
@@ -231,15 +231,20 @@ int parasite_thread_state(struct parasite_ctl *ctl, pid_t tid, struct parasite_t
 int parasite_syscall(struct parasite_ctl *ctl, long nr, unsigned long a1, unsigned long a2,
 		     unsigned long a3, unsigned long a4, long *ret)
 {
+	/* should cryo die with it done, the guardian closes the fd it made */
+	unsigned undo = nr == __NR_userfaultfd || (nr == __NR_fcntl && (a2 == F_DUPFD || a2 == F_DUPFD_CLOEXEC)) ?
+			GUARD_SC_FD : 0;
+
 	/* the leader's registers are put back by parasite_cure */
-	return remote_syscall(ctl->pid, &ctl->regs, ctl->remote + parasite_off_syscall, nr, a1, a2, a3,
-			      a4, 0, 0, ret) ? -EIO : 0;
+	return gadget_syscall(ctl, ctl->pid, ctl->g_regs, &ctl->regs, nr, a1, a2, a3, a4, 0, 0, undo, ret) ? -EIO : 0;
 }
 
 int parasite_rseq(struct parasite_ctl *ctl, uint64_t ptr, uint32_t len, uint32_t sig, bool reg)
 {
 	long r = 0;
 
+	if (!reg)
+		guard_parasite_rseq(ctl->g_para, ptr, len, sig, true);
 	if (parasite_syscall(ctl, __NR_rseq, ptr, len, reg ? 0 : RSEQ_FLAG_UNREGISTER, sig, &r))
 		return -EIO;
 	if (r) {
@@ -247,6 +252,10 @@ int parasite_rseq(struct parasite_ctl *ctl, uint64_t ptr, uint32_t len, uint32_t
 		       (unsigned long)ptr, -r);
 		return -EIO;
 	}
+	if (reg)
+		guard_parasite_rseq(ctl->g_para, ptr, len, sig, false);
+	else
+		fault_point("rseq-off");
 	return 0;
 }
 
@@ -277,6 +286,7 @@ static int start_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd)
 		return -EIO;
 	if (ptrace(PTRACE_CONT, ctl->pid, 0, 0))
 		return pr_perror("pid %d: cannot start parasite command %s", ctl->pid, cmd_name(cmd));
+	fault_point("parasite-cmd");
 	return 0;
 }
 
@@ -406,6 +416,7 @@ int parasite_dump_pages(struct parasite_ctl *ctl, struct parasite_chunk *chunks,
 			break;
 		/* the parasite wrote the chunk's crc before its bytes */
 		chunks[i].crc = __atomic_load_n(&ctl->area->chunks[i].crc, __ATOMIC_ACQUIRE);
+		fault_point("pages-chunk");
 		if (sink.end && (err = sink.end(sink.arg, chunks[i].crc)))
 			break;
 	}
@@ -451,8 +462,7 @@ static int remote_close_pipe(struct parasite_ctl *ctl)
 	for (int i = 0; i < 2; i++) {
 		if (fds[i] < 0)
 			continue;
-		if (remote_syscall(ctl->pid, &ctl->regs, ctl->remote + parasite_off_syscall, __NR_close,
-				   fds[i], 0, 0, 0, 0, 0, &ret))
+		if (parasite_syscall(ctl, __NR_close, fds[i], 0, 0, 0, &ret))
 			return -EIO;
 		if (ret)
 			pr_warn("pid %d: closing parasite fd %d: error %ld", ctl->pid, fds[i], -ret);
@@ -485,9 +495,16 @@ int parasite_cure(struct parasite_ctl *ctl)
 		ret = -EIO;
 	if (ctl->local)
 		munmap(ctl->local, ctl->size);
+	if (give_back_gadget(ctl))
+		ret = -EIO;
 	regs_apply_restart(&r, false);
 	if (ptrace_set_regs(ctl->pid, &r) || ptrace_set_sigmask(ctl->pid, ctl->sigmask))
 		ret = -EIO;
+	/* all put back: what is left (a task that died) is nothing the guardian can mend */
+	if (!ret || ctl->crashed) {
+		guard_done(ctl->g_para);
+		guard_done(ctl->g_regs);
+	}
 	free(ctl);
 	return ret;
 }

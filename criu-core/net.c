@@ -32,6 +32,8 @@
 #include <netlink/route/route.h>
 
 #include "dump.h"
+#include "guard.h"
+#include "fault.h"
 #include "log.h"
 #include "nft.h"
 #include "ns.h"
@@ -362,6 +364,13 @@ static int ext_lock(struct dump_ctx *ctx, bool on)
 	return netns_lock(nsfd, on, "the tree's external network namespace");
 }
 
+int net_link_set_up(const char *name)
+{
+	char *names[1] = { (char *)name };
+
+	return set_host_ends(names, 1, true);
+}
+
 int net_lock(struct dump_ctx *ctx)
 {
 	struct rt in, host;
@@ -396,19 +405,23 @@ int net_lock(struct dump_ctx *ctx)
 	if ((ret = rt_open(&host, "cryo's network namespace")))
 		return ret;
 	ctx->net_locked = calloc(n, sizeof(char *));
-	for (size_t i = 0; ctx->net_locked && i < n; i++) {
+	ctx->g_net_locked = calloc(n, sizeof(*ctx->g_net_locked));
+	for (size_t i = 0; ctx->net_locked && ctx->g_net_locked && i < n; i++) {
 		char name[IFNAMSIZ];
 
-		if (rtnl_link_i2name(host.links, idx[i], name, sizeof(name)) &&
-		    (ctx->net_locked[ctx->nr_net_locked] = strdup(name)))
-			ctx->nr_net_locked++;
+		if (!rtnl_link_i2name(host.links, idx[i], name, sizeof(name)) ||
+		    !(ctx->net_locked[ctx->nr_net_locked] = strdup(name)))
+			continue;
+		/* should cryo die, its guardian sets it up again */
+		ctx->g_net_locked[ctx->nr_net_locked++] = guard_link_down(ctx->opts->guard, name);
 	}
 	rt_close(&host);
-	if (!ctx->net_locked)
+	if (!ctx->net_locked || !ctx->g_net_locked)
 		return -ENOMEM;
 	ret = set_host_ends(ctx->net_locked, ctx->nr_net_locked, false);
 	if (!ret)
 		pr_info("network locked: %zu host veth ends down", ctx->nr_net_locked);
+	fault_point("net-locked");
 	return ret;
 }
 
@@ -420,10 +433,14 @@ void net_unlock(struct dump_ctx *ctx, bool resume)
 	ctx->net_ext_locked = false;
 	if (resume && ctx->nr_net_locked && !set_host_ends(ctx->net_locked, ctx->nr_net_locked, true))
 		pr_info("network unlocked");
-	for (size_t i = 0; i < ctx->nr_net_locked; i++)
+	for (size_t i = 0; i < ctx->nr_net_locked; i++) {
 		free(ctx->net_locked[i]);
+		guard_done(ctx->g_net_locked[i]);
+	}
 	free(ctx->net_locked);
+	free(ctx->g_net_locked);
 	ctx->net_locked = NULL;
+	ctx->g_net_locked = NULL;
 	ctx->nr_net_locked = 0;
 }
 

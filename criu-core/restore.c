@@ -37,7 +37,9 @@
 #include "compat.h"
 #include "mem-flags.h"
 #include "files.h"
+#include "guard.h"
 #include "lazy.h"
+#include "fault.h"
 #include "log.h"
 #include "notify.h"
 #include "ns.h"
@@ -516,6 +518,10 @@ static int wait_child_ready(struct restore_ctx *ctx, struct rst_task *t, char *m
 		if (r < 0 && errno != EINTR)
 			return pr_perror("poll");
 		r = waitpid(-1, &st, WNOHANG | __WALL);
+		if (r > 0 && r == guard_pid(ctx->opts->guard)) {
+			pr_err("cryo's guardian (pid %d) died: the restore cannot go on safely", r);
+			return -ECHILD;
+		}
 		if (r > 0) {
 			if (r == t->host_pid && msg[0])
 				return -ECHILD;	/* it said why */
@@ -1065,6 +1071,10 @@ static int start_tasks(struct restore_ctx *ctx)
 		if (ptrace(PTRACE_SEIZE, t->host_pid, 0, SEIZE_OPTIONS | PTRACE_O_EXITKILL))
 			return pr_perror("pid %d: cannot trace the restoring task", t->pid);
 		t->traced = true;
+		/* traced, it dies with cryo; once let go, the guardian kills it unless the tree was committed */
+		if (!(t->g_kill = guard_kill(ctx->opts->guard, t->host_pid)) && ctx->opts->guard)
+			return -EIO;
+		fault_point("restore-traced");
 		if (!i && ((ret = ns_write_maps(ctx, t->host_pid)) || (ret = cgroup_attach(ctx, t->host_pid)) ||
 			   (ret = net_restore(ctx, t->host_pid)) ||
 			   (ret = notify(ctx->opts, "setup-namespaces", t->host_pid)) ||
@@ -1109,19 +1119,47 @@ static int finish_tasks(struct restore_ctx *ctx)
 	tty_give_foreground(ctx, ctx->tasks[0]);
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
-			ret = finalize(ctx, ctx->tasks[i], &ctx->shared->slot[i], ctx->tasks[i]->tids);
+			if (!(ret = finalize(ctx, ctx->tasks[i], &ctx->shared->slot[i], ctx->tasks[i]->tids)))
+				fault_point("restore-released");
 	if (ret)
 		tty_take_back_foreground(ctx);
 	return ret;
 }
 
+/* the tree runs, whatever happens to cryo now: the guardian lets it be */
+static void commit_tree(struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		guard_done(ctx->tasks[i]->g_kill);
+		ctx->tasks[i]->g_kill = NULL;
+	}
+}
+
+/* a child of cryo other than its guardian (which outlives cryo's work) */
+static bool has_other_children(pid_t guardian)
+{
+	_cleanup_free_ pid_t *kids = NULL;
+	int n = 0;
+
+	if (proc_list_children(getpid(), &kids, &n))
+		return true;
+	for (int i = 0; i < n; i++)
+		if (kids[i] != guardian)
+			return true;
+	return false;
+}
+
 /* after a failure: no task of the tree is left (cryo is their subreaper) */
 static void kill_tree(struct restore_ctx *ctx)
 {
+	pid_t guardian = guard_pid(ctx->opts->guard);
+
 	for (size_t i = 0; i < ctx->nr_tasks; i++)
 		if (ctx->tasks[i]->host_pid)
 			kill(ctx->tasks[i]->host_pid, SIGKILL);
-	while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
+	/* dead for sure now */
+	commit_tree(ctx);
+	while (has_other_children(guardian) && (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR))
 		;
 }
 
@@ -1246,16 +1284,20 @@ static int restore_tree(struct restore_ctx *ctx)
 	/* everything runs: the network lock goes */
 	if (!ret)
 		ret = net_restore_unlock(ctx) ?: notify(ctx->opts, "network-unlock", root);
+	if (!ret)
+		fault_point("restore-unlocked");
+	/* whoever reads the pid file must find the tree running, or none */
+	if (!ret && ctx->opts->pidfile)
+		ret = write_pidfile(ctx->opts, root);
 	if (ret) {
 		kill_tree(ctx);
 	} else {
+		commit_tree(ctx);
 		pr_info("restored pid %d (%zu processes)", root, ctx->nr_tasks);
 		/* too late to say no: it runs */
 		if (notify(ctx->opts, "post-resume", root))
 			pr_warn("pid %d runs on though post-resume failed", root);
 	}
-	if (!ret && ctx->opts->pidfile)
-		write_pidfile(ctx->opts, root);
 out:
 	prctl(PR_SET_CHILD_SUBREAPER, 0);
 	munmap(ctx->shared, shared_len);
@@ -1271,7 +1313,22 @@ out_files:
 	return ret;
 }
 
+static int restore_command(struct cryo_opts *o);
+
 int cmd_restore(struct cryo_opts *o)
+{
+	bool mine = !o->guard;
+	int ret;
+
+	if (guard_start(o))
+		return 1;
+	ret = restore_command(o);
+	if (mine)
+		guard_stop(o);
+	return ret;
+}
+
+static int restore_command(struct cryo_opts *o)
 {
 	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1, .cryo_pidfd = -1, .net_ext_fd = -1,
 				   .pty_sock = { -1, -1 } };
@@ -1315,6 +1372,9 @@ int cmd_restore(struct cryo_opts *o)
 	root = ctx.nr_tasks ? ctx.tasks[0]->host_pid : 0;
 	o->restored_pid = ret ? 0 : root;
 	free_images(&ctx);
+	/* the tree runs (or nothing is left): the guardian has nothing more to do */
+	if (!o->detach)
+		guard_stop(o);
 	if (!ret && !o->detach) {
 		ret = wait_restored(root);
 		tty_take_back_foreground(&ctx);

@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 
 #include "compat.h"
+#include "fault.h"
 #include "log.h"
 #include "proc.h"
 #include "seize.h"
@@ -207,6 +208,7 @@ int ptrace_step_syscall(pid_t pid)
 			       stage ? "exit" : "entry", describe_status(st, why, sizeof(why)));
 			return -EIO;
 		}
+		fault_point(stage ? "syscall-exit" : "syscall-entry");
 	}
 	return 0;
 }
@@ -288,4 +290,45 @@ void regs_apply_restart(struct user_regs_struct *r, bool for_restore)
 		}
 	}
 	r->orig_rax = -1;
+}
+
+int remote_syscall(pid_t tid, const struct user_regs_struct *base, unsigned long gadget, long nr, long a1,
+		   long a2, long a3, long a4, long a5, long a6, long *ret)
+{
+	struct user_regs_struct r = *base;
+
+	r.rip = gadget;
+	r.rax = nr;
+	r.orig_rax = -1;
+	r.rdi = a1;
+	r.rsi = a2;
+	r.rdx = a3;
+	r.r10 = a4;
+	r.r8 = a5;
+	r.r9 = a6;
+	if (ptrace_set_regs(tid, &r))
+		return -EIO;
+	fault_point("syscall-set");
+	if (ptrace_step_syscall(tid) || ptrace_get_regs(tid, &r))
+		return -EIO;
+	*ret = r.rax;
+	return 0;
+}
+
+unsigned long find_exec_addr(pid_t pid)
+{
+	char path[64], line[512];
+	unsigned long start = 0, s, e;
+	char perms[8];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (!start && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) == 3 && !strcmp(perms, "r-xp"))
+			start = s;
+	fclose(f);
+	return start;
 }

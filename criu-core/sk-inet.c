@@ -40,6 +40,8 @@
 
 #include "dump.h"
 #include "files.h"
+#include "guard.h"
+#include "fault.h"
 #include "log.h"
 #include "restore.h"
 #include "sockets.h"
@@ -230,6 +232,7 @@ static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpSt
 	struct tcp_repair_window w;
 	socklen_t l = sizeof(ti);
 	int on = 1, unsent = 0, cork = 0, ret;
+	struct guard_entry *g;
 	struct tcp_held *nv;
 
 	if (!t)
@@ -259,9 +262,15 @@ static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpSt
 		return -ENOTSUP;
 	}
 	t->has_fin_sent = t->has_fin_received = true;
-	if (setsockopt(p->lfd, SOL_TCP, TCP_REPAIR, &on, sizeof(on)))
+	/* should cryo die, its guardian takes it out of repair mode again */
+	g = guard_tcp_repair(ctx->opts->guard, p->pid, p->fd);
+	if (ctx->opts->guard && !g)
+		return -ENOMEM;
+	if (setsockopt(p->lfd, SOL_TCP, TCP_REPAIR, &on, sizeof(on))) {
+		guard_done(g);
 		return pr_perror("pid %d fd %d: cannot put TCP connection %s -> %s in repair mode", p->pid, p->fd,
 				 src, dst);
+	}
 	/* from here on it leaves repair mode only through inet_dump_finish */
 	nv = xrealloc_array(ctx->tcp_held, ctx->nr_tcp_held + 1, sizeof(*nv));
 	if (nv)
@@ -269,8 +278,11 @@ static int dump_tcp_stream(struct dump_ctx *ctx, const struct fd_parms *p, TcpSt
 	if (!nv || (nv[ctx->nr_tcp_held].fd = fcntl(p->lfd, F_DUPFD_CLOEXEC, 0)) < 0) {
 		l = 0;
 		setsockopt(p->lfd, SOL_TCP, TCP_REPAIR, &l, sizeof(int));
+		guard_done(g);
 		return -ENOMEM;
 	}
+	nv[ctx->nr_tcp_held].g = g;
+	fault_point("tcp-repair");
 	nv[ctx->nr_tcp_held].netns = -1;
 	nv[ctx->nr_tcp_held++].pending = NULL;
 	l = sizeof(int);
@@ -378,6 +390,7 @@ void inet_dump_finish(struct dump_ctx *ctx, bool resumed)
 			close(h->fd);
 		if (h->netns >= 0)
 			close(h->netns);
+		guard_done(h->g);
 	}
 	free(ctx->tcp_held);
 	ctx->tcp_held = NULL;
@@ -434,6 +447,9 @@ static int dump_pending(struct dump_ctx *ctx, const struct fd_parms *p, InetSkEn
 		if (ctx->nr_tcp_held > held) {
 			/* held: it goes back into the queue if the task runs on, also if this dump fails */
 			ctx->tcp_held[held].pending = pe;
+			/* cryo's alone: should it die, nothing can take it back to the queue */
+			guard_done(ctx->tcp_held[held].g);
+			ctx->tcp_held[held].g = NULL;
 			ctx->tcp_held[held].netns = ioctl(p->lfd, SIOCGSKNS);
 		}
 		if (ret)

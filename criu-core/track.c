@@ -29,6 +29,7 @@
 
 #include "compat.h"
 #include "infect.h"
+#include "guard.h"
 #include "log.h"
 #include "proc.h"
 #include "track.h"
@@ -120,6 +121,7 @@ int track_create(struct parasite_ctl *ctl, struct track *tr)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = TRACK_FEATURES };
 	pid_t pid = ctl->pid;
+	struct guard_entry *ge;
 	long fd, parked, r;
 
 	*tr = (struct track){ .uffd = -1, .task_fd = -1, .fresh = true };
@@ -130,9 +132,14 @@ int track_create(struct parasite_ctl *ctl, struct track *tr)
 		pr_err("pid %d: cannot make a userfaultfd in it to track its writes: %s", pid, strerror(-fd));
 		return (int)fd;
 	}
+	/* in the task's own fd range until parked: the guardian closes it should cryo die meanwhile */
+	ge = guard_task_fd(ctl->g, pid, fd);
 	if (parasite_syscall(ctl, __NR_fcntl, fd, F_DUPFD_CLOEXEC, park_base(pid), 0, &parked) ||
-	    parasite_syscall(ctl, __NR_close, fd, 0, 0, 0, &r))
+	    parasite_syscall(ctl, __NR_close, fd, 0, 0, 0, &r)) {
+		guard_done(ge);
 		return -EIO;
+	}
+	guard_done(ge);
 	if (parked < 0) {
 		pr_err("pid %d: no free fd to park its tracker at: %s", pid, strerror(-parked));
 		return (int)parked;

@@ -42,6 +42,8 @@
 #include "cgroup.h"
 #include "cryo.h"
 #include "dump-round.h"
+#include "guard.h"
+#include "fault.h"
 #include "log.h"
 #include "pagesrv.h"
 #include "postcopy.h"
@@ -72,6 +74,7 @@ struct migration {
 	char stage_buf[48];
 	uint64_t last_scan;		/* when the last round scanned the tree */
 	bool tracked;			/* a round began: trackers may be parked in the tree */
+	struct guard_entry *g_untrack;	/* the guardian closes them should cryo die first */
 	char why[512];
 	pid_t target_pid;
 	uint64_t t0, t_frozen, t_running;
@@ -144,9 +147,12 @@ static int precopy_round(struct migration *m)
 	round_opts(m, &ro, dir, sizeof(dir), n, prev, sizeof(prev));
 	if (mkdir(dir, 0700))
 		return pr_perror("cannot create %s", dir);
+	if (!m->tracked && !(m->g_untrack = guard_untrack(m->o->guard, m->root)) && m->o->guard)
+		return -ENOMEM;
 	m->tracked = true;
 	if ((ret = pre_dump_round(&ro, &dr)))
 		return ret;
+	fault_point("migrate-round");
 	rs->pages = dr.pages;
 	rs->bytes = ps_sent(m->ps) - sent0;
 	rs->send_ns = now_ns() - t0;
@@ -220,6 +226,9 @@ static int final_round(struct migration *m)
 	if ((ret = dump_hold(&ro, &dr)))
 		return fail_at(m, "the final dump", ret);
 	m->t_frozen = dr.t_frozen;
+	/* the final dump closed the trackers */
+	guard_done(m->g_untrack);
+	m->g_untrack = NULL;
 	rs->pages = dr.pages;
 	rs->bytes = ps_sent(m->ps) - sent0;
 	rs->send_ns = now_ns() - dr.t_frozen;
@@ -234,6 +243,7 @@ static int final_round(struct migration *m)
 		return fail_at(m, "the restore on the target", ret);
 	}
 	m->t_running = now_ns();
+	fault_point("migrate-restored");
 	sscanf(msg, "running as pid %d", &m->target_pid);
 	progress(m, "the target has it: %s", msg);
 	if (m->lazy) {
@@ -374,7 +384,7 @@ static int migrate(struct migration *m)
 	return final_round(m);
 }
 
-int cmd_migrate(struct cryo_opts *o)
+static int migrate_command(struct cryo_opts *o)
 {
 	struct migration m = { .o = o, .t0 = now_ns() };
 	const char *tmp = getenv("TMPDIR");
@@ -395,8 +405,14 @@ int cmd_migrate(struct cryo_opts *o)
 	/* given up before the final dump (which closes them): the trackers go */
 	if (ret && m.tracked && !m.t_frozen && dump_untrack(o, m.root))
 		pr_warn("pid %d: its dirty trackers could not all be closed", m.root);
+	guard_done(m.g_untrack);
 	print_summary(&m, ret);
 	if (rm_tree_at(AT_FDCWD, m.local))
 		pr_warn("cannot remove %s", m.local);
 	return ret ? 1 : 0;
+}
+
+int cmd_migrate(struct cryo_opts *o)
+{
+	return guard_run(o, migrate_command);
 }

@@ -15,6 +15,8 @@ struct restore_ctx;
  */
 int cgroup_freeze(struct dump_ctx *ctx, pid_t root);
 int cgroup_thaw(struct dump_ctx *ctx);
+/* write dir's freezer: frozen or thawed (v2: cgroup.freeze) */
+int cgroup_freezer_set(const char *dir, bool v2, bool frozen);
 /* every process of the frozen cgroup must be in the tree */
 int cgroup_check_members(struct dump_ctx *ctx);
 /* --cgroup DIR: the one process of DIR whose parent is outside it */

@@ -12,6 +12,8 @@
 /* the page server's secret when CRIU's clients, who cannot pass one, drive cryo */
 #define DEFAULT_SECRET_FILE "/etc/cryo/page-server.secret"
 
+struct guard;
+
 /* an option given more than once */
 struct str_list {
 	const char **v;
@@ -73,6 +75,7 @@ struct cryo_opts {
 	int (*notify_fn)(void *arg, const char *point, pid_t pid, int fd);
 	void *notify_arg;
 	pid_t restored_pid;		/* out: the restored root, as cryo sees it */
+	struct guard *guard;		/* the command's guardian (guard.h), or NULL */
 };
 
 /* options parsed (CRIU's) that cryo cannot honour yet: an error naming the first */

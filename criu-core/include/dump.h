@@ -48,6 +48,7 @@ struct dump_task {
 	struct chain *prev;		/* the previous dumps' pages, or NULL */
 	bool lazy;			/* as ctx->lazy */
 	unsigned long exec_addr;	/* a private executable address */
+	struct guard_entry *g_kill;	/* being killed after the dump: the guardian finishes it */
 };
 
 /* a memfd some VMA maps, dumped once */
@@ -70,6 +71,7 @@ struct tcp_held {
 	int fd;
 	int netns;			/* accepted by cryo from its listener's queue: the listener's, else -1 */
 	const TcpPendingEntry *pending;	/* and what it is, to go back there */
+	struct guard_entry *g;		/* the guardian takes it out of repair mode should cryo die */
 };
 
 struct dump_ctx {
@@ -100,10 +102,12 @@ struct dump_ctx {
 	int nr_uid_map, nr_gid_map;	/* the tree's user namespace: 0, ids are cryo's */
 	char *freezer;			/* the frozen cgroup's directory, while frozen */
 	bool freezer_v2;		/* it is cgroup v2's (cgroup.freeze) */
+	struct guard_entry *g_freezer;	/* the guardian thaws it should cryo die */
 	const char *net_ext_key;	/* the network namespace is the caller's: --external net[INODE]:KEY */
 	bool net_ext_locked;		/* net-lock.c: its nftables lock is on */
 	char **net_locked;		/* net.c: host veth ends taken down by the network lock */
 	size_t nr_net_locked;
+	struct guard_entry **g_net_locked;	/* for each, its guardian entry */
 	struct tcp_held *tcp_held;	/* sk-inet.c: connections cryo holds in repair mode */
 	size_t nr_tcp_held;
 

@@ -13,6 +13,9 @@
 
 #include "parasite-proto.h"
 
+struct guard;
+struct guard_entry;
+
 struct parasite_ctl {
 	pid_t pid;
 	struct user_regs_struct regs;	/* as seized: put back by parasite_cure */
@@ -27,15 +30,21 @@ struct parasite_ctl {
 	size_t pipe_size;
 	bool pipe_open;			/* INIT ran: cure closes the pipe */
 	bool crashed;			/* parasite died on a signal */
+	unsigned long gadget;		/* the borrowed code word: `syscall; jmp .` (0: given back) */
+	uint64_t code_word;		/* what it held */
+	struct guard *g;		/* the command's guardian, or NULL */
+	struct guard_entry *g_regs;	/* the leader's registers and mask, as seized */
+	struct guard_entry *g_para;	/* the parasite, its mapping, the code word */
 };
 
 /*
- * Inject into a task in a ptrace stop. exec_addr: an address inside a
- * private executable mapping of the task, used only if no syscall
- * instruction is at hand. Returns NULL on error (logged; the task is left
- * as it was).
+ * Inject into a task in a ptrace stop. exec_addr: the start of a private
+ * executable mapping of the task, whose first code word is borrowed for
+ * cryo's syscalls until the cure (0: found in its maps). Every change is
+ * journaled for g, the command's guardian, if any. Returns NULL on error
+ * (logged; the task is left as it was).
  */
-struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t pipe_size);
+struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t pipe_size, struct guard *g);
 int parasite_cmd(struct parasite_ctl *ctl, enum parasite_cmd cmd);
 /*
  * Where the page pipe's bytes go: move takes up to max bytes from the pipe

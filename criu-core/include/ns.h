@@ -45,6 +45,8 @@ int net_restore(struct restore_ctx *ctx, pid_t pid);
 /* the network lock: host veth ends down while the dump reads the sockets; up if the tree runs on */
 int net_lock(struct dump_ctx *ctx);
 void net_unlock(struct dump_ctx *ctx, bool resume);
+/* set the network device name (in cryo's namespace) up: 0 or -errno (logged) */
+int net_link_set_up(const char *name);
 /* the restore is done: the host veth ends up */
 int net_restore_unlock(struct restore_ctx *ctx);
 

@@ -36,6 +36,7 @@ struct rst_task {
 	bool before_setsid;		/* forked before its parent's setsid: born in its parent's old session */
 	pid_t born_sid;
 	bool traced;
+	struct guard_entry *g_kill;	/* the guardian kills it should cryo die before the tree runs */
 	int status[2];			/* its errors, then EOF when its restorer is done */
 	int sync[2];			/* cryo says "go" once it traces the task */
 	pid_t *tids;			/* its threads once taken over, the leader first */

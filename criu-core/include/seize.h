@@ -55,6 +55,17 @@ int ptrace_get_sigmask(pid_t tid, uint64_t *mask);
 int ptrace_set_sigmask(pid_t tid, uint64_t mask);
 
 /*
+ * Run one syscall in the stopped thread tid at a syscall instruction at
+ * gadget (which cryo makes `syscall; jmp .`: should cryo die, the thread
+ * spins there for the guardian), stepping it with PTRACE_SYSCALL so that
+ * no signal is involved; base gives the other registers. 0 and *ret, or -EIO.
+ */
+int remote_syscall(pid_t tid, const struct user_regs_struct *base, unsigned long gadget, long nr, long a1,
+		   long a2, long a3, long a4, long a5, long a6, long *ret);
+/* the start of the task's first private executable mapping, from its maps; 0 if none */
+unsigned long find_exec_addr(pid_t pid);
+
+/*
  * Syscall restart, as the kernel would do it when the interrupted task goes
  * back to user mode without running a signal handler. for_restore: a fresh
  * task has no restart_block, so a restart_syscall() there would fail; the

@@ -13,11 +13,4 @@ __export_entry:
 	syscall
 	jmp	1b
 
-	/* a syscall instruction the dumper can point rip at */
-	.globl __export_syscall
-	.hidden __export_syscall
-__export_syscall:
-	syscall
-	ud2
-
 	.section .note.GNU-stack, "", @progbits
