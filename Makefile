@@ -1,7 +1,8 @@
 # cryo — checkpoint/restore for Linux containers.
 #   make          build build/cryo (and the test programs)
 #   make deps     install the Debian packages a fresh machine needs
-#   make test     build everything and run the pytest suite
+#   make test     build everything and run the pytest suite (and part of it with make asan's cryo)
+#   make asan     build cryo with AddressSanitizer and UBSan and run part of the suite with it
 #   make bench    run the memory dump/restore benchmark
 #   make bench-migrate  run the live-migration benchmark (two hosts on this machine)
 #   make install  install cryo to $(PREFIX)/sbin, its libcriu to $(PREFIX)/lib
@@ -27,7 +28,7 @@ WARN	:= -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 $(WARN) -D_GNU_SOURCE -Icriu-core/include -Iimages -Ipagesrv -Imigrate -I$(B)/gen -fno-strict-aliasing
 NL_CFLAGS := $(shell pkg-config --cflags libnl-route-3.0 2>/dev/null || echo -I/usr/include/libnl3)
-CFLAGS	+= $(NL_CFLAGS)
+CFLAGS	+= $(NL_CFLAGS) $(SAN_CFLAGS)
 LDLIBS	:= -lprotobuf-c -lz -lcrypto -lnl-route-3 -lnl-3 -lnftnl -lmnl
 
 # ---- image schemas ----
@@ -131,8 +132,26 @@ deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(RUNTIME_PKGS); \
 	fi
 
-test: deps all crun
+test: deps all crun asan-build
 	cd test && /usr/bin/python3 -m pytest -v $(PYTEST_ARGS)
+	$(MAKE) asan-run
+
+# ---- cryo with AddressSanitizer and UBSan (the blobs keep their own flags) ----
+# Any finding aborts cryo, so the test that ran it fails and shows the report.
+ASAN_B	  := $(B)/asan
+ASAN_CRYO := $(ASAN_B)/cryo
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -Wno-error
+# a representative part of the suite: dump and restore of every kind of state, containers,
+# images read and refused, the page server, a killed cryo's guardian
+ASAN_TESTS ?= test_basic.py test_threads.py test_memory.py test_fdkinds.py test_tree.py test_state.py \
+	test_container.py test_predump.py test_pagesrv.py test_errors.py test_failures.py test_show_check.py \
+	test_criu_rpc.py test_guardian.py
+asan-build:
+	$(MAKE) B=$(ASAN_B) SAN_CFLAGS="$(SAN_FLAGS)" $(ASAN_CRYO)
+asan-run:
+	cd test && CRYO_BIN=$(abspath $(ASAN_CRYO)) ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
+		/usr/bin/python3 -m pytest -q $(ASAN_TESTS)
+asan: deps all asan-build asan-run
 
 bench: deps all
 	scripts/bench
@@ -151,5 +170,5 @@ clean:
 
 include criu-core/libcriu/libcriu.mk
 
-.PHONY: all deps test bench bench-migrate demo install clean
+.PHONY: all deps test bench bench-migrate demo install clean asan asan-build asan-run
 .SECONDARY:

@@ -134,8 +134,10 @@ int tcp_inject(const struct tcp_seg *seg, const char *what)
 	th.fin = !!(seg->flags & TH_FIN);
 	th.psh = !!(seg->flags & TH_PUSH);
 	memcpy(pkt, &th, sizeof(th));
-	memcpy(pkt + sizeof(th), seg->opts, seg->olen);
-	memcpy(pkt + sizeof(th) + seg->olen, seg->data, seg->len);
+	if (seg->olen)
+		memcpy(pkt + sizeof(th), seg->opts, seg->olen);
+	if (seg->len)
+		memcpy(pkt + sizeof(th) + seg->olen, seg->data, seg->len);
 	return l4_inject(IPPROTO_TCP, from, to, pkt, tlen, offsetof(struct tcphdr, check), what);
 }
 
@@ -153,6 +155,7 @@ int udp_inject(const void *from, const void *to, const void *data, size_t len, c
 	if (!(pkt = malloc(tlen)))
 		return -ENOMEM;
 	memcpy(pkt, &uh, sizeof(uh));
-	memcpy(pkt + sizeof(uh), data, len);
+	if (len)
+		memcpy(pkt + sizeof(uh), data, len);
 	return l4_inject(IPPROTO_UDP, from, to, pkt, tlen, offsetof(struct udphdr, check), what);
 }

@@ -221,7 +221,8 @@ static int packet_groups_restore(int fd, const PacketSkEntry *e, const char *wha
 		if (!mr.mr_ifindex)
 			return pr_perror("%s: the device %s of its membership is missing", what, me->ifname);
 		mr.mr_alen = MIN(me->addr.len, sizeof(mr.mr_address));
-		memcpy(mr.mr_address, me->addr.data, mr.mr_alen);
+		if (mr.mr_alen)
+			memcpy(mr.mr_address, me->addr.data, mr.mr_alen);
 		for (uint32_t n = 0; n < me->count; n++)
 			if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr)))
 				return pr_perror("%s: cannot add its membership (type %u) on %s", what, me->type,

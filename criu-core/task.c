@@ -178,7 +178,8 @@ static int dump_creds(struct dump_ctx *ctx, struct dump_task *t, TaskCoreEntry *
 	c->groups = arena_array(&ctx->arena, uint32_t, st->nr_groups);
 	if (st->nr_groups && !c->groups)
 		return -ENOMEM;
-	memcpy(c->groups, st->groups, st->nr_groups * sizeof(uint32_t));
+	if (st->nr_groups)
+		memcpy(c->groups, st->groups, st->nr_groups * sizeof(uint32_t));
 	c->cap_inh = st->cap_inh;
 	c->cap_prm = st->cap_prm;
 	c->cap_eff = st->cap_eff;
@@ -494,7 +495,8 @@ static int prepare_creds(struct rst_task *t, struct rst_area *ra)
 
 	if (!groups)
 		return -ENOMEM;
-	memcpy(groups, c->groups, c->n_groups * sizeof(uint32_t));
+	if (c->n_groups)
+		memcpy(groups, c->groups, c->n_groups * sizeof(uint32_t));
 	rc->uid[0] = c->uid;
 	rc->uid[1] = c->euid;
 	rc->uid[2] = c->suid;

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CRYO = ROOT / "build" / "cryo"
+# CRYO_BIN: another build of cryo to run the suite with (make asan's)
+CRYO = Path(os.environ.get("CRYO_BIN") or ROOT / "build" / "cryo")
 PROGS = ROOT / "build" / "progs"
 NOBODY = 65534
 
