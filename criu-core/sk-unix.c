@@ -430,7 +430,7 @@ struct rst_unix {
 	const UnixSkEntry *u;
 	int fd;
 	int stand_in;		/* the other end of a pair whose peer had gone */
-	char bound[PATH_MAX_LEN];	/* the path bound, its directory's joined ("@": abstract) */
+	char bound[UNIX_NAME_MAX + 1];	/* the name bound, as bound ("@": abstract), to unlink if the name was gone */
 };
 
 static struct rst_unix *rsk_find(struct restore_ctx *ctx, uint32_t ino)
@@ -441,33 +441,23 @@ static struct rst_unix *rsk_find(struct restore_ctx *ctx, uint32_t ino)
 	return NULL;
 }
 
-/* the path of a path name (joined to its directory if relative) into out, or false if abstract */
-static bool name_path(const ProtobufCBinaryData *name, const char *dir, char *out, size_t len)
-{
-	int n = (int)strnlen((const char *)name->data, name->len);
-
-	if (!name->len || !name->data[0])
-		return false;
-	if (name->data[0] != '/' && dir)
-		snprintf(out, len, "%s%s%.*s", dir, strcmp(dir, "/") ? "/" : "", n, (const char *)name->data);
-	else
-		snprintf(out, len, "%.*s", n, (const char *)name->data);
-	return true;
-}
-
 /*
  * A name (validated: unix_validate) as an address to bind, connect or
- * send to. A path name's directory is resolved in the root by the door (a
- * container's root once pivoted into; a host process's names are the
- * host's, by design) and the call goes through /proc/self/fd/DIR/NAME; a
- * name too long for that is reached from that directory as cryo's cwd
- * (cryo runs one thread) until uaddr_put.
+ * send to, with the very bytes it had: the kernel keeps them as the
+ * socket's name (getsockname, sock_diag, a later dump). A path name's
+ * directory is resolved first by the door in the root (a container's root
+ * once pivoted into; a host process's names are the host's, by design),
+ * which refuses what leaves it or goes through a magic link; the kernel's
+ * own resolution of the name from that root then finds the same one. A
+ * relative name is reached from the directory it was bound in, made
+ * cryo's cwd through its fd (cryo runs one thread) until uaddr_put. The
+ * file of the name is then handled through ua->dir and ua->last only.
  */
 struct uaddr {
 	struct sockaddr_un a;
 	socklen_t len;
 	int dir;		/* a path name's directory, or -1 */
-	int here;		/* cryo's cwd while it is in dir, or -1 */
+	int here;		/* cryo's cwd while it is in a relative name's directory, or -1 */
 	char last[UNIX_NAME_MAX + 1];	/* a path name's last component */
 };
 
@@ -482,48 +472,58 @@ static void uaddr_put(struct uaddr *ua)
 	ua->here = ua->dir = -1;
 }
 
-static int uaddr_path(struct uaddr *ua, const char *path, uint32_t ino)
+/* a relative name's directory, by the door, as cryo's cwd */
+static int uaddr_enter(struct uaddr *ua, int root, const char *dir, uint32_t ino)
 {
-	_cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	const char *last;
+	_cleanup_close_ int fd = door_open(root, dir, O_PATH | O_DIRECTORY, 0, DOOR_IN_ROOT,
+					   "unix socket %u: the directory of its name", ino);
 
-	*ua = (struct uaddr){ .a.sun_family = AF_UNIX, .dir = -1, .here = -1 };
-	if (root < 0)
-		return pr_perror("unix socket %u: cannot open the root directory", ino);
-	ua->dir = door_parent_how(root, path, DOOR_IN_ROOT, &last, "unix socket %u: name", ino);
-	if (ua->dir < 0)
-		return ua->dir;
-	if (snprintf(ua->last, sizeof(ua->last), "%s", last) >= (int)sizeof(ua->last)) {
-		pr_err("unix socket %u: name %s is too long", ino, path);
-		uaddr_put(ua);
-		return -ENAMETOOLONG;
-	}
-	if (snprintf(ua->a.sun_path, sizeof(ua->a.sun_path), "/proc/self/fd/%d/%s", ua->dir, last) >=
-	    (int)sizeof(ua->a.sun_path)) {
-		ua->here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-		if (ua->here < 0 || fchdir(ua->dir)) {
-			int ret = pr_perror("unix socket %u: cannot go into the directory of %s", ino, path);
-
-			uaddr_put(ua);
-			return ret;
-		}
-		snprintf(ua->a.sun_path, sizeof(ua->a.sun_path), "%s", last);
-	}
-	ua->len = SUN_LEN(&ua->a);
-	return 0;
+	if (fd < 0)
+		return fd;
+	ua->here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (ua->here < 0 || fchdir(fd))
+		return pr_perror("unix socket %u: cannot go into %s", ino, dir);
+	return steal_fd(fd);
 }
 
 static int uaddr_get(struct uaddr *ua, const ProtobufCBinaryData *name, const char *dir, uint32_t ino)
 {
-	char path[PATH_MAX_LEN];
+	size_t n = MIN(name->len, sizeof(ua->a.sun_path));
+	_cleanup_close_ int root = -1, base = -1;
+	char path[UNIX_NAME_MAX + 1];
+	const char *last;
 
-	if (name_path(name, dir, path, sizeof(path)))
-		return uaddr_path(ua, path, ino);
-	/* abstract: the bytes as they are */
 	*ua = (struct uaddr){ .a.sun_family = AF_UNIX, .dir = -1, .here = -1 };
-	memcpy(ua->a.sun_path, name->data, MIN(name->len, sizeof(ua->a.sun_path)));
-	ua->len = offsetof(struct sockaddr_un, sun_path) + MIN(name->len, sizeof(ua->a.sun_path));
+	memcpy(ua->a.sun_path, name->data, n);
+	ua->len = offsetof(struct sockaddr_un, sun_path) + n;
+	if (!n || !name->data[0])
+		return 0;	/* abstract: no file */
+	snprintf(path, sizeof(path), "%.*s", (int)strnlen((const char *)name->data, n), (const char *)name->data);
+	if ((root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return pr_perror("unix socket %u: cannot open the root directory", ino);
+	if (path[0] != '/' && dir && (base = uaddr_enter(ua, root, dir, ino)) < 0) {
+		uaddr_put(ua);
+		return base;
+	}
+	/* from a relative name's directory, beneath it: no absolute symlink to be resolved otherwise */
+	ua->dir = base >= 0 ? door_parent_how(base, path, DOOR_BENEATH, &last, "unix socket %u: name", ino) :
+			      door_parent_how(root, path, DOOR_IN_ROOT, &last, "unix socket %u: name", ino);
+	if (ua->dir < 0) {
+		int ret = ua->dir;
+
+		uaddr_put(ua);
+		return ret;
+	}
+	snprintf(ua->last, sizeof(ua->last), "%s", last);
 	return 0;
+}
+
+/* the name s is bound to (bound), with its directory if relative */
+static int uaddr_bound(struct uaddr *ua, const struct rst_unix *s)
+{
+	ProtobufCBinaryData n = { strlen(s->bound) + 1, (uint8_t *)s->bound };
+
+	return uaddr_get(ua, &n, s->u->name_dir, s->u->ino);
 }
 
 static bool same_name(const UnixSkEntry *a, const UnixSkEntry *b)
@@ -568,6 +568,7 @@ static bool name_taken(struct restore_ctx *ctx, const struct rst_unix *s)
 static int clear_name(struct rst_unix *s, struct uaddr *ua)
 {
 	const UnixSkEntry *u = s->u;
+	size_t bl = strlen(s->bound);
 	struct stat st;
 
 	if (fstatat(ua->dir, ua->last, &st, AT_SYMLINK_NOFOLLOW))
@@ -582,13 +583,12 @@ static int clear_name(struct rst_unix *s, struct uaddr *ua)
 		return 0;
 	}
 	/* a new socket took the name: bind next to it, unlink after */
-	if (snprintf(s->bound + strlen(s->bound), sizeof(s->bound) - strlen(s->bound), ".cryo-%u", u->ino) >=
-	    (int)(sizeof(s->bound) - strlen(s->bound))) {
+	if (snprintf(s->bound + bl, sizeof(s->bound) - bl, ".cryo-%u", u->ino) >= (int)(sizeof(s->bound) - bl)) {
 		pr_err("unix socket %u: no room for a name next to %s", u->ino, s->bound);
 		return -ENAMETOOLONG;
 	}
 	uaddr_put(ua);
-	if (uaddr_path(ua, s->bound, u->ino))
+	if (uaddr_bound(ua, s))
 		return -EINVAL;
 	unlinkat(ua->dir, ua->last, 0);
 	return 0;
@@ -604,15 +604,18 @@ static int bind_name(struct restore_ctx *ctx, struct rst_unix *s)
 
 	if (name_taken(ctx, s))
 		return 0;	/* sockets accepted from a listener now closed share its name */
-	if (!name_path(&u->name, u->name_dir, s->bound, sizeof(s->bound))) {
+	if (!u->name.len || !u->name.data[0])
 		snprintf(s->bound, sizeof(s->bound), "@");
-		ret = uaddr_get(&ua, &u->name, NULL, u->ino);
-	} else {
-		ret = uaddr_path(&ua, s->bound, u->ino) ?: clear_name(s, &ua);
-	}
+	else
+		snprintf(s->bound, sizeof(s->bound), "%.*s", (int)strnlen((const char *)u->name.data, u->name.len),
+			 (const char *)u->name.data);
+	ret = uaddr_get(&ua, &u->name, u->name_dir, u->ino);
+	if (!ret && ua.dir >= 0)
+		ret = clear_name(s, &ua);
 	if (!ret && bind(s->fd, (struct sockaddr *)&ua.a, ua.len))
 		ret = pr_perror("unix socket %u: cannot bind it to %s", u->ino,
-				name_str(u->name.data, u->name.len, nb, sizeof(nb)));
+				name_str((uint8_t *)ua.a.sun_path, ua.len - offsetof(struct sockaddr_un, sun_path), nb,
+					 sizeof(nb)));
 	if (!ret && ua.dir >= 0 && u->has_name_mode &&
 	    (fchownat(ua.dir, ua.last, u->name_uid, u->name_gid, AT_SYMLINK_NOFOLLOW) ||
 	     fchmodat(ua.dir, ua.last, u->name_mode, 0)))
@@ -862,7 +865,7 @@ static int unix_prepare(struct restore_ctx *ctx)
 		if (s->u->name_gone && s->bound[0] && s->bound[0] != '@') {
 			struct uaddr ua;
 
-			if (uaddr_path(&ua, s->bound, s->u->ino))
+			if (uaddr_bound(&ua, s))
 				return -EINVAL;
 			unlinkat(ua.dir, ua.last, 0);
 			uaddr_put(&ua);

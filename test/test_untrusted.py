@@ -11,6 +11,7 @@ dump unedited: what the validation pass refuses is the edit, not the dump.
 import os
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +20,7 @@ import pytest
 
 import criurpc
 import imgedit
-from cryolib import alive, checkpoint, cryo, dump, one_line_error, wait_pid
+from cryolib import alive, checkpoint, cryo, dump, kill_and_reap, one_line_error, wait_pid
 from test_container import CGROOT, Container, wait_gone
 
 MARK = "the marker: nothing may write here\n"
@@ -88,11 +89,7 @@ def crafted(app, tmp_path):
             for p in cgroup_procs(f"{CGROOT}/{ctrl}/cryo/{app.c.name}")] + [app.c.pid] * alive(app.c.pid)
     for pid in set(left):
         # a restore that went through (as before the door): its tree goes, by pid
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for pid in set(left):
+        kill_and_reap(pid)
         wait_gone(pid)
     assert not left, f"pids {sorted(set(left))} left behind by the failed restore"
     assert_untouched(app.outside)
@@ -329,13 +326,19 @@ def test_mapped_file_flags(plain):
 
 def test_process_unedited_restores(plain):
     """The same dump, unedited, passes the validation pass and runs, its
-    socket bound at its name again."""
-    os.unlink(plain.w.dir / "s.sock")
+    socket bound at its name again: the name the kernel keeps for it
+    (getsockname, /proc/net/unix) is the one it had, not a path of cryo's."""
+    name = str(plain.w.dir / "s.sock")
+    os.unlink(name)
     cryo("restore", "-D", plain.images, "-d", "-o", "restore.log", "-v4")
     plain.w.restored = True
     try:
         assert alive(plain.w.pid)
-        assert (plain.w.dir / "s.sock").is_socket()
+        assert Path(name).is_socket()
+        names = [l.split()[7] for l in open(f"/proc/{plain.w.pid}/net/unix").read().splitlines()[1:]
+                 if len(l.split()) > 7]
+        assert name in names, f"{name} is not a socket's name: {names}"
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(name)
     finally:
         os.kill(plain.w.pid, signal.SIGKILL)
         wait_pid(plain.w.pid, 10)
