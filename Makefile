@@ -19,7 +19,8 @@ DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 	    libnl-3-dev libnl-route-3-dev libnet1-dev libbsd-dev zlib1g-dev \
 	    libnftnl-dev libmnl-dev libssl-dev \
 	    python3 python3-pytest busybox-static \
-	    iproute2 util-linux
+	    iproute2 util-linux \
+	    protobuf-compiler python3-protobuf
 # the runtimes whose checkpoints cryo serves (test_runc.py); not their
 # recommended criu, which cryo stands in for
 RUNTIME_PKGS := runc

@@ -17,13 +17,15 @@
 #include <unistd.h>
 
 #include "cgroup.h"
-#include "guard.h"
 #include "cryo.h"
+#include "door.h"
 #include "dump.h"
 #include "fault.h"
+#include "guard.h"
 #include "log.h"
 #include "restore.h"
 #include "util.h"
+#include "validate.h"
 
 /* limits worth carrying over, per controller, in the order they are written */
 static const char *const cg_props[] = {
@@ -32,6 +34,7 @@ static const char *const cg_props[] = {
 	"memory.max", "memory.high", "memory.low", "memory.min",
 	"pids.max",
 	"cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.max", "cpu.weight",
+	NULL
 };
 
 /* one line of /proc/PID/cgroup */
@@ -359,7 +362,7 @@ static int dump_props(struct dump_ctx *ctx, const char *dir, CgroupEntry *e)
 	e->props = arena_alloc(&ctx->arena, ARRAY_SIZE(cg_props) * sizeof(*e->props));
 	if (!e->props)
 		return -ENOMEM;
-	for (size_t i = 0; i < ARRAY_SIZE(cg_props); i++) {
+	for (size_t i = 0; cg_props[i]; i++) {
 		char path[PATH_MAX_LEN + 64];
 		_cleanup_free_ char *val = NULL;
 		CgroupPropEntry *p;
@@ -444,10 +447,8 @@ static int apply_cg_roots(struct restore_ctx *ctx)
 		size_t cl = colon ? (size_t)(colon - arg) : 0;
 		bool used = false;
 
-		if (path[0] != '/') {
-			pr_err("--cgroup-root %s: the path must be absolute", arg);
+		if (door_abspath(path, DOOR_PATH_MAX, "--cgroup-root %s: path", arg))
 			return -EINVAL;
-		}
 		for (size_t i = 0; i < ctx->nr_cgroups; i++) {
 			CgroupEntry *e = ctx->cgroups[i];
 			bool match = !colon;
@@ -533,21 +534,77 @@ static pid_t other_process(const char *procs, pid_t guardian)
 	return 0;
 }
 
-static int mkdir_p(const char *path, bool *made)
+/*
+ * One record of cgroup.img: a path in its hierarchy, and limits by the
+ * names cryo dumps, each one file of the cgroup's directory.
+ */
+int cgroup_validate_entry(const CgroupEntry *e, const char *where)
 {
-	char tmp[PATH_MAX_LEN];
+	int ret = door_text(e->controllers, sizeof(((struct cg_line *)0)->ctrls) - 1, "%s: controllers", where) ?:
+		  door_abspath(e->path, DOOR_PATH_MAX, "%s: path", where);
 
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) && errno != EEXIST)
-			return -errno;
-		*p = '/';
+	for (size_t k = 0; !ret && k < e->n_props; k++)
+		ret = door_name(e->props[k]->name, DOOR_NAME_MAX, "%s: props[%zu].name", where, k) ?:
+		      door_oneof(e->props[k]->name, cg_props, "%s: props[%zu].name", where, k) ?:
+		      door_text(e->props[k]->value, 4096, "%s: props[%zu].value", where, k);
+	return ret;
+}
+
+int cgroup_validate(const struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_cgroups; i++) {
+		/* as the image has it: --cgroup-root's path was checked as an option */
+		CgroupEntry e = *ctx->cgroups[i];
+		char where[64];
+
+		e.path = ctx->cg_dumped ? ctx->cg_dumped[i] : e.path;
+		snprintf(where, sizeof(where), "cgroup.img record %zu", i);
+		if (cgroup_validate_entry(&e, where))
+			return -EINVAL;
 	}
-	*made = !mkdir(tmp, 0755);
-	return *made || errno == EEXIST ? 0 : -errno;
+	return 0;
+}
+
+/*
+ * The directory of cgroup e, opened (made, with make) beneath its
+ * hierarchy's mount, through no symlink; dir gets its path for messages.
+ */
+static int cg_open(const CgroupEntry *e, bool make, bool *made, char *dir, size_t len)
+{
+	char mnt[PATH_MAX_LEN];
+	_cleanup_close_ int mfd = -1;
+	int ret = cg_dir(e->controllers, e->path, dir, len) ?: cg_mount(e->controllers, mnt, sizeof(mnt));
+
+	if (ret)
+		return ret;
+	mfd = open(mnt, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (mfd < 0)
+		return pr_perror("cgroup hierarchy %s: cannot open it", mnt);
+	if (make)
+		return door_mkdirs(mfd, e->path, 0755, made, "cannot create cgroup %s: path", mnt);
+	return door_open(mfd, e->path, O_PATH | O_DIRECTORY, 0, DOOR_BENEATH | DOOR_NO_SYMLINKS, "cgroup %s: path",
+			 mnt);
+}
+
+/* its limits, each a file of the directory cgfd, by name */
+static int set_props(const CgroupEntry *e, int cgfd, const char *dir)
+{
+	for (size_t k = 0; k < e->n_props; k++) {
+		const CgroupPropEntry *p = e->props[k];
+		int fd = door_open(cgfd, p->name, O_WRONLY, 0, DOOR_BENEATH | DOOR_NO_SYMLINKS,
+				   "cgroup %s: limit", dir);
+
+		if (fd < 0)
+			return fd;
+		if (write_all(fd, p->value, strlen(p->value))) {
+			int ret = pr_perror("cgroup %s: cannot set %s to %s", dir, p->name, p->value);
+
+			close(fd);
+			return ret;
+		}
+		close(fd);
+	}
+	return 0;
 }
 
 int cgroup_prepare(struct restore_ctx *ctx)
@@ -559,47 +616,30 @@ int cgroup_prepare(struct restore_ctx *ctx)
 		return -ENOMEM;
 	for (size_t i = 0; i < ctx->nr_cgroups; i++) {
 		const CgroupEntry *e = ctx->cgroups[i];
-		char dir[PATH_MAX_LEN], path[PATH_MAX_LEN + 64];
+		char dir[PATH_MAX_LEN];
 		_cleanup_free_ char *procs = NULL;
+		_cleanup_close_ int cgfd = -1;
 		bool made = false;
 		int ret;
 
-		if ((ret = cg_dir(e->controllers, e->path, dir, sizeof(dir))))
-			return ret;
-		if ((ret = mkdir_p(dir, &made))) {
-			errno = -ret;
-			return pr_perror("cannot create cgroup %s", dir);
-		}
-		if (made)
-			ctx->cg_made[i] = xstrdup(dir);
-		else if (mode == CG_MODE_STRICT) {
+		if ((cgfd = cg_open(e, true, &made, dir, sizeof(dir))) < 0)
+			return cgfd;
+		if (made && !(ctx->cg_made[i] = xstrdup(dir)))
+			return -ENOMEM;
+		if (!made && mode == CG_MODE_STRICT) {
 			pr_err("cgroup %s exists already (--manage-cgroups=strict)", dir);
 			return -EEXIST;
 		}
-		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
 		/* cryo itself may be there: the runtime that runs it made the cgroup for the restore */
-		if (!made && !read_file(path, &procs, NULL) && other_process(procs, guard_pid(ctx->opts->guard))) {
+		if (!made && !read_file_at(cgfd, "cgroup.procs", &procs, NULL) &&
+		    other_process(procs, guard_pid(ctx->opts->guard))) {
 			pr_err("cgroup %s has processes already (pid %d): is the container running?", dir,
 			       other_process(procs, guard_pid(ctx->opts->guard)));
 			return -EBUSY;
 		}
 		/* soft: the limits of the cgroups cryo made; those it found are someone else's to set */
-		for (size_t k = 0; k < e->n_props && (made || mode != CG_MODE_SOFT); k++) {
-			const CgroupPropEntry *p = e->props[k];
-			int fd;
-
-			snprintf(path, sizeof(path), "%s/%s", dir, p->name);
-			fd = open(path, O_WRONLY | O_CLOEXEC);
-			if (fd < 0 || write_all(fd, p->value, strlen(p->value))) {
-				int e2 = errno;
-
-				if (fd >= 0)
-					close(fd);
-				errno = e2;
-				return pr_perror("cgroup %s: cannot set %s to %s", dir, p->name, p->value);
-			}
-			close(fd);
-		}
+		if ((made || mode != CG_MODE_SOFT) && (ret = set_props(e, cgfd, dir)))
+			return ret;
 	}
 	return 0;
 }
@@ -607,30 +647,40 @@ int cgroup_prepare(struct restore_ctx *ctx)
 int cgroup_attach(struct restore_ctx *ctx, pid_t pid)
 {
 	for (size_t i = 0; i < ctx->nr_cgroups; i++) {
-		const CgroupEntry *e = ctx->cgroups[i];
-		char dir[PATH_MAX_LEN], path[PATH_MAX_LEN + 32], buf[16];
-		int fd, n = snprintf(buf, sizeof(buf), "%d", pid), ret;
+		char dir[PATH_MAX_LEN], buf[16];
+		_cleanup_close_ int cgfd = cg_open(ctx->cgroups[i], false, NULL, dir, sizeof(dir)), fd = -1;
+		int n = snprintf(buf, sizeof(buf), "%d", pid);
 
-		if ((ret = cg_dir(e->controllers, e->path, dir, sizeof(dir))))
-			return ret;
-		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-		fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write_all(fd, buf, n)) {
-			ret = pr_perror("pid %d: cannot join cgroup %s", pid, dir);
-			if (fd >= 0)
-				close(fd);
-			return ret;
-		}
-		close(fd);
+		if (cgfd < 0)
+			return cgfd;
+		fd = door_open(cgfd, "cgroup.procs", O_WRONLY, 0, DOOR_BENEATH | DOOR_NO_SYMLINKS, "pid %d: cgroup %s",
+			       pid, dir);
+		if (fd < 0)
+			return fd;
+		if (write_all(fd, buf, n))
+			return pr_perror("pid %d: cannot join cgroup %s", pid, dir);
 	}
 	return 0;
+}
+
+/* the cgroup cryo made for e, removed: the last component of its path, beneath its hierarchy */
+static void cg_remove(const CgroupEntry *e, const char *dir)
+{
+	char mnt[PATH_MAX_LEN];
+	_cleanup_close_ int mfd = -1, pfd = -1;
+	const char *last;
+
+	if (cg_mount(e->controllers, mnt, sizeof(mnt)) ||
+	    (mfd = open(mnt, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    (pfd = door_parent(mfd, e->path, &last, "cgroup %s: path", mnt)) < 0 || unlinkat(pfd, last, AT_REMOVEDIR))
+		pr_perror("cannot remove cgroup %s after the failed restore", dir);
 }
 
 void cgroup_cleanup(struct restore_ctx *ctx, bool failed)
 {
 	for (size_t i = 0; ctx->cg_made && i < ctx->nr_cgroups; i++) {
-		if (failed && ctx->cg_made[i] && rmdir(ctx->cg_made[i]))
-			pr_perror("cannot remove cgroup %s after the failed restore", ctx->cg_made[i]);
+		if (failed && ctx->cg_made[i])
+			cg_remove(ctx->cgroups[i], ctx->cg_made[i]);
 		free(ctx->cg_made[i]);
 	}
 	free(ctx->cg_made);

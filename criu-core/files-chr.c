@@ -6,10 +6,12 @@
 #define LOG_PREFIX "files-chr: "
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/sysmacros.h>
 
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
@@ -47,6 +49,7 @@ static int chr_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *f
 static int chr_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEntry *fe)
 {
 	const DevFileEntry *d = fe->dev;
+	char what[64];
 	struct stat st;
 	int fd;
 
@@ -54,9 +57,10 @@ static int chr_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEnt
 		pr_err("files.img: entry %u is a device without its details", fe->id);
 		return -EINVAL;
 	}
-	fd = open(d->path, d->flags | O_NOCTTY);
+	snprintf(what, sizeof(what), "pid %d fd %d: device", pid, fdnum);
+	fd = files_open_path(d->path, d->flags | O_NOCTTY, what);
 	if (fd < 0)
-		return pr_perror("pid %d fd %d: cannot open %s", pid, fdnum, d->path);
+		return fd;
 	if (fstat(fd, &st) || !S_ISCHR(st.st_mode) || st.st_rdev != d->rdev) {
 		pr_err("pid %d fd %d: %s is not device %u:%u any more", pid, fdnum, d->path,
 		       major(d->rdev), minor(d->rdev));
@@ -66,10 +70,16 @@ static int chr_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEnt
 	return fd;
 }
 
+static int chr_validate(const FileEntry *fe, const char *where)
+{
+	return fe->dev ? door_abspath(fe->dev->path, DOOR_PATH_MAX, "%s: dev.path", where) : 0;
+}
+
 const struct fd_kind_ops chr_fd_ops = {
 	.kind = FD_KIND__CHR,
 	.name = "character device",
 	.match = chr_match,
 	.dump = chr_dump,
+	.validate = chr_validate,
 	.open = chr_open,
 };

@@ -16,6 +16,7 @@
 #include <sys/inotify.h>
 #include <sys/sysmacros.h>
 
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
@@ -116,8 +117,18 @@ static int cmp_wd(const void *a, const void *b)
 /* add watch w to fd under its own number */
 static int add_watch(int fd, pid_t pid, int fdnum, const InotifyWatch *w)
 {
+	char what[64], path[32];
+	_cleanup_close_ int target = -1;
+
+	/* resolved by the door, then watched through its fd (no final symlink followed if not to be) */
+	snprintf(what, sizeof(what), "pid %d fd %d: watch", pid, fdnum);
+	target = files_open_path(w->path, O_PATH | ((w->mask & IN_DONT_FOLLOW) ? O_NOFOLLOW : 0) |
+				 ((w->mask & IN_ONLYDIR) ? O_DIRECTORY : 0), what);
+	if (target < 0)
+		return -EBUSY;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", target);
 	for (int tries = 0; tries < MAX_WD_TRIES; tries++) {
-		int wd = inotify_add_watch(fd, w->path, w->mask);
+		int wd = inotify_add_watch(fd, path, w->mask & ~(IN_DONT_FOLLOW | IN_ONLYDIR));
 
 		if (wd < 0)
 			return pr_perror("pid %d fd %d: cannot watch %s (mask %#x)", pid, fdnum, w->path, w->mask);
@@ -159,10 +170,22 @@ static int inotify_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const Fil
 	return fd;
 }
 
+/* files.img: each watched path */
+static int inotify_validate(const FileEntry *fe, const char *where)
+{
+	int ret = 0;
+
+	for (size_t i = 0; fe->inotify && !ret && i < fe->inotify->n_watches; i++)
+		ret = door_abspath(fe->inotify->watches[i]->path, DOOR_PATH_MAX, "%s: inotify.watches[%zu].path",
+				   where, i);
+	return ret;
+}
+
 const struct fd_kind_ops inotify_fd_ops = {
 	.kind = FD_KIND__INOTIFY,
 	.name = "inotify",
 	.match = inotify_match,
 	.dump = inotify_dump,
+	.validate = inotify_validate,
 	.open = inotify_open,
 };

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
@@ -213,9 +214,9 @@ static int open_fifo(struct rst_pipe *rp, const char *path)
 {
 	struct stat st;
 
-	rp->fds[0] = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	rp->fds[0] = files_open_path(path, O_RDWR | O_NONBLOCK | O_CLOEXEC, "FIFO");
 	if (rp->fds[0] < 0)
-		return pr_perror("FIFO %s: cannot open it", path);
+		return rp->fds[0];
 	if (fstat(rp->fds[0], &st) || !S_ISFIFO(st.st_mode)) {
 		pr_err("FIFO %s: it is not a FIFO any more", path);
 		close(rp->fds[0]);
@@ -293,7 +294,9 @@ static int pipe_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 		return -EIO;
 	end = (pe->flags & O_ACCMODE) != O_RDONLY;
 	if (pe->fifo) {
-		fd = open(pe->fifo, (pe->flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC);
+		fd = files_open_path(pe->fifo, (pe->flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC, "FIFO");
+		if (fd < 0)
+			return fd;
 	} else if (!rp->given[end]) {
 		rp->given[end] = true;
 		fd = fcntl(rp->fds[end], F_DUPFD_CLOEXEC, 0);
@@ -312,6 +315,11 @@ static int pipe_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 				 (unsigned long)pe->pipe_id, pe->flags);
 	}
 	return fd;
+}
+
+static int pipe_validate(const FileEntry *fe, const char *where)
+{
+	return fe->pipe && fe->pipe->fifo ? door_abspath(fe->pipe->fifo, DOOR_PATH_MAX, "%s: pipe.fifo", where) : 0;
 }
 
 static int pipe_key(const FileEntry *fe, char *buf, size_t len)
@@ -333,12 +341,14 @@ static void pipe_restore_done(struct restore_ctx *ctx)
 	ctx->nr_pipes = 0;
 }
 
+
 const struct fd_kind_ops pipe_fd_ops = {
 	.kind = FD_KIND__PIPE,
 	.name = "pipe",
 	.match = pipe_match,
 	.dump = pipe_dump,
 	.dump_done = pipe_dump_done,
+	.validate = pipe_validate,
 	.open = pipe_open,
 	.key = pipe_key,
 	.restore_done = pipe_restore_done,

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
@@ -133,9 +134,13 @@ static int reg_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEnt
 		if (fd < 0)
 			return pr_perror("pid %d fd %d: cannot open %s again", pid, fdnum, r->path);
 	} else {
-		fd = open(r->path, (r->flags & ~(O_CREAT | O_TRUNC | O_EXCL)) | O_NOCTTY);
+		char what[64];
+
+		/* in the container's root, or the host's files of a process of the host (files_open_path) */
+		snprintf(what, sizeof(what), "pid %d fd %d: file", pid, fdnum);
+		fd = files_open_path(r->path, r->flags | O_NOCTTY, what);
 		if (fd < 0)
-			return pr_perror("pid %d fd %d: cannot open %s", pid, fdnum, r->path);
+			return fd;
 		if (check_same(r, fd, pid, fdnum)) {
 			close(fd);
 			return -ESTALE;
@@ -146,6 +151,14 @@ static int reg_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEnt
 		return pr_perror("pid %d fd %d: cannot seek %s to %lu", pid, fdnum, r->path, r->pos);
 	}
 	return fd;
+}
+
+/* files.img: a regular file's path (that of one a memfd stands for is only shown, never opened) */
+static int reg_validate(const FileEntry *fe, const char *where)
+{
+	if (!fe->reg || fe->reg->has_memfd_id)
+		return 0;
+	return door_abspath(fe->reg->path, DOOR_PATH_MAX, "%s: reg.path", where);
 }
 
 static int reg_key(const FileEntry *fe, char *buf, size_t len)
@@ -161,6 +174,7 @@ const struct fd_kind_ops reg_fd_ops = {
 	.name = "regular file",
 	.match = reg_match,
 	.dump = reg_dump,
+	.validate = reg_validate,
 	.needs_tree = reg_needs_tree,
 	.open = reg_open,
 	.key = reg_key,

@@ -17,6 +17,7 @@
 #include <sys/timerfd.h>
 
 #include "compat.h"
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
@@ -148,10 +149,18 @@ static int timerfd_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const Fil
 	return fd;
 }
 
+/* files.img: the boot a timerfd's monotonic clock counted from */
+static int timerfd_validate(const FileEntry *fe, const char *where)
+{
+	return fe->timerfd && fe->timerfd->boot_id ?
+	       door_text(fe->timerfd->boot_id, 64, "%s: timerfd.boot_id", where) : 0;
+}
+
 const struct fd_kind_ops timerfd_fd_ops = {
 	.kind = FD_KIND__TIMERFD,
 	.name = "timerfd",
 	.match = timerfd_match,
 	.dump = timerfd_dump,
+	.validate = timerfd_validate,
 	.open = timerfd_open,
 };

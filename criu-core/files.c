@@ -16,10 +16,12 @@
 #include <sys/syscall.h>
 
 #include "compat.h"
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
 #include "restore.h"
+#include "validate.h"
 
 static const struct fd_kind_ops *const fd_kinds[] = {
 	&mq_fd_ops,	/* before reg: a message queue looks like a regular file */
@@ -487,6 +489,45 @@ int files_plan(struct restore_ctx *ctx)
 	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < need) {
 		rl.rlim_cur = MIN(rl.rlim_max, need);
 		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return 0;
+}
+
+int files_open_path(const char *path, int flags, const char *what)
+{
+	/* what open(2) takes and openat2(2) does too: it refuses what open ignores */
+	int keep = O_ACCMODE | O_NOCTTY | O_APPEND | O_NONBLOCK | O_SYNC | O_DSYNC | O_ASYNC | O_DIRECT |
+		   O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC | O_PATH;
+	_cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	if (root < 0)
+		return pr_perror("%s: cannot open the root directory", what);
+	flags &= (flags & O_PATH) ? O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC : keep;
+	return door_open(root, path, flags, 0, DOOR_IN_ROOT, "%s", what);
+}
+
+/* files.img: a kind cryo knows, and that kind's names and paths */
+int files_validate_entry(const FileEntry *fe, const char *where)
+{
+	const struct fd_kind_ops *ops = kind_ops(fe->kind);
+
+	if (!ops) {
+		char val[16];
+
+		snprintf(val, sizeof(val), "%d", fe->kind);
+		return door_refuse(val, "not a kind of file cryo restores", "%s: kind", where);
+	}
+	return ops->validate ? ops->validate(fe, where) : 0;
+}
+
+int files_validate(const struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		char where[64];
+
+		snprintf(where, sizeof(where), "files.img record %zu", i);
+		if (files_validate_entry(ctx->files[i], where))
+			return -EINVAL;
 	}
 	return 0;
 }

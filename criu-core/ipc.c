@@ -27,12 +27,14 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
 #include "ns.h"
 #include "restore.h"
 #include "util.h"
+#include "validate.h"
 
 #ifndef MSG_COPY
 #define MSG_COPY 040000
@@ -461,6 +463,24 @@ static int restore_mq(const MqueueEntry *m)
 	return ret;
 }
 
+/* ipc.img: a POSIX queue's name is one name of the namespace's mqueue file system */
+int ipc_validate_entry(const IpcEntry *e, const char *where)
+{
+	return e->mq ? door_name(e->mq->name, NAME_MAX, "%s: mq.name", where) : 0;
+}
+
+static int check_ipc(const ProtobufCMessage *m, const char *where)
+{
+	return ipc_validate_entry((const IpcEntry *)m, where);
+}
+
+int ipc_validate(const struct restore_ctx *ctx)
+{
+	if (!ctx->ns || !(ctx->ns->flags & CLONE_NEWIPC))
+		return 0;
+	return validate_image(ctx->dirfd, IMG_IPC, 0, false, check_ipc);
+}
+
 int ipc_restore(struct restore_ctx *ctx)
 {
 	struct img *img;
@@ -528,6 +548,15 @@ static int mq_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe
 	return 0;
 }
 
+/* as mq_open(3) takes it: "/" and one name */
+static int mq_fd_validate(const FileEntry *fe, const char *where)
+{
+	if (!fe->mq)
+		return 0;
+	return door_abspath(fe->mq->name, NAME_MAX + 1, "%s: mq.name", where) ?:
+	       door_name(fe->mq->name + 1, NAME_MAX, "%s: mq.name", where);
+}
+
 static int mq_fd_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEntry *fe)
 {
 	mqd_t q;
@@ -547,5 +576,6 @@ const struct fd_kind_ops mq_fd_ops = {
 	.name = "POSIX message queue",
 	.match = mq_match,
 	.dump = mq_dump,
+	.validate = mq_fd_validate,
 	.open = mq_fd_open,
 };

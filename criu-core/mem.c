@@ -29,11 +29,14 @@
 #include "track.h"
 #include "cow.h"
 #include "crc32c.h"
+#include "door.h"
 #include "dump.h"
+#include "files.h"
 #include "log.h"
 #include "mem-flags.h"
 #include "pagesrv.h"
 #include "restore.h"
+#include "validate.h"
 
 #define CHUNK_MAX	(2UL << 20)
 #define HUGE_ALIGN	(2UL << 20)
@@ -755,6 +758,7 @@ size_t mem_args_size(const struct rst_task *t)
 
 static int open_mapped_file(struct restore_ctx *ctx, const struct rst_task *t, const VmaEntry *v)
 {
+	char what[96];
 	struct stat st;
 	int fd;
 
@@ -767,11 +771,10 @@ static int open_mapped_file(struct restore_ctx *ctx, const struct rst_task *t, c
 			return pr_perror("pid %d: VMA %lx-%lx: dup of the memfd", t->pid, v->start, v->end);
 		return fd;
 	}
-	fd = open(v->path, (v->has_fdflags ? v->fdflags : O_RDONLY) | O_CLOEXEC);
-
+	snprintf(what, sizeof(what), "pid %d: VMA %lx-%lx: mapped file", t->pid, v->start, v->end);
+	fd = files_open_path(v->path, ((v->has_fdflags ? v->fdflags : O_RDONLY) & O_ACCMODE) | O_CLOEXEC, what);
 	if (fd < 0)
-		return pr_perror("pid %d: VMA %lx-%lx: cannot open mapped file %s", t->pid,
-				 v->start, v->end, v->path);
+		return fd;
 	if (fstat(fd, &st)) {
 		close(fd);
 		return pr_perror("pid %d: cannot stat mapped file %s", t->pid, v->path);
@@ -1210,11 +1213,14 @@ int mem_prepare_specials(struct rst_task *t, struct restorer_args *a, unsigned l
 
 int mem_exe_fd(struct restore_ctx *ctx, struct rst_task *t)
 {
-	/* PR_SET_MM_MAP wants a real open file, not O_PATH */
-	int fd = open(t->mm->exe_path, O_RDONLY | O_CLOEXEC), moved;
+	char what[64];
+	int fd, moved;
 
+	/* PR_SET_MM_MAP wants a real open file, not O_PATH */
+	snprintf(what, sizeof(what), "pid %d: its executable", t->pid);
+	fd = files_open_path(t->mm->exe_path, O_RDONLY | O_CLOEXEC, what);
 	if (fd < 0)
-		return pr_perror("pid %d: cannot open its executable %s", t->pid, t->mm->exe_path);
+		return fd;
 	/* above the files: installing them leaves it alone */
 	moved = fd_move_above(fd, ctx->files_top, true);
 	if (moved < 0) {
@@ -1222,4 +1228,47 @@ int mem_exe_fd(struct restore_ctx *ctx, struct rst_task *t)
 		return pr_perror("pid %d: cannot move the fd of its executable", t->pid);
 	}
 	return moved;
+}
+
+/* ----------------------------------------------------------- validate */
+
+/*
+ * mm-PID.img: the executable's and each mapped file's path, each VMA's
+ * name ("[anon:NAME]" given back to prctl), and a mapped file's flags no
+ * more than its access mode.
+ */
+int mem_validate_mm(const MmEntry *mm, const char *where)
+{
+	int ret = door_abspath(mm->exe_path, DOOR_PATH_MAX, "%s: exe_path", where);
+
+	for (size_t i = 0; !ret && i < mm->n_vmas; i++) {
+		const VmaEntry *v = mm->vmas[i];
+
+		ret = (v->path ? door_abspath(v->path, DOOR_PATH_MAX, "%s: vmas[%zu].path", where, i) : 0) ?:
+		      (v->name ? door_text(v->name, 256, "%s: vmas[%zu].name", where, i) : 0);
+		if (!ret && v->name && !strncmp(v->name, "[anon:", 6) &&
+		    (strlen(v->name) < 7 || v->name[strlen(v->name) - 1] != ']'))
+			ret = door_refuse(v->name, "an [anon:NAME] without its ']'", "%s: vmas[%zu].name", where, i);
+		if (!ret && v->has_fdflags && (v->fdflags & ~O_ACCMODE)) {
+			char val[16];
+
+			snprintf(val, sizeof(val), "%#o", v->fdflags);
+			ret = door_refuse(val, "a mapped file is opened with its access mode alone", "%s: vmas[%zu].fdflags",
+					  where, i);
+		}
+	}
+	return ret;
+}
+
+int mem_validate(const struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		const struct rst_task *t = ctx->tasks[i];
+		char where[64];
+
+		snprintf(where, sizeof(where), "mm-%d.img record 0", t->pid);
+		if (t->mm && mem_validate_mm(t->mm, where))
+			return -EINVAL;
+	}
+	return 0;
 }

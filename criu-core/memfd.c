@@ -19,9 +19,11 @@
 
 #include "compat.h"
 #include "crc32c.h"
+#include "door.h"
 #include "dump.h"
 #include "log.h"
 #include "restore.h"
+#include "validate.h"
 
 #define MEMFD_PREFIX	"/memfd:"
 #define DELETED		" (deleted)"
@@ -256,25 +258,57 @@ static int create_shmem(uint64_t size)
 }
 
 /*
+ * memfds.img: a memfd's name as memfd_create(2) takes it, a deleted file's
+ * path (where it is made again for a moment), none for shared memory.
+ */
+int memfd_validate_entry(const MemfdEntry *e, const char *where)
+{
+	if (e->deleted)
+		return door_abspath(e->name, DOOR_PATH_MAX, "%s: name", where);
+	return door_text(e->name, 249, "%s: name", where);
+}
+
+static int check_memfd(const ProtobufCMessage *m, const char *where)
+{
+	return memfd_validate_entry((const MemfdEntry *)m, where);
+}
+
+int memfd_validate(const struct restore_ctx *ctx)
+{
+	return validate_image(ctx->dirfd, IMG_MEMFDS, 0, true, check_memfd);
+}
+
+/*
  * A deleted file comes back as a file of its name, unlinked once open; if
- * the name is taken again, under a name next to it.
+ * the name is taken again, under a name next to it. In the root: a
+ * container's file in its root (absolute symlinks inside it); a host
+ * process's on the host, whose file it was.
  */
 static int create_deleted(const MemfdEntry *m)
 {
-	char path[PATH_MAX_LEN + 32];
+	char name[DOOR_NAME_MAX + 1];
+	const char *last;
+	_cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), dir = -1;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s", m->name);
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, m->mode);
+	if (root < 0)
+		return pr_perror("cannot open the root directory");
+	dir = door_parent_how(root, m->name, DOOR_IN_ROOT, &last, "deleted file");
+	if (dir < 0)
+		return dir;
+	snprintf(name, sizeof(name), "%s", last);
+	fd = openat(dir, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, m->mode);
 	for (int i = 1; fd < 0 && errno == EEXIST && i < 100; i++) {
-		snprintf(path, sizeof(path), "%s.cryo-%u-%d", m->name, m->id, i);
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, m->mode);
+		if (snprintf(name, sizeof(name), "%.*s.cryo-%u-%d", DOOR_NAME_MAX - 24, last, m->id, i) >=
+		    (int)sizeof(name))
+			break;
+		fd = openat(dir, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, m->mode);
 	}
 	if (fd < 0)
 		return pr_perror("deleted file %s: cannot create it again", m->name);
-	if (unlink(path) || fchmod(fd, m->mode)) {
+	if (unlinkat(dir, name, 0) || fchmod(fd, m->mode)) {
 		close(fd);
-		return pr_perror("deleted file %s: cannot unlink %s", m->name, path);
+		return pr_perror("deleted file %s: cannot unlink %s", m->name, name);
 	}
 	return fd;
 }

@@ -26,14 +26,16 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "door.h"
 #include "dump.h"
 #include "log.h"
 #include "ns.h"
 #include "restore.h"
 #include "util.h"
+#include "validate.h"
 
 /* file systems mounted again from their type and options */
-static const char *const own_fs[] = { "proc", "sysfs", "devpts", "mqueue", "tmpfs", "overlay" };
+static const char *const own_fs[] = { "proc", "sysfs", "devpts", "mqueue", "tmpfs", "overlay", NULL };
 
 struct minfo {
 	unsigned id, parent, major, minor;
@@ -144,7 +146,7 @@ static const char *fs_options(const char *sopts)
 
 static bool is_own_fs(const char *type)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(own_fs); i++)
+	for (size_t i = 0; own_fs[i]; i++)
 		if (!strcmp(type, own_fs[i]))
 			return true;
 	return false;
@@ -476,28 +478,41 @@ int mnt_dump(struct dump_ctx *ctx)
 
 /* ------------------------------------------------------------- restore */
 
-/* the layer directories of an overlay mount (lowerdir=a:b,upperdir=c,workdir=d) */
-static int check_layers(const MountEntry *e)
+/* the layer directories of an overlay mount (lowerdir=a:b,upperdir=c,workdir=d), each to check */
+static int each_layer(const MountEntry *e, int (*fn)(const MountEntry *e, const char *dir, const void *arg),
+		      const void *arg)
 {
 	_cleanup_free_ char *opts = xstrdup(e->options);
 	char *save = NULL;
+	int ret = 0;
 
 	if (!opts)
 		return -ENOMEM;
-	for (char *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+	for (char *o = strtok_r(opts, ",", &save); o && !ret; o = strtok_r(NULL, ",", &save)) {
 		char *v = strchr(o, '='), *save2 = NULL;
 
 		if (!v || (strncmp(o, "lowerdir=", 9) && strncmp(o, "upperdir=", 9) && strncmp(o, "workdir=", 8)))
 			continue;
-		for (char *d = strtok_r(v + 1, ":", &save2); d; d = strtok_r(NULL, ":", &save2)) {
-			struct stat st;
-
-			if (stat(d, &st))
-				return pr_perror("mount %s of the container is an overlay on %s, which is missing here",
-						 e->mountpoint, d);
-		}
+		for (char *d = strtok_r(v + 1, ":", &save2); d && !ret; d = strtok_r(NULL, ":", &save2))
+			ret = fn(e, d, arg);
 	}
+	return ret;
+}
+
+static int layer_here(const MountEntry *e, const char *dir, const void *arg)
+{
+	struct stat st;
+
+	(void)arg;
+	if (stat(dir, &st))
+		return pr_perror("mount %s of the container is an overlay on %s, which is missing here", e->mountpoint,
+				 dir);
 	return 0;
+}
+
+static int check_layers(const MountEntry *e)
+{
+	return each_layer(e, layer_here, NULL);
 }
 
 int mnt_read(struct restore_ctx *ctx)
@@ -549,55 +564,176 @@ int mnt_read(struct restore_ctx *ctx)
 	return ret;
 }
 
+/* ------------------------------------------------------------ validate */
+
+static int layer_path(const MountEntry *e, const char *dir, const void *where)
+{
+	(void)e;
+	return door_abspath(dir, DOOR_PATH_MAX, "%s: options: overlay layer", (const char *)where);
+}
+
+/*
+ * One record of mnt.img. Its mountpoint is a path in the container's root,
+ * a bind's source a host directory (the container's own, by design: the
+ * trust model in README), a file system mounted again one of those cryo
+ * knows, with no more than the flags cryo dumps.
+ */
+int mnt_validate_entry(const MountEntry *e, const char *where)
+{
+	char val[32];
+	uint64_t flags = 0;
+	int ret;
+
+	for (size_t k = 0; k < ARRAY_SIZE(mnt_flags); k++)
+		flags |= mnt_flags[k].flag;
+	ret = door_abspath(e->mountpoint, DOOR_PATH_MAX, "%s: mountpoint", where) ?:
+	      door_text(e->fstype, sizeof(((struct minfo *)0)->type) - 1, "%s: fstype", where) ?:
+	      door_text(e->source, DOOR_PATH_MAX, "%s: source", where) ?:
+	      door_text(e->options, sizeof(((struct minfo *)0)->sopts) - 1, "%s: options", where) ?:
+	      (e->bind_source ? door_abspath(e->bind_source, DOOR_PATH_MAX, "%s: bind_source", where) : 0) ?:
+	      (e->root && e->root[0] ? door_abspath(e->root, DOOR_PATH_MAX, "%s: root", where) : 0) ?:
+	      (e->ext_key ? door_text(e->ext_key, DOOR_PATH_MAX, "%s: ext_key", where) : 0) ?:
+	      (e->bind_source ? 0 : door_oneof(e->fstype, own_fs, "%s: fstype", where));
+	if (!ret && !e->bind_source && !strcmp(e->fstype, "overlay"))
+		ret = each_layer(e, layer_path, where);
+	if (!ret && (e->flags & ~flags)) {
+		snprintf(val, sizeof(val), "%#lx", (unsigned long)e->flags);
+		ret = door_refuse(val, "it holds flags that are not the mount flags cryo dumps", "%s: flags", where);
+	}
+	if (!ret && e->propagation && e->propagation != MS_SHARED && e->propagation != MS_SLAVE) {
+		snprintf(val, sizeof(val), "%#x", e->propagation);
+		ret = door_refuse(val, "it is neither shared nor a slave", "%s: propagation", where);
+	}
+	return ret;
+}
+
+/* one node of a tmpfs image: a path in its tmpfs, a kind of file cryo makes */
+int mnt_validate_node(const FsNodeEntry *e, const char *where)
+{
+	mode_t t = e->mode & S_IFMT;
+	int ret = door_relpath(e->path, DOOR_PATH_MAX, "%s: path", where);
+
+	if (!ret && t != S_IFDIR && t != S_IFREG && t != S_IFLNK && t != S_IFCHR && t != S_IFBLK && t != S_IFIFO &&
+	    t != S_IFSOCK) {
+		char val[16];
+
+		snprintf(val, sizeof(val), "%#o", e->mode);
+		ret = door_refuse(val, "not a kind of file", "%s: mode", where);
+	}
+	if (!ret && t == S_IFLNK)
+		ret = door_text(e->target, DOOR_PATH_MAX, "%s: target", where);
+	return ret;
+}
+
+int mnt_validate_nodes(FsNodeEntry *const *nodes, size_t n, const char *img)
+{
+	char where[96];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(where, sizeof(where), "%s record %zu", img, i);
+		if (mnt_validate_node(nodes[i], where))
+			return -EINVAL;
+		for (size_t j = 0; j < i; j++)
+			if (S_ISLNK(nodes[j]->mode) && door_not_via(nodes[i]->path, nodes[j]->path, "%s: path", where))
+				return -EINVAL;
+	}
+	return 0;
+}
+
+static int validate_tmpfs(const struct restore_ctx *ctx, const MountEntry *m)
+{
+	FsNodeEntry **nodes = NULL;
+	size_t n = 0;
+	char name[64];
+	int ret = img_read_all(ctx->dirfd, IMG_TMPFS, m->id, false, &nodes, &n);
+
+	img_name(IMG_TMPFS, m->id, name, sizeof(name));
+	if (!ret)
+		ret = mnt_validate_nodes(nodes, n, name);
+	for (size_t i = 0; i < n; i++)
+		img_free_msg(IMG_TMPFS, &nodes[i]->base);
+	free(nodes);
+	return ret;
+}
+
+int mnt_validate(const struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_mounts; i++) {
+		char where[64];
+
+		snprintf(where, sizeof(where), "mnt.img record %zu", i);
+		if (mnt_validate_entry(ctx->mounts[i], where))
+			return -EINVAL;
+		if (ctx->mounts[i]->contents && validate_tmpfs(ctx, ctx->mounts[i]))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- restore */
+
+/*
+ * A node of a tmpfs image, made beneath the tmpfs's root top, with no
+ * symlink on the way (not even one the image made) and none followed at
+ * its end.
+ */
 static int restore_node(int top, const FsNodeEntry *e, unsigned id)
 {
-	const char *p = e->path;
+	const char *p = e->path, *last;
 	mode_t perm = e->mode & 07777;
+	_cleanup_close_ int dir = door_parent(top, p, &last, "tmpfs %u: node", id), fd = -1;
 	int ret = 0;
 
+	if (dir < 0)
+		return dir;
 	if (S_ISDIR(e->mode)) {
-		if (mkdirat(top, p, perm) && errno != EEXIST)
+		if (mkdirat(dir, last, perm) && errno != EEXIST)
 			return pr_perror("tmpfs %u: cannot make directory %s", id, p);
+		if ((fd = openat(dir, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+			return pr_perror("tmpfs %u: cannot open directory %s", id, p);
 	} else if (S_ISLNK(e->mode)) {
-		if (symlinkat(e->target ? e->target : "", top, p))
+		if (symlinkat(e->target ? e->target : "", dir, last))
 			return pr_perror("tmpfs %u: cannot make symlink %s", id, p);
 	} else if (S_ISREG(e->mode)) {
-		int fd = openat(top, p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, perm);
-
-		if (fd < 0)
+		if ((fd = openat(dir, last, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, perm)) < 0)
 			return pr_perror("tmpfs %u: cannot create %s", id, p);
 		if (e->has_data && e->data.len && pwrite(fd, e->data.data, e->data.len, e->offset) != (ssize_t)e->data.len)
 			ret = pr_perror("tmpfs %u: cannot write %s", id, p);
 		if (!ret && e->has_size && ftruncate(fd, e->size))
 			ret = pr_perror("tmpfs %u: cannot size %s", id, p);
-		close(fd);
 		if (ret || e->offset)
 			return ret;	/* the rest of a file made by its first chunk */
-	} else if (mknodat(top, p, e->mode, e->has_rdev ? e->rdev : 0)) {
+	} else if (mknodat(dir, last, e->mode, e->has_rdev ? e->rdev : 0)) {
 		return pr_perror("tmpfs %u: cannot make node %s", id, p);
 	}
-	if (fchownat(top, p, e->uid, e->gid, AT_SYMLINK_NOFOLLOW))
+	/* through the fd where there is one; else the node just made, which no symlink can be */
+	if (fd >= 0 ? fchown(fd, e->uid, e->gid) : fchownat(dir, last, e->uid, e->gid, AT_SYMLINK_NOFOLLOW))
 		return pr_perror("tmpfs %u: cannot give %s to %u:%u", id, p, e->uid, e->gid);
-	if (!S_ISLNK(e->mode) && fchmodat(top, p, perm, 0))
+	if (!S_ISLNK(e->mode) && (fd >= 0 ? fchmod(fd, perm) : fchmodat(dir, last, perm, 0)))
 		return pr_perror("tmpfs %u: cannot chmod %s", id, p);
 	return 0;
 }
 
-static void set_mtime(int top, const FsNodeEntry *e)
+static int set_mtime(int top, const FsNodeEntry *e, unsigned id)
 {
 	struct timespec ts[2] = {
 		{ .tv_nsec = UTIME_OMIT },
 		{ .tv_sec = e->mtime_ns / 1000000000, .tv_nsec = e->mtime_ns % 1000000000 },
 	};
+	const char *last;
+	_cleanup_close_ int dir = -1;
 
-	if (e->has_mtime_ns)
-		utimensat(top, e->path, ts, AT_SYMLINK_NOFOLLOW);
+	if (!e->has_mtime_ns)
+		return 0;
+	if ((dir = door_parent(top, e->path, &last, "tmpfs %u: node", id)) < 0)
+		return dir;
+	utimensat(dir, last, ts, AT_SYMLINK_NOFOLLOW);
+	return 0;
 }
 
-static int restore_tmpfs(struct restore_ctx *ctx, const MountEntry *m, const char *target)
+static int restore_tmpfs(struct restore_ctx *ctx, const MountEntry *m, int top)
 {
 	struct img *img = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_TMPFS, m->id, false);
-	_cleanup_close_ int top = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	FsNodeEntry **nodes = NULL;
 	size_t n = 0;
 	ProtobufCMessage *msg;
@@ -605,10 +741,6 @@ static int restore_tmpfs(struct restore_ctx *ctx, const MountEntry *m, const cha
 
 	if (!img)
 		return -EIO;
-	if (top < 0) {
-		img_close(img);
-		return pr_perror("tmpfs %s: cannot open %s", m->mountpoint, target);
-	}
 	while ((ret = img_read(img, &msg)) == 1) {
 		FsNodeEntry **nv = xrealloc_array(nodes, n + 1, sizeof(*nv));
 
@@ -626,78 +758,165 @@ static int restore_tmpfs(struct restore_ctx *ctx, const MountEntry *m, const cha
 	img_close(img);
 	/* times last, deepest first: making what a directory holds changes its own */
 	for (size_t i = n; !ret && i-- > 0;)
-		set_mtime(top, nodes[i]);
+		ret = set_mtime(top, nodes[i], m->id);
 	for (size_t i = 0; i < n; i++)
 		img_free_msg(IMG_TMPFS, &nodes[i]->base);
 	free(nodes);
 	return ret;
 }
 
+/* a path for mount(2) to what fd holds, resolved by the door before */
+#define FD_PATH_LEN	32
+static const char *fd_path(int fd, char buf[FD_PATH_LEN])
+{
+	snprintf(buf, FD_PATH_LEN, "/proc/self/fd/%d", fd);
+	return buf;
+}
+
+/* the container's root as built so far (the root mount once it is on the stage) */
+static int stage_open(const struct restore_ctx *ctx)
+{
+	int fd = open(ctx->mnt_stage, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	return fd >= 0 ? fd : pr_perror("cannot open the container's root %s", ctx->mnt_stage);
+}
+
+/*
+ * Where mount j is, and sub beneath it, in the container's root (root),
+ * for mount i: an O_PATH fd. Its symlinks are followed inside it.
+ */
+static int stage_path(const struct restore_ctx *ctx, int root, size_t i, size_t j, const char *sub)
+{
+	char path[PATH_MAX_LEN * 2];
+
+	snprintf(path, sizeof(path), "%s%s", j ? ctx->mounts[j]->mountpoint : "", sub ?: "");
+	return door_open(root, path[0] ? path : "/", O_PATH, 0, DOOR_IN_ROOT, "mnt.img: %s of mount %u",
+			 i == j ? "the mountpoint" : "the source", ctx->mounts[i]->id);
+}
+
 /*
  * An earlier mount of the same peer group that m can be bound from (a peer
  * of a shared mount is a bind of it): both binds of host directories, m's
- * inside the other's. Its path under stage, or NULL.
+ * inside the other's. Its index and what of it m binds, or false.
  */
-static const char *peer_of(struct restore_ctx *ctx, size_t i, const char *stage, char *buf, size_t len)
+static bool peer_of(struct restore_ctx *ctx, size_t i, size_t *j, const char **sub)
 {
 	const MountEntry *m = ctx->mounts[i];
 
 	if (!m->has_shared_group || !m->bind_source)
-		return NULL;
-	for (size_t j = 0; j < i; j++) {
-		const MountEntry *o = ctx->mounts[j];
+		return false;
+	for (*j = 0; *j < i; (*j)++) {
+		const MountEntry *o = ctx->mounts[*j];
 		size_t ol = o->bind_source ? strlen(o->bind_source) : 0;
 
 		if (!o->has_shared_group || o->shared_group != m->shared_group || !ol ||
 		    strncmp(m->bind_source, o->bind_source, ol) || (m->bind_source[ol] && m->bind_source[ol] != '/'))
 			continue;
-		snprintf(buf, len, "%s%s%s", stage, j ? o->mountpoint : "", m->bind_source + ol);
-		return buf;
+		*sub = m->bind_source + ol;
+		return true;
 	}
-	return NULL;
+	return false;
 }
 
-/* where a bind of an earlier mount of the tree's (bind_of) comes from, under the stage */
-static int inner_source(struct restore_ctx *ctx, size_t i, char *buf, size_t len)
+/* the earlier mount of the tree's that m binds part of (bind_of) */
+static int inner_of(struct restore_ctx *ctx, size_t i, size_t *j)
 {
 	const MountEntry *m = ctx->mounts[i];
 
-	for (size_t j = 0; j < i; j++)
-		if (ctx->mounts[j]->id == m->bind_of) {
-			snprintf(buf, len, "%s%s%s", ctx->mnt_stage, j ? ctx->mounts[j]->mountpoint : "",
-				 m->root ?: "");
+	for (*j = 0; *j < i; (*j)++)
+		if (ctx->mounts[*j]->id == m->bind_of)
 			return 0;
-		}
 	pr_err("mnt.img: mount %s binds mount %u, which is not before it", m->mountpoint, m->bind_of);
 	return -EINVAL;
 }
 
-static int mount_one(struct restore_ctx *ctx, const MountEntry *m, const char *target, const char *peer)
+/*
+ * Where mount i comes from, if it is a bind: *src an O_PATH fd of a place
+ * in the container's root (a part of an earlier mount, a peer), or *host a
+ * host directory; *peer if bound from its peer group.
+ */
+static int bind_source_of(struct restore_ctx *ctx, size_t i, int root, int *src, const char **host, bool *peer)
 {
-	unsigned long keep = m->flags & ~MS_RDONLY;
+	const MountEntry *m = ctx->mounts[i];
+	const char *sub = NULL;
+	size_t j;
+	int ret;
 
+	*src = -1;
+	*host = NULL;
+	*peer = false;
 	if (m->has_bind_of) {
-		if (mount(peer, target, NULL, MS_BIND, NULL))
-			return pr_perror("cannot bind %s on %s (the container's %s)", peer, target, m->mountpoint);
-	} else if (m->bind_source) {
-		const char *src = peer ?: bind_from(ctx, m);
+		if ((ret = inner_of(ctx, i, &j)))
+			return ret;
+		/* a pty of its devpts bound on a file (runc's /dev/console) is made first */
+		if (!strcmp(m->fstype, "devpts") && m->root && m->root[0] && strcmp(m->root, "/")) {
+			char pts[FD_PATH_LEN + PATH_MAX_LEN];
+			_cleanup_close_ int dev = stage_path(ctx, root, i, j, NULL);
 
-		if (mount(src, target, NULL, MS_BIND, NULL))
-			return pr_perror("cannot bind %s on %s (the container's %s)", src, target, m->mountpoint);
-	} else if (mount(m->source, target, m->fstype, keep, m->options)) {
+			if (dev < 0)
+				return dev;
+			snprintf(pts, sizeof(pts), "/proc/self/fd/%d%s", dev, m->root);
+			if ((ret = pty_make_bound(ctx, m, pts)))
+				return ret;
+		}
+		*src = stage_path(ctx, root, i, j, m->root);
+		return *src < 0 ? *src : 0;
+	}
+	if (!m->bind_source)
+		return 0;
+	if (i && peer_of(ctx, i, &j, &sub)) {
+		*peer = true;
+		*src = stage_path(ctx, root, i, j, sub);
+		return *src < 0 ? *src : 0;
+	}
+	*host = bind_from(ctx, m);
+	return 0;
+}
+
+/*
+ * Mount i of the tree, on its mountpoint beneath the container's root
+ * (through /proc/self/fd/N of the fd the door opened), its files in, then
+ * its flags and propagation.
+ */
+static int mount_at(struct restore_ctx *ctx, size_t i)
+{
+	const MountEntry *m = ctx->mounts[i];
+	unsigned long keep = m->flags & ~MS_RDONLY, prop = m->propagation ? m->propagation : MS_PRIVATE;
+	char tp[FD_PATH_LEN], sp[FD_PATH_LEN];
+	_cleanup_close_ int root = -1, target = -1, src = -1, top = -1;
+	const char *host;
+	bool peer;
+	int ret;
+
+	if (i && (root = stage_open(ctx)) < 0)
+		return root;
+	target = i ? stage_path(ctx, root, i, i, NULL) : stage_open(ctx);
+	if (target < 0)
+		return target;
+	if ((ret = bind_source_of(ctx, i, root, &src, &host, &peer)))
+		return ret;
+	if (src >= 0 || host) {
+		if (mount(src >= 0 ? fd_path(src, sp) : host, fd_path(target, tp), NULL, MS_BIND, NULL))
+			return pr_perror("cannot bind %s%s on the container's %s", host ? "" : "the container's ",
+					 host ?: m->has_bind_of ? m->root : m->bind_source, m->mountpoint);
+	} else if (mount(m->source, fd_path(target, tp), m->fstype, keep, m->options)) {
 		return pr_perror("cannot mount %s (%s, %s) on the container's %s", m->source, m->fstype, m->options,
 				 m->mountpoint);
 	}
-	if (m->contents) {
-		int ret = restore_tmpfs(ctx, m, target);
-
-		if (ret)
-			return ret;
-	}
+	/* what is there now: the new mount */
+	top = i ? stage_path(ctx, root, i, i, NULL) : stage_open(ctx);
+	if (top < 0)
+		return top;
+	if (m->contents && (ret = restore_tmpfs(ctx, m, top)))
+		return ret;
 	/* the mount's own flags, read-only last: the files are in by now */
-	if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | m->flags, NULL))
+	if (mount(NULL, fd_path(top, tp), NULL, MS_REMOUNT | MS_BIND | m->flags, NULL))
 		return pr_perror("cannot set the flags %#lx of the container's %s", (unsigned long)m->flags,
 				 m->mountpoint);
+	/* a peer bound from its group keeps it; a slave keeps its master */
+	if (!peer && mount(NULL, fd_path(top, tp), NULL, prop, NULL))
+		return pr_perror("cannot make the container's %s %s", m->mountpoint,
+				 prop == MS_SHARED ? "shared" : prop == MS_SLAVE ? "a slave" : "private");
 	return 0;
 }
 
@@ -713,25 +932,8 @@ int mnt_restore(struct restore_ctx *ctx)
 	 */
 	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL))
 		return pr_perror("cannot make the new mount namespace a slave of cryo's");
-	for (size_t i = 0; i < ctx->nr_mounts && !ret; i++) {
-		const MountEntry *m = ctx->mounts[i];
-		char target[PATH_MAX_LEN * 2], peer[PATH_MAX_LEN * 2];
-		const char *from = peer_of(ctx, i, stage, peer, sizeof(peer));
-		unsigned long prop = m->propagation ? m->propagation : MS_PRIVATE;
-
-		snprintf(target, sizeof(target), "%s%s", stage, i ? m->mountpoint : "");
-		if (m->has_bind_of && !(ret = inner_source(ctx, i, peer, sizeof(peer))))
-			from = NULL;
-		/* a pty of its devpts bound on a file (runc's /dev/console) is made first */
-		if (!ret && m->has_bind_of && !strcmp(m->fstype, "devpts"))
-			ret = pty_make_bound(ctx, m, peer);
-		if (!ret)
-			ret = mount_one(ctx, m, target, m->has_bind_of ? peer : from);
-		/* a peer bound from its group keeps it; a slave keeps its master */
-		if (!ret && !from && mount(NULL, target, NULL, prop, NULL))
-			ret = pr_perror("cannot make the container's %s %s", m->mountpoint,
-					prop == MS_SHARED ? "shared" : prop == MS_SLAVE ? "a slave" : "private");
-	}
+	for (size_t i = 0; i < ctx->nr_mounts && !ret; i++)
+		ret = mount_at(ctx, i);
 	/* pivot_root(".", "."): the old root ends up on top of the new one, and goes */
 	if (!ret && (chdir(stage) || syscall(SYS_pivot_root, ".", ".")))
 		ret = pr_perror("cannot pivot_root into the container's root %s", stage);

@@ -31,6 +31,7 @@
 #include <netlink/route/link/veth.h>
 #include <netlink/route/route.h>
 
+#include "door.h"
 #include "dump.h"
 #include "guard.h"
 #include "fault.h"
@@ -39,11 +40,16 @@
 #include "ns.h"
 #include "restore.h"
 #include "util.h"
+#include "validate.h"
 
 /* per network namespace, under /proc/sys/net */
 static const char *const net_sysctls[] = {
 	"ipv4/ip_forward", "ipv6/conf/all/forwarding", "ipv4/ip_local_port_range", "ipv4/ping_group_range",
+	NULL
 };
+
+/* the kinds of device cryo makes again */
+static const char *const net_link_kinds[] = { "loopback", "veth", NULL };
 
 struct rt {
 	struct nl_sock *sk;
@@ -223,7 +229,7 @@ static int dump_sysctls(struct dump_ctx *ctx, NetEntry *e)
 	e->sysctls = arena_array(&ctx->arena, NetSysctlEntry *, ARRAY_SIZE(net_sysctls));
 	if (!e->sysctls)
 		return -ENOMEM;
-	for (size_t i = 0; i < ARRAY_SIZE(net_sysctls); i++) {
+	for (size_t i = 0; net_sysctls[i]; i++) {
 		char path[128];
 		_cleanup_free_ char *val = NULL;
 		NetSysctlEntry *s;
@@ -477,6 +483,9 @@ static int rename_host_ends(struct restore_ctx *ctx)
 		le->peer_master = at ? strdup(at + 1) : NULL;
 		if (!le->peer_name || (at && !le->peer_master))
 			return -ENOMEM;
+		if (door_ifname(le->peer_name, "--external %s: the host end", e) ||
+		    (at && door_ifname(le->peer_master, "--external %s: the bridge", e)))
+			return -EINVAL;
 		pr_info("veth %s: its host end is %s%s%s", le->name, le->peer_name, at ? " in bridge " : "",
 			at ? le->peer_master : "");
 	}
@@ -491,6 +500,43 @@ int net_read(struct restore_ctx *ctx)
 	    !ctx->ns->net_external)
 		ret = img_read_one(ctx->dirfd, IMG_NET, 0, (ProtobufCMessage **)&ctx->net);
 	return ret ?: rename_host_ends(ctx);
+}
+
+/*
+ * net.img: device names as the kernel takes them, kinds cryo makes,
+ * addresses and routes as text for libnl, sysctls by the names cryo dumps.
+ */
+int net_validate_entry(const NetEntry *n, const char *where)
+{
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < n->n_links; i++) {
+		const NetLinkEntry *l = n->links[i];
+
+		ret = door_ifname(l->name, "%s: links[%zu].name", where, i) ?:
+		      door_oneof(l->kind, net_link_kinds, "%s: links[%zu].kind", where, i) ?:
+		      (l->peer_name ? door_ifname(l->peer_name, "%s: links[%zu].peer_name", where, i) : 0) ?:
+		      (l->peer_master ? door_ifname(l->peer_master, "%s: links[%zu].peer_master", where, i) : 0);
+	}
+	for (size_t i = 0; !ret && i < n->n_addrs; i++)
+		ret = door_ifname(n->addrs[i]->ifname, "%s: addrs[%zu].ifname", where, i) ?:
+		      door_text(n->addrs[i]->local, 64, "%s: addrs[%zu].local", where, i);
+	for (size_t i = 0; !ret && i < n->n_routes; i++) {
+		const NetRouteEntry *r = n->routes[i];
+
+		ret = door_text(r->dst, 64, "%s: routes[%zu].dst", where, i) ?:
+		      (r->gateway ? door_text(r->gateway, 64, "%s: routes[%zu].gateway", where, i) : 0) ?:
+		      (r->ifname ? door_ifname(r->ifname, "%s: routes[%zu].ifname", where, i) : 0);
+	}
+	for (size_t i = 0; !ret && i < n->n_sysctls; i++)
+		ret = door_oneof(n->sysctls[i]->name, net_sysctls, "%s: sysctls[%zu].name", where, i) ?:
+		      door_text(n->sysctls[i]->value, 256, "%s: sysctls[%zu].value", where, i);
+	return ret;
+}
+
+int net_validate(const struct restore_ctx *ctx)
+{
+	return ctx->net ? net_validate_entry(ctx->net, "net.img record 0") : 0;
 }
 
 /* each veth pair, its inside end put into pid's namespace, its host end in its bridge */
@@ -682,19 +728,28 @@ static int setup_routes(const NetEntry *n, struct rt *in)
 	return 0;
 }
 
+/* in the container's network namespace: each beneath its /proc/sys/net, by a name cryo dumps */
 static int setup_sysctls(const NetEntry *n)
 {
+	_cleanup_close_ int dir = -1;
+
+	if (!n->n_sysctls)
+		return 0;
+	dir = open("/proc/sys/net", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return pr_perror("cannot open /proc/sys/net in the container's network namespace");
 	for (size_t i = 0; i < n->n_sysctls; i++) {
-		char path[256];
+		const NetSysctlEntry *s = n->sysctls[i];
 		int fd, ret = 0;
 
-		snprintf(path, sizeof(path), "/proc/sys/net/%s", n->sysctls[i]->name);
-		fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write_all(fd, n->sysctls[i]->value, strlen(n->sysctls[i]->value)))
-			ret = pr_perror("cannot set net.%s to %s in the container", n->sysctls[i]->name,
-					n->sysctls[i]->value);
-		if (fd >= 0)
-			close(fd);
+		if (door_oneof(s->name, net_sysctls, "net.img: sysctl"))
+			return -EINVAL;
+		fd = door_open(dir, s->name, O_WRONLY, 0, DOOR_BENEATH | DOOR_NO_SYMLINKS, "net.img: sysctl");
+		if (fd < 0)
+			return fd;
+		if (write_all(fd, s->value, strlen(s->value)))
+			ret = pr_perror("cannot set net.%s to %s in the container", s->name, s->value);
+		close(fd);
 		if (ret)
 			return ret;
 	}

@@ -30,12 +30,14 @@
 #include <unistd.h>
 #include <linux/nsfs.h>
 
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
 #include "ns.h"
 #include "restore.h"
 #include "util.h"
+#include "validate.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -474,6 +476,19 @@ int ns_read(struct restore_ctx *ctx)
 			return -ENOTSUP;
 		}
 	return ctx->ns->net_external ? external_net_fd(ctx) : 0;
+}
+
+/* ns.img: the host and domain names (HOST_NAME_MAX), the key of an external network namespace */
+int ns_validate_entry(const NsEntry *e, const char *where)
+{
+	return (e->hostname ? door_text(e->hostname, 64, "%s: hostname", where) : 0) ?:
+	       (e->domainname ? door_text(e->domainname, 64, "%s: domainname", where) : 0) ?:
+	       (e->net_external ? door_text(e->net_external, DOOR_PATH_MAX, "%s: net_external", where) : 0);
+}
+
+int ns_validate(const struct restore_ctx *ctx)
+{
+	return ctx->ns ? ns_validate_entry(ctx->ns, "ns.img record 0") : 0;
 }
 
 uint64_t ns_clone_flags(const struct restore_ctx *ctx)

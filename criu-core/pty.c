@@ -37,6 +37,7 @@
 #include <sys/sysmacros.h>
 
 #include "compat.h"
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
@@ -481,6 +482,12 @@ int pty_set_foreground(struct restore_ctx *ctx, const struct rst_task *t)
 	return 0;
 }
 
+/* files.img: a terminal's path is only shown; it must still be one */
+static int pty_validate(const FileEntry *fe, const char *where)
+{
+	return fe->dev ? door_abspath(fe->dev->path, DOOR_PATH_MAX, "%s: dev.path", where) : 0;
+}
+
 const struct fd_kind_ops pty_fd_ops = {
 	.kind = FD_KIND__PTY,
 	.name = "pty",
@@ -489,6 +496,7 @@ const struct fd_kind_ops pty_fd_ops = {
 	.dump_done = pty_dump_done,
 	.prepare = pty_prepare,
 	.needs_tree = pty_needs_tree,
+	.validate = pty_validate,
 	.open = pty_open,
 	.restore_done = pty_restore_done,
 };

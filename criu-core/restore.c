@@ -47,6 +47,7 @@
 #include "restore.h"
 #include "restorer-blob.h"
 #include "seize.h"
+#include "validate.h"
 
 #define SCRATCH_SIZE	(256u << 10)
 #define HOLE_MARGIN	(16UL << 20)
@@ -415,6 +416,21 @@ static int install_files(struct restore_ctx *ctx, struct rst_task *t)
 	return files_restore(ctx, t, keep, n);
 }
 
+/* its working directory, in its root (files_open_path) */
+static int enter_cwd(const struct rst_task *t)
+{
+	char what[64];
+	_cleanup_close_ int fd = -1;
+
+	snprintf(what, sizeof(what), "pid %d: its working directory", t->pid);
+	fd = files_open_path(t->core->task->cwd, O_PATH | O_DIRECTORY, what);
+	if (fd < 0)
+		return fd;
+	if (fchdir(fd))
+		return pr_perror("pid %d: cannot change into its working directory %s", t->pid, t->core->task->cwd);
+	return 0;
+}
+
 /* the rest of the task, once the whole tree exists; then into the restorer */
 static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst_slot *slot)
 {
@@ -423,9 +439,8 @@ static int restore_child(struct restore_ctx *ctx, struct rst_task *t, struct rst
 	bool owner = files_owner(t) == t;
 	int ret;
 
-	if (chdir(t->core->task->cwd))
-		return pr_perror("pid %d: cannot change into its working directory %s", t->pid,
-				 t->core->task->cwd);
+	if ((ret = enter_cwd(t)))
+		return ret;
 	if ((ret = mem_prepare_specials(t, a, t->stack_top, &scratch_len)) ||
 	    (ret = task_prepare_args(ctx, t, &t->ra)))
 		return ret;
@@ -1352,7 +1367,8 @@ static int restore_command(struct cryo_opts *o)
 		}
 		o->lazy_sock = daemon;
 	}
-	ret = notify(o, "pre-restore", 0) ?: read_images(&ctx);
+	/* every name and path of the images through the door before anything is made */
+	ret = notify(o, "pre-restore", 0) ?: read_images(&ctx) ?: rst_validate(&ctx);
 	if (!ret)
 		ret = restore_tree(&ctx);
 	/* the handler outside (cryo lazy-pages, the agent) hears that the tree runs */

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "cryo.h"
+#include "door.h"
 #include "kerndat.h"
 #include "log.h"
 #include "rpc.pb-c.h"
@@ -202,6 +203,43 @@ static int client_dir(struct rpc *r, int fd, const char *what, char *out, size_t
 }
 
 /*
+ * The names and paths of a request through the door: the client's
+ * directories come as fds; the host paths it gives (the root, a parent
+ * directory, an external mount's source) are its to give, checked for
+ * their form; names of devices and files as the kernel takes them.
+ */
+static int check_request(const struct rpc *r, const RpcOpts *ro)
+{
+	bool dump = r->type != RPC_TYPE__RPC_RESTORE;
+	int ret = (ro->images_dir_fd < 0 && ro->images_dir ?
+		   door_abspath(ro->images_dir, DOOR_PATH_MAX, "images_dir") : 0) ?:
+		  (ro->log_file ? door_name(ro->log_file, DOOR_NAME_MAX, "log_file") : 0) ?:
+		  (ro->root ? door_abspath(ro->root, DOOR_PATH_MAX, "root") : 0) ?:
+		  (ro->parent_img ? door_path(ro->parent_img, DOOR_PATH_MAX, "parent_img") : 0) ?:
+		  (ro->freeze_cgroup ? door_abspath(ro->freeze_cgroup, DOOR_PATH_MAX, "freeze_cgroup") : 0) ?:
+		  (ro->config_file ? door_text(ro->config_file, DOOR_PATH_MAX, "config_file") : 0) ?:
+		  (ro->ps && ro->ps->address ? door_text(ro->ps->address, 255, "ps.address") : 0);
+
+	for (size_t i = 0; !ret && i < ro->n_veths; i++)
+		ret = door_ifname(ro->veths[i]->if_in, "veths[%zu].if_in", i) ?:
+		      door_ifname(ro->veths[i]->if_out, "veths[%zu].if_out", i);
+	/* dump: a mountpoint of the tree and its key; restore: a key and the host directory it binds */
+	for (size_t i = 0; !ret && i < ro->n_ext_mnt; i++)
+		ret = dump ? door_abspath(ro->ext_mnt[i]->key, DOOR_PATH_MAX, "ext_mnt[%zu].key", i) ?:
+			     door_text(ro->ext_mnt[i]->val, DOOR_PATH_MAX, "ext_mnt[%zu].val", i) :
+			     door_text(ro->ext_mnt[i]->key, DOOR_PATH_MAX, "ext_mnt[%zu].key", i) ?:
+			     door_abspath(ro->ext_mnt[i]->val, DOOR_PATH_MAX, "ext_mnt[%zu].val", i);
+	for (size_t i = 0; !ret && i < ro->n_inherit_fd; i++)
+		ret = door_text(ro->inherit_fd[i]->key, DOOR_PATH_MAX, "inherit_fd[%zu].key", i);
+	for (size_t i = 0; !ret && i < ro->n_external; i++)
+		ret = door_text(ro->external[i], DOOR_PATH_MAX, "external[%zu]", i);
+	for (size_t i = 0; !ret && i < ro->n_cg_root; i++)
+		ret = (ro->cg_root[i]->ctrl ? door_text(ro->cg_root[i]->ctrl, 127, "cg_root[%zu].ctrl", i) : 0) ?:
+		      door_abspath(ro->cg_root[i]->path, DOOR_PATH_MAX, "cg_root[%zu].path", i);
+	return ret;
+}
+
+/*
  * A request's options as cryo's. Those that change nothing here are taken
  * as they come; those cryo cannot honour are refused by name.
  */
@@ -213,6 +251,8 @@ static int take_opts(struct rpc *r, const RpcOpts *ro, struct cryo_opts *o)
 		pr_err("a %s request without options", rpc_type__descriptor.values[r->type].name);
 		return -EINVAL;
 	}
+	if ((ret = check_request(r, ro)))
+		return ret;
 	if (ro->images_dir_fd >= 0) {
 		if ((ret = client_dir(r, ro->images_dir_fd, "images_dir_fd", r->images_dir, sizeof(r->images_dir))))
 			return ret;
@@ -293,27 +333,32 @@ static int take_opts(struct rpc *r, const RpcOpts *ro, struct cryo_opts *o)
 	return 0;
 }
 
-/* the log of one request: log_file in the work directory, nothing on stderr */
+/*
+ * The log of one request: log_file in the work directory (made there, not
+ * through a symlink left in it), nothing on stderr.
+ */
 static int open_log(struct rpc *r, struct cryo_opts *o, const RpcOpts *ro)
 {
-	char path[PATH_MAX * 2];
+	char path[PATH_MAX * 2], fdpath[32];
 	const char *dir = o->work_dir ?: o->images_dir;
-
+	_cleanup_close_ int dfd = -1, fd = -1;
 	int ret;
 
 	log_fini();
 	log_error_reset();
 	/* errors and warnings at their usual level, so that restoring children pass theirs up, but to nowhere */
 	log_set_err_fd(r->devnull);
-	if (!ro || !ro->log_file)
-		return log_init(LOG_WARN, NULL);
-	if (strchr(ro->log_file, '/')) {
-		log_init(LOG_WARN, NULL);
-		pr_err("log_file %s: a file name in the work directory, without a directory", ro->log_file);
-		return -EINVAL;
-	}
+	if ((ret = log_init(LOG_WARN, NULL)) || !ro || !ro->log_file)
+		return ret;
 	snprintf(path, sizeof(path), "%s/%s", dir, ro->log_file);
-	if ((ret = log_init(LOG_WARN, path)))
+	if ((dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return pr_perror("cannot open the log file's directory %s", dir);
+	fd = door_open(dfd, ro->log_file, O_WRONLY | O_CREAT | O_TRUNC, 0600, DOOR_BENEATH | DOOR_NO_SYMLINKS,
+		       "log_file in %s", dir);
+	if (fd < 0)
+		return fd;
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	if ((ret = log_init(LOG_WARN, fdpath)))
 		pr_err("cannot open the log file %s", path);
 	return ret;
 }

@@ -38,6 +38,7 @@
 #include <linux/sock_diag.h>
 #include <linux/sockios.h>
 
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "guard.h"
@@ -857,11 +858,19 @@ static int inet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEn
 	return fd;
 }
 
+/* files.img: the device an inet socket is bound to, by name */
+static int inet_validate(const FileEntry *fe, const char *where)
+{
+	return fe->inet_sk && fe->inet_sk->bind_dev ?
+	       door_ifname(fe->inet_sk->bind_dev, "%s: inet_sk.bind_dev", where) : 0;
+}
+
 const struct fd_kind_ops inet_sk_fd_ops = {
 	.kind = FD_KIND__INET_SK,
 	.name = "inet socket",
 	.match = inet_match,
 	.dump = inet_dump,
+	.validate = inet_validate,
 	.open = inet_open,
 	.open_done = inet_open_done,
 };

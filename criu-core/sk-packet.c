@@ -21,6 +21,7 @@
 #include <linux/rtnetlink.h>
 #include <stddef.h>
 
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
@@ -265,10 +266,22 @@ static int packet_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const File
 	return fd;
 }
 
+/* files.img: the devices of a packet socket and of its memberships, by name */
+static int packet_validate(const FileEntry *fe, const char *where)
+{
+	const PacketSkEntry *e = fe->packet_sk;
+	int ret = e && e->ifname ? door_ifname(e->ifname, "%s: packet_sk.ifname", where) : 0;
+
+	for (size_t i = 0; e && !ret && i < e->n_mclist; i++)
+		ret = door_ifname(e->mclist[i]->ifname, "%s: packet_sk.mclist[%zu].ifname", where, i);
+	return ret;
+}
+
 const struct fd_kind_ops packet_sk_fd_ops = {
 	.kind = FD_KIND__PACKET_SK,
 	.name = "packet socket",
 	.match = packet_match,
 	.dump = packet_dump,
+	.validate = packet_validate,
 	.open = packet_open,
 };

@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
@@ -429,7 +430,7 @@ struct rst_unix {
 	const UnixSkEntry *u;
 	int fd;
 	int stand_in;		/* the other end of a pair whose peer had gone */
-	char bound[UNIX_NAME_MAX + 1];	/* the path bound ("@": abstract), to unlink if the name was gone */
+	char bound[UNIX_NAME_MAX + 1];	/* the name bound, as bound ("@": abstract), to unlink if the name was gone */
 };
 
 static struct rst_unix *rsk_find(struct restore_ctx *ctx, uint32_t ino)
@@ -440,12 +441,89 @@ static struct rst_unix *rsk_find(struct restore_ctx *ctx, uint32_t ino)
 	return NULL;
 }
 
-static socklen_t make_addr(const ProtobufCBinaryData *name, struct sockaddr_un *a)
+/*
+ * A name (validated: unix_validate) as an address to bind, connect or
+ * send to, with the very bytes it had: the kernel keeps them as the
+ * socket's name (getsockname, sock_diag, a later dump). A path name's
+ * directory is resolved first by the door in the root (a container's root
+ * once pivoted into; a host process's names are the host's, by design),
+ * which refuses what leaves it or goes through a magic link; the kernel's
+ * own resolution of the name from that root then finds the same one. A
+ * relative name is reached from the directory it was bound in, made
+ * cryo's cwd through its fd (cryo runs one thread) until uaddr_put. The
+ * file of the name is then handled through ua->dir and ua->last only.
+ */
+struct uaddr {
+	struct sockaddr_un a;
+	socklen_t len;
+	int dir;		/* a path name's directory, or -1 */
+	int here;		/* cryo's cwd while it is in a relative name's directory, or -1 */
+	char last[UNIX_NAME_MAX + 1];	/* a path name's last component */
+};
+
+static void uaddr_put(struct uaddr *ua)
 {
-	memset(a, 0, sizeof(*a));
-	a->sun_family = AF_UNIX;
-	memcpy(a->sun_path, name->data, MIN(name->len, sizeof(a->sun_path)));
-	return offsetof(struct sockaddr_un, sun_path) + MIN(name->len, sizeof(a->sun_path));
+	if (ua->here >= 0 && fchdir(ua->here))
+		pr_perror("cannot change back into cryo's directory");
+	if (ua->here >= 0)
+		close(ua->here);
+	if (ua->dir >= 0)
+		close(ua->dir);
+	ua->here = ua->dir = -1;
+}
+
+/* a relative name's directory, by the door, as cryo's cwd */
+static int uaddr_enter(struct uaddr *ua, int root, const char *dir, uint32_t ino)
+{
+	_cleanup_close_ int fd = door_open(root, dir, O_PATH | O_DIRECTORY, 0, DOOR_IN_ROOT,
+					   "unix socket %u: the directory of its name", ino);
+
+	if (fd < 0)
+		return fd;
+	ua->here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (ua->here < 0 || fchdir(fd))
+		return pr_perror("unix socket %u: cannot go into %s", ino, dir);
+	return steal_fd(fd);
+}
+
+static int uaddr_get(struct uaddr *ua, const ProtobufCBinaryData *name, const char *dir, uint32_t ino)
+{
+	size_t n = MIN(name->len, sizeof(ua->a.sun_path));
+	_cleanup_close_ int root = -1, base = -1;
+	char path[UNIX_NAME_MAX + 1];
+	const char *last;
+
+	*ua = (struct uaddr){ .a.sun_family = AF_UNIX, .dir = -1, .here = -1 };
+	memcpy(ua->a.sun_path, name->data, n);
+	ua->len = offsetof(struct sockaddr_un, sun_path) + n;
+	if (!n || !name->data[0])
+		return 0;	/* abstract: no file */
+	snprintf(path, sizeof(path), "%.*s", (int)strnlen((const char *)name->data, n), (const char *)name->data);
+	if ((root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return pr_perror("unix socket %u: cannot open the root directory", ino);
+	if (path[0] != '/' && dir && (base = uaddr_enter(ua, root, dir, ino)) < 0) {
+		uaddr_put(ua);
+		return base;
+	}
+	/* from a relative name's directory, beneath it: no absolute symlink to be resolved otherwise */
+	ua->dir = base >= 0 ? door_parent_how(base, path, DOOR_BENEATH, &last, "unix socket %u: name", ino) :
+			      door_parent_how(root, path, DOOR_IN_ROOT, &last, "unix socket %u: name", ino);
+	if (ua->dir < 0) {
+		int ret = ua->dir;
+
+		uaddr_put(ua);
+		return ret;
+	}
+	snprintf(ua->last, sizeof(ua->last), "%s", last);
+	return 0;
+}
+
+/* the name s is bound to (bound), with its directory if relative */
+static int uaddr_bound(struct uaddr *ua, const struct rst_unix *s)
+{
+	ProtobufCBinaryData n = { strlen(s->bound) + 1, (uint8_t *)s->bound };
+
+	return uaddr_get(ua, &n, s->u->name_dir, s->u->ino);
 }
 
 static bool same_name(const UnixSkEntry *a, const UnixSkEntry *b)
@@ -486,103 +564,81 @@ static bool name_taken(struct restore_ctx *ctx, const struct rst_unix *s)
 	return false;
 }
 
-/*
- * A relative name is bound and connected to from its directory: cryo goes
- * there for the call (it runs one thread) and comes back; -1 if it stays.
- */
-static int enter_dir(const char *dir, const struct sockaddr_un *a)
-{
-	int here;
-
-	if (!dir || !a->sun_path[0] || a->sun_path[0] == '/')
-		return -1;
-	here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (here >= 0 && chdir(dir)) {
-		close(here);
-		here = -1;
-	}
-	return here;
-}
-
-static void leave_dir(int here)
-{
-	int err = errno;
-
-	if (here >= 0 && fchdir(here))
-		pr_perror("cannot change back into cryo's directory");
-	if (here >= 0)
-		close(here);
-	errno = err;
-}
-
-/* bind s to its name (from the name's directory), in place of a stale socket file */
-static int bind_path(struct rst_unix *s, struct sockaddr_un *a, socklen_t len)
+/* a path name's file: a stale socket file is replaced; a socket's whose name was gone goes next to it */
+static int clear_name(struct rst_unix *s, struct uaddr *ua)
 {
 	const UnixSkEntry *u = s->u;
-	char nb[UNIX_NAME_MAX + 8];
+	size_t bl = strlen(s->bound);
 	struct stat st;
 
-	if (a->sun_path[0]) {
-		if (!lstat(a->sun_path, &st)) {
-			if (!S_ISSOCK(st.st_mode)) {
-				pr_err("unix socket %u: %s, its name, is now a file that is not a socket", u->ino,
-				       a->sun_path);
-				return -EEXIST;
-			}
-			if (u->name_gone) {
-				/* a new socket took the name: bind next to it, unlink after */
-				snprintf(a->sun_path, sizeof(a->sun_path), "%.*s.cryo-%u",
-					 (int)strnlen((char *)u->name.data, u->name.len), (char *)u->name.data, u->ino);
-				len = SUN_LEN(a);
-				unlink(a->sun_path);
-			} else if (unlink(a->sun_path)) {
-				return pr_perror("unix socket %u: cannot remove the stale socket file %s", u->ino,
-						 a->sun_path);
-			}
-		}
-		snprintf(s->bound, sizeof(s->bound), "%s", a->sun_path);
-	} else {
-		snprintf(s->bound, sizeof(s->bound), "@");
+	if (fstatat(ua->dir, ua->last, &st, AT_SYMLINK_NOFOLLOW))
+		return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		pr_err("unix socket %u: %s, its name, is now a file that is not a socket", u->ino, s->bound);
+		return -EEXIST;
 	}
-	if (bind(s->fd, (struct sockaddr *)a, len))
-		return pr_perror("unix socket %u: cannot bind it to %s", u->ino,
-				 name_str(u->name.data, u->name.len, nb, sizeof(nb)));
-	if (a->sun_path[0] && u->has_name_mode &&
-	    (chmod(a->sun_path, u->name_mode) || chown(a->sun_path, u->name_uid, u->name_gid)))
-		return pr_perror("unix socket %u: cannot give %s its mode and owner back", u->ino, a->sun_path);
+	if (!u->name_gone) {
+		if (unlinkat(ua->dir, ua->last, 0))
+			return pr_perror("unix socket %u: cannot remove the stale socket file %s", u->ino, s->bound);
+		return 0;
+	}
+	/* a new socket took the name: bind next to it, unlink after */
+	if (snprintf(s->bound + bl, sizeof(s->bound) - bl, ".cryo-%u", u->ino) >= (int)(sizeof(s->bound) - bl)) {
+		pr_err("unix socket %u: no room for a name next to %s", u->ino, s->bound);
+		return -ENAMETOOLONG;
+	}
+	uaddr_put(ua);
+	if (uaddr_bound(ua, s))
+		return -EINVAL;
+	unlinkat(ua->dir, ua->last, 0);
 	return 0;
 }
 
+/* bind s to its name, beneath the name's directory, in place of a stale socket file */
 static int bind_name(struct restore_ctx *ctx, struct rst_unix *s)
 {
-	struct sockaddr_un a;
-	socklen_t len = make_addr(&s->u->name, &a);
-	int here, ret;
+	const UnixSkEntry *u = s->u;
+	char nb[UNIX_NAME_MAX + 8];
+	struct uaddr ua;
+	int ret;
 
 	if (name_taken(ctx, s))
 		return 0;	/* sockets accepted from a listener now closed share its name */
-	here = enter_dir(s->u->name_dir, &a);
-	if (here < 0 && s->u->name_dir && a.sun_path[0] && a.sun_path[0] != '/')
-		return pr_perror("unix socket %u: cannot go into %s to bind it", s->u->ino, s->u->name_dir);
-	ret = bind_path(s, &a, len);
-	leave_dir(here);
+	if (!u->name.len || !u->name.data[0])
+		snprintf(s->bound, sizeof(s->bound), "@");
+	else
+		snprintf(s->bound, sizeof(s->bound), "%.*s", (int)strnlen((const char *)u->name.data, u->name.len),
+			 (const char *)u->name.data);
+	ret = uaddr_get(&ua, &u->name, u->name_dir, u->ino);
+	if (!ret && ua.dir >= 0)
+		ret = clear_name(s, &ua);
+	if (!ret && bind(s->fd, (struct sockaddr *)&ua.a, ua.len))
+		ret = pr_perror("unix socket %u: cannot bind it to %s", u->ino,
+				name_str((uint8_t *)ua.a.sun_path, ua.len - offsetof(struct sockaddr_un, sun_path), nb,
+					 sizeof(nb)));
+	if (!ret && ua.dir >= 0 && u->has_name_mode &&
+	    (fchownat(ua.dir, ua.last, u->name_uid, u->name_gid, AT_SYMLINK_NOFOLLOW) ||
+	     fchmodat(ua.dir, ua.last, u->name_mode, 0)))
+		ret = pr_perror("unix socket %u: cannot give %s its mode and owner back", u->ino, s->bound);
+	uaddr_put(&ua);
 	return ret;
 }
 
 static int connect_to(struct rst_unix *s, const ProtobufCBinaryData *name, const char *dir, const char *what)
 {
-	struct sockaddr_un a;
-	socklen_t len = make_addr(name, &a);
 	char nb[UNIX_NAME_MAX + 8];
-	int here = enter_dir(dir, &a), ret;
+	struct uaddr ua;
+	int ret = uaddr_get(&ua, name, dir, s->u->ino);
 
-	ret = connect(s->fd, (struct sockaddr *)&a, len);
-	leave_dir(here);
 	if (ret)
-		return pr_perror("unix socket %u: cannot connect it to %s %s%s%s", s->u->ino, what,
-				 here >= 0 ? dir : "", here >= 0 ? "/" : "",
-				 name_str(name->data, name->len, nb, sizeof(nb)));
-	return 0;
+		return ret;
+	ret = connect(s->fd, (struct sockaddr *)&ua.a, ua.len);
+	if (ret)
+		ret = pr_perror("unix socket %u: cannot connect it to %s %s%s%s", s->u->ino, what,
+				name->data[0] != '/' && dir ? dir : "", name->data[0] != '/' && dir ? "/" : "",
+				name_str(name->data, name->len, nb, sizeof(nb)));
+	uaddr_put(&ua);
+	return ret;
 }
 
 /* connect c to t where t is bound, which may be a stand-in for a name that was gone */
@@ -731,8 +787,7 @@ static int queue_writer(struct restore_ctx *ctx, const struct rst_unix *s, bool 
 
 static int fill_queue(struct restore_ctx *ctx, const struct rst_unix *s)
 {
-	struct sockaddr_un a;
-	socklen_t alen = 0;
+	struct uaddr ua = { .dir = -1, .here = -1 };
 	bool temp;
 	int w, ret = 0;
 
@@ -741,15 +796,17 @@ static int fill_queue(struct restore_ctx *ctx, const struct rst_unix *s)
 	w = queue_writer(ctx, s, &temp);
 	if (w < 0)
 		return w;
-	if (temp)
-		alen = make_addr(&s->u->name, &a);
+	if (temp && (ret = uaddr_get(&ua, &s->u->name, s->u->name_dir, s->u->ino))) {
+		close(w);
+		return ret;
+	}
 	for (size_t i = 0; i < s->u->n_queue && !ret; i++) {
 		const ProtobufCBinaryData *m = &s->u->queue[i];
 		size_t off = 0;
 
 		while (off < m->len) {
 			ssize_t n = sendto(w, m->data + off, m->len - off, MSG_DONTWAIT | MSG_NOSIGNAL,
-					   temp ? (struct sockaddr *)&a : NULL, alen);
+					   temp ? (struct sockaddr *)&ua.a : NULL, temp ? ua.len : 0);
 
 			if (n <= 0) {
 				ret = pr_perror("unix socket %u: cannot queue its %zu bytes again", s->u->ino, m->len);
@@ -760,6 +817,7 @@ static int fill_queue(struct restore_ctx *ctx, const struct rst_unix *s)
 	}
 	if (temp)
 		close(w);
+	uaddr_put(&ua);
 	return ret;
 }
 
@@ -805,16 +863,52 @@ static int unix_prepare(struct restore_ctx *ctx)
 			return pr_perror("unix socket %u: shutdown", s->u->ino);
 		}
 		if (s->u->name_gone && s->bound[0] && s->bound[0] != '@') {
-			struct sockaddr_un a = { .sun_family = AF_UNIX };
-			int here;
+			struct uaddr ua;
 
-			memcpy(a.sun_path, s->bound, sizeof(a.sun_path) - 1);
-			here = enter_dir(s->u->name_dir, &a);
-			unlink(s->bound);
-			leave_dir(here);
+			if (uaddr_bound(&ua, s))
+				return -EINVAL;
+			unlinkat(ua.dir, ua.last, 0);
+			uaddr_put(&ua);
 		}
 	}
 	return 0;
+}
+
+/*
+ * A name of the image: an abstract one (a 0 byte first) is bytes, at most
+ * sun_path's size; a path name a path (relative ones only with the
+ * directory they were bound in), NUL-padded at most.
+ */
+static int name_ok(const ProtobufCBinaryData *name, bool relative_ok, const char *where, const char *field)
+{
+	char path[UNIX_NAME_MAX + 1];
+	size_t n;
+
+	if (name->len > (size_t)UNIX_NAME_MAX) {
+		snprintf(path, sizeof(path), "%zu bytes", name->len);
+		return door_refuse(path, "more than a socket name holds", "%s: unix_sk.%s", where, field);
+	}
+	if (!name->len || !name->data[0])
+		return name->len ? 0 : door_bytes_str(name->data, 0, UNIX_NAME_MAX, "%s: unix_sk.%s", where, field);
+	n = strnlen((const char *)name->data, name->len);
+	for (size_t i = n; i < name->len; i++)
+		if (name->data[i])
+			return door_bytes_str(name->data, name->len, UNIX_NAME_MAX, "%s: unix_sk.%s", where, field);
+	snprintf(path, sizeof(path), "%.*s", (int)n, (const char *)name->data);
+	if (path[0] == '/' || !relative_ok)
+		return door_abspath(path, UNIX_NAME_MAX - 1, "%s: unix_sk.%s", where, field);
+	return door_relpath(path, UNIX_NAME_MAX - 1, "%s: unix_sk.%s", where, field);
+}
+
+static int unix_validate(const FileEntry *fe, const char *where)
+{
+	const UnixSkEntry *u = fe->unix_sk;
+
+	if (!u)
+		return 0;
+	return (u->has_name ? name_ok(&u->name, u->name_dir != NULL, where, "name") : 0) ?:
+	       (u->has_peer_name ? name_ok(&u->peer_name, false, where, "peer_name") : 0) ?:
+	       (u->name_dir ? door_abspath(u->name_dir, DOOR_PATH_MAX, "%s: unix_sk.name_dir", where) : 0);
 }
 
 static int unix_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEntry *fe)
@@ -854,6 +948,7 @@ const struct fd_kind_ops unix_sk_fd_ops = {
 	.match = unix_match,
 	.dump = unix_dump,
 	.dump_done = unix_dump_done,
+	.validate = unix_validate,
 	.prepare = unix_prepare,
 	.open = unix_open,
 	.restore_done = unix_restore_done,

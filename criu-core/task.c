@@ -13,10 +13,12 @@
 #include <sys/uio.h>
 
 #include "compat.h"
+#include "door.h"
 #include "dump.h"
 #include "log.h"
 #include "restore.h"
 #include "seize.h"
+#include "validate.h"
 
 #define SIGINFO_SIZE	128
 #define XSAVE_MAX	(64u << 10)
@@ -605,5 +607,44 @@ int task_prepare_args(struct restore_ctx *ctx, struct rst_task *t, struct rst_ar
 	    (ret = prepare_creds(t, ra)) ||
 	    (ret = prepare_seccomp(t, ra)))
 		return ret;
+	return 0;
+}
+
+/* ----------------------------------------------------------- validate */
+
+/* a name the kernel keeps in TASK_COMM_LEN (it is cut to that at restore) */
+static int comm_ok(const char *comm, const char *where, const char *field)
+{
+	return comm && comm[0] ? door_bytes_str(comm, strlen(comm), 15, "%s: %s", where, field) : 0;
+}
+
+/* core-PID.img: its names, and the directories it was in (its cwd is made its own again) */
+int task_validate_core(const CoreEntry *c, const char *where)
+{
+	int ret = 0;
+
+	if (c->task)
+		ret = comm_ok(c->task->comm, where, "task.comm") ?:
+		      door_abspath(c->task->cwd, DOOR_PATH_MAX, "%s: task.cwd", where) ?:
+		      door_abspath(c->task->root, DOOR_PATH_MAX, "%s: task.root", where);
+	for (size_t i = 0; !ret && i < c->n_threads; i++) {
+		char field[48];
+
+		snprintf(field, sizeof(field), "threads[%zu].comm", i);
+		ret = comm_ok(c->threads[i]->comm, where, field);
+	}
+	return ret;
+}
+
+int task_validate(const struct restore_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		const struct rst_task *t = ctx->tasks[i];
+		char where[64];
+
+		snprintf(where, sizeof(where), "core-%d.img record 0", t->pid);
+		if (t->core && task_validate_core(t->core, where))
+			return -EINVAL;
+	}
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/sysmacros.h>
 
+#include "door.h"
 #include "dump.h"
 #include "files.h"
 #include "log.h"
@@ -85,11 +86,18 @@ static int tty_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEnt
 	return fd;
 }
 
+/* files.img: the terminal's path is only shown (cryo's own is opened); it must still be one */
+static int tty_validate(const FileEntry *fe, const char *where)
+{
+	return fe->dev ? door_abspath(fe->dev->path, DOOR_PATH_MAX, "%s: dev.path", where) : 0;
+}
+
 const struct fd_kind_ops tty_fd_ops = {
 	.kind = FD_KIND__TTY,
 	.name = "terminal",
 	.match = tty_match,
 	.dump = tty_dump,
+	.validate = tty_validate,
 	.open = tty_open,
 };
 

@@ -18,11 +18,11 @@
 
 const char *door_quote(const char *s, char *buf, size_t len)
 {
-	size_t o = 0, i;
+	size_t o = 0, i, most = len > 8 ? (len - 8) / 4 : 0;
 
 	if (!s)
 		return "(none)";
-	for (i = 0; s[i] && i < 64 && o + 8 < len; i++) {
+	for (i = 0; s[i] && i < most && o + 8 < len; i++) {
 		unsigned char c = s[i];
 
 		if (c >= 0x20 && c < 0x7f && c != '\\')
@@ -46,8 +46,8 @@ static int refuse(const char *s, const char *why, const char *what, va_list ap)
 	return -EINVAL;
 }
 
-/* why s (of known length) is not a clean sequence of components, or NULL */
-static const char *bad_components(const char *s, size_t n)
+/* why s (of known length) is not a clean sequence of components, or NULL; '..' if dotdot */
+static const char *components(const char *s, size_t n, bool dotdot)
 {
 	const char *p = s, *end = s + n;
 
@@ -57,7 +57,7 @@ static const char *bad_components(const char *s, size_t n)
 
 		if (cl == 0)
 			return "it has an empty component ('//' or a trailing '/')";
-		if (cl == 2 && p[0] == '.' && p[1] == '.')
+		if (cl == 2 && p[0] == '.' && p[1] == '.' && !dotdot)
 			return "it has a '..' component";
 		if (cl == 1 && p[0] == '.')
 			return "it has a '.' component";
@@ -105,7 +105,7 @@ int door_name(const char *s, size_t max, const char *what, ...)
 	if (!why && memchr(s, '/', n))
 		why = "a name cannot hold a '/'";
 	if (!why)
-		why = bad_components(s, n);
+		why = components(s, n, false);
 	return DOOR_CHECK(s, why, what);
 }
 
@@ -117,7 +117,7 @@ int door_relpath(const char *s, size_t max, const char *what, ...)
 	if (!why && s[0] == '/')
 		why = "it must be relative (it begins with '/')";
 	if (!why)
-		why = bad_components(s, n);
+		why = components(s, n, false);
 	return DOOR_CHECK(s, why, what);
 }
 
@@ -129,7 +129,7 @@ int door_abspath(const char *s, size_t max, const char *what, ...)
 	if (!why && s[0] != '/')
 		why = "it must be absolute (begin with '/')";
 	if (!why && n > 1)
-		why = bad_components(s + 1, n - 1);
+		why = components(s + 1, n - 1, false);
 	return DOOR_CHECK(s, why, what);
 }
 
@@ -161,6 +161,48 @@ int door_bytes_str(const void *p, size_t len, size_t max, const char *what, ...)
 	return DOOR_CHECK(shown, why, what);
 }
 
+int door_text(const char *s, size_t max, const char *what, ...)
+{
+	const char *why = NULL;
+	size_t n = 0;
+
+	if (!s)
+		why = "it is missing";
+	else if ((n = strnlen(s, max + 1)) > max)
+		why = "it is too long";
+	for (size_t i = 0; !why && i < n; i++)
+		if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
+			why = "it holds a control character";
+	return DOOR_CHECK(s, why, what);
+}
+
+int door_path(const char *s, size_t max, const char *what, ...)
+{
+	size_t n = 0;
+	const char *why = bad_value(s, max, &n);
+
+	if (!why && n > 1)
+		why = s[0] == '/' ? components(s + 1, n - 1, true) : components(s, n, true);
+	return DOOR_CHECK(s, why, what);
+}
+
+int door_not_via(const char *path, const char *link, const char *what, ...)
+{
+	size_t ll = strlen(link);
+	char buf[DOOR_QUOTE_LEN + 64], q[DOOR_QUOTE_LEN];
+	const char *why = buf;
+
+	if (strncmp(path, link, ll) || (path[ll] && path[ll] != '/'))
+		return 0;
+	snprintf(buf, sizeof(buf), "it goes through '%s', a symbolic link made before it", door_quote(link, q, sizeof(q)));
+	return DOOR_CHECK(path, why, what);
+}
+
+int door_refuse(const char *value, const char *why, const char *what, ...)
+{
+	return DOOR_CHECK(value, why, what);
+}
+
 int door_oneof(const char *s, const char *const *allowed, const char *what, ...)
 {
 	const char *why = "it is not one cryo knows";
@@ -174,7 +216,8 @@ int door_oneof(const char *s, const char *const *allowed, const char *what, ...)
 /* an error of the openers: EXDEV and ELOOP from openat2 are an escape, said as such */
 static int open_failed(const char *path, int err, const char *what, va_list ap)
 {
-	char obj[512], q[DOOR_QUOTE_LEN];
+	/* a path that was to be opened: shown whole, as far as a line goes */
+	char obj[512], q[1024 * 4 + 8];
 	const char *why = strerror(err);
 
 	vsnprintf(obj, sizeof(obj), what, ap);
@@ -274,7 +317,7 @@ int door_mkdirs(int dirfd, const char *path, mode_t mode, bool *made, const char
 	return cur;
 }
 
-int door_parent(int dirfd, const char *path, const char **last, const char *what, ...)
+static int parent_open(int dirfd, const char *path, unsigned how, const char **last, const char *what, va_list ap)
 {
 	char dir[DOOR_PATH_MAX + 1];
 	const char *slash = strrchr(path, '/');
@@ -283,15 +326,33 @@ int door_parent(int dirfd, const char *path, const char **last, const char *what
 	*last = slash ? slash + 1 : path;
 	if ((size_t)(*last - path) > DOOR_PATH_MAX) {
 		fd = -ENAMETOOLONG;
+	} else if (!**last) {
+		fd = -EISDIR;	/* "a/" or "/": no last component to make */
 	} else {
 		snprintf(dir, sizeof(dir), "%.*s", (int)(*last - path), path);
-		fd = openat2_how(dirfd, dir, O_PATH | O_DIRECTORY, 0, DOOR_BENEATH | DOOR_NO_SYMLINKS);
+		fd = openat2_how(dirfd, dir, O_PATH | O_DIRECTORY, 0, how & ~DOOR_QUIET_ENOENT);
 	}
-	if (fd >= 0)
-		return fd;
+	return fd >= 0 ? fd : open_failed(path, -fd, what, ap);
+}
+
+int door_parent(int dirfd, const char *path, const char **last, const char *what, ...)
+{
 	va_list ap;
+	int fd;
+
 	va_start(ap, what);
-	fd = open_failed(path, -fd, what, ap);
+	fd = parent_open(dirfd, path, DOOR_BENEATH | DOOR_NO_SYMLINKS, last, what, ap);
+	va_end(ap);
+	return fd;
+}
+
+int door_parent_how(int dirfd, const char *path, unsigned how, const char **last, const char *what, ...)
+{
+	va_list ap;
+	int fd;
+
+	va_start(ap, what);
+	fd = parent_open(dirfd, path, how, last, what, ap);
 	va_end(ap);
 	return fd;
 }

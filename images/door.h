@@ -10,9 +10,18 @@
  *   - a NUL byte inside a value whose length is known (bytes fields);
  *   - '.' and '..' components and empty ones ("a//b"), in names and paths;
  *   - a '/' in a name; a leading '/' in a relative path, none in an
- *     absolute one.
+ *     absolute one;
+ *   - a control character in text that is not a path (door_text);
+ *   - a value not in the list of those cryo knows (door_oneof);
+ *   - a node path through a symlink an earlier record made (door_not_via).
  * `what` (a printf format) names the object as the user knows it, e.g.
- * "cgroup.img record 3: path", and goes at the head of the error.
+ * "cgroup.img record 3: path", and goes at the head of the error:
+ *
+ *	cgroup.img record 3: path '/../x' is refused: it has a '..' component
+ *
+ * A check of a caller's own (a flag, a mode) says it the same way through
+ * door_refuse. Restore's validation pass (criu-core/include/validate.h)
+ * runs these over every image before anything is made.
  *
  * The openers resolve with openat2(2): beneath the directory fd given
  * (RESOLVE_BENEATH, or RESOLVE_IN_ROOT where absolute symlinks inside are
@@ -41,9 +50,33 @@ int door_ifname(const char *s, const char *what, ...) __attribute__((format(prin
 /* bytes (len known) that are to be used as a C string: no NUL inside, at most max */
 int door_bytes_str(const void *p, size_t len, size_t max, const char *what, ...)
 	__attribute__((format(printf, 4, 5)));
+/*
+ * text that is not a path nor a name (a value to write, a host name, a key
+ * to look up): there, at most max bytes (empty allowed), no control
+ * character but tab
+ */
+int door_text(const char *s, size_t max, const char *what, ...) __attribute__((format(printf, 3, 4)));
+/*
+ * a path cryo follows as the one who gave it meant (a request's parent
+ * images directory, "../1"): relative or absolute, '..' allowed, no empty
+ * component and no '.' one
+ */
+int door_path(const char *s, size_t max, const char *what, ...) __attribute__((format(printf, 3, 4)));
+/*
+ * relative path is not link, a symlink an earlier record made, nor beneath
+ * it (a node of a tmpfs image must not be made through another one)
+ */
+int door_not_via(const char *path, const char *link, const char *what, ...) __attribute__((format(printf, 3, 4)));
 /* s is one of the NULL-terminated list allowed */
 int door_oneof(const char *s, const char *const *allowed, const char *what, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * A value refused by a check of the caller's own (a flag, a mode, a
+ * length), said as the checks above say it: "WHAT 'VALUE' is refused:
+ * WHY". -EINVAL.
+ */
+int door_refuse(const char *value, const char *why, const char *what, ...) __attribute__((format(printf, 3, 4)));
 
 /* how the openers resolve (flags, or'ed) */
 #define DOOR_BENEATH		0u	/* beneath dirfd; an absolute path is taken from dirfd */
@@ -72,8 +105,17 @@ int door_mkdirs(int dirfd, const char *path, mode_t mode, bool *made, const char
  */
 int door_parent(int dirfd, const char *path, const char **last, const char *what, ...)
 	__attribute__((format(printf, 4, 5)));
+/*
+ * As door_parent, resolved as how says (DOOR_IN_ROOT: a container's root,
+ * whose own symlinks are followed inside it; DOOR_NO_SYMLINKS: none).
+ */
+int door_parent_how(int dirfd, const char *path, unsigned how, const char **last, const char *what, ...)
+	__attribute__((format(printf, 5, 6)));
 
-/* s printable for an error message: at most 64 bytes, the rest as \xNN, "..." if cut */
+/*
+ * s printable for an error message, non-printable bytes as \xNN, "..." if
+ * cut: as many bytes as len holds at 4 each (DOOR_QUOTE_LEN: 64)
+ */
 const char *door_quote(const char *s, char *buf, size_t len);
 #define DOOR_QUOTE_LEN	(64 * 4 + 8)
 

@@ -41,6 +41,11 @@ struct fd_kind_ops {
 	int (*dump)(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe);
 	/* optional: every task's fds are collected; last checks before the images are written */
 	int (*dump_done)(struct dump_ctx *ctx);
+	/*
+	 * optional: the names and paths of fe (of this kind) through the door
+	 * (validate.h), before the restore makes anything; no side effect
+	 */
+	int (*validate)(const FileEntry *fe, const char *where);
 	/* optional: before any description is opened (e.g. make every object of the kind) */
 	int (*prepare)(struct restore_ctx *ctx);
 	/* optional: true if fe can only be opened once the tree's processes exist */
@@ -88,6 +93,17 @@ int files_inherited_key(const struct cryo_opts *o, const char *key);
 bool fd_is_anon(const struct fd_parms *p, const char *what);
 /* the value after "key" in fdinfo text, or NULL */
 const char *fdinfo_field(const char *fdinfo, const char *key);
+/*
+ * Restore: a file of the tree by its path (flags as open(2) takes them;
+ * those that would make or truncate a file are dropped, and those
+ * openat2(2) refuses that open(2) ignores), resolved by the door in the
+ * root of the calling process: a
+ * container's root once the restore pivoted into it (its absolute symlinks
+ * resolved inside it); for a process restored on the host, the host's
+ * files, which are its own by design (README: trust model). Never through
+ * a magic link (/proc/PID/fd/N). An fd, or -errno logged naming what.
+ */
+int files_open_path(const char *path, int flags, const char *what);
 /* in cryo during the restore: its fd for file id, or -1 */
 int files_get_fd(struct restore_ctx *ctx, uint32_t id);
 const FileEntry *files_find(struct restore_ctx *ctx, uint32_t id);
