@@ -594,6 +594,31 @@ static void set_mtime(int top, const FsNodeEntry *e)
 		utimensat(top, e->path, ts, AT_SYMLINK_NOFOLLOW);
 }
 
+/*
+ * A record of tmpfs-ID.img against the file it fills: bytes only for a
+ * regular file of a known size, inside it; a piece after the first right
+ * after the piece before, of the same file (prev: the record before).
+ */
+static int check_node_data(const FsNodeEntry *e, const FsNodeEntry *prev, unsigned id, size_t i)
+{
+	uint64_t len = e->has_data ? e->data.len : 0;
+
+	if (!e->has_data && !e->offset)
+		return 0;
+	if (!S_ISREG(e->mode) || !e->has_size || e->offset > e->size || len > e->size - e->offset) {
+		pr_err("tmpfs-%u.img: record %zu (%s): %lu bytes at offset %lu, outside the file (%lu bytes)", id, i,
+		       e->path, (unsigned long)len, (unsigned long)e->offset, (unsigned long)e->size);
+		return -EINVAL;
+	}
+	if (e->offset && (!prev || strcmp(prev->path, e->path) || !prev->has_data ||
+			  prev->offset + prev->data.len != e->offset || prev->size != e->size)) {
+		pr_err("tmpfs-%u.img: record %zu (%s): its bytes at offset %lu do not follow the record before", id, i,
+		       e->path, (unsigned long)e->offset);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int restore_tmpfs(struct restore_ctx *ctx, const MountEntry *m, const char *target)
 {
 	struct img *img = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_TMPFS, m->id, false);
@@ -619,7 +644,8 @@ static int restore_tmpfs(struct restore_ctx *ctx, const MountEntry *m, const cha
 		}
 		nodes = nv;
 		nodes[n++] = (FsNodeEntry *)msg;
-		ret = restore_node(top, nodes[n - 1], m->id);
+		ret = check_node_data(nodes[n - 1], n > 1 ? nodes[n - 2] : NULL, m->id, n - 1) ?:
+		      restore_node(top, nodes[n - 1], m->id);
 		if (ret)
 			break;
 	}
