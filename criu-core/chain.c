@@ -150,16 +150,16 @@ static int open_dir_level(int fd, const char *dir, pid_t pid, bool pages, struct
 }
 
 /*
- * The directory the `parent` link of dirfd (named dir) names: an fd, 0 if
- * there is no link, or -errno (logged). The link is followed, but what it
- * names must be a directory itself, not one more symlink.
+ * The directory the `parent` link of dirfd (named dir) names, into *fd
+ * (-1 if there is no link): 0, or -errno (logged). The link is followed,
+ * but what it names must be a directory itself, not one more symlink.
  */
-static int open_parent(int dirfd, const char *dir)
+static int open_parent(int dirfd, const char *dir, int *fd)
 {
 	char target[PATH_MAX_LEN];
 	ssize_t n = readlinkat(dirfd, "parent", target, sizeof(target));
-	int fd;
 
+	*fd = -1;
 	if (n < 0 && errno == ENOENT)
 		return 0;
 	if (n < 0 && errno == EINVAL) {
@@ -173,10 +173,10 @@ static int open_parent(int dirfd, const char *dir)
 		return -EINVAL;
 	}
 	target[n] = 0;
-	fd = openat(dirfd, target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
+	*fd = openat(dirfd, target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (*fd < 0)
 		return pr_perror("%s/parent: cannot open %s", dir, target);
-	return fd;
+	return 0;
 }
 
 int chain_check(int dirfd, const char *dir, const char *prefix, bool pages)
@@ -190,10 +190,10 @@ int chain_check(int dirfd, const char *dir, const char *prefix, bool pages)
 	ret = manifest_check(dirfd, dir, prefix, pages ? 0 : MANIFEST_NO_RAW);
 	for (int depth = 0; !ret; depth++) {
 		char *pdir = NULL;
-		int fd = open_parent(dirfd, cur);
+		int fd;
 
-		if (fd <= 0)
-			return fd;
+		if ((ret = open_parent(dirfd, cur, &fd)) || fd < 0)
+			return ret;
 		if (depth >= CHAIN_MAX_DEPTH) {
 			close(fd);
 			pr_err("%s: the chain of parent images is longer than %d: a loop?", cur, CHAIN_MAX_DEPTH);
@@ -260,12 +260,11 @@ int pagemap_check(const char *dir, pid_t pid, PagemapEntry *const *pm, size_t n,
 static int open_level(int dirfd, const char *dir, pid_t pid, bool pages, struct chain **out)
 {
 	_cleanup_free_ char *pdir = NULL;
-	int fd;
+	int fd, ret;
 
 	*out = NULL;
-	fd = open_parent(dirfd, dir);
-	if (fd <= 0)
-		return fd;
+	if ((ret = open_parent(dirfd, dir, &fd)) || fd < 0)
+		return ret;
 	if (asprintf(&pdir, "%s/parent", dir) < 0) {
 		pdir = NULL;
 		close(fd);
