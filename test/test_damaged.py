@@ -253,6 +253,7 @@ def test_pages_short_by_one_page(fds_dump):
     for bad, why in ((data[:-4096], "truncated"), (data + b"\0" * 4096, "longer")):
         pages.write_bytes(bad)
         restore_refused(images, pid, pages.name, why)
+        refused(["show", images], pages.name, why)
         write_manifest(images)
         line = restore_refused(images, pid, pages.name, why)
         assert "pagemap" in line, line
@@ -411,6 +412,27 @@ def test_image_edited_after_the_dump(fds_dump):
     refused(["show", images], "inventory.img", "changed since the dump")
     inv.write_bytes(kept)
     restores_intact(w, images)
+
+
+def test_show_gives_end_markers_and_manifest(fds_dump):
+    """cryo show DIR: each message image with the record count of its end
+    marker, and manifest.img listing every other image with its size (and
+    crc32c, for message images) as the files have them."""
+    w, images, pid = fds_dump
+    shown = {i["file"]: i for i in cryolib.show(images)["images"]}
+    assert set(shown) == {f.name for f in images.glob("*.img")}
+    for name, img in shown.items():
+        data = (images / name).read_bytes()
+        if is_raw(data):
+            assert "end" not in img
+            continue
+        assert img["end"] == {"records": len(img["records"])} == {"records": len(records(data)[0])}
+    listed = {r["name"]: r for r in shown["manifest.img"]["records"]}
+    assert set(listed) == set(shown) - {"manifest.img"}
+    for name, r in listed.items():
+        data = (images / name).read_bytes()
+        assert r["size"] == len(data)
+        assert r.get("crc32c") == (None if is_raw(data) else crc32c(data)), name
 
 
 def test_manifest_lists_a_missing_image(fds_dump):
