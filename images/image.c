@@ -189,6 +189,44 @@ static void img_free(struct img *img)
 	free(img);
 }
 
+/*
+ * Create name in dirfd, or take the regular file there, emptied: never
+ * through a symlink (a dump runs as root: a link planted in the directory
+ * would have it overwrite what the link names), nor waiting on a FIFO.
+ */
+static int create_regular(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600), err, fl;
+	struct stat st;
+
+	if (fd < 0) {
+		err = errno;
+		if ((err == ELOOP || err == ENXIO) && !fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) &&
+		    !S_ISREG(st.st_mode)) {
+			pr_err("cannot create image %s: %s is in its place", name, file_kind(st.st_mode));
+			return -EEXIST;
+		}
+		errno = err;
+		return pr_perror("cannot create image %s", name);
+	}
+	if (fstat(fd, &st)) {
+		err = pr_perror("cannot stat image %s", name);
+		close(fd);
+		return err;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		pr_err("cannot create image %s: %s is in its place", name, file_kind(st.st_mode));
+		close(fd);
+		return -EEXIST;
+	}
+	if (ftruncate(fd, 0) || (fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)) {
+		err = pr_perror("cannot empty image %s", name);
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 struct img *img_create(int dirfd, enum img_type type, unsigned id)
 {
 	char pad[IMG_PAGES_HDR_LEN], name[64];
@@ -199,9 +237,8 @@ struct img *img_create(int dirfd, enum img_type type, unsigned id)
 	img = img_alloc(type, name, true);
 	if (!img)
 		return NULL;
-	img->fd = openat(dirfd, img->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	img->fd = create_regular(dirfd, img->name);
 	if (img->fd < 0) {
-		pr_perror("cannot create image %s", img->name);
 		img_free(img);
 		return NULL;
 	}

@@ -303,6 +303,29 @@ def test_symlink_in_place_of_an_image(fds_dump, tmp_path):
     restores_intact(w, images)
 
 
+def test_dump_refuses_a_link_or_fifo_in_place_of_an_image(workload, images, tmp_path):
+    """A symlink planted in the images directory under an image's name
+    does not make the dump (root) overwrite what it names, nor does a FIFO
+    there hold it up: the dump is refused naming it, the process runs on."""
+    w = workload([prog("fds")])
+    w.wait_ready()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not yours")
+    link = images / f"core-{w.pid}.img"
+    link.symlink_to(victim)
+    before = cryolib.snapshot(w.pid)
+    refused(["dump", "-t", w.pid, "-D", images], link.name, "symbolic link")
+    assert victim.read_bytes() == b"not yours"
+    link.unlink()
+    fifo = images / f"mm-{w.pid}.img"
+    os.mkfifo(fifo)
+    line, took = refused(["dump", "-t", w.pid, "-D", images], fifo.name, "FIFO")
+    assert took < 10
+    cryolib.assert_same_process(before, w.pid)
+    assert not (images / "manifest.img").exists()
+    w.verify()
+
+
 def unknown_fields_image(tmp_path, size):
     """core-1.img of one record: size bytes of field 1000 (unknown to
     CoreEntry), varint 1, over and over. Its crc is built up by doubling."""
