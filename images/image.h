@@ -51,8 +51,9 @@
  * IMG_UNPACK_RATIO times its own size (plus IMG_UNPACK_FLOOR) is refused,
  * the error naming the file, the offset and the reason.
  *
- * Image files must be regular files: they are opened with O_NOFOLLOW and
- * O_NONBLOCK, so a symlink or a FIFO in place of one is refused at once.
+ * Image files must be regular files: they are opened (and created) with
+ * O_NOFOLLOW and O_NONBLOCK, so a symlink or a FIFO in place of one is
+ * refused at once, never followed nor waited on.
  * All integers little endian. Files are created mode 0600: they hold
  * process memory.
  */
