@@ -89,7 +89,7 @@ $(B)/gen/%-blob.h: $(B)/pie/%.elf scripts/gen-blob.sh
 BLOBS := $(B)/gen/parasite-blob.h $(B)/gen/restorer-blob.h
 
 # ---- the cryo binary ----
-CORE_SRC := $(wildcard criu-core/*.c criu-core/arch/x86_64/*.c pagesrv/*.c migrate/*.c) images/image.c images/door.c images/crc32c.c
+CORE_SRC := $(wildcard criu-core/*.c criu-core/arch/x86_64/*.c pagesrv/*.c migrate/*.c) images/image.c images/wire.c images/manifest.c images/door.c images/crc32c.c
 CORE_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC))
 
 $(B)/obj/gen/%.o: $(B)/gen/%.c $(PROTO_H)

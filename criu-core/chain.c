@@ -14,15 +14,18 @@
 #include "chain.h"
 #include "crc32c.h"
 #include "log.h"
+#include "manifest.h"
 #include "mem-flags.h"
 #include "util.h"
 
 #define CHAIN_MAX_DEPTH	64
+#define PE_KNOWN	(PE_PRESENT | PE_PARENT | PE_IN_PREV | PE_LAZY)
+#define VADDR_END	(1ULL << 57)	/* five-level paging's user space */
 
 /* is there a complete dump (or pre-dump) in dirfd? */
 static int check_complete(int dirfd, const char *dir)
 {
-	struct img *inv = img_open(dirfd, IMG_INVENTORY, 0, true);
+	struct img *inv = img_open_in(dirfd, dir, IMG_INVENTORY, 0, true);
 
 	if (!inv) {
 		if (errno == ENOENT)
@@ -47,7 +50,7 @@ int chain_link(int dirfd, const char *images_dir, const char *prev)
 		pr_err("--prev-images-dir %s is the images directory itself", prev);
 		return -EINVAL;
 	}
-	if ((ret = check_complete(pfd, prev)))
+	if ((ret = chain_check(pfd, prev, prev, false)))
 		return ret;
 	if (unlinkat(dirfd, "parent", 0) && errno != ENOENT)
 		return pr_perror("cannot remove %s/parent", images_dir);
@@ -83,11 +86,23 @@ void chain_close(struct chain *c)
 	}
 }
 
+/* the size of the open pages image of c: 0 and *size, or -errno (logged) */
+static int raw_size(const struct chain *c, int64_t *size)
+{
+	struct stat st;
+
+	if (fstat(c->pages->fd, &st))
+		return pr_perror("%s/pages-%d.img: cannot stat it", c->dir, c->pid);
+	*size = st.st_size;
+	return 0;
+}
+
 /* the level of the directory fd (taken over), named dir */
 static int open_dir_level(int fd, const char *dir, pid_t pid, bool pages, struct chain **out)
 {
 	struct chain *c;
 	uint64_t off = IMG_PAGES_HDR_LEN;
+	int64_t size = -1;
 	int ret;
 
 	c = xzalloc(sizeof(*c));
@@ -104,29 +119,27 @@ static int open_dir_level(int fd, const char *dir, pid_t pid, bool pages, struct
 		return -ENOMEM;
 	}
 	ret = check_complete(fd, c->dir) ?:
-	      img_read_all(fd, IMG_PAGEMAP, pid, true, &c->pm, &c->n);
-	for (size_t i = 0; !ret && pages && i < c->n && !c->pages; i++) {
-		if (!(c->pm[i]->flags & PE_PRESENT))
-			continue;
-		c->pages = img_open(fd, IMG_PAGES, pid, true);
-		if (!c->pages && errno == ENOENT)
-			pr_err("%s/pages-%d.img is missing, yet its pagemap lists pages", c->dir, pid);
-		if (!c->pages)
+	      img_read_all_in(fd, c->dir, IMG_PAGEMAP, pid, true, &c->pm, &c->n);
+	if (!ret && pages && c->n && !(c->pages = img_open_in(fd, c->dir, IMG_PAGES, pid, true))) {
+		bool listed = false;
+
+		for (size_t i = 0; i < c->n; i++)
+			listed |= c->pm[i]->flags & PE_PRESENT;
+		if (errno != ENOENT)
 			ret = -EIO;
+		else if (listed)
+			ret = -EIO, pr_err("%s/pages-%d.img is missing, yet its pagemap lists pages", c->dir, pid);
 	}
+	if (!ret && c->pages)
+		ret = raw_size(c, &size);
+	if (!ret)
+		ret = pagemap_check(c->dir, pid, c->pm, c->n, c->pages ? size : -1);
 	if (!ret && c->n && (!(c->off = calloc(c->n, sizeof(*c->off))) || !(c->checked = calloc((c->n + 7) / 8, 1))))
 		ret = -ENOMEM;
 	for (size_t i = 0; !ret && i < c->n; i++) {
-		const PagemapEntry *e = c->pm[i];
-
-		if (i && e->vaddr < c->pm[i - 1]->vaddr + (uint64_t)c->pm[i - 1]->nr_pages * PAGE_SIZE) {
-			pr_err("%s/pagemap-%d.img: entry %zu (%#lx) is out of order", c->dir, pid, i,
-			       (unsigned long)e->vaddr);
-			ret = -EINVAL;
-		}
 		c->off[i] = off;
-		if (e->flags & PE_PRESENT)
-			off += (uint64_t)e->nr_pages * PAGE_SIZE;
+		if (c->pm[i]->flags & PE_PRESENT)
+			off += (uint64_t)c->pm[i]->nr_pages * PAGE_SIZE;
 	}
 	if (ret) {
 		chain_free_level(c);
@@ -136,19 +149,122 @@ static int open_dir_level(int fd, const char *dir, pid_t pid, bool pages, struct
 	return 0;
 }
 
+/*
+ * The directory the `parent` link of dirfd (named dir) names, into *fd
+ * (-1 if there is no link): 0, or -errno (logged). The link is followed,
+ * but what it names must be a directory itself, not one more symlink.
+ */
+static int open_parent(int dirfd, const char *dir, int *fd)
+{
+	char target[PATH_MAX_LEN];
+	ssize_t n = readlinkat(dirfd, "parent", target, sizeof(target));
+
+	*fd = -1;
+	if (n < 0 && errno == ENOENT)
+		return 0;
+	if (n < 0 && errno == EINVAL) {
+		pr_err("%s/parent is not a symbolic link to the previous dump's directory", dir);
+		return -EINVAL;
+	}
+	if (n < 0)
+		return pr_perror("%s/parent: cannot read the link", dir);
+	if (n == 0 || n == (ssize_t)sizeof(target)) {
+		pr_err("%s/parent: a link %s", dir, n ? "too long" : "to nothing");
+		return -EINVAL;
+	}
+	target[n] = 0;
+	*fd = openat(dirfd, target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (*fd < 0)
+		return pr_perror("%s/parent: cannot open %s", dir, target);
+	return 0;
+}
+
+int chain_check(int dirfd, const char *dir, const char *prefix, bool pages)
+{
+	_cleanup_free_ char *cur = xstrdup(dir);
+	_cleanup_close_ int own = -1;
+	int ret;
+
+	if (!cur)
+		return -ENOMEM;
+	ret = manifest_check(dirfd, dir, prefix, pages ? 0 : MANIFEST_NO_RAW);
+	for (int depth = 0; !ret; depth++) {
+		char *pdir = NULL;
+		int fd;
+
+		if ((ret = open_parent(dirfd, cur, &fd)) || fd < 0)
+			return ret;
+		if (depth >= CHAIN_MAX_DEPTH) {
+			close(fd);
+			pr_err("%s: the chain of parent images is longer than %d: a loop?", cur, CHAIN_MAX_DEPTH);
+			return -ELOOP;
+		}
+		if (asprintf(&pdir, "%s/parent", cur) < 0) {
+			close(fd);
+			return -ENOMEM;
+		}
+		free(cur);
+		cur = pdir;
+		if (own >= 0)
+			close(own);
+		dirfd = own = fd;
+		ret = manifest_check(dirfd, cur, cur, pages ? 0 : MANIFEST_NO_RAW);
+	}
+	return ret;
+}
+
+int pagemap_check(const char *dir, pid_t pid, PagemapEntry *const *pm, size_t n, int64_t pages_size)
+{
+	uint64_t end = 0, bytes = 0;
+	const char *sep = dir ? "/" : "";
+
+	dir = dir ?: "";
+	for (size_t i = 0; i < n; i++) {
+		const PagemapEntry *e = pm[i];
+		uint64_t len = (uint64_t)e->nr_pages * PAGE_SIZE;
+
+		if ((e->flags & ~PE_KNOWN) || ((e->flags & PE_PRESENT) && e->flags != PE_PRESENT)) {
+			pr_err("%s%spagemap-%d.img: entry %zu (%#lx) has flags %#x, which this cryo does not know", dir,
+			       sep, pid, i, (unsigned long)e->vaddr, e->flags);
+			return -EINVAL;
+		}
+		if (!e->nr_pages || e->vaddr % PAGE_SIZE || e->vaddr >= VADDR_END || len > VADDR_END - e->vaddr) {
+			pr_err("%s%spagemap-%d.img: entry %zu (%#lx, %u pages) is not a range of user pages", dir, sep,
+			       pid, i, (unsigned long)e->vaddr, e->nr_pages);
+			return -EINVAL;
+		}
+		if (e->vaddr < end) {
+			pr_err("%s%spagemap-%d.img: entry %zu (%#lx) is out of order or overlaps the one before", dir,
+			       sep, pid, i, (unsigned long)e->vaddr);
+			return -EINVAL;
+		}
+		if ((e->flags & PE_PRESENT) && !e->has_crc32c) {
+			pr_err("%s%spagemap-%d.img: entry %zu (%#lx) has no checksum for its bytes", dir, sep, pid, i,
+			       (unsigned long)e->vaddr);
+			return -EINVAL;
+		}
+		end = e->vaddr + len;
+		if (e->flags & PE_PRESENT)
+			bytes += len;	/* no overflow: the ranges lie apart below VADDR_END */
+	}
+	if (pages_size >= 0 && (uint64_t)pages_size != IMG_PAGES_HDR_LEN + bytes) {
+		pr_err("%s%spages-%d.img is %s: %lu bytes of pages, its pagemap lists %lu", dir, sep, pid,
+		       (uint64_t)pages_size < IMG_PAGES_HDR_LEN + bytes ? "truncated" : "longer than its pagemap says",
+		       (unsigned long)(pages_size - MIN((uint64_t)pages_size, IMG_PAGES_HDR_LEN)), (unsigned long)bytes);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* the level behind dirfd (NULL in *out if there is none) */
 static int open_level(int dirfd, const char *dir, pid_t pid, bool pages, struct chain **out)
 {
 	_cleanup_free_ char *pdir = NULL;
-	int fd;
+	int fd, ret;
 
 	*out = NULL;
-	fd = openat(dirfd, "parent", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return pr_perror("%s/parent: cannot open it", dir);
-	}
+	if ((ret = open_parent(dirfd, dir, &fd)) || fd < 0)
+		return ret;
 	if (asprintf(&pdir, "%s/parent", dir) < 0) {
 		pdir = NULL;
 		close(fd);

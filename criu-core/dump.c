@@ -80,7 +80,7 @@ static int write_inventory(struct dump_ctx *ctx)
 
 	uname(&u);
 	clock_gettime(CLOCK_REALTIME, &ts);
-	inv.format_version = 1;
+	inv.format_version = IMG_FORMAT_VERSION;
 	inv.root_pid = ctx->tasks[0]->vpid;
 	inv.cryo_version = CRYO_VERSION;
 	inv.kernel_release = u.release;
@@ -103,8 +103,8 @@ static int write_images(struct dump_ctx *ctx)
 	    (ret = ns_dump(ctx)) || (ret = cgroup_dump(ctx)) || (ret = mnt_dump(ctx)) || (ret = ipc_dump(ctx)) ||
 	    (ret = net_dump(ctx)))
 		return ret;
-	/* last: its presence says the directory holds a complete dump */
-	return write_inventory(ctx);
+	/* last: inventory.img, then manifest.img, which vouches for everything before it */
+	return write_inventory(ctx) ?: mem_write_manifest(ctx);
 }
 
 /* the leader's rseq registration, if it has one */
@@ -506,7 +506,7 @@ static int seize_all(struct dump_ctx *ctx, pid_t root)
 
 /*
  * What a dump and a pre-dump begin with: the tree's root, the images
- * directory (its old inventory removed: it would vouch for a directory
+ * directory (its old manifest and inventory removed: they would vouch for a directory
  * about to change), and the previous dump to build on.
  */
 static int dump_begin(struct dump_ctx *ctx, struct cryo_opts *o, pid_t *root)
@@ -539,6 +539,8 @@ static int dump_begin(struct dump_ctx *ctx, struct cryo_opts *o, pid_t *root)
 		if (!ctx->ps && (ret = ps_connect(o->page_server, o->secret_file, o->compress, &ctx->ps)))
 			return ret;
 	}
+	if (unlinkat(ctx->dirfd, "manifest.img", 0) && errno != ENOENT)
+		return pr_perror("cannot remove %s/manifest.img", o->images_dir);
 	if (unlinkat(ctx->dirfd, "inventory.img", 0) && errno != ENOENT)
 		return pr_perror("cannot remove %s/inventory.img", o->images_dir);
 	if (!o->prev_images_dir) {
@@ -793,7 +795,7 @@ int pre_dump_round(struct cryo_opts *o, struct dump_round *r)
 			ret = mem_predump_pages(ctx, ctx->tasks[i]);
 	r->pages = round_pages(ctx);
 	if (!ret)
-		ret = write_inventory(ctx) ?: ship_images(ctx);
+		ret = write_inventory(ctx) ?: mem_write_manifest(ctx) ?: ship_images(ctx);
 	if (!ret)
 		pr_info("pre-dumped pid %d (%zu processes) to %s in %lu ms, stopped for %lu ms", root,
 			ctx->nr_tasks, o->images_dir, (now_ns() - t0) / 1000000, r->frozen_ns / 1000000);

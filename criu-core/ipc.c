@@ -367,7 +367,7 @@ static int restore_shm_data(const SysvShmChunk *c)
 	struct shmid_ds ds;
 	uint8_t *p;
 
-	if (shmctl(c->id, IPC_STAT, &ds) || c->offset + c->data.len > ds.shm_segsz) {
+	if (shmctl(c->id, IPC_STAT, &ds) || c->offset > ds.shm_segsz || c->data.len > ds.shm_segsz - c->offset) {
 		pr_err("ipc.img: a chunk of SysV shared memory %u does not fit it", c->id);
 		return -EINVAL;
 	}

@@ -742,6 +742,9 @@ int lazy_serve(int dirfd, const char *dir, int sock, const struct lazy_remote *r
 	uint64_t t0 = now_ns(), next_fill = 0, total = 0;
 	int ret;
 
+	/* what the restore checked, checked again here: this reader may be another process, on its own -D */
+	if ((ret = chain_check(dirfd, dir, dir, true)))
+		return ret;
 	if (!(l.buf = malloc(FILL_BATCH)))
 		return -ENOMEM;
 	while ((ret = recv_task(&l, sock)) == 1)

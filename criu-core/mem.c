@@ -33,6 +33,7 @@
 #include "dump.h"
 #include "files.h"
 #include "log.h"
+#include "manifest.h"
 #include "mem-flags.h"
 #include "pagesrv.h"
 #include "restore.h"
@@ -603,6 +604,8 @@ int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
 		img_close(o.img);
 	if (!ret && o.ps)
 		ret = ps_flush(o.ps);
+	if (!ret && o.ps)
+		t->pages_sent = IMG_PAGES_HDR_LEN + bytes;
 	if (!ret)
 		ret = write_pagemap(ctx, t);
 	if (!ret)
@@ -710,11 +713,31 @@ int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
 		ret = pages_close(&o);
 	else if (!o.ps)
 		img_close(o.img);
+	if (!ret && o.ps)
+		t->pages_sent = IMG_PAGES_HDR_LEN + bytes;
 	if (!ret)
 		ret = write_pagemap(ctx, t);
 	if (!ret)
 		log_pages(t, bytes, t0);
 	return ret;
+}
+
+int mem_write_manifest(struct dump_ctx *ctx)
+{
+	_cleanup_free_ struct manifest_extra *sent = NULL;
+	size_t n = 0;
+
+	if (ctx->ps && !(sent = calloc(ctx->nr_tasks + 1, sizeof(*sent))))
+		return -ENOMEM;
+	for (size_t i = 0; ctx->ps && i < ctx->nr_tasks; i++) {
+		const struct dump_task *t = ctx->tasks[i];
+
+		if (!t->pages_sent)
+			continue;
+		img_name(IMG_PAGES, t->vpid, sent[n].name, sizeof(sent[n].name));
+		sent[n++].size = t->pages_sent;
+	}
+	return manifest_write(ctx->dirfd, sent, n, ctx->ps ? MANIFEST_STREAMED_PAGES : 0);
 }
 
 /* ------------------------------------------------------------- restore */
@@ -902,10 +925,20 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 	uint64_t off = IMG_PAGES_HDR_LEN, prev = 0, lazy = 0, skipped = 0, t0 = now_ns();
 	size_t vi = 0;
 	struct pages_punch punch = { .fd = -1, .dir = ctx->opts->images_dir, .pid = t->pid };
+	struct stat st;
 	int ret = 0;
 
 	if (!pages)
 		return -EIO;
+	if (fstat(pages->fd, &st)) {
+		img_close(pages);
+		return pr_perror("pages-%d.img: cannot stat it", t->pid);
+	}
+	/* every read below stays inside the file, and no byte of it is left unaccounted for */
+	if ((ret = pagemap_check(NULL, t->pid, t->pagemap, t->nr_pagemap, st.st_size))) {
+		img_close(pages);
+		return ret;
+	}
 	/* --auto-dedup: free what is read (as the chain does, see restore.c) */
 	if (ctx->opts->auto_dedup && !ctx->opts->lazy_pages)
 		pages_punch_start(&punch, pages->fd, true);

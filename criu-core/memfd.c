@@ -199,11 +199,41 @@ int memfd_write(struct dump_ctx *ctx)
 
 /* --------------------------------------------------------------- restore */
 
+/*
+ * The chunks of m against memfd-ID.img (size bytes): each inside the memfd
+ * and after the one before, and together exactly the bytes of the image.
+ */
+static int check_chunks(const MemfdEntry *m, int64_t size)
+{
+	uint64_t end = 0, bytes = 0;
+
+	for (size_t i = 0; i < m->n_chunks; i++) {
+		const MemfdChunk *c = m->chunks[i];
+
+		if (!c->len || c->len > COPY_CHUNK || c->offset > m->size || c->len > m->size - c->offset ||
+		    c->offset < end) {
+			pr_err("memfds.img: memfd %u chunk %zu (%lu bytes at %lu) is out of bounds, out of order or overlaps the one before",
+			       m->id, i, c->len, c->offset);
+			return -EINVAL;
+		}
+		end = c->offset + c->len;
+		bytes += c->len;
+	}
+	if ((uint64_t)size != IMG_PAGES_HDR_LEN + bytes) {
+		pr_err("memfd-%u.img is %s: %ld bytes, memfds.img accounts for %lu", m->id,
+		       (uint64_t)size < IMG_PAGES_HDR_LEN + bytes ? "truncated" : "longer than memfds.img says",
+		       (long)size, (unsigned long)(IMG_PAGES_HDR_LEN + bytes));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int fill_memfd(struct restore_ctx *ctx, const MemfdEntry *m, int fd)
 {
 	struct img *data = img_open_pre(&ctx->pre_imgs, ctx->dirfd, IMG_MEMFD_DATA, m->id, false);
 	_cleanup_free_ char *buf = malloc(COPY_CHUNK);
 	uint64_t off = IMG_PAGES_HDR_LEN;
+	struct stat st;
 	int ret = 0;
 
 	if (!data || !buf) {
@@ -211,14 +241,14 @@ static int fill_memfd(struct restore_ctx *ctx, const MemfdEntry *m, int fd)
 			img_close(data);
 		return data ? -ENOMEM : -EIO;
 	}
+	if (fstat(data->fd, &st))
+		ret = pr_perror("memfd-%u.img: cannot stat it", m->id);
+	else
+		ret = check_chunks(m, st.st_size);
 	for (size_t i = 0; i < m->n_chunks && !ret; i++) {
 		const MemfdChunk *c = m->chunks[i];
 
-		if (c->len > COPY_CHUNK || c->offset + c->len > m->size) {
-			pr_err("memfds.img: memfd %u chunk %zu (%lu bytes at %lu) is out of bounds",
-			       m->id, i, c->len, c->offset);
-			ret = -EINVAL;
-		} else if ((ret = pread_all(data->fd, buf, c->len, off))) {
+		if ((ret = pread_all(data->fd, buf, c->len, off))) {
 			if (ret == -ENODATA)
 				pr_err("memfd-%u.img is truncated: chunk %zu is missing", m->id, i);
 			else

@@ -625,13 +625,38 @@ int mnt_validate_node(const FsNodeEntry *e, const char *where)
 	return ret;
 }
 
+/*
+ * A record's bytes against the file it fills: bytes only for a regular
+ * file of a known size, inside it; a piece after the first right after the
+ * piece before, of the same file (prev: the record before).
+ */
+static int check_node_data(const FsNodeEntry *e, const FsNodeEntry *prev, const char *where)
+{
+	uint64_t len = e->has_data ? e->data.len : 0;
+
+	if (!e->has_data && !e->offset)
+		return 0;
+	if (!S_ISREG(e->mode) || !e->has_size || e->offset > e->size || len > e->size - e->offset) {
+		pr_err("%s (%s): %lu bytes at offset %lu, outside the file (%lu bytes)", where, e->path,
+		       (unsigned long)len, (unsigned long)e->offset, (unsigned long)e->size);
+		return -EINVAL;
+	}
+	if (e->offset && (!prev || strcmp(prev->path, e->path) || !prev->has_data ||
+			  prev->offset + prev->data.len != e->offset || prev->size != e->size)) {
+		pr_err("%s (%s): its bytes at offset %lu do not follow the record before", where, e->path,
+		       (unsigned long)e->offset);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int mnt_validate_nodes(FsNodeEntry *const *nodes, size_t n, const char *img)
 {
 	char where[96];
 
 	for (size_t i = 0; i < n; i++) {
 		snprintf(where, sizeof(where), "%s record %zu", img, i);
-		if (mnt_validate_node(nodes[i], where))
+		if (mnt_validate_node(nodes[i], where) || check_node_data(nodes[i], i ? nodes[i - 1] : NULL, where))
 			return -EINVAL;
 		for (size_t j = 0; j < i; j++)
 			if (S_ISLNK(nodes[j]->mode) && door_not_via(nodes[i]->path, nodes[j]->path, "%s: path", where))

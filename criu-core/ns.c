@@ -462,6 +462,11 @@ int ns_read(struct restore_ctx *ctx)
 	if (!img)
 		return errno == ENOENT ? 0 : -EIO;
 	ret = img_read(img, &m);
+	if (ret == 1 && img->nr_records != 1) {
+		pr_err("ns.img: %lu records, where one is expected", (unsigned long)img->nr_records);
+		img_free_msg(IMG_NS, m);
+		ret = -EINVAL;
+	}
 	img_close(img);
 	if (ret == 0) {
 		pr_err("ns.img is empty");

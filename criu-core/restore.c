@@ -122,6 +122,9 @@ static int read_images(struct restore_ctx *ctx)
 	struct img *img;
 	int ret;
 
+	/* first: the directory and those of its chain hold what their manifests list, and only that */
+	if ((ret = chain_check(ctx->dirfd, ctx->opts->images_dir, NULL, true)))
+		return ret;
 	img = img_open(ctx->dirfd, IMG_INVENTORY, 0, true);
 	if (!img) {
 		if (errno == ENOENT)
@@ -129,6 +132,11 @@ static int read_images(struct restore_ctx *ctx)
 		return -ENOENT;
 	}
 	ret = img_read(img, &m);
+	if (ret == 1 && img->nr_records != 1) {
+		pr_err("inventory.img: %lu records, where one is expected", (unsigned long)img->nr_records);
+		img_free_msg(IMG_INVENTORY, m);
+		ret = -EINVAL;
+	}
 	img_close(img);
 	if (ret <= 0) {
 		if (!ret)

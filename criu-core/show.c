@@ -11,6 +11,12 @@
  *   - optional fields that are absent are left out, repeated ones are lists.
  * The whole output is built in memory and printed only on success: a bad
  * image gives one error line on stderr and no half document on stdout.
+ *
+ * A directory is shown only once its manifest.img (and that of every
+ * directory up its chain) vouches for it: the manifest is checked first,
+ * then shown with the others, as the list of the images with their sizes
+ * and checksums. Each message image ends with its end marker: "end" shows
+ * the number of records it counts.
  */
 #define LOG_PREFIX "show: "
 #include <dirent.h>
@@ -22,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "chain.h"
 #include "cryo.h"
 #include "image.h"
 #include "log.h"
@@ -366,7 +373,14 @@ static int show_records(struct json *j, struct img *img)
 			break;
 	}
 	j_end(j, ']');
-	return ret;
+	if (ret)
+		return ret;
+	/* the end marker, checked when the file was opened */
+	j_item(j, "end");
+	j_begin(j, '{');
+	j_key_u64(j, "records", img->nr_records);
+	j_end(j, '}');
+	return 0;
 }
 
 /* One image file as a JSON object. */
@@ -406,19 +420,20 @@ static bool is_image_name(const char *name)
 	return n > 4 && !strcmp(name + n - 4, ".img");
 }
 
-/* Every regular *.img file of the directory, sorted by name. */
+/*
+ * Every *.img file of the directory, sorted by name: the manifest let
+ * none through that is not a regular file.
+ */
 static int list_images(DIR *d, const char *path, char ***out, size_t *count)
 {
 	char **names = NULL;
 	size_t n = 0;
 	struct dirent *de;
-	struct stat st;
 
 	while ((errno = 0, de = readdir(d))) {
 		char **nn;
 
-		if (!is_image_name(de->d_name) || fstatat(dirfd(d), de->d_name, &st, 0) ||
-		    !S_ISREG(st.st_mode))
+		if (!is_image_name(de->d_name))
 			continue;
 		nn = xrealloc_array(names, n + 1, sizeof(*names));
 		if (!nn)
@@ -508,7 +523,8 @@ static int show_dir(struct json *j, const char *path)
 
 	if (!d)
 		return pr_perror("cannot open image directory %s", path);
-	ret = list_images(d, path, &names, &n);
+	/* first: what the manifests say the directory and its chain hold */
+	ret = chain_check(dirfd(d), path, path, true) ?: list_images(d, path, &names, &n);
 	if (ret)
 		goto out;
 	j_begin(j, '{');

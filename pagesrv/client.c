@@ -510,14 +510,18 @@ int ps_recv_frame(struct ps_client *c, uint32_t *type, void *buf, size_t max, si
 	return 0;
 }
 
-/* image files of a directory, sorted, inventory.img last; pages-N.img were streamed */
+/*
+ * image files of a directory, sorted, inventory.img then manifest.img last
+ * (a round whose manifest is there is complete); pages-N.img were streamed
+ */
 static int list_images(int dirfd, char ***out, size_t *n)
 {
+	static const char *const last[] = { "inventory.img", "manifest.img" };
 	DIR *d;
 	struct dirent *de;
 	int fd = dup(dirfd);
 	char **v = NULL;
-	bool inventory = false;
+	bool seen[2] = { false, false };
 
 	*n = 0;
 	if (fd < 0 || !(d = fdopendir(fd))) {
@@ -531,22 +535,23 @@ static int list_images(int dirfd, char ***out, size_t *n)
 
 		if (!ends_with(de->d_name, ".img") || !strncmp(de->d_name, "pages-", 6))
 			continue;
-		if (!strcmp(de->d_name, "inventory.img")) {
-			inventory = true;
+		if (!strcmp(de->d_name, last[0]) || !strcmp(de->d_name, last[1])) {
+			seen[strcmp(de->d_name, last[0]) != 0] = true;
 			continue;
 		}
-		nv = xrealloc_array(v, *n + 2, sizeof(*v));
+		nv = xrealloc_array(v, *n + 3, sizeof(*v));
 		if (!nv)
 			break;
 		v = nv;
 		v[(*n)++] = xstrdup(de->d_name);
 	}
 	closedir(d);
-	if (!v && !(v = calloc(1, sizeof(*v))))
+	if (!v && !(v = calloc(2, sizeof(*v))))
 		return -ENOMEM;
 	qsort(v, *n, sizeof(*v), (int (*)(const void *, const void *))strcmp_ptr);
-	if (inventory)
-		v[(*n)++] = xstrdup("inventory.img");
+	for (int i = 0; i < 2; i++)
+		if (seen[i])
+			v[(*n)++] = xstrdup(last[i]);
 	*out = v;
 	return 0;
 }

@@ -96,7 +96,8 @@ int ps_link(struct ps_client *c, const char *name, const char *target);
 int ps_send_file(struct ps_client *c, int dirfd, const char *name, const char *remote);
 /*
  * Every image of dirfd (but the pages, streamed already) into dir on the
- * server, its parent link first and inventory.img last, then ps_done.
+ * server, its parent link first, inventory.img then manifest.img last,
+ * then ps_done.
  */
 int ps_send_images(struct ps_client *c, int dirfd, const char *dir);
 /* the round is complete: 0 once the server says it has everything, or -errno (logged) */

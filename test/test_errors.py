@@ -249,7 +249,9 @@ def test_restore_bad_magic(dumped_regs, images):
     data = bytearray(img.read_bytes())
     data[0:4] = b"XXXX"
     img.write_bytes(data)
-    restore_fails(images, dumped_regs.pid, img.name, "magic")
+    # the manifest catches it first; the file alone is shown to be no image
+    restore_fails(images, dumped_regs.pid, img.name, "manifest")
+    one_line_error(cryolib.cryo("show", img, check=False), img.name, "magic")
 
 
 def test_restore_missing_image(dumped_regs, images):

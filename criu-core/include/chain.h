@@ -47,6 +47,25 @@ struct chain {
 int chain_link(int dirfd, const char *images_dir, const char *prev);
 
 /*
+ * The manifest of the image directory dirfd (named dir; its images named
+ * prefix/NAME in messages, or NAME with prefix NULL), then that of every
+ * directory up its chain of parent links: the first thing a restore,
+ * `cryo show DIR` or a dump building on a previous one does with them.
+ * Without pages, raw images are not looked at (a page server may have
+ * them). 0 or -errno (logged).
+ */
+int chain_check(int dirfd, const char *dir, const char *prefix, bool pages);
+
+/*
+ * The n entries of pagemap-PID.img (in dir/, or with dir NULL in the
+ * images directory) as readers rely on them: flags known, page ranges of
+ * user space, in address order without overlap, a checksum for every
+ * chunk of bytes; and, with pages_size >= 0, those chunks adding up to
+ * the size of pages-PID.img exactly. 0 or -EINVAL (logged).
+ */
+int pagemap_check(const char *dir, pid_t pid, PagemapEntry *const *pm, size_t n, int64_t pages_size);
+
+/*
  * The chain behind the directory dirfd (named dir) for task pid: NULL in
  * *out if dirfd has no parent. Every level is opened now, before a
  * restored task loses the right to open files. Without pages, only the

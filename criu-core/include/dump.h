@@ -47,6 +47,7 @@ struct dump_task {
 	int nr_parked;
 	struct chain *prev;		/* the previous dumps' pages, or NULL */
 	bool lazy;			/* as ctx->lazy */
+	uint64_t pages_sent;		/* --page-server: the bytes of its pages image streamed (0: none) */
 	unsigned long exec_addr;	/* a private executable address */
 	struct guard_entry *g_kill;	/* being killed after the dump: the guardian finishes it */
 };
@@ -128,6 +129,8 @@ int mem_collect(struct dump_ctx *ctx, struct dump_task *t);
 int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t);
 /* pre-dump: the pages mem_collect found, read while the task runs */
 int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t);
+/* manifest.img, the last image of a round: every image of the directory, and the pages streamed */
+int mem_write_manifest(struct dump_ctx *ctx);
 /* files.c */
 int files_collect(struct dump_ctx *ctx, struct dump_task *t);
 int files_write(struct dump_ctx *ctx);
