@@ -3,14 +3,17 @@ tests make crafted images from a real dump.
 
 The format (images/image.h): a 16-byte header (magic "CRYO" + a 4-character
 kind tag, u32 version, u32 header length), then records of u32 length, u32
-crc32c of the payload, payload (one protobuf message); little endian. The
-message classes are compiled from images/*.proto with Debian's protoc
+crc32c of the payload, payload (one protobuf message), then an end marker
+(u32 0xffffffff, u32 crc32c of the next 8 bytes, u64 record count); little
+endian. manifest.img, written last, lists every image of the directory with
+its size and (message images) the crc32c of the whole file. The message
+classes are compiled from images/*.proto with Debian's protoc
 (protobuf-compiler) into a directory of this process, the first time they
 are needed, and read with python3-protobuf.
 
-Every write goes through write_image(): the one place to extend when an
-image set gets more than its records rewritten (an end marker per image, a
-manifest of the set with each image's size and checksum).
+Every rewrite of a record goes through write_image(), which writes the end
+marker and then a manifest vouching for the directory as it now is: a
+crafted image is then refused for what it says, not for being changed.
 """
 import atexit
 import importlib
@@ -21,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import cryolib
 from cryolib import ROOT
 
 PROTO_DIR = ROOT / "images"
@@ -32,29 +36,166 @@ TAGS = {
     "FILE": ("files", "FileEntry"), "FDS ": ("files", "FdEntry"), "MFDS": ("memfd", "MemfdEntry"),
     "NS  ": ("ns", "NsEntry"), "CGRP": ("ns", "CgroupEntry"), "MNT ": ("ns", "MountEntry"),
     "TMPF": ("ns", "FsNodeEntry"), "IPC ": ("ipc", "IpcEntry"), "NET ": ("net", "NetEntry"),
+    "MNFT": ("manifest", "ManifestEntry"),
 }
 
 _modules = {}
 
 
-def _crc32c_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
+HDR = 16
+RAW_HDR = 4096
+END_MARK = 0xFFFFFFFF
+
+# ---- CRC-32C (Castagnoli, reflected 0x82F63B78) ----
+
+POLY = 0x82F63B78
+TABLE = []
+for _n in range(256):
+    _c = _n
+    for _ in range(8):
+        _c = (_c >> 1) ^ (POLY if _c & 1 else 0)
+    TABLE.append(_c)
 
 
-_CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-    c = 0xFFFFFFFF
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
     for b in data:
-        c = _CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
+        crc = TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _apply(op, v):
+    r, i = 0, 0
+    while v:
+        if v & 1:
+            r ^= op[i]
+        v >>= 1
+        i += 1
+    return r
+
+
+def crc32c_combine(crc1, crc2, len2):
+    """crc32c(a + b) from crc32c(a), crc32c(b) and len(b): the register
+    after a goes through len(b) zero bytes (a linear map, squared up from
+    the one-zero-bit map), then the crc of b is added."""
+    op = [POLY] + [1 << (i - 1) for i in range(1, 32)]     # one zero bit
+    for _ in range(3):                                       # eight: one byte
+        op = [_apply(op, op[i]) for i in range(32)]
+    while len2:
+        if len2 & 1:
+            crc1 = _apply(op, crc1)
+        op = [_apply(op, op[i]) for i in range(32)]
+        len2 >>= 1
+    return crc1 ^ crc2
+
+
+
+# ---- images as bytes ----
+
+
+def varint(v):
+    out = bytearray()
+    while True:
+        out.append((v & 0x7F) | (0x80 if v > 0x7F else 0))
+        v >>= 7
+        if not v:
+            return bytes(out)
+
+
+def end_marker(n):
+    body = struct.pack("<Q", n)
+    return struct.pack("<II", END_MARK, crc32c(body)) + body
+
+
+def record(payload, crc=None):
+    return struct.pack("<II", len(payload), crc32c(payload) if crc is None else crc) + payload
+
+
+def message_image(magic, payloads, version=2):
+    return (magic + struct.pack("<II", version, HDR) + b"".join(record(p) for p in payloads)
+            + end_marker(len(payloads)))
+
+
+def is_raw(data):
+    return struct.unpack_from("<I", data, 12)[0] == RAW_HDR
+
+
+def image_records(data):
+    """[(offset, payload)] of a message image, and where its end marker is."""
+    out, off = [], HDR
+    while True:
+        n, crc = struct.unpack_from("<II", data, off)
+        if n == END_MARK:
+            assert struct.unpack_from("<Q", data, off + 8)[0] == len(out)
+            assert off + 16 == len(data)
+            return out, off
+        out.append((off, data[off + 8:off + 8 + n]))
+        assert crc32c(out[-1][1]) == crc
+        off += 8 + n
+
+
+def rebuild(data, payloads):
+    """The image data with its records replaced by payloads."""
+    return data[:HDR] + b"".join(record(p) for p in payloads) + end_marker(len(payloads))
+
+
+def write_manifest(d, entries=None):
+    """manifest.img of d vouching for d as it is now (or for entries:
+    [(name, size, crc or None)]), as a dump writes it."""
+    d = Path(d)
+    if entries is None:
+        entries = []
+        for f in sorted(d.glob("*.img")):
+            if f.name == "manifest.img":
+                continue
+            data = f.read_bytes()
+            entries.append((f.name, len(data), None if is_raw(data) else crc32c(data)))
+    payloads = []
+    for name, size, crc in sorted(entries):
+        p = b"\x0a" + varint(len(name)) + name.encode() + b"\x10" + varint(size)
+        if crc is not None:
+            p += b"\x18" + varint(crc)
+        payloads.append(p)
+    (d / "manifest.img").write_bytes(message_image(b"CRYOMNFT", payloads))
+
+
+def manifest(d):
+    """{name: (size, crc or None)} of d's manifest.img, read with cryo show."""
+    return {r["name"]: (r["size"], r.get("crc32c")) for r in cryolib.show(Path(d) / "manifest.img")["records"]}
+
+
+def fields(payload):
+    """[(field number, wire type, start, end of the value)] of a message's top level."""
+    out, off = [], 0
+    while off < len(payload):
+        tag, n = 0, 0
+        while True:
+            b = payload[off]
+            off += 1
+            tag |= (b & 0x7F) << (7 * n)
+            n += 1
+            if not b & 0x80:
+                break
+        wt, start = tag & 7, off
+        if wt == 0:
+            while payload[off] & 0x80:
+                off += 1
+            off += 1
+        elif wt == 2:
+            ln, n = 0, 0
+            while True:
+                b = payload[off]
+                off += 1
+                ln |= (b & 0x7F) << (7 * n)
+                n += 1
+                if not b & 0x80:
+                    break
+            start, off = off, off + ln
+        else:
+            off += 8 if wt == 1 else 4
+        out.append((tag >> 3, wt, start, off))
+    return out
+
 
 
 def module(name):
@@ -71,7 +212,7 @@ def module(name):
 
 
 class Image:
-    """One message image as it is on disk: its header, its records' payloads, and anything after them."""
+    """One message image as it is on disk: its header and its records' payloads."""
 
     def __init__(self, path):
         data = Path(path).read_bytes()
@@ -79,14 +220,7 @@ class Image:
         assert magic[:4] == b"CRYO", f"{path} is not a cryo image"
         self.path, self.tag, self.version = Path(path), magic[4:].decode(), version
         self.header = data[:hdr_len]
-        self.payloads, off = [], hdr_len
-        while off + 8 <= len(data):
-            n, crc = struct.unpack_from("<II", data, off)
-            if off + 8 + n > len(data) or crc32c(data[off + 8:off + 8 + n]) != crc:
-                break
-            self.payloads.append(data[off + 8:off + 8 + n])
-            off += 8 + n
-        self.trailer = data[off:]
+        self.payloads = [p for _, p in image_records(data)[0]]
 
     def message_class(self):
         mod, msg = TAGS[self.tag]
@@ -103,12 +237,10 @@ def records(images_dir, image_file):
 
 
 def write_image(images_dir, image_file, img):
-    """The one writer: the image's header, its records each with its length and crc32c, its trailer."""
-    out = bytearray(img.header)
-    for p in img.payloads:
-        out += struct.pack("<II", len(p), crc32c(p)) + p
-    out += img.trailer
-    (Path(images_dir) / image_file).write_bytes(bytes(out))
+    """The one writer: the image's header, its records each with its length
+    and crc32c, its end marker; then the directory's manifest."""
+    (Path(images_dir) / image_file).write_bytes(rebuild(img.header, img.payloads))
+    write_manifest(images_dir)
 
 
 def edit(images_dir, image_file, record_index, fn):

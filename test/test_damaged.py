@@ -18,160 +18,11 @@ import cryolib
 from conftest import prog
 from test_pagesrv import pagesrv  # noqa: F401 (the page server fixture)
 
-HDR = 16
-RAW_HDR = 4096
-END_MARK = 0xFFFFFFFF
+from imgedit import (END_MARK, HDR, RAW_HDR, crc32c, crc32c_combine, end_marker, fields, image_records,  # noqa: F401
+                     is_raw, manifest, message_image, record, rebuild, varint, write_manifest)
+
 MIB = 1 << 20
 
-# ---- CRC-32C (Castagnoli, reflected 0x82F63B78) ----
-
-POLY = 0x82F63B78
-TABLE = []
-for _n in range(256):
-    _c = _n
-    for _ in range(8):
-        _c = (_c >> 1) ^ (POLY if _c & 1 else 0)
-    TABLE.append(_c)
-
-
-def crc32c(data, crc=0):
-    crc ^= 0xFFFFFFFF
-    for b in data:
-        crc = TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def _apply(op, v):
-    r, i = 0, 0
-    while v:
-        if v & 1:
-            r ^= op[i]
-        v >>= 1
-        i += 1
-    return r
-
-
-def crc32c_combine(crc1, crc2, len2):
-    """crc32c(a + b) from crc32c(a), crc32c(b) and len(b): the register
-    after a goes through len(b) zero bytes (a linear map, squared up from
-    the one-zero-bit map), then the crc of b is added."""
-    op = [POLY] + [1 << (i - 1) for i in range(1, 32)]     # one zero bit
-    for _ in range(3):                                       # eight: one byte
-        op = [_apply(op, op[i]) for i in range(32)]
-    while len2:
-        if len2 & 1:
-            crc1 = _apply(op, crc1)
-        op = [_apply(op, op[i]) for i in range(32)]
-        len2 >>= 1
-    return crc1 ^ crc2
-
-
-
-# ---- images as bytes ----
-
-
-def varint(v):
-    out = bytearray()
-    while True:
-        out.append((v & 0x7F) | (0x80 if v > 0x7F else 0))
-        v >>= 7
-        if not v:
-            return bytes(out)
-
-
-def end_marker(n):
-    body = struct.pack("<Q", n)
-    return struct.pack("<II", END_MARK, crc32c(body)) + body
-
-
-def record(payload, crc=None):
-    return struct.pack("<II", len(payload), crc32c(payload) if crc is None else crc) + payload
-
-
-def message_image(magic, payloads, version=2):
-    return (magic + struct.pack("<II", version, HDR) + b"".join(record(p) for p in payloads)
-            + end_marker(len(payloads)))
-
-
-def is_raw(data):
-    return struct.unpack_from("<I", data, 12)[0] == RAW_HDR
-
-
-def records(data):
-    """[(offset, payload)] of a message image, and where its end marker is."""
-    out, off = [], HDR
-    while True:
-        n, crc = struct.unpack_from("<II", data, off)
-        if n == END_MARK:
-            assert struct.unpack_from("<Q", data, off + 8)[0] == len(out)
-            assert off + 16 == len(data)
-            return out, off
-        out.append((off, data[off + 8:off + 8 + n]))
-        assert crc32c(out[-1][1]) == crc
-        off += 8 + n
-
-
-def rebuild(data, payloads):
-    """The image data with its records replaced by payloads."""
-    return data[:HDR] + b"".join(record(p) for p in payloads) + end_marker(len(payloads))
-
-
-def write_manifest(d, entries=None):
-    """manifest.img of d vouching for d as it is now (or for entries:
-    [(name, size, crc or None)]), as a dump writes it."""
-    d = Path(d)
-    if entries is None:
-        entries = []
-        for f in sorted(d.glob("*.img")):
-            if f.name == "manifest.img":
-                continue
-            data = f.read_bytes()
-            entries.append((f.name, len(data), None if is_raw(data) else crc32c(data)))
-    payloads = []
-    for name, size, crc in sorted(entries):
-        p = b"\x0a" + varint(len(name)) + name.encode() + b"\x10" + varint(size)
-        if crc is not None:
-            p += b"\x18" + varint(crc)
-        payloads.append(p)
-    (d / "manifest.img").write_bytes(message_image(b"CRYOMNFT", payloads))
-
-
-def manifest(d):
-    """{name: (size, crc or None)} of d's manifest.img, read with cryo show."""
-    return {r["name"]: (r["size"], r.get("crc32c")) for r in cryolib.show(Path(d) / "manifest.img")["records"]}
-
-
-def fields(payload):
-    """[(field number, wire type, start, end of the value)] of a message's top level."""
-    out, off = [], 0
-    while off < len(payload):
-        tag, n = 0, 0
-        while True:
-            b = payload[off]
-            off += 1
-            tag |= (b & 0x7F) << (7 * n)
-            n += 1
-            if not b & 0x80:
-                break
-        wt, start = tag & 7, off
-        if wt == 0:
-            while payload[off] & 0x80:
-                off += 1
-            off += 1
-        elif wt == 2:
-            ln, n = 0, 0
-            while True:
-                b = payload[off]
-                off += 1
-                ln |= (b & 0x7F) << (7 * n)
-                n += 1
-                if not b & 0x80:
-                    break
-            start, off = off, off + ln
-        else:
-            off += 8 if wt == 1 else 4
-        out.append((tag >> 3, wt, start, off))
-    return out
 
 # ---- running cryo ----
 
@@ -221,7 +72,7 @@ def test_cut_at_every_record_boundary(fds_dump):
     cuts = 0
     for f in imgs:
         data = f.read_bytes()
-        recs, end = records(data)
+        recs, end = image_records(data)
         kept = data
         for off in [o for o, _ in recs] + [end]:
             f.write_bytes(data[:off])
@@ -383,7 +234,7 @@ def edit_record(images, name, edit):
     its first record, its record crc (but not the manifest) made right."""
     f = images / name
     data = f.read_bytes()
-    recs, _ = records(data)
+    recs, _ = image_records(data)
     payloads = [p for _, p in recs]
     payloads[0] = edit(payloads[0])
     f.write_bytes(rebuild(data, payloads))
@@ -449,7 +300,7 @@ def test_show_gives_end_markers_and_manifest(fds_dump):
         if is_raw(data):
             assert "end" not in img
             continue
-        assert img["end"] == {"records": len(img["records"])} == {"records": len(records(data)[0])}
+        assert img["end"] == {"records": len(img["records"])} == {"records": len(image_records(data)[0])}
     listed = {r["name"]: r for r in shown["manifest.img"]["records"]}
     assert set(listed) == set(shown) - {"manifest.img"}
     for name, r in listed.items():
@@ -506,7 +357,7 @@ def test_damaged_parent_is_refused(workload, tmp_path):
     assert set(manifest(d1)) == {f"pagemap-{w.pid}.img", f"pages-{w.pid}.img", "inventory.img"}
     pm = d1 / f"pagemap-{w.pid}.img"
     data = pm.read_bytes()
-    recs, _ = records(data)
+    recs, _ = image_records(data)
     assert len(recs) > 1
     pm.write_bytes(data[:recs[-1][0]])
     restore_refused(d2, w.pid, f"parent/{pm.name}", "truncated")
