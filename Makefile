@@ -3,6 +3,7 @@
 #   make deps     install the Debian packages a fresh machine needs
 #   make test     build everything and run the pytest suite (and part of it with make asan's cryo)
 #   make asan     build cryo with AddressSanitizer and UBSan and run part of the suite with it
+#   make fuzz     run the libFuzzer harnesses (FUZZ_SECONDS each, default 300)
 #   make bench    run the memory dump/restore benchmark
 #   make bench-migrate  run the live-migration benchmark (two hosts on this machine)
 #   make install  install cryo to $(PREFIX)/sbin, its libcriu to $(PREFIX)/lib
@@ -18,7 +19,7 @@ Q	:= $(if $(filter 1,$(V)),,@)
 DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 	    libnl-3-dev libnl-route-3-dev libnet1-dev libbsd-dev zlib1g-dev \
 	    libnftnl-dev libmnl-dev libssl-dev \
-	    python3 python3-pytest busybox-static \
+	    python3 python3-pytest busybox-static clang libclang-rt-14-dev \
 	    iproute2 util-linux \
 	    protobuf-compiler python3-protobuf
 # the runtimes whose checkpoints cryo serves (test_runc.py); not their
@@ -133,9 +134,38 @@ deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(RUNTIME_PKGS); \
 	fi
 
-test: deps all crun asan-build
+test: deps all crun asan-build fuzz-build
 	cd test && /usr/bin/python3 -m pytest -v $(PYTEST_ARGS)
 	$(MAKE) asan-run
+
+# ---- fuzzing: libFuzzer harnesses (test/fuzz/) built with clang, ASan and UBSan ----
+# fuzz-image: one image file as cryo show and cryo restore read and check it;
+# fuzz-frame: the page server's frames after the handshake.
+FUZZ_B	    := $(B)/fuzz
+FUZZ_CC	    := clang
+FUZZ_CFLAGS  = $(filter-out -O2,$(CFLAGS)) -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
+	       -fno-sanitize-recover=all -Wno-error
+FUZZ_OBJ    := $(patsubst %.c,$(FUZZ_B)/obj/%.o,$(CORE_SRC)) $(patsubst $(B)/gen/%.c,$(FUZZ_B)/obj/gen/%.o,$(PROTO_C))
+FUZZERS	    := $(patsubst test/fuzz/%.c,$(FUZZ_B)/%,$(wildcard test/fuzz/fuzz-*.c))
+FUZZ_SECONDS ?= 300
+
+$(FUZZ_B)/obj/gen/%.o: $(B)/gen/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+# cli.c's main is libFuzzer's
+$(FUZZ_B)/obj/%.o: %.c $(PROTO_H) $(BLOBS)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(if $(filter criu-core/cli.c,$<),-Dmain=cryo_main) -MMD -MP -c $< -o $@
+$(FUZZ_B)/fuzz-%: test/fuzz/fuzz-%.c $(FUZZ_OBJ)
+	@echo "  FUZZLD  $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+-include $(FUZZ_OBJ:.o=.d)
+
+fuzz-build: $(FUZZERS)
+# every harness for FUZZ_SECONDS, seeded with test/fuzz/corpus; crashes land in build/fuzz
+fuzz: deps fuzz-build
+	scripts/fuzz $(FUZZ_SECONDS)
 
 # ---- cryo with AddressSanitizer and UBSan (the blobs keep their own flags) ----
 # Any finding aborts cryo, so the test that ran it fails and shows the report.
@@ -171,5 +201,5 @@ clean:
 
 include criu-core/libcriu/libcriu.mk
 
-.PHONY: all deps test bench bench-migrate demo install clean asan asan-build asan-run
+.PHONY: all deps test bench bench-migrate demo install clean asan asan-build asan-run fuzz fuzz-build
 .SECONDARY:
