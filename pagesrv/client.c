@@ -40,9 +40,15 @@ struct ps_client {
 	size_t wlen;
 	size_t fr_off;
 	uint32_t fr_type, fr_cap, fr_filled;
-	/* compression: a page chunk's raw bytes, gathered before it is compressed */
+	/*
+	 * Page chunks, one after the other, fill one DATA frame (pages_open)
+	 * until it holds PAGES_SEAL_AT bytes or something else is sent: a page
+	 * of its own costs no frame of its own. Compressing, they gather in
+	 * raw (PS_FRAME_MAX bytes), compressed and sealed together.
+	 */
+	bool pages_open;
 	uint8_t *raw;
-	size_t raw_len, raw_cap;
+	uint32_t raw_len;
 	uint64_t sent;			/* bytes on the wire */
 	uint8_t status[sizeof(int32_t) + PS_STATUS_MAX + 1];	/* the last STATUS frame's payload, NUL added */
 };
@@ -50,6 +56,7 @@ struct ps_client {
 /* a whole frame fits obuf; gathered bytes go out once there are this many */
 #define OBUF_SIZE	PS_REC_MAX
 #define SEND_AT		(256u << 10)
+#define PAGES_SEAL_AT	(1u << 20)
 
 const char *ps_peer(const struct ps_client *c)
 {
@@ -100,11 +107,16 @@ static int send_raw(struct ps_client *c, const void *buf, size_t len)
 	return 0;
 }
 
-/* what is gathered goes out: before anything else is awaited */
+static int seal_pages(struct ps_client *c);
+
+/* what is gathered goes out (the page chunks of a frame still open sealed first): before anything is awaited */
 static int send_gathered(struct ps_client *c)
 {
+	int ret = seal_pages(c);
 	size_t n = c->wlen;
 
+	if (ret)
+		return ret;
 	c->wlen = 0;
 	return n ? send_raw(c, c->obuf, n) : 0;
 }
@@ -116,6 +128,8 @@ static int send_gathered(struct ps_client *c)
  */
 static uint8_t *frame_begin(struct ps_client *c, uint32_t type, uint32_t cap, int *err)
 {
+	if ((*err = seal_pages(c)))
+		return NULL;
 	if (!c->keyed || cap > PS_FRAME_MAX) {
 		pr_err("page server %s: a frame of %u bytes is not for this session (at most %u, after the handshake)",
 		       c->peer, cap, PS_FRAME_MAX);
@@ -365,6 +379,8 @@ void ps_free(struct ps_client *c)
 	if (c->obuf)
 		explicit_bzero(c->obuf, OBUF_SIZE);
 	free(c->obuf);
+	if (c->raw)
+		explicit_bzero(c->raw, PS_FRAME_MAX);
 	free(c->raw);
 	free(c);
 }
@@ -445,37 +461,49 @@ int ps_send_file(struct ps_client *c, int dirfd, const char *name, const char *r
 }
 
 /*
- * A page chunk: read from the pipe straight into the frame's body (or,
- * compressing, into raw), then sealed in place. The parasite's crc of the
+ * Page chunks: read from the pipe straight into the open DATA frame's body
+ * (or, compressing, into raw), many to a frame, which is sealed in place
+ * once full enough or when anything else is sent. The parasite's crc of a
  * chunk is not sent: the tag authenticates the bytes on the way, and the
  * crc goes into the pagemap, against which the restore checks the chunk.
  */
+static int seal_pages(struct ps_client *c)
+{
+	if (!c->pages_open)
+		return 0;
+	c->pages_open = false;
+	if (c->compress)
+		return c->raw_len ? send_data(c, c->raw, c->raw_len) : 0;
+	return frame_end(c, c->fr_filled, c->fr_filled, 0, NULL);
+}
+
 int ps_chunk_begin(struct ps_client *c, uint32_t len)
 {
-	uint8_t *n;
 	int ret = 0;
 
-	if (!c->compress)
-		return frame_begin(c, PSF_DATA, len, &ret) ? 0 : ret;
 	if (len > PS_FRAME_MAX) {
 		pr_err("page server %s: a chunk of %u bytes is larger than a frame", c->peer, len);
 		return -EMSGSIZE;
 	}
-	if (c->raw_cap < len) {
-		if (!(n = realloc(c->raw, len)))
+	if (c->pages_open && (c->compress ? c->raw_len : c->fr_filled) + len <= PS_FRAME_MAX)
+		return 0;
+	if ((ret = seal_pages(c)))
+		return ret;
+	if (c->compress) {
+		if (!c->raw && !(c->raw = malloc(PS_FRAME_MAX)))
 			return -ENOMEM;
-		c->raw = n;
-		c->raw_cap = len;
+		c->raw_len = 0;
+	} else if (!frame_begin(c, PSF_DATA, PS_FRAME_MAX, &ret)) {
+		return ret;
 	}
-	c->raw_len = 0;
-	c->fr_cap = len;
+	c->pages_open = true;
 	return 0;
 }
 
 ssize_t ps_chunk_move(struct ps_client *c, int pipe_fd, uint32_t max)
 {
 	uint8_t *to = c->compress ? c->raw + c->raw_len : c->obuf + c->fr_off + sizeof(struct ps_hdr) + c->fr_filled;
-	uint32_t room = c->fr_cap - (c->compress ? c->raw_len : c->fr_filled);
+	uint32_t room = PS_FRAME_MAX - (c->compress ? c->raw_len : c->fr_filled);
 	ssize_t n = read(pipe_fd, to, MIN(max, room));
 
 	if (n > 0 && c->compress)
@@ -493,9 +521,7 @@ uint64_t ps_sent(const struct ps_client *c)
 int ps_chunk_end(struct ps_client *c, uint32_t crc)
 {
 	(void)crc;
-	if (c->compress)
-		return send_data(c, c->raw, c->raw_len);
-	return frame_end(c, c->fr_filled, c->fr_filled, 0, NULL);
+	return (c->compress ? c->raw_len : c->fr_filled) >= PAGES_SEAL_AT ? seal_pages(c) : 0;
 }
 
 int ps_done(struct ps_client *c)
@@ -547,17 +573,26 @@ int ps_commit_nowait(struct ps_client *c)
 	return send_frame(c, PSF_COMMIT, NULL, 0) ?: send_gathered(c);
 }
 
-int ps_send_pages(struct ps_client *c, uint32_t vpid, uint64_t addr, const void *buf, uint32_t len)
+uint8_t *ps_pages_frame(struct ps_client *c, uint32_t vpid, uint64_t addr, uint32_t len)
 {
 	struct ps_pages p = { .vpid = vpid, .addr = addr };
 	uint8_t *body;
-	int ret = 0;
+	int ret;
 
-	if (len > PS_FRAME_MAX - sizeof(p) || !(body = frame_begin(c, PSF_PAGES, sizeof(p) + len, &ret)))
-		return ret ?: -EMSGSIZE;
+	if (len > PS_FRAME_MAX - sizeof(p)) {
+		pr_err("page server %s: %u bytes of pages do not fit a frame", c->peer, len);
+		return NULL;
+	}
+	if (!(body = frame_begin(c, PSF_PAGES, sizeof(p) + len, &ret)))
+		return NULL;
 	memcpy(body, &p, sizeof(p));
-	memcpy(body + sizeof(p), buf, len);
-	return frame_end(c, sizeof(p) + len, sizeof(p) + len, 0, NULL) ?: send_gathered(c);
+	c->fr_filled = sizeof(p) + len;
+	return body + sizeof(p);
+}
+
+int ps_pages_send(struct ps_client *c)
+{
+	return frame_end(c, c->fr_filled, c->fr_filled, 0, NULL) ?: send_gathered(c);
 }
 
 int ps_recv_frame(struct ps_client *c, uint32_t *type, void *buf, size_t max, size_t *len)

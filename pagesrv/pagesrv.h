@@ -165,23 +165,31 @@ int ps_restore_lazy(struct ps_client *c, const char *round, char *msg, size_t le
 int ps_ask_restore_lazy(struct ps_client *c, const char *round);
 int ps_restore_answer(struct ps_client *c, char *msg, size_t len);
 int ps_commit_nowait(struct ps_client *c);
-int ps_send_pages(struct ps_client *c, uint32_t vpid, uint64_t addr, const void *buf, uint32_t len);
+/*
+ * A PAGES frame of len bytes of vpid's memory at addr: where the caller
+ * puts those bytes (straight into the frame), then ps_pages_send seals and
+ * sends it. NULL if len is too large for a frame (logged).
+ */
+uint8_t *ps_pages_frame(struct ps_client *c, uint32_t vpid, uint64_t addr, uint32_t len);
+int ps_pages_send(struct ps_client *c);
 /* one frame from the agent into buf (max bytes): 0 with *type and *len, or -errno (logged) */
 int ps_recv_frame(struct ps_client *c, uint32_t *type, void *buf, size_t max, size_t *len);
 int ps_sock(const struct ps_client *c);
 void ps_free(struct ps_client *c);
 
 /*
- * For the parasite's page pipe: frame a chunk of len bytes coming through
- * pipe_fd. ps_chunk_move takes what the pipe has (up to max; as read(2),
- * -1 and errno EAGAIN when it is empty): uncompressed, spliced straight
- * into the socket; compressed, gathered for ps_chunk_end, which sends the
- * frame with the crc the parasite computed.
+ * For the parasite's page pipe: a chunk of len bytes coming through
+ * pipe_fd, into the file begun with ps_file. ps_chunk_move takes what the
+ * pipe has (up to max; as read(2), -1 and errno EAGAIN when it is empty)
+ * straight into the DATA frame being filled; chunks one after the other
+ * share a frame, sealed (compressed first, if the session is) once it is
+ * full enough or anything else is sent. The crc the parasite computed
+ * (ps_chunk_end) is not sent: it goes into the pagemap.
  */
 int ps_chunk_begin(struct ps_client *c, uint32_t len);
 ssize_t ps_chunk_move(struct ps_client *c, int pipe_fd, uint32_t max);
 int ps_chunk_end(struct ps_client *c, uint32_t crc);
-/* wait until the server has read every byte: spliced pages may change after */
+/* every frame gathered (the page chunks' too) sealed and sent */
 int ps_flush(struct ps_client *c);
 const char *ps_peer(const struct ps_client *c);
 /* bytes sent on the wire so far */
