@@ -176,9 +176,12 @@ static int recv_all(struct ps_client *c, void *buf, size_t len, const char *what
 {
 	int ret = read_all(c->sock, buf, len);
 
+	if (ret == -EAGAIN)
+		ret = -ETIMEDOUT;
 	if (ret)
 		pr_err("page server %s: %s: %s", c->peer, what,
-		       ret == -ENODATA ? "the connection was closed" : strerror(-ret));
+		       ret == -ENODATA ? "the connection was closed" :
+		       ret == -ETIMEDOUT ? "no answer in time" : strerror(-ret));
 	return ret;
 }
 
@@ -338,8 +341,16 @@ int ps_attach(int sock, const char *peer, const char *secret_file, bool compress
 	ret = ps_read_secret(secret_file, secret, &slen);
 	if (!ret && !(c = client_new(sock, peer, compress)))
 		ret = -ENOMEM;
-	if (!ret)
+	if (!ret) {
+		/* a peer that says nothing holds nothing here either (a lazy dump's tree stays stopped meanwhile) */
+		struct timeval tv = { PS_HANDSHAKE_S, 0 }, none = { 0, 0 };
+
+		setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		ret = handshake(c, secret, slen);
+		setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+		setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+	}
 	explicit_bzero(secret, sizeof(secret));
 	if (ret) {
 		if (c)

@@ -196,7 +196,8 @@ static int on_migrate(struct session *s, const char *id, size_t len)
 
 /*
  * A round to restore: its name checked, and the round there as a
- * directory of the migration's (no symlink); its path in dir.
+ * directory of the migration's (no symlink on the way): an fd of it, its
+ * path in dir; or the session failed.
  */
 static int restore_dir(struct session *s, const char *round, size_t len, char *dir, size_t dlen)
 {
@@ -207,13 +208,12 @@ static int restore_dir(struct session *s, const char *round, size_t len, char *d
 		return session_fail(s, EPROTO, "restore asked outside a migration, or twice");
 	if ((ret = session_name(s, round, len, 1, "round to restore", name)))
 		return ret;
-	fd = door_open(s->dirfd, name, O_PATH | O_DIRECTORY, 0, DOOR_NO_SYMLINKS, "peer %s: round to restore",
+	fd = door_open(s->dirfd, name, O_RDONLY | O_DIRECTORY, 0, DOOR_NO_SYMLINKS, "peer %s: round to restore",
 		       s->peer);
 	if (fd < 0)
 		return session_refused(s, fd);
-	close(fd);
 	snprintf(dir, dlen, "%s/%s/%s", s->opts->images_dir, s->mig, name);
-	return 0;
+	return fd;
 }
 
 /* the driver has sent its last round: restore it here, and say how that went */
@@ -222,8 +222,9 @@ static int on_restore(struct session *s, const char *round, size_t len)
 	char dir[PATH_MAX], msg[PS_STATUS_MAX];
 	int ret = restore_dir(s, round, len, dir, sizeof(dir));
 
-	if (ret)
+	if (ret < 0)
 		return ret;
+	close(ret);
 	ret = agent_restore(dir, -1, &s->restored, msg, sizeof(msg));
 	if (ret) {
 		pr_err("peer %s: migration %s: the restore failed: %s", s->peer, s->mig, msg);
@@ -305,27 +306,26 @@ static int on_restore_lazy(struct session *s, const char *round, size_t len)
 
 	if (s->restore_listen >= 0)
 		return on_lazy_dump(s);
-	if ((ret = restore_dir(s, round, len, dir, sizeof(dir))))
-		return ret;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+	if ((dfd = restore_dir(s, round, len, dir, sizeof(dir))) < 0)
+		return dfd;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+		close(dfd);
 		return session_fail(s, errno, "socketpair: %s", strerror(errno));
+	}
 	s->lazy_mode = true;
 	ret = agent_restore(dir, sv[1], &s->restored, msg, sizeof(msg));
 	close(sv[1]);
 	if (ret) {
 		close(sv[0]);
+		close(dfd);
 		pr_err("peer %s: migration %s: the restore failed: %s", s->peer, s->mig, msg);
 		return answer(s, -ret, msg);
 	}
 	pr_info("peer %s: migration %s: %s; its memory follows", s->peer, s->mig, msg);
 	if ((ret = answer(s, 0, msg))) {
 		close(sv[0]);
+		close(dfd);
 		return ret;
-	}
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		close(sv[0]);
-		return session_fail(s, errno, "cannot open %s: %s", dir, strerror(errno));
 	}
 	ret = fill_lazily(s, dfd, dir, sv[0], agent_images_in_memory(dir));
 	close(sv[0]);
