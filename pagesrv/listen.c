@@ -143,8 +143,10 @@ static void take_one(struct listener *l)
 
 	if (sock < 0) {
 		/* the listener goes on: a connection gone before it was taken, or too many fds for now */
-		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
 			pr_perror("page server: accept");
+			usleep(100000);	/* not a loop at full speed meanwhile */
+		}
 		return;
 	}
 	getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
