@@ -41,12 +41,13 @@ struct ps_client {
 	size_t fr_off;
 	uint32_t fr_type, fr_cap, fr_filled;
 	/*
-	 * Page chunks, one after the other, fill one DATA frame (pages_open)
-	 * until it holds PAGES_SEAL_AT bytes or something else is sent: a page
-	 * of its own costs no frame of its own. Compressing, they gather in
-	 * raw (PS_FRAME_MAX bytes), compressed and sealed together.
+	 * A file's small writes and its page chunks, one after the other,
+	 * fill one DATA frame (data_open) until it holds DATA_SEAL_AT bytes or
+	 * something else is sent: a page costs no frame of its own.
+	 * Compressing, they gather in raw (PS_FRAME_MAX bytes), compressed and
+	 * sealed together.
 	 */
-	bool pages_open;
+	bool data_open;
 	uint8_t *raw;
 	uint32_t raw_len;
 	uint64_t sent;			/* bytes on the wire */
@@ -56,7 +57,9 @@ struct ps_client {
 /* a whole frame fits obuf; gathered bytes go out once there are this many */
 #define OBUF_SIZE	PS_REC_MAX
 #define SEND_AT		(256u << 10)
-#define PAGES_SEAL_AT	(1u << 20)
+#define DATA_SEAL_AT	(1u << 20)
+/* writes of this many bytes on are sealed into frames of their own, straight from the caller's buffer */
+#define DIRECT_MIN	(64u << 10)
 
 const char *ps_peer(const struct ps_client *c)
 {
@@ -107,16 +110,17 @@ static int send_raw(struct ps_client *c, const void *buf, size_t len)
 	return 0;
 }
 
-static int seal_pages(struct ps_client *c);
+static int seal_data(struct ps_client *c);
 
 /* what is gathered goes out (the page chunks of a frame still open sealed first): before anything is awaited */
 static int send_gathered(struct ps_client *c)
 {
-	int ret = seal_pages(c);
-	size_t n = c->wlen;
+	int ret = seal_data(c);
+	size_t n;
 
 	if (ret)
 		return ret;
+	n = c->wlen;
 	c->wlen = 0;
 	return n ? send_raw(c, c->obuf, n) : 0;
 }
@@ -128,7 +132,7 @@ static int send_gathered(struct ps_client *c)
  */
 static uint8_t *frame_begin(struct ps_client *c, uint32_t type, uint32_t cap, int *err)
 {
-	if ((*err = seal_pages(c)))
+	if ((*err = seal_data(c)))
 		return NULL;
 	if (!c->keyed || cap > PS_FRAME_MAX) {
 		pr_err("page server %s: a frame of %u bytes is not for this session (at most %u, after the handshake)",
@@ -430,14 +434,24 @@ static int send_data(struct ps_client *c, const uint8_t *buf, uint32_t len)
 	return frame_end(c, len, len, 0, buf);
 }
 
+static uint8_t *data_room(struct ps_client *c, uint32_t len, int *err);
+static int data_filled(struct ps_client *c, uint32_t n);
+
 int ps_write(struct ps_client *c, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 
 	while (len) {
 		uint32_t n = MIN(len, PS_FRAME_MAX);
-		int ret = send_data(c, p, n);
+		uint8_t *to;
+		int ret = 0;
 
+		if (n >= DIRECT_MIN) {
+			ret = send_data(c, p, n);
+		} else if ((to = data_room(c, n, &ret))) {
+			memcpy(to, p, n);
+			ret = data_filled(c, n);
+		}
 		if (ret)
 			return ret;
 		p += n;
@@ -472,55 +486,89 @@ int ps_send_file(struct ps_client *c, int dirfd, const char *name, const char *r
 }
 
 /*
- * Page chunks: read from the pipe straight into the open DATA frame's body
- * (or, compressing, into raw), many to a frame, which is sealed in place
- * once full enough or when anything else is sent. The parasite's crc of a
- * chunk is not sent: the tag authenticates the bytes on the way, and the
- * crc goes into the pagemap, against which the restore checks the chunk.
+ * The open DATA frame: a file's small writes and its page chunks, many to
+ * a frame, sealed in place once full enough (DATA_SEAL_AT) or when anything
+ * else is sent. Page chunks are read from the pipe straight into it. The
+ * parasite's crc of a chunk is not sent: the tag authenticates the bytes
+ * on the way, and the crc goes into the pagemap, against which the
+ * restore checks the chunk.
  */
-static int seal_pages(struct ps_client *c)
+static int seal_data(struct ps_client *c)
 {
-	if (!c->pages_open)
+	if (!c->data_open)
 		return 0;
-	c->pages_open = false;
+	c->data_open = false;
 	if (c->compress)
 		return c->raw_len ? send_data(c, c->raw, c->raw_len) : 0;
 	return frame_end(c, c->fr_filled, c->fr_filled, 0, NULL);
 }
 
+static uint32_t data_len(const struct ps_client *c)
+{
+	return c->compress ? c->raw_len : c->fr_filled;
+}
+
+/* where len more bytes of the file go, in the open DATA frame (opened if need be); or NULL, *err set */
+static uint8_t *data_room(struct ps_client *c, uint32_t len, int *err)
+{
+	*err = 0;
+	if (len > PS_FRAME_MAX) {
+		pr_err("page server %s: %u bytes are more than a frame holds", c->peer, len);
+		*err = -EMSGSIZE;
+		return NULL;
+	}
+	if (!c->data_open || data_len(c) + len > PS_FRAME_MAX) {
+		if ((*err = seal_data(c)))
+			return NULL;
+		if (c->compress) {
+			if (!c->raw && !(c->raw = malloc(PS_FRAME_MAX))) {
+				*err = -ENOMEM;
+				return NULL;
+			}
+			c->raw_len = 0;
+		} else if (!frame_begin(c, PSF_DATA, PS_FRAME_MAX, err)) {
+			return NULL;
+		}
+		c->data_open = true;
+	}
+	return c->compress ? c->raw + c->raw_len : c->obuf + c->fr_off + sizeof(struct ps_hdr) + c->fr_filled;
+}
+
+/* n bytes were put where data_room said */
+static int data_filled(struct ps_client *c, uint32_t n)
+{
+	if (c->compress)
+		c->raw_len += n;
+	else
+		c->fr_filled += n;
+	return data_len(c) >= DATA_SEAL_AT ? seal_data(c) : 0;
+}
+
 int ps_chunk_begin(struct ps_client *c, uint32_t len)
 {
-	int ret = 0;
+	int ret;
 
-	if (len > PS_FRAME_MAX) {
-		pr_err("page server %s: a chunk of %u bytes is larger than a frame", c->peer, len);
-		return -EMSGSIZE;
-	}
-	if (c->pages_open && (c->compress ? c->raw_len : c->fr_filled) + len <= PS_FRAME_MAX)
-		return 0;
-	if ((ret = seal_pages(c)))
-		return ret;
-	if (c->compress) {
-		if (!c->raw && !(c->raw = malloc(PS_FRAME_MAX)))
-			return -ENOMEM;
-		c->raw_len = 0;
-	} else if (!frame_begin(c, PSF_DATA, PS_FRAME_MAX, &ret)) {
-		return ret;
-	}
-	c->pages_open = true;
-	return 0;
+	data_room(c, len, &ret);
+	return ret;
 }
 
 ssize_t ps_chunk_move(struct ps_client *c, int pipe_fd, uint32_t max)
 {
-	uint8_t *to = c->compress ? c->raw + c->raw_len : c->obuf + c->fr_off + sizeof(struct ps_hdr) + c->fr_filled;
-	uint32_t room = PS_FRAME_MAX - (c->compress ? c->raw_len : c->fr_filled);
-	ssize_t n = read(pipe_fd, to, MIN(max, room));
+	int ret;
+	uint8_t *to = data_room(c, max, &ret);
+	ssize_t n = to ? read(pipe_fd, to, max) : -1;
 
-	if (n > 0 && c->compress)
-		c->raw_len += n;
-	else if (n > 0)
-		c->fr_filled += n;
+	if (!to) {
+		errno = -ret;
+		return -1;
+	}
+	if (n > 0) {
+		/* sealed only at the chunk's end: its rest is still in the pipe */
+		if (c->compress)
+			c->raw_len += n;
+		else
+			c->fr_filled += n;
+	}
 	return n;
 }
 
@@ -532,7 +580,7 @@ uint64_t ps_sent(const struct ps_client *c)
 int ps_chunk_end(struct ps_client *c, uint32_t crc)
 {
 	(void)crc;
-	return (c->compress ? c->raw_len : c->fr_filled) >= PAGES_SEAL_AT ? seal_pages(c) : 0;
+	return data_filled(c, 0);
 }
 
 int ps_done(struct ps_client *c)
