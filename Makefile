@@ -19,8 +19,8 @@ Q	:= $(if $(filter 1,$(V)),,@)
 DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 	    libnl-3-dev libnl-route-3-dev libnet1-dev libbsd-dev zlib1g-dev \
 	    libnftnl-dev libmnl-dev libssl-dev \
-	    python3 python3-pytest busybox-static clang libclang-rt-14-dev \
-	    iproute2 util-linux \
+	    python3 python3-pytest python3-cryptography busybox-static clang libclang-rt-14-dev \
+	    iproute2 util-linux tcpdump openssl \
 	    protobuf-compiler python3-protobuf
 # the runtimes whose checkpoints cryo serves (test_runc.py); not their
 # recommended criu, which cryo stands in for

@@ -12,8 +12,11 @@
 
 /*
  * Restore the images in dir as a detached tree: 0 with *pid its root and
- * msg saying so, or -errno with msg the restore's own reason. A restore
- * that fails leaves no task behind (cryo restore's promise). With
+ * msg saying so, or -errno with msg the restore's own reason. The calling
+ * process becomes a subreaper, so that the tree's root is its child once
+ * cryo restore exits; any step that fails (the restore, its pid file, the
+ * pid in it not that child's) has every tree the caller is the parent of
+ * killed before this returns: a failed restore leaves no task behind. With
  * lazy_sock >= 0 (post-copy) it is restored with --lazy-pages, and each
  * task's userfaultfd comes back on lazy_sock for lazy_serve.
  */
@@ -25,7 +28,11 @@ int agent_restore(const char *dir, int lazy_sock, pid_t *pid, char *msg, size_t 
  * punching holes costs more than it saves.)
  */
 bool agent_images_in_memory(const char *dir);
-/* kill a restored tree the driver did not commit: its root and every descendant */
-void agent_kill_tree(pid_t root);
+/*
+ * kill a restored tree the driver did not commit: its root and every
+ * descendant, and wait until they are dead. 0, or -errno (logged) if some
+ * are still there after 10 s.
+ */
+int agent_kill_tree(pid_t root);
 
 #endif

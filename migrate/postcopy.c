@@ -56,17 +56,20 @@ static pid_t host_pid(const struct lazy_runs *r, pid_t vpid)
 	return 0;
 }
 
-/* [addr, addr + len) of the stopped task pid, to the restore side */
-static int send_pages(struct ps_client *ps, pid_t pid, pid_t vpid, uint64_t addr, uint64_t len, uint8_t *buf)
+/* [addr, addr + len) of the stopped task pid, to the restore side: read straight into the frames */
+static int send_pages(struct ps_client *ps, pid_t pid, pid_t vpid, uint64_t addr, uint64_t len)
 {
 	while (len) {
 		uint64_t n = MIN(len, PUSH_MAX);
-		struct iovec l = { buf, n }, r = { (void *)addr, n };
+		uint8_t *to = ps_pages_frame(ps, vpid, addr, n);
+		struct iovec l = { to, n }, r = { (void *)addr, n };
 		int ret;
 
+		if (!to)
+			return -EMSGSIZE;
 		if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)n)
 			return pr_perror("pid %d: cannot read its pages at %#lx", pid, (unsigned long)addr);
-		if ((ret = ps_send_pages(ps, vpid, addr, buf, n)))
+		if ((ret = ps_pages_send(ps)))
 			return ret;
 		addr += n;
 		len -= n;
@@ -77,12 +80,12 @@ static int send_pages(struct ps_client *ps, pid_t pid, pid_t vpid, uint64_t addr
 int postcopy_serve(struct ps_client *ps, const struct dump_round *dr, int rate_mib, struct postcopy_stat *st)
 {
 	struct lazy_runs runs = { 0 };
-	_cleanup_free_ uint8_t *buf = malloc(PUSH_MAX + 64), *frame = malloc(256);
+	_cleanup_free_ uint8_t *frame = malloc(256);
 	uint64_t t0 = now_ns(), sent0 = ps_sent(ps), next = 0, total = 0;
 	size_t ri = 0, off = 0;
 	int ret;
 
-	if (!buf || !frame)
+	if (!frame)
 		return -ENOMEM;
 	if ((ret = dump_lazy_runs(dr, add_run, &runs)))
 		goto out;
@@ -120,7 +123,7 @@ int postcopy_serve(struct ps_client *ps, const struct dump_round *dr, int rate_m
 				break;
 			}
 			st->asked += rq.len;
-			if ((ret = send_pages(ps, host_pid(&runs, rq.vpid), rq.vpid, rq.addr, rq.len, buf)))
+			if ((ret = send_pages(ps, host_pid(&runs, rq.vpid), rq.vpid, rq.addr, rq.len)))
 				break;
 			continue;
 		}
@@ -128,7 +131,7 @@ int postcopy_serve(struct ps_client *ps, const struct dump_round *dr, int rate_m
 			const struct lazy_run *r = &runs.v[ri];
 			uint64_t n = MIN(r->len - off, PUSH_MAX);
 
-			if ((ret = send_pages(ps, r->pid, r->vpid, r->addr + off, n, buf)))
+			if ((ret = send_pages(ps, r->pid, r->vpid, r->addr + off, n)))
 				break;
 			st->pushed += n;
 			off += n;

@@ -19,12 +19,33 @@
  * handed it the tasks; then it fills their memory, asking the dump for
  * what it left in the tree.
  */
+/*
+ * A page-server session: the handshake, then the frames (PROTOCOL.md).
+ * A peer that does not prove the secret within PS_HANDSHAKE_S seconds, or
+ * sends anything malformed, or a frame that fails its authentication, is
+ * refused with the reason logged, and nothing of its session stays (the
+ * files and links are store.c's).
+ *
+ * As cryo migrate-agent it also takes a migration's frames (MIGRATE,
+ * RESTORE, COMMIT): the rounds go into DIR/ID/, the last one is restored
+ * here when the driver asks, and unless the driver commits, the restored
+ * tree is killed and the migration's directory removed when the session
+ * ends: a migration that fails leaves nothing on the target.
+ *
+ * As cryo lazy-pages it is the restore side of a lazy dump (CRIU's
+ * lazy-pages daemon): it connects to the dump and serves that one session,
+ * whose RESTORE_LAZY it answers once a restore with --lazy-pages has
+ * handed it the tasks; then it fills their memory, asking the dump for
+ * what it left in the tree.
+ *
+ * Each session of cryo page-server and migrate-agent runs in a process of
+ * its own (listen.c).
+ */
 #define LOG_PREFIX "pagesrv: "
-#include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,55 +58,18 @@
 #include <sys/un.h>
 #include <zlib.h>
 
-#include "crc32c.h"
 #include "cryo.h"
+#include "door.h"
 #include "lazy.h"
 #include "log.h"
 #include "migrate.h"
-#include "pagesrv.h"
+#include "session.h"
 #include "util.h"
 
-#define SESSION_TIMEOUT_S	60
+#define SESSION_TIMEOUT_S	60	/* an authenticated peer silent this long ends its session */
 #define RBUF_SIZE		(256u << 10)
-#define FBUF_SIZE		(1u << 20)
-/* names a client may not send (they begin with '.'): the agent's own */
-#define MIGRATION_MARK		".cryo-migration"	/* in a migration's directory */
-#define GONE_PREFIX		".gone-"		/* a migration's directory being removed */
 
-struct session {
-	const struct cryo_opts *opts;
-	bool agent;			/* cryo migrate-agent: migrations welcome */
-	int sock;
-	int dirfd;			/* where names go: DIR, or DIR/ID in a migration */
-	int base_dirfd;			/* DIR */
-	char mig[PS_NAME_MAX + 1];	/* the migration's ID, or "" */
-	pid_t restored;			/* the migration's tree, restored here */
-	bool committed;			/* the driver let its source go: the tree stays */
-	struct lazy *lazy;		/* post-copy: the handler, while pages still come */
-	bool lazy_mode;			/* post-copy: the tree stays only once every page is in */
-	bool lazy_done;
-	int restore_listen;		/* cryo lazy-pages: where the restore hands over its tasks, or -1 */
-	const char *restore_path;	/* its path */
-	unsigned rounds;		/* DONE frames so far */
-	char peer[80];
-	uint8_t secret[PS_SECRET_MAX];
-	size_t slen;
-	bool compress;
-	int fd;				/* the file being written, or -1 */
-	char name[PS_NAME_MAX + 1];
-	char **made;			/* files and links made by this session */
-	size_t nr_made;
-	uint8_t *payload, *raw;
-	uint8_t *fbuf;			/* the open file's bytes not written yet */
-	size_t flen;
-	uint8_t *rbuf;			/* what came in and is not read yet: rbuf[rpos, rlen) */
-	size_t rpos, rlen;
-	uint64_t bytes;
-	char err[256];
-};
-
-static int fail(struct session *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(struct session *s, int err, const char *fmt, ...)
+int session_fail(struct session *s, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -96,12 +80,74 @@ static int fail(struct session *s, int err, const char *fmt, ...)
 	return -err;
 }
 
+int session_refused(struct session *s, int ret)
+{
+	const char *said = log_first_error(NULL);
+
+	snprintf(s->err, sizeof(s->err), "%s", said ? said : "refused (the server's log says why)");
+	return ret < 0 ? ret : -EINVAL;
+}
+
+static bool name_char(char c)
+{
+	return c == '.' || c == '_' || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	       (c >= 'A' && c <= 'Z');
+}
+
+int session_name(struct session *s, const void *name, size_t len, int max_parts, const char *what, char *out)
+{
+	char q[DOOR_QUOTE_LEN];
+	int parts = 1, ret;
+
+	log_error_reset();
+	if ((ret = door_bytes_str(name, len, PS_NAME_MAX, "peer %s: %s", s->peer, what)))
+		return session_refused(s, ret);
+	memcpy(out, name, len);
+	out[len] = 0;
+	if ((ret = door_relpath(out, PS_NAME_MAX, "peer %s: %s", s->peer, what)))
+		return session_refused(s, ret);
+	for (size_t i = 0; i < len; i++) {
+		if (out[i] == '/')
+			parts++;
+		if ((out[i] == '/' ? false : !name_char(out[i])) || ((!i || out[i - 1] == '/') && out[i] == '.'))
+			parts = max_parts + 1;
+	}
+	if (parts > max_parts)
+		return session_fail(s, EPROTO, "%s '%s' is refused: %s of [A-Za-z0-9._-], none beginning with '.'",
+				    what, door_quote(out, q, sizeof(q)),
+				    max_parts == 1 ? "one component" : "one or two components");
+	return 0;
+}
+
 /* in one piece: the driver waits for it (a second small segment would wait for an ack) */
+static int send_sealed(struct session *s, uint32_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
+	uint8_t buf[sizeof(struct ps_hdr) + sizeof(int32_t) + PS_STATUS_MAX + PS_TAG_LEN];
+	struct ps_hdr h = { type, alen + blen, alen + blen, 0 };
+	uint8_t *body = buf + sizeof(h);
+	size_t n = sizeof(h) + h.len + PS_TAG_LEN;
+
+	if (n > sizeof(buf))
+		return session_fail(s, EMSGSIZE, "a frame of type %u is too long to send", type);
+	memcpy(buf, &h, sizeof(h));
+	memcpy(body, a, alen);
+	memcpy(body + alen, b, blen);
+	if (ps_seal(&s->keys.tx, &h, body, body, h.len, body + h.len))
+		return session_fail(s, EIO, "cannot seal a frame");
+	if (send(s->sock, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
+		return session_fail(s, EIO, "cannot send to it");
+	return 0;
+}
+
+/* a status: sealed once the peer is authenticated; in clear before (the handshake's answer) */
 static int send_status(struct session *s, int err, const char *msg)
 {
-	struct ps_status st = { err, MIN(strlen(msg), 480) };
-	uint8_t buf[sizeof(st) + 480];
+	struct ps_status st = { err, MIN(strlen(msg), PS_STATUS_MAX) };
+	uint8_t buf[sizeof(st) + PS_STATUS_MAX];
+	int32_t e = err;
 
+	if (s->keyed)
+		return send_sealed(s, PSF_STATUS, &e, sizeof(e), msg, st.len);
 	memcpy(buf, &st, sizeof(st));
 	memcpy(buf + sizeof(st), msg, st.len);
 	if (send(s->sock, buf, sizeof(st) + st.len, MSG_NOSIGNAL) != (ssize_t)(sizeof(st) + st.len))
@@ -109,233 +155,84 @@ static int send_status(struct session *s, int err, const char *msg)
 	return 0;
 }
 
-/* a frame to the driver (post-copy) */
-static int send_frame(struct session *s, uint32_t type, const void *payload, uint32_t len)
+static int answer(struct session *s, int err, const char *msg)
 {
-	struct ps_hdr h = { type, len, len, 0 };
-	uint32_t crc = crc32c(0, payload, len);
-
-	if (write_all(s->sock, &h, sizeof(h)) || (len && write_all(s->sock, payload, len)) ||
-	    write_all(s->sock, &crc, sizeof(crc)))
-		return fail(s, EIO, "cannot send to the driver");
-	return 0;
-}
-
-/* a name the session may write: one or two components of [A-Za-z0-9._-], none beginning with . */
-static bool valid_name(const char *n, size_t len)
-{
-	int parts = 1;
-	const char *comp = n;
-
-	if (!len || len > PS_NAME_MAX)
-		return false;
-	for (size_t i = 0; i <= len; i++) {
-		char ch = n[i];
-
-		if (i == len || ch == '/') {
-			size_t cl = n + i - comp;
-
-			/* nor hidden: the agent's own marks are */
-			if (!cl || comp[0] == '.')
-				return false;
-			if (i < len && ++parts > 2)
-				return false;
-			comp = n + i + 1;
-			continue;
-		}
-		if (!(ch == '.' || ch == '_' || ch == '-' || (ch >= '0' && ch <= '9') ||
-		      (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
-			return false;
-	}
-	return true;
-}
-
-static int remember(struct session *s, const char *name)
-{
-	char **n = xrealloc_array(s->made, s->nr_made + 1, sizeof(*n));
-
-	if (!n)
-		return -ENOMEM;
-	s->made = n;
-	s->made[s->nr_made] = xstrdup(name);
-	return s->made[s->nr_made++] ? 0 : -ENOMEM;
-}
-
-/* the directory a two-part name goes into */
-static int make_subdir(struct session *s, const char *name)
-{
-	const char *slash = strchr(name, '/');
-	char sub[PS_NAME_MAX + 1];
-
-	if (!slash)
-		return 0;
-	snprintf(sub, sizeof(sub), "%.*s", (int)(slash - name), name);
-	if (mkdirat(s->dirfd, sub, 0700) && errno != EEXIST)
-		return fail(s, errno, "cannot create directory %s: %s", sub, strerror(errno));
-	return 0;
-}
-
-static int on_file(struct session *s, const char *name, size_t len)
-{
-	char part[PS_NAME_MAX + 8];
-	int ret;
-
-	if (s->fd >= 0)
-		return fail(s, EPROTO, "a file begins while %s is still open", s->name);
-	if (!valid_name(name, len))
-		return fail(s, EPROTO, "refused file name '%.*s'", (int)MIN(len, 64), name);
-	memcpy(s->name, name, len);
-	s->name[len] = 0;
-	if ((ret = make_subdir(s, s->name)))
-		return ret;
-	snprintf(part, sizeof(part), "%s.part", s->name);
-	s->fd = openat(s->dirfd, part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (s->fd < 0)
-		return fail(s, errno, "cannot create %s: %s", part, strerror(errno));
-	return 0;
-}
-
-static void drop_part(struct session *s)
-{
-	char part[PS_NAME_MAX + 8];
-
-	if (s->fd < 0)
-		return;
-	close(s->fd);
-	s->fd = -1;
-	s->flen = 0;
-	snprintf(part, sizeof(part), "%s.part", s->name);
-	unlinkat(s->dirfd, part, 0);
-}
-
-/* the file's gathered bytes, written */
-static int flush_file(struct session *s)
-{
-	int ret = s->flen ? write_all(s->fd, s->fbuf, s->flen) : 0;
-
-	s->flen = 0;
-	return ret ? fail(s, -ret, "cannot write %s: %s", s->name, strerror(-ret)) : 0;
-}
-
-/* a DATA frame's bytes: small ones gathered, so that a page costs no write() of its own */
-static int file_data(struct session *s, const uint8_t *data, size_t len)
-{
-	int ret;
-
-	if (s->flen + len > FBUF_SIZE && (ret = flush_file(s)))
-		return ret;
-	if (len >= FBUF_SIZE / 4) {
-		ret = write_all(s->fd, data, len);
-		return ret ? fail(s, -ret, "cannot write %s: %s", s->name, strerror(-ret)) : 0;
-	}
-	memcpy(s->fbuf + s->flen, data, len);
-	s->flen += len;
-	return 0;
-}
-
-static int on_close(struct session *s)
-{
-	char part[PS_NAME_MAX + 8];
-	int ret;
-
-	if (s->fd < 0)
-		return fail(s, EPROTO, "a file is closed that was never opened");
-	snprintf(part, sizeof(part), "%s.part", s->name);
-	if ((ret = flush_file(s))) {
-		close(s->fd);
-		s->fd = -1;
-		unlinkat(s->dirfd, part, 0);
-		return ret;
-	}
-	if (close(s->fd)) {
-		s->fd = -1;
-		unlinkat(s->dirfd, part, 0);
-		return fail(s, errno, "cannot write %s: %s", s->name, strerror(errno));
-	}
-	s->fd = -1;
-	if (renameat(s->dirfd, part, s->dirfd, s->name)) {
-		unlinkat(s->dirfd, part, 0);
-		return fail(s, errno, "cannot rename %s: %s", part, strerror(errno));
-	}
-	return remember(s, s->name);
-}
-
-static int on_link(struct session *s, const char *payload, size_t len)
-{
-	char p[2 * PS_NAME_MAX + 2], *target;
-	const char *t;
-	size_t nlen;
-
-	if (len >= sizeof(p) || !(target = memchr(payload, 0, len)))
-		return fail(s, EPROTO, "malformed link frame");
-	memcpy(p, payload, len);
-	p[len] = 0;
-	nlen = target - payload;
-	target = p + nlen + 1;
-	/* the target: a sibling round, "../NAME" or "NAME" */
-	t = strncmp(target, "../", 3) ? target : target + 3;
-	if (!valid_name(p, nlen) || !valid_name(t, p + len - t) || strchr(t, '/'))
-		return fail(s, EPROTO, "refused link '%.*s'", (int)MIN(nlen, 64), p);
-	if (make_subdir(s, p))
-		return -EIO;
-	unlinkat(s->dirfd, p, 0);
-	if (symlinkat(target, s->dirfd, p))
-		return fail(s, errno, "cannot link %s: %s", p, strerror(errno));
-	return remember(s, p);
-}
-
-static void forget_made(struct session *s)
-{
-	for (size_t i = 0; i < s->nr_made; i++)
-		free(s->made[i]);
-	free(s->made);
-	s->made = NULL;
-	s->nr_made = 0;
+	return send_status(s, err, msg) ? session_fail(s, EIO, "cannot answer it") : 0;
 }
 
 /* a migration begins: its rounds go into DIR/ID, a directory of its own */
 static int on_migrate(struct session *s, const char *id, size_t len)
 {
+	int ret, mark;
+
 	if (!s->agent)
-		return fail(s, EPROTO, "a migration was asked of a page server (start cryo migrate-agent)");
-	if (s->mig[0] || s->rounds || s->fd >= 0)
-		return fail(s, EPROTO, "a migration must be the first thing a session asks for");
-	if (!valid_name(id, len) || memchr(id, '/', len))
-		return fail(s, EPROTO, "refused migration id '%.*s'", (int)MIN(len, 64), id);
-	memcpy(s->mig, id, len);
-	s->mig[len] = 0;
+		return session_fail(s, EPROTO, "a migration was asked of a page server (start cryo migrate-agent)");
+	if (s->mig[0] || s->rounds || s->fd >= 0 || s->nr_made)
+		return session_fail(s, EPROTO, "a migration must be the first thing a session asks for");
+	if ((ret = session_name(s, id, len, 1, "migration id", s->mig))) {
+		s->mig[0] = 0;
+		return ret;
+	}
 	if (mkdirat(s->base_dirfd, s->mig, 0700)) {
 		int err = errno;
 
 		s->mig[0] = 0;	/* not ours to remove */
-		return fail(s, err, "cannot create %.*s for the migration: %s", (int)len, id, strerror(err));
+		return session_fail(s, err, "cannot create %.*s for the migration: %s", (int)len, id, strerror(err));
 	}
-	s->dirfd = openat(s->base_dirfd, s->mig, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0)
-		return fail(s, errno, "cannot open %s: %s", s->mig, strerror(errno));
+	s->dirfd = door_open(s->base_dirfd, s->mig, O_RDONLY | O_DIRECTORY, 0, DOOR_NO_SYMLINKS,
+			     "peer %s: the migration's directory", s->peer);
+	if (s->dirfd < 0) {
+		s->dirfd = s->base_dirfd;
+		return session_refused(s, -EIO);
+	}
 	/* should this agent die, the next one knows the directory for garbage */
-	close(openat(s->dirfd, MIGRATION_MARK, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+	mark = openat(s->dirfd, MIGRATION_MARK, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (mark < 0)
+		return session_fail(s, errno, "cannot mark %s as a migration's: %s", s->mig, strerror(errno));
+	close(mark);
 	pr_info("peer %s: migration %s begins", s->peer, s->mig);
-	return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
+	return answer(s, 0, "ok");
+}
+
+/*
+ * A round to restore: its name checked, and the round there as a
+ * directory of the migration's (no symlink on the way): an fd of it, its
+ * path in dir; or the session failed.
+ */
+static int restore_dir(struct session *s, const char *round, size_t len, char *dir, size_t dlen)
+{
+	char name[PS_NAME_MAX + 1];
+	int fd, ret;
+
+	if (!s->mig[0] || s->restored)
+		return session_fail(s, EPROTO, "restore asked outside a migration, or twice");
+	if ((ret = session_name(s, round, len, 1, "round to restore", name)))
+		return ret;
+	fd = door_open(s->dirfd, name, O_RDONLY | O_DIRECTORY, 0, DOOR_NO_SYMLINKS, "peer %s: round to restore",
+		       s->peer);
+	if (fd < 0)
+		return session_refused(s, fd);
+	snprintf(dir, dlen, "%s/%s/%s", s->opts->images_dir, s->mig, name);
+	return fd;
 }
 
 /* the driver has sent its last round: restore it here, and say how that went */
 static int on_restore(struct session *s, const char *round, size_t len)
 {
-	char dir[PATH_MAX], msg[480];
-	int ret;
+	char dir[PATH_MAX], msg[PS_STATUS_MAX];
+	int ret = restore_dir(s, round, len, dir, sizeof(dir));
 
-	if (!s->mig[0] || s->restored || !valid_name(round, len) || memchr(round, '/', len))
-		return fail(s, EPROTO, "restore asked outside a migration, twice, or of a bad name");
-	snprintf(dir, sizeof(dir), "%s/%s/%.*s", s->opts->images_dir, s->mig, (int)len, round);
+	if (ret < 0)
+		return ret;
+	close(ret);
 	ret = agent_restore(dir, -1, &s->restored, msg, sizeof(msg));
 	if (ret) {
 		pr_err("peer %s: migration %s: the restore failed: %s", s->peer, s->mig, msg);
 		/* the driver hears why, and ends the session: then the images go */
-		return send_status(s, -ret, msg) ? fail(s, EIO, "cannot answer it") : 0;
+		return answer(s, -ret, msg);
 	}
 	pr_info("peer %s: migration %s: %s", s->peer, s->mig, msg);
-	return send_status(s, 0, msg) ? fail(s, EIO, "cannot answer it") : 0;
+	return answer(s, 0, msg);
 }
 
 static int on_frame(struct session *s);
@@ -344,7 +241,7 @@ static int lazy_request(void *arg, pid_t vpid, uint64_t addr, uint64_t len)
 {
 	struct ps_page_req r = { .vpid = vpid, .addr = addr, .len = len };
 
-	return send_frame(arg, PSF_PAGE_REQ, &r, sizeof(r));
+	return send_sealed(arg, PSF_PAGE_REQ, &r, sizeof(r), NULL, 0);
 }
 
 /* the driver's frames: pages, and its commit; every one already read in too */
@@ -358,7 +255,7 @@ static int lazy_input(void *arg, struct lazy *l)
 		ret = on_frame(s);
 	while (!ret && s->rpos < s->rlen);
 	s->lazy = NULL;
-	return ret == 1 ? fail(s, EPIPE, "the driver ended the session before every page was in") : ret;
+	return ret == 1 ? session_fail(s, EPIPE, "the driver ended the session before every page was in") : ret;
 }
 
 /*
@@ -372,10 +269,10 @@ static int fill_lazily(struct session *s, int dfd, const char *dir, int uffd_soc
 	int ret = lazy_serve(dfd, dir, uffd_sock, &remote, 0, consume);
 
 	if (ret)
-		return s->err[0] ? ret : fail(s, -ret, "post-copy failed (see the lines above)");
+		return s->err[0] ? ret : session_fail(s, -ret, "post-copy failed (see the lines above)");
 	s->lazy_done = true;
 	pr_info("peer %s: every page is in", s->peer);
-	return send_frame(s, PSF_LAZY_DONE, NULL, 0);
+	return send_sealed(s, PSF_LAZY_DONE, NULL, 0, NULL, 0);
 }
 
 /* cryo lazy-pages: the dump waits for the restore's tasks, which come on restore_listen */
@@ -387,11 +284,11 @@ static int on_lazy_dump(struct session *s)
 	fflush(stdout);
 	conn = accept4(s->restore_listen, NULL, NULL, SOCK_CLOEXEC);
 	if (conn < 0)
-		return fail(s, errno, "cannot take the restore's connection: %s", strerror(errno));
+		return session_fail(s, errno, "cannot take the restore's connection: %s", strerror(errno));
 	s->lazy_mode = true;
-	if (send_status(s, 0, "the restore has its tasks")) {
+	if ((ret = answer(s, 0, "the restore has its tasks"))) {
 		close(conn);
-		return fail(s, EIO, "cannot answer it");
+		return ret;
 	}
 	ret = fill_lazily(s, s->dirfd, s->opts->images_dir, conn, false);
 	close(conn);
@@ -404,33 +301,31 @@ static int on_lazy_dump(struct session *s)
  */
 static int on_restore_lazy(struct session *s, const char *round, size_t len)
 {
-	char dir[PATH_MAX], msg[480];
+	char dir[PATH_MAX], msg[PS_STATUS_MAX];
 	int sv[2], dfd, ret;
 
 	if (s->restore_listen >= 0)
 		return on_lazy_dump(s);
-	if (!s->mig[0] || s->restored || !valid_name(round, len) || memchr(round, '/', len))
-		return fail(s, EPROTO, "restore asked outside a migration, twice, or of a bad name");
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
-		return fail(s, errno, "socketpair: %s", strerror(errno));
-	snprintf(dir, sizeof(dir), "%s/%s/%.*s", s->opts->images_dir, s->mig, (int)len, round);
+	if ((dfd = restore_dir(s, round, len, dir, sizeof(dir))) < 0)
+		return dfd;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+		close(dfd);
+		return session_fail(s, errno, "socketpair: %s", strerror(errno));
+	}
 	s->lazy_mode = true;
 	ret = agent_restore(dir, sv[1], &s->restored, msg, sizeof(msg));
 	close(sv[1]);
 	if (ret) {
 		close(sv[0]);
+		close(dfd);
 		pr_err("peer %s: migration %s: the restore failed: %s", s->peer, s->mig, msg);
-		return send_status(s, -ret, msg) ? fail(s, EIO, "cannot answer it") : 0;
+		return answer(s, -ret, msg);
 	}
 	pr_info("peer %s: migration %s: %s; its memory follows", s->peer, s->mig, msg);
-	if (send_status(s, 0, msg)) {
+	if ((ret = answer(s, 0, msg))) {
 		close(sv[0]);
-		return fail(s, EIO, "cannot answer it");
-	}
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		close(sv[0]);
-		return fail(s, errno, "cannot open %s: %s", dir, strerror(errno));
+		close(dfd);
+		return ret;
 	}
 	ret = fill_lazily(s, dfd, dir, sv[0], agent_images_in_memory(dir));
 	close(sv[0]);
@@ -471,119 +366,185 @@ static int sread(struct session *s, void *buf, size_t len)
 	return 0;
 }
 
+/* the stream ended (or broke) where a frame would begin: 1 if that is a clean end of the session */
+static int stream_ended(struct session *s, int ret)
+{
+	/* clean between rounds, if a migration was committed; a lazy dump's once all is in */
+	if (ret == -ENODATA && s->fd < 0 && !s->nr_made &&
+	    ((s->rounds && (!s->mig[0] || s->committed)) || (s->restore_listen >= 0 && s->lazy_done)))
+		return 1;
+	if (s->mig[0] && !s->committed)
+		return session_fail(s, -ret, "the driver went away before it committed migration %s%s", s->mig,
+				    ret == -ENODATA ? "" : " (timed out or broken)");
+	return session_fail(s, -ret, "the stream ended without its end frame%s",
+			    ret == -ENODATA ? "" : " (timed out or broken)");
+}
+
+/*
+ * The next frame, read and opened: *data its raw payload. Its header is
+ * checked before a byte of its payload is read; its tag says it is the
+ * peer's next frame, unaltered. 0, 1 at a clean end, or the session failed.
+ */
+static int read_frame(struct session *s, struct ps_hdr *h, uint8_t **data)
+{
+	const char *why;
+	uLongf raw_len;
+	int ret;
+
+	if ((ret = sread(s, h, sizeof(*h))))
+		return stream_ended(s, ret);
+	if ((why = ps_hdr_refused(h, s->compress)))
+		return session_fail(s, EPROTO, "a frame refused from its header (type %u, %u bytes, %u raw, flags %#x): %s",
+				    h->type, h->len, h->raw_len, h->flags, why);
+	if ((ret = sread(s, s->payload, h->len + PS_TAG_LEN)))
+		return session_fail(s, -ret, "the stream ended in the middle of a frame");
+	if (ps_unseal(&s->keys.rx, h, s->payload, h->len, s->payload + h->len))
+		return session_fail(s, EBADMSG, "a frame of type %u (%u bytes) fails its authentication: it was altered, "
+				    "replayed, reordered or injected on the way", h->type, h->len);
+	*data = s->payload;
+	if (!(h->flags & PS_F_ZLIB))
+		return 0;
+	raw_len = h->raw_len;
+	if (uncompress(s->raw, &raw_len, s->payload, h->len) != Z_OK || raw_len != h->raw_len)
+		return session_fail(s, EPROTO, "a compressed frame does not uncompress to %u bytes", h->raw_len);
+	*data = s->raw;
+	return 0;
+}
+
+static int on_pages(struct session *s, const uint8_t *data, size_t len)
+{
+	struct ps_pages p;
+
+	if (s->lazy_done && len >= sizeof(p))
+		return 0;	/* pushed before the driver heard every page is in */
+	if (!s->lazy || len < sizeof(p))
+		return session_fail(s, EPROTO, "pages outside post-copy, or a malformed pages frame");
+	memcpy(&p, data, sizeof(p));
+	s->bytes += len - sizeof(p);
+	return lazy_pages_in(s->lazy, p.vpid, p.addr, data + sizeof(p), len - sizeof(p));
+}
+
+static int on_commit(struct session *s)
+{
+	if (!s->restored)
+		return session_fail(s, EPROTO, "commit before a restore");
+	s->committed = true;
+	pr_info("peer %s: migration %s committed: pid %d is ours", s->peer, s->mig, s->restored);
+	if (s->lazy_mode)	/* post-copy: frames go both ways now, no status */
+		return 0;
+	return answer(s, 0, "ok");
+}
+
 /* one frame: 1 at a clean end of the session, 0 to go on, <0 on error (s->err says why) */
 static int on_frame(struct session *s)
 {
 	struct ps_hdr h;
-	uint32_t crc;
-	uLongf raw_len;
-	uint8_t *data;
+	uint8_t *data = NULL;
 	int ret;
 
-	if ((ret = sread(s, &h, sizeof(h)))) {
-		/* the end of a session: clean between rounds, if a migration was committed; a lazy dump's once all is in */
-		if (ret == -ENODATA && s->fd < 0 && !s->nr_made &&
-		    ((s->rounds && (!s->mig[0] || s->committed)) || (s->restore_listen >= 0 && s->lazy_done)))
-			return 1;
-		if (s->mig[0] && !s->committed)
-			return fail(s, -ret, "the driver went away before it committed migration %s%s", s->mig,
-				    ret == -ENODATA ? "" : " (timed out or broken)");
-		return fail(s, -ret, "the stream ended without its end frame%s",
-			    ret == -ENODATA ? "" : " (timed out or broken)");
-	}
-	if (h.raw_len > PS_FRAME_MAX || h.len > compressBound(PS_FRAME_MAX) ||
-	    (h.flags & ~PS_F_ZLIB) || ((h.flags & PS_F_ZLIB) && !s->compress) ||
-	    (!(h.flags & PS_F_ZLIB) && h.len != h.raw_len))
-		return fail(s, EPROTO, "malformed frame header (type %u, %u bytes, %u raw, flags %#x)",
-			    h.type, h.len, h.raw_len, h.flags);
-	if ((ret = sread(s, s->payload, h.len)) || (ret = sread(s, &crc, sizeof(crc))))
-		return fail(s, -ret, "the stream ended in the middle of a frame");
-	data = s->payload;
-	if (h.flags & PS_F_ZLIB) {
-		raw_len = h.raw_len;
-		if (uncompress(s->raw, &raw_len, s->payload, h.len) != Z_OK || raw_len != h.raw_len)
-			return fail(s, EPROTO, "a compressed frame does not uncompress to %u bytes", h.raw_len);
-		data = s->raw;
-	}
-	if (crc32c(0, data, h.raw_len) != crc)
-		return fail(s, EBADMSG, "checksum mismatch in a frame of %u bytes%s%s", h.raw_len,
-			    s->fd >= 0 ? " for " : "", s->fd >= 0 ? s->name : "");
+	log_error_reset();
+	if ((ret = read_frame(s, &h, &data)))
+		return ret;
 	switch (h.type) {
 	case PSF_FILE:
-		return on_file(s, (const char *)data, h.raw_len);
+		return store_file(s, (const char *)data, h.raw_len);
 	case PSF_DATA:
-		if (s->fd < 0)
-			return fail(s, EPROTO, "data outside a file");
-		s->bytes += h.raw_len;
-		return file_data(s, data, h.raw_len);
+		return store_data(s, data, h.raw_len);
 	case PSF_CLOSE:
-		return on_close(s);
+		return store_close(s);
 	case PSF_LINK:
-		return on_link(s, (const char *)data, h.raw_len);
+		return store_link(s, (const char *)data, h.raw_len);
 	case PSF_DONE:
 		if (s->fd >= 0)
-			return fail(s, EPROTO, "the round ends with %s still open", s->name);
+			return session_fail(s, EPROTO, "the round ends with %s still open", s->name);
 		/* the round is whole: it stays, whatever comes after */
 		s->rounds++;
-		forget_made(s);
-		return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
-	case PSF_SYNC:
-		return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
+		store_keep(s);
+		return answer(s, 0, "ok");
 	case PSF_MIGRATE:
 		return on_migrate(s, (const char *)data, h.raw_len);
 	case PSF_RESTORE:
 		return on_restore(s, (const char *)data, h.raw_len);
 	case PSF_RESTORE_LAZY:
 		return on_restore_lazy(s, (const char *)data, h.raw_len);
-	case PSF_PAGES: {
-		struct ps_pages p;
-
-		if (s->lazy_done && h.raw_len >= sizeof(p))
-			return 0;	/* pushed before the driver heard every page is in */
-		if (!s->lazy || h.raw_len < sizeof(p))
-			return fail(s, EPROTO, "pages outside post-copy, or a malformed pages frame");
-		memcpy(&p, data, sizeof(p));
-		s->bytes += h.raw_len - sizeof(p);
-		return lazy_pages_in(s->lazy, p.vpid, p.addr, data + sizeof(p), h.raw_len - sizeof(p));
-	}
+	case PSF_PAGES:
+		return on_pages(s, data, h.raw_len);
 	case PSF_COMMIT:
-		if (!s->restored)
-			return fail(s, EPROTO, "commit before a restore");
-		s->committed = true;
-		pr_info("peer %s: migration %s committed: pid %d is ours", s->peer, s->mig, s->restored);
-		if (s->lazy_mode)	/* post-copy: frames go both ways now, no status */
-			return 0;
-		return send_status(s, 0, "ok") ? fail(s, EIO, "cannot answer it") : 0;
+		return on_commit(s);
 	}
-	return fail(s, EPROTO, "unknown frame type %u", h.type);
+	return session_fail(s, EPROTO, "a frame of type %u, which a client does not send", h.type);
 }
 
+/* len bytes of the handshake, by the deadline: 0, or -errno (-ETIMEDOUT) */
+static int read_by(int sock, void *buf, size_t len, uint64_t deadline)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		struct pollfd pf = { .fd = sock, .events = POLLIN };
+		uint64_t now = now_ns();
+		ssize_t n;
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		if (poll(&pf, 1, (deadline - now) / 1000000 + 1) <= 0)
+			continue;
+		n = recv(sock, p, len, MSG_DONTWAIT);
+		if (n == 0)
+			return -ENODATA;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * Both ends prove the secret; then the session's keys. The whole of it
+ * within PS_HANDSHAKE_S seconds: an unauthenticated peer holds nothing long.
+ */
 static int authenticate(struct session *s)
 {
 	uint8_t hello[8 + PS_NONCE_LEN], auth[8 + 4 + PS_NONCE_LEN + PS_MAC_LEN], want[PS_MAC_LEN];
+	uint8_t ok[sizeof(struct ps_status) + 2 + PS_MAC_LEN];
+	struct ps_status st = { 0, 2 };
 	uint8_t *nonce_s = hello + 8, *nonce_c = auth + 12;
+	uint64_t deadline = now_ns() + PS_HANDSHAKE_S * 1000000000ULL;
 	uint32_t flags;
 	int ret;
 
 	memcpy(hello, PS_MAGIC, 8);
 	if (getrandom(nonce_s, PS_NONCE_LEN, 0) != PS_NONCE_LEN)
-		return fail(s, errno, "getrandom: %s", strerror(errno));
+		return session_fail(s, errno, "getrandom: %s", strerror(errno));
 	if (send(s->sock, hello, sizeof(hello), MSG_NOSIGNAL) != sizeof(hello))
-		return fail(s, EIO, "cannot greet it");
-	if ((ret = read_all(s->sock, auth, sizeof(auth))))
-		return fail(s, -ret, "no authentication from it");
+		return session_fail(s, EIO, "cannot greet it");
+	if ((ret = read_by(s->sock, auth, sizeof(auth), deadline)))
+		return ret == -ETIMEDOUT ? session_fail(s, ETIMEDOUT, "no authentication within %d s", PS_HANDSHAKE_S)
+					 : session_fail(s, -ret, "no authentication from it");
 	if (memcmp(auth, PS_MAGIC, 8))
-		return fail(s, EPROTO, "not a cryo client (bad magic)");
+		return session_fail(s, EPROTO, "not a cryo client of this version (bad magic)");
 	memcpy(&flags, auth + 8, 4);
 	ps_mac(s->secret, s->slen, "cryo-client", nonce_s, nonce_c, flags, want);
 	if (!ps_mac_equal(auth + 12 + PS_NONCE_LEN, want))
-		return fail(s, EACCES, "authentication failed: it does not know the secret");
+		return session_fail(s, EACCES, "authentication failed: it does not know the secret");
 	if (flags & ~PS_F_ZLIB)
-		return fail(s, EPROTO, "unknown session flags %#x", flags);
+		return session_fail(s, EPROTO, "unknown session flags %#x", flags);
 	s->compress = flags & PS_F_ZLIB;
+	if ((ret = ps_keys_derive(&s->keys, s->secret, s->slen, nonce_s, nonce_c, flags, true)))
+		return session_fail(s, -ret, "cannot derive the session's keys");
 	ps_mac(s->secret, s->slen, "cryo-server", nonce_c, nonce_s, flags, want);
-	if (send_status(s, 0, "ok") || send(s->sock, want, sizeof(want), MSG_NOSIGNAL) != sizeof(want))
-		return fail(s, EIO, "cannot answer it");
+	/* the secret is of no more use here */
+	explicit_bzero(s->secret, sizeof(s->secret));
+	memcpy(ok, &st, sizeof(st));
+	memcpy(ok + sizeof(st), "ok", 2);
+	memcpy(ok + sizeof(st) + 2, want, sizeof(want));
+	if (send(s->sock, ok, sizeof(ok), MSG_NOSIGNAL) != sizeof(ok))
+		return session_fail(s, EIO, "cannot answer it");
+	s->keyed = true;
 	return 0;
 }
 
@@ -597,7 +558,9 @@ static void end_migration(struct session *s)
 	if (s->restored && (!s->committed || (s->lazy_mode && !s->lazy_done))) {
 		pr_warn("peer %s: migration %s was not %s: killing its restored tree (pid %d)", s->peer, s->mig,
 			s->committed ? "completed (pages were still to come)" : "committed", s->restored);
-		agent_kill_tree(s->restored);
+		if (agent_kill_tree(s->restored))
+			pr_err("peer %s: migration %s: its restored tree (pid %d) may not all be gone", s->peer,
+			       s->mig, s->restored);
 	}
 	if (s->dirfd != s->base_dirfd)
 		close(s->dirfd);
@@ -608,193 +571,83 @@ static void end_migration(struct session *s)
 	 * one knows them for garbage by their name.
 	 */
 	snprintf(gone, sizeof(gone), "%s%s", GONE_PREFIX, s->mig);
-	if (renameat(s->base_dirfd, s->mig, s->base_dirfd, gone) || rm_tree_at(s->base_dirfd, gone))
-		pr_warn("peer %s: cannot remove all of %s/%s", s->peer, s->opts->images_dir, s->mig);
+	if (renameat(s->base_dirfd, s->mig, s->base_dirfd, gone))
+		pr_warn("peer %s: cannot rename %s/%s to %s: %s", s->peer, s->opts->images_dir, s->mig, gone,
+			strerror(errno));
+	else if (rm_tree_at(s->base_dirfd, gone))
+		pr_warn("peer %s: cannot remove all of %s/%s", s->peer, s->opts->images_dir, gone);
 	s->mig[0] = 0;
 }
 
-/* one connection, start to end: 0 if everything it sent is in place */
-static int serve(struct session *s)
+int session_buffers(struct session *s)
 {
-	struct timeval tv = { SESSION_TIMEOUT_S, 0 };
+	s->payload = malloc(PS_FRAME_MAX + PS_TAG_LEN);
+	s->raw = s->compress ? malloc(PS_FRAME_MAX) : NULL;
+	s->rbuf = malloc(RBUF_SIZE);
+	s->fbuf = malloc(FBUF_SIZE);
+	s->flen = s->rpos = s->rlen = 0;
+	if (s->payload && s->rbuf && s->fbuf && (s->raw || !s->compress))
+		return 0;
+	return session_fail(s, ENOMEM, "out of memory for the session's buffers");
+}
+
+void session_free(struct session *s)
+{
+	ps_keys_free(&s->keys);
+	s->keyed = false;
+	free(s->payload);
+	free(s->raw);
+	free(s->rbuf);
+	free(s->fbuf);
+	s->payload = s->raw = s->rbuf = s->fbuf = NULL;
+	explicit_bzero(s->secret, sizeof(s->secret));
+}
+
+/* a failed session: the peer hears why before the connection goes; what it still sends is dropped */
+static void say_why(struct session *s, int ret)
+{
+	struct timeval tv = { 1, 0 };
+	uint64_t until = now_ns() + 1000000000ULL;
+	char sink[16384];
+
+	send_status(s, -ret, s->err);
+	shutdown(s->sock, SHUT_WR);
+	setsockopt(s->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (now_ns() < until && recv(s->sock, sink, sizeof(sink), 0) > 0)
+		;
+}
+
+int session_serve(struct session *s)
+{
+	struct timeval tv = { PS_HANDSHAKE_S, 0 };
 	uint64_t t0 = now_ns();
 	int ret, one = 1;
 
-	setsockopt(s->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(s->sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(s->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ps_sock_liveness(s->sock);
 	ret = authenticate(s);
+	if (!ret && !(ret = session_buffers(s))) {
+		/* an authenticated peer: silent this long, its session ends */
+		tv.tv_sec = SESSION_TIMEOUT_S;
+		setsockopt(s->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(s->sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	while (!ret)
 		ret = on_frame(s);
 	if (ret == 1) {
 		pr_info("peer %s: %u rounds, %lu MiB in %lu ms", s->peer, s->rounds, s->bytes >> 20,
 			(now_ns() - t0) / 1000000);
 		end_migration(s);
+		session_free(s);
 		return 0;
 	}
-	/* nothing of a failed session stays */
-	drop_part(s);
-	for (size_t i = 0; i < s->nr_made; i++)
-		unlinkat(s->dirfd, s->made[i], 0);
+	/* nothing of a failed session stays; its restored tree is gone before it hears */
+	store_undo(s);
 	end_migration(s);
-	send_status(s, -ret, s->err);
-	/* let the peer read why before the connection goes: what it still sends is dropped */
-	shutdown(s->sock, SHUT_WR);
-	tv = (struct timeval){ 1, 0 };
-	setsockopt(s->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (int i = 0; i < 1024 && recv(s->sock, s->payload, PS_FRAME_MAX, 0) > 0; i++)
-		;
+	say_why(s, ret);
+	session_free(s);
 	return ret;
-}
-
-/* migrations an agent left when it died: nobody will commit them */
-static void remove_stale(int dirfd, const char *dir)
-{
-	DIR *d = fdopendir(dup(dirfd));
-	struct dirent *de;
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		char mark[PS_NAME_MAX + sizeof(MIGRATION_MARK) + 2];
-
-		if (de->d_name[0] == '.' && strncmp(de->d_name, GONE_PREFIX, strlen(GONE_PREFIX)))
-			continue;
-		snprintf(mark, sizeof(mark), "%s/%s", de->d_name, MIGRATION_MARK);
-		if (de->d_name[0] != '.' && faccessat(dirfd, mark, F_OK, AT_SYMLINK_NOFOLLOW))
-			continue;
-		pr_warn("%s/%s: a migration whose agent died; removing it", dir, de->d_name);
-		rm_tree_at(dirfd, de->d_name);
-	}
-	closedir(d);
-}
-
-/* what a server needs before its first client: the secret, the images directory, the listening socket */
-static int server_setup(struct session *s, struct cryo_opts *o, bool agent)
-{
-	int lfd;
-
-	if (!o->port) {
-		pr_err("%s: which port? Give it with --port P", o->command);
-		return -EINVAL;
-	}
-	if (ps_read_secret(o->secret_file, s->secret, &s->slen))
-		return -EACCES;
-	s->dirfd = s->base_dirfd = open_images_dir(o->images_dir);
-	if (s->dirfd < 0)
-		return -ENOENT;
-	if (agent)
-		remove_stale(s->dirfd, o->images_dir);
-	lfd = ps_listen(o->address, o->port);
-	if (lfd < 0) {
-		close(s->dirfd);
-		explicit_bzero(s->secret, sizeof(s->secret));
-	}
-	return lfd;
-}
-
-/* a session's buffers: one session at a time */
-static void session_buffers(struct session *s)
-{
-	static uint8_t payload[PS_FRAME_MAX + 1024], raw[PS_FRAME_MAX], rbuf[RBUF_SIZE], fbuf[FBUF_SIZE];
-
-	s->payload = payload;
-	s->raw = raw;
-	s->rbuf = rbuf;
-	s->fbuf = fbuf;
-	s->flen = 0;
-	s->rpos = s->rlen = 0;
-}
-
-/* one client after another (one complete session with --once) */
-static int server_loop(struct session *s, int lfd)
-{
-	int ret = 0;
-
-	for (;;) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		char host[64] = "?", serv[16] = "?";
-
-		s->sock = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (s->sock < 0) {
-			if (errno == EINTR)
-				continue;
-			ret = pr_perror("page server: accept");
-			break;
-		}
-		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
-			    NI_NUMERICHOST | NI_NUMERICSERV);
-		snprintf(s->peer, sizeof(s->peer), "%s port %s", host, serv);
-		session_buffers(s);
-		ret = serve(s);
-		close(s->sock);
-		forget_made(s);
-		s->bytes = 0;
-		s->rounds = 0;
-		s->restored = 0;
-		s->committed = false;
-		s->lazy_mode = s->lazy_done = false;
-		if (s->opts->once && !ret)
-			break;
-	}
-	explicit_bzero(s->secret, sizeof(s->secret));
-	close(s->dirfd);
-	close(lfd);
-	return ret;
-}
-
-static int run_server(struct cryo_opts *o, bool agent)
-{
-	struct session s = { .opts = o, .agent = agent, .fd = -1, .restore_listen = -1 };
-	int lfd = server_setup(&s, o, agent);
-
-	if (lfd < 0)
-		return 1;
-	printf("cryo %s: listening on %s port %s, writing to %s\n", o->command, o->address ? o->address : "*",
-	       o->port, o->images_dir);
-	fflush(stdout);
-	return server_loop(&s, lfd) ? 1 : 0;
-}
-
-int page_server_spawn(struct cryo_opts *o, int close_in_child, pid_t *pid, int *port)
-{
-	struct session s = { .opts = o, .fd = -1, .restore_listen = -1 };
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int lfd = server_setup(&s, o, false);
-
-	if (lfd < 0)
-		return lfd;
-	if (getsockname(lfd, (struct sockaddr *)&ss, &sl)) {
-		*pid = pr_perror("page server: getsockname");
-		goto out;
-	}
-	*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
-						 ((struct sockaddr_in *)&ss)->sin_port);
-	*pid = fork();
-	if (*pid < 0) {
-		*pid = pr_perror("page server: fork");
-	} else if (*pid == 0) {
-		close(close_in_child);
-		o->once = true;
-		_exit(server_loop(&s, lfd) ? 1 : 0);
-	}
-out:
-	explicit_bzero(s.secret, sizeof(s.secret));
-	close(s.dirfd);
-	close(lfd);
-	return *pid < 0 ? *pid : 0;
-}
-
-int cmd_page_server(struct cryo_opts *o)
-{
-	return run_server(o, false);
-}
-
-int cmd_migrate_agent(struct cryo_opts *o)
-{
-	return run_server(o, true);
 }
 
 /*
@@ -804,7 +657,7 @@ int cmd_migrate_agent(struct cryo_opts *o)
  */
 int cmd_lazy_pages(struct cryo_opts *o)
 {
-	struct session s = { .opts = o, .fd = -1, .sock = -1, .restore_listen = -1 };
+	struct session s = { .opts = o, .fd = -1, .fdir = -1, .sock = -1, .restore_listen = -1 };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int ret = -EINVAL;
 
@@ -829,8 +682,7 @@ int cmd_lazy_pages(struct cryo_opts *o)
 		goto out;
 	}
 	s.restore_path = sa.sun_path;
-	session_buffers(&s);
-	ret = serve(&s);
+	ret = session_serve(&s);
 	if (!ret && !s.lazy_done) {
 		pr_err("lazy-pages: the dump at %s ended the session before the restore came", o->page_server);
 		ret = -EPIPE;

@@ -40,7 +40,7 @@ int ps_listen(const char *addr, const char *port)
 	}
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 4)) {
+	    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, PS_BACKLOG)) {
 		err = -errno;
 		pr_perror("page server: cannot listen on %s port %s", addr ? addr : "*", port);
 		if (fd >= 0)

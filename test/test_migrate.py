@@ -10,7 +10,9 @@ import ctypes
 import json
 import os
 import select
+import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -31,6 +33,11 @@ def on(host, *argv, check=True, timeout=120):
     if check:
         assert r.returncode == 0, f"on {host}: {argv} exited {r.returncode}:\n{r.stdout}{r.stderr}"
     return r
+
+
+def on_host_pid(p):
+    """What a `hosts run` Popen runs: nsenter's child (in the host's pid namespace), its machine pid."""
+    return int(open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()[0])
 
 
 def alive(host, pid):
@@ -69,7 +76,7 @@ class Agent:
 
     def machine_pid(self):
         """The agent itself: nsenter's child, in host b's pid namespace."""
-        return int(open(f"/proc/{self.p.pid}/task/{self.p.pid}/children").read().split()[0])
+        return on_host_pid(self.p)
 
     def kill(self):
         if self.p.poll() is None:
@@ -539,3 +546,119 @@ def test_target_cannot_restore(agent, os_container, secret):
     assert "cryo sample container" in http_get(web)
     web.close()
     nothing_left_on_b(pid)
+
+
+def test_pidfile_cannot_be_written(agent, tmp_path, secret):
+    """The restore on b runs the tree but cannot write its pid file (a
+    directory has its name: the agent's, and the name it had before): the agent does not know the tree for sure, so
+    it kills what the restore left before it says the restore failed, and
+    the source runs on: never two copies."""
+    d = Dirty(tmp_path, 64, 10)
+    spoiler = subprocess.Popen([str(HOSTS), "run", "b", "sh", "-c",
+                                'while :; do for r in "$0"/*/*/; do for p in .restored.pid restored.pid; do '
+                                '[ -e "$r$p" ] || mkdir "$r$p"; done; done 2>/dev/null; sleep 0.01; done',
+                                str(HOSTS_DIR / "img")])
+    try:
+        time.sleep(0.3)
+        res, r = migrate(agent, d.pid, secret, check=False)
+        assert r.returncode == 1 and res["stage"] == "the restore on the target", r.stderr
+        assert alive("a", d.pid)
+        assert not alive("b", d.pid), "the restored tree runs on b while the source resumed"
+        assert "pid file" in res["error"], res["error"]
+    finally:
+        with contextlib.suppress(Exception):
+            os.kill(on_host_pid(spoiler), signal.SIGKILL)
+        spoiler.wait(timeout=10)
+    try:
+        nothing_left_on_b(d.pid)
+        d.verify("a")
+    finally:
+        d.stop()
+
+
+class Capture:
+    """tcpdump on a host's link to the other host (its veth), every byte of
+    every TCP packet, into a file."""
+
+    def __init__(self, tmp_path, host):
+        self.path = tmp_path / f"{host}.pcap"
+        self.p = subprocess.Popen([str(HOSTS), "run", host, "tcpdump", "-i", f"hl-{host}", "-s", "0", "-B", "262144",
+                                   "-U", "-n", "-Z", "root", "-w", str(self.path), "tcp"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        line = self.p.stderr.readline()
+        assert "listening on" in line, f"tcpdump did not start: {line}"
+
+    def stop(self):
+        """tcpdump ended (SIGINT) once it has read what the kernel holds for it; its statistics."""
+        time.sleep(1)
+        os.kill(on_host_pid(self.p), signal.SIGINT)
+        return self.p.communicate(timeout=60)[1]
+
+
+def tcp_streams(pcap):
+    """The TCP byte streams of a pcap file (Ethernet frames), by (src, sport,
+    dst, dport): each reassembled in sequence order; with the number of
+    holes found in it (bytes never captured)."""
+    magic, = struct.unpack("<I", pcap[:4])
+    assert magic in (0xA1B2C3D4, 0xA1B23C4D), "not a little-endian pcap file"
+    assert struct.unpack("<I", pcap[20:24])[0] == 1, "not Ethernet"
+    off, segs = 24, {}
+    while off + 16 <= len(pcap):
+        incl = struct.unpack("<I", pcap[off + 8:off + 12])[0]
+        pkt, off = pcap[off + 16:off + 16 + incl], off + 16 + incl
+        etype = struct.unpack(">H", pkt[12:14])[0]
+        ip = pkt[14:]
+        if etype == 0x0800 and ip[9] == 6:
+            total = struct.unpack(">H", ip[2:4])[0] or len(ip)   # 0: a GSO packet over 64 KiB
+            tcp, src, dst = ip[(ip[0] & 15) * 4:total], ip[12:16], ip[16:20]
+        elif etype == 0x86DD and ip[6] == 6:
+            tcp, src, dst = ip[40:40 + (struct.unpack(">H", ip[4:6])[0] or len(ip) - 40)], ip[8:24], ip[24:40]
+        else:
+            continue
+        sport, dport, seq = struct.unpack(">HHI", tcp[:8])
+        data = tcp[(tcp[12] >> 4) * 4:]
+        flow = segs.setdefault((src, sport, dst, dport), {})
+        if data and len(data) > len(flow.get(seq, b"")):
+            flow[seq] = data
+    streams = {}
+    for key, flow in segs.items():
+        base = min(flow)
+        out, end, holes = bytearray(), None, 0
+        for seq in sorted(flow, key=lambda q: (q - base) % (1 << 32)):
+            rel = (seq - base) % (1 << 32)
+            if end is not None and rel > end:
+                holes += 1
+                out += bytes(rel - end)
+            if end is None or rel + len(flow[seq]) > end:
+                out += flow[seq][(end - rel) if end is not None and end > rel else 0:]
+                end = rel + len(flow[seq]) if end is None else max(end, rel + len(flow[seq]))
+        streams[key] = (bytes(out), holes)
+    return streams
+
+
+@pytest.mark.parametrize("mode", ["precopy", "postcopy"])
+def test_nothing_in_clear_on_the_wire(agent, tmp_path, secret, mode):
+    """A packet capture on host a's link during a migration holds the whole
+    stream to the agent, and none of a 64-byte random secret that is in
+    every page of the migrated process's 32 MiB (pre-copy pages, and the
+    post-copy PAGES frames): the frames are sealed."""
+    marker = os.urandom(64)
+    d = Dirty(tmp_path, 0, 0, argv=[PROGS / "secret", 32, marker.hex()])
+    try:
+        cap = Capture(tmp_path, "a")
+        try:
+            res, r = migrate(agent, d.pid, secret, "--mode", mode)
+        finally:
+            stats = cap.stop()
+        assert "\n0 packets dropped by kernel" in "\n" + stats, stats
+        pcap = cap.path.read_bytes()
+        streams = tcp_streams(pcap)
+        sent = [(b, holes) for k, (b, holes) in streams.items() if k[3] == agent.port]
+        assert len(sent) == 1 and sent[0][1] == 0, "the capture missed some of the stream to the agent"
+        assert len(sent[0][0]) >= res["bytes_sent"] >= 32 << 20, (len(sent[0][0]), res["bytes_sent"])
+        for blob in [pcap] + [b for b, _ in streams.values()]:
+            assert marker not in blob, "the process's secret crossed the wire in clear"
+            assert marker.hex().encode() not in blob
+        d.verify("b")
+    finally:
+        d.stop()
