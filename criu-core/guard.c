@@ -29,6 +29,7 @@
 #include "log.h"
 #include "ns.h"
 #include "parasite-proto.h"
+#include "proc.h"
 #include "seize.h"
 #include "util.h"
 
@@ -86,6 +87,7 @@ struct guard_entry {
 		} fd;			/* GK_FD, GK_TCP */
 		struct {
 			int32_t seq;			/* the pidfd sent to the guardian */
+			uint32_t tree;			/* and every process below it */
 		} kl;
 	};
 };
@@ -264,7 +266,7 @@ struct guard_entry *guard_tcp_repair(struct guard *g, pid_t pid, int fd)
 	return arm(e);
 }
 
-struct guard_entry *guard_kill(struct guard *g, pid_t pid)
+static struct guard_entry *kill_entry(struct guard *g, pid_t pid, bool tree)
 {
 	struct guard_entry *e;
 	struct iovec iov = { "p", 1 };
@@ -287,7 +289,18 @@ struct guard_entry *guard_kill(struct guard *g, pid_t pid)
 	if (!e)
 		return NULL;
 	e->kl.seq = g->pidfds_sent++;
+	e->kl.tree = tree;
 	return arm(e);
+}
+
+struct guard_entry *guard_kill(struct guard *g, pid_t pid)
+{
+	return kill_entry(g, pid, false);
+}
+
+struct guard_entry *guard_kill_tree(struct guard *g, pid_t root)
+{
+	return kill_entry(g, root, true);
 }
 
 struct guard_entry *guard_untrack(struct guard *g, pid_t root)
@@ -298,7 +311,7 @@ struct guard_entry *guard_untrack(struct guard *g, pid_t root)
 /* ----------------------------------------------------------- the guardian */
 
 struct guardian {
-	struct cryo_opts *o;
+	struct cryo_opts o;		/* cryo's, as it was when the guardian started */
 	pid_t cryo;
 	int sock;
 	struct guard_entry *slots;
@@ -576,6 +589,18 @@ static void tcp_off(struct guardian *gd, struct guard_entry *e)
 		close(pidfd);
 }
 
+/* every process below root (stopped): stopped in turn, then killed */
+static void kill_below(pid_t root)
+{
+	pid_t *v = NULL;
+	size_t n = 0;
+
+	proc_stop_tree(root, &v, &n);
+	for (size_t i = 1; i < n; i++)
+		kill(v[i], SIGKILL);
+	free(v);
+}
+
 /* an entry undone inside its task, stopped */
 static bool in_task(const struct guard_entry *e)
 {
@@ -624,15 +649,21 @@ static int cure(struct guardian *gd)
 
 		if (!live(e, GK_KILL))
 			continue;
-		if (e->kl.seq < gd->nr_pidfds && !syscall(SYS_pidfd_send_signal, gd->pidfds[e->kl.seq], SIGKILL, NULL, 0))
-			pr_warn("pid %d killed: cryo left it half done", e->pid);
+		/* the pidfd says it is still the very process: then what is below it is its own */
+		if (e->kl.seq < gd->nr_pidfds &&
+		    !syscall(SYS_pidfd_send_signal, gd->pidfds[e->kl.seq], e->kl.tree ? SIGSTOP : SIGKILL, NULL, 0)) {
+			if (e->kl.tree)
+				kill_below(e->pid);
+			syscall(SYS_pidfd_send_signal, gd->pidfds[e->kl.seq], SIGKILL, NULL, 0);
+			pr_warn("pid %d killed%s: cryo left it half done", e->pid, e->kl.tree ? " with its tree" : "");
+		}
 		gd->undone++;
 	}
 	for (size_t i = 0; i < GUARD_SLOTS; i++) {
 		struct guard_entry *e = &gd->slots[i];
 
 		if (live(e, GK_UNTRACK)) {
-			ret |= dump_untrack(gd->o, e->pid);
+			ret |= dump_untrack(&gd->o, e->pid);
 			gd->undone++;
 		}
 	}
@@ -690,16 +721,16 @@ static void __attribute__((noreturn)) guardian_main(struct guardian *gd)
 	_exit(ret);
 }
 
-int guard_start(struct cryo_opts *o)
+int guard_open(const struct cryo_opts *o, struct guard **out)
 {
 	struct guard *g;
-	struct guardian gd = { .o = o, .cryo = getpid() };
+	struct guardian gd = { .o = *o, .cryo = getpid() };
 	struct pollfd pf;
 	int sv[2], memfd;
 	char c;
 
-	if (o->guard)
-		return 0;
+	*out = NULL;
+	gd.o.guard = NULL;
 	g = xzalloc(sizeof(*g));
 	if (!g)
 		return -ENOMEM;
@@ -745,9 +776,14 @@ int guard_start(struct cryo_opts *o)
 		free(g);
 		return ret;
 	}
-	o->guard = g;
+	*out = g;
 	pr_debug("guardian started: pid %d", g->pid);
 	return 0;
+}
+
+int guard_start(struct cryo_opts *o)
+{
+	return o->guard ? 0 : guard_open(o, &o->guard);
 }
 
 int guard_run(struct cryo_opts *o, int (*fn)(struct cryo_opts *o))
@@ -763,20 +799,14 @@ int guard_run(struct cryo_opts *o, int (*fn)(struct cryo_opts *o))
 	return ret;
 }
 
-void guard_stop(struct cryo_opts *o)
+void guard_close(struct guard *g)
 {
-	struct guard *g = o->guard;
-	unsigned left = 0;
-
 	if (!g)
 		return;
-	o->guard = NULL;
 	for (size_t i = 0; i < GUARD_SLOTS; i++)
-		if (g->slots[i].kind != GK_FREE && g->slots[i].live) {
+		if (g->slots[i].kind != GK_FREE && g->slots[i].live)
 			pr_warn("the guardian's entry %zu (kind %u, pid %d) was left live", i, g->slots[i].kind,
 				g->slots[i].pid);
-			left++;
-		}
 	if (send(g->sock, "b", 1, MSG_NOSIGNAL) != 1)
 		pr_perror("cannot tell the guardian (pid %d) to go", g->pid);
 	close(g->sock);
@@ -784,5 +814,10 @@ void guard_stop(struct cryo_opts *o)
 		;
 	munmap(g->slots, GUARD_SLOTS * sizeof(struct guard_entry));
 	free(g);
-	(void)left;
+}
+
+void guard_stop(struct cryo_opts *o)
+{
+	guard_close(o->guard);
+	o->guard = NULL;
 }

@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -444,5 +445,32 @@ int proc_list_children(pid_t pid, pid_t **kids, int *nr)
 	}
 	*kids = v;
 	*nr = n;
+	return 0;
+}
+
+int proc_stop_tree(pid_t root, pid_t **out, size_t *n)
+{
+	pid_t *v = malloc(sizeof(*v));
+
+	*out = v;
+	*n = 0;
+	if (!v)
+		return -ENOMEM;
+	v[(*n)++] = root;
+	for (size_t i = 0; i < *n; i++) {
+		_cleanup_free_ pid_t *kids = NULL;
+		int nk = 0;
+		pid_t *nv;
+
+		kill(v[i], SIGSTOP);
+		if (proc_list_children(v[i], &kids, &nk) || !nk)
+			continue;	/* gone meanwhile, or childless */
+		nv = xrealloc_array(v, *n + nk, sizeof(*v));
+		if (!nv)
+			return -ENOMEM;
+		*out = v = nv;
+		memcpy(v + *n, kids, nk * sizeof(*v));
+		*n += nk;
+	}
 	return 0;
 }

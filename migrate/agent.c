@@ -24,6 +24,7 @@
 
 #include "log.h"
 #include "migrate.h"
+#include "proc.h"
 #include "util.h"
 
 /* where cryo restore writes the pid: a name no peer can send (it begins with '.') */
@@ -61,43 +62,6 @@ bool agent_images_in_memory(const char *dir)
 	return !statfs(dir, &st) && (st.f_type == TMPFS_MAGIC || st.f_type == RAMFS_MAGIC);
 }
 
-/* pid's children, every thread's, appended to *v */
-static void add_children(pid_t pid, pid_t **v, size_t *n)
-{
-	char path[64];
-	struct dirent *de;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", pid);
-	d = opendir(path);
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		char cpath[320], *buf = NULL, *s, *end;
-		size_t len;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(cpath, sizeof(cpath), "/proc/%d/task/%s/children", pid, de->d_name);
-		if (read_file(cpath, &buf, &len))
-			continue;
-		for (s = buf; *s; s = end) {
-			long c = strtol(s, &end, 10);
-			pid_t *nv;
-
-			if (end == s)
-				break;
-			nv = xrealloc_array(*v, *n + 1, sizeof(**v));
-			if (!nv)
-				break;
-			*v = nv;
-			(*v)[(*n)++] = c;
-		}
-		free(buf);
-	}
-	closedir(d);
-}
-
 /* gone, or dead and not reaped yet (a zombie holds its pid: it is not used again meanwhile) */
 static bool dead(pid_t pid)
 {
@@ -119,16 +83,13 @@ static bool dead(pid_t pid)
 int agent_kill_tree(pid_t root)
 {
 	uint64_t until = now_ns() + 10 * 1000000000ULL;
-	pid_t *v = xzalloc(sizeof(*v));
-	size_t n = 1, left;
+	pid_t *v = NULL;
+	size_t n = 0, left;
 
-	if (!v)
-		return -ENOMEM;
-	v[0] = root;
 	/* stopped first, so that none forks meanwhile; then all killed */
-	for (size_t i = 0; i < n; i++) {
-		kill(v[i], SIGSTOP);
-		add_children(v[i], &v, &n);
+	if (proc_stop_tree(root, &v, &n)) {
+		free(v);
+		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)
 		kill(v[i], SIGKILL);
@@ -153,33 +114,34 @@ int agent_kill_tree(pid_t root)
  * restored tree's root comes to it once cryo restore exits), killed: a
  * restore that failed, or whose pid is not known for sure, leaves nothing.
  */
-static int kill_restored(void)
+static int kill_restored(pid_t guardian)
 {
-	pid_t *v = NULL;
-	size_t n = 0;
-	int ret = 0;
+	_cleanup_free_ pid_t *v = NULL;
+	int n = 0, ret = 0;
 
-	add_children(getpid(), &v, &n);
-	for (size_t i = 0; i < n; i++) {
+	if (proc_list_children(getpid(), &v, &n))
+		return -EIO;
+	for (int i = 0; i < n; i++) {
+		if (v[i] == guardian)
+			continue;
 		pr_warn("killing pid %d, which the failed restore left", v[i]);
 		ret = agent_kill_tree(v[i]) ?: ret;
 	}
-	free(v);
 	return ret;
 }
 
 /* is pid a child of this process (the root of what the restore left)? */
 static bool own_child(pid_t pid)
 {
-	pid_t *v = NULL;
-	size_t n = 0;
-	bool found = false;
+	_cleanup_free_ pid_t *v = NULL;
+	int n = 0;
 
-	add_children(getpid(), &v, &n);
-	for (size_t i = 0; i < n; i++)
-		found = found || v[i] == pid;
-	free(v);
-	return found;
+	if (proc_list_children(getpid(), &v, &n))
+		return false;
+	for (int i = 0; i < n; i++)
+		if (v[i] == pid)
+			return true;
+	return false;
 }
 
 /* cryo restore -d of dir, as a child whose stderr comes back on err_fd */
@@ -262,7 +224,7 @@ static int restored_pid(const char *dir, pid_t *pid, char *msg, size_t len)
 	return 0;
 }
 
-int agent_restore(const char *dir, int lazy_sock, pid_t *pid, char *msg, size_t len)
+int agent_restore(const char *dir, int lazy_sock, pid_t guardian, pid_t *pid, char *msg, size_t len)
 {
 	char out[4096];
 	uint64_t t0 = now_ns();
@@ -302,7 +264,7 @@ int agent_restore(const char *dir, int lazy_sock, pid_t *pid, char *msg, size_t 
 	if (ret) {
 		/* whatever it left runs no more, before the driver hears of the failure (its source resumes) */
 		*pid = 0;
-		if (kill_restored()) {
+		if (kill_restored(guardian)) {
 			size_t ml = strlen(msg);
 
 			snprintf(msg + ml, len - ml, "; and what it left could not all be killed");

@@ -18,9 +18,10 @@
  * pid in it not that child's) has every tree the caller is the parent of
  * killed before this returns: a failed restore leaves no task behind. With
  * lazy_sock >= 0 (post-copy) it is restored with --lazy-pages, and each
- * task's userfaultfd comes back on lazy_sock for lazy_serve.
+ * task's userfaultfd comes back on lazy_sock for lazy_serve. guardian: the
+ * caller's guardian (a child of its own, not killed), or 0.
  */
-int agent_restore(const char *dir, int lazy_sock, pid_t *pid, char *msg, size_t len);
+int agent_restore(const char *dir, int lazy_sock, pid_t guardian, pid_t *pid, char *msg, size_t len);
 /*
  * Are the images in dir in memory (tmpfs)? Then the restore frees them as
  * it reads them (--auto-dedup): the memory each chunk frees is the next

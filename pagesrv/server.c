@@ -60,6 +60,8 @@
 
 #include "cryo.h"
 #include "door.h"
+#include "fault.h"
+#include "guard.h"
 #include "lazy.h"
 #include "log.h"
 #include "migrate.h"
@@ -216,6 +218,33 @@ static int restore_dir(struct session *s, const char *round, size_t len, char *d
 	return fd;
 }
 
+/*
+ * Restore the round in dir, its tree held by the session's guardian until
+ * the commit: should the session die first (the agent killed), the tree
+ * dies too, and the driver's source is then the only copy.
+ */
+static int restore_held(struct session *s, const char *dir, int lazy_sock, char *msg, size_t len)
+{
+	int ret;
+
+	if (!s->guard && guard_open(s->opts, &s->guard)) {
+		snprintf(msg, len, "the agent cannot start its guardian");
+		return -EAGAIN;
+	}
+	ret = agent_restore(dir, lazy_sock, guard_pid(s->guard), &s->restored, msg, len);
+	if (ret)
+		return ret;
+	s->g_tree = guard_kill_tree(s->guard, s->restored);
+	if (!s->g_tree) {
+		snprintf(msg, len, "the agent cannot hold the restored tree: it is killed");
+		agent_kill_tree(s->restored);
+		s->restored = 0;
+		return -EAGAIN;
+	}
+	fault_point("agent-restored");
+	return 0;
+}
+
 /* the driver has sent its last round: restore it here, and say how that went */
 static int on_restore(struct session *s, const char *round, size_t len)
 {
@@ -225,7 +254,7 @@ static int on_restore(struct session *s, const char *round, size_t len)
 	if (ret < 0)
 		return ret;
 	close(ret);
-	ret = agent_restore(dir, -1, &s->restored, msg, sizeof(msg));
+	ret = restore_held(s, dir, -1, msg, sizeof(msg));
 	if (ret) {
 		pr_err("peer %s: migration %s: the restore failed: %s", s->peer, s->mig, msg);
 		/* the driver hears why, and ends the session: then the images go */
@@ -313,7 +342,7 @@ static int on_restore_lazy(struct session *s, const char *round, size_t len)
 		return session_fail(s, errno, "socketpair: %s", strerror(errno));
 	}
 	s->lazy_mode = true;
-	ret = agent_restore(dir, sv[1], &s->restored, msg, sizeof(msg));
+	ret = restore_held(s, dir, sv[1], msg, sizeof(msg));
 	close(sv[1]);
 	if (ret) {
 		close(sv[0]);
@@ -562,6 +591,11 @@ static void end_migration(struct session *s)
 			pr_err("peer %s: migration %s: its restored tree (pid %d) may not all be gone", s->peer,
 			       s->mig, s->restored);
 	}
+	/* it stays, or it is gone: the guardian has nothing more to hold */
+	guard_done(s->g_tree);
+	s->g_tree = NULL;
+	guard_close(s->guard);
+	s->guard = NULL;
 	if (s->dirfd != s->base_dirfd)
 		close(s->dirfd);
 	s->dirfd = s->base_dirfd;

@@ -36,6 +36,8 @@ struct session {
 	int base_dirfd;			/* DIR */
 	char mig[PS_NAME_MAX + 1];	/* the migration's ID, or "" */
 	pid_t restored;			/* the migration's tree, restored here */
+	struct guard *guard;		/* kills it should the session die before the commit */
+	struct guard_entry *g_tree;
 	bool committed;			/* the driver let its source go: the tree stays */
 	struct lazy *lazy;		/* post-copy: the handler, while pages still come */
 	bool lazy_mode;			/* post-copy: the tree stays only once every page is in */

@@ -219,3 +219,28 @@ def test_migrate_killed(request, tmp_path, moment):
 
 
 from test_migrate import hosts, secret  # noqa: E402,F401  (fixtures)
+
+
+def test_agent_killed_before_the_commit(request, tmp_path, monkeypatch):
+    """The agent's session dies (SIGKILL) once it has restored the tree
+    and before the driver commits: its guardian kills that tree, the
+    driver's source runs on, and no second copy runs on the target."""
+    import test_migrate as tm
+    request.getfixturevalue("hosts")
+    secret = request.getfixturevalue("secret")
+    monkeypatch.setenv("CRYO_FAULT", "agent-restored:1")
+    agent = tm.Agent(tmp_path, secret)
+    monkeypatch.delenv("CRYO_FAULT")
+    d = tm.Dirty(tmp_path, 32, 10)
+    try:
+        res, r = tm.migrate(agent, d.pid, secret, check=False)
+        assert r.returncode == 1 and res["result"] == "failed", r.stderr
+        assert res["source"] == "running", res
+        deadline = time.monotonic() + 10
+        while tm.alive("b", d.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not tm.alive("b", d.pid), "the restored tree runs on b while the source runs on a"
+        d.verify("a")
+    finally:
+        d.stop()
+        agent.kill()

@@ -44,6 +44,9 @@ struct guard_entry;
 int guard_start(struct cryo_opts *o);
 /* The command is over and every entry dropped: the guardian exits. */
 void guard_stop(struct cryo_opts *o);
+/* the same for a guardian of one's own (a migration agent's session): 0 and *g, or -errno (logged) */
+int guard_open(const struct cryo_opts *o, struct guard **g);
+void guard_close(struct guard *g);
 /* fn(o) (a command: 0 or 1) under a guardian started for it (1 if it cannot be) */
 int guard_run(struct cryo_opts *o, int (*fn)(struct cryo_opts *o));
 /* the guardian's pid (0 without one), for a parent that waits on its children */
@@ -90,6 +93,8 @@ struct guard_entry *guard_link_down(struct guard *g, const char *ifname);
 struct guard_entry *guard_tcp_repair(struct guard *g, pid_t pid, int fd);
 /* a task to kill should cryo die (a restore's task, a dump's tree being killed) */
 struct guard_entry *guard_kill(struct guard *g, pid_t pid);
+/* ...with every process below it (a migration's restored tree the agent holds until the commit) */
+struct guard_entry *guard_kill_tree(struct guard *g, pid_t root);
 /* the dirty trackers parked in root's tree (a migration's) */
 struct guard_entry *guard_untrack(struct guard *g, pid_t root);
 /* the change is undone, or stands for good: forget it */

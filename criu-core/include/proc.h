@@ -67,6 +67,12 @@ int proc_fdinfo(pid_t pid, int fd, uint64_t *pos, unsigned *flags, char **text);
 int proc_list_threads(pid_t pid, pid_t **tids, int *nr);
 /* List the children of every thread of pid. */
 int proc_list_children(pid_t pid, pid_t **kids, int *nr);
+/*
+ * root and every process below it, each stopped (SIGSTOP) before its
+ * children are listed, so that none forks meanwhile: *out, root first
+ * (to free). 0, or -ENOMEM with what was listed in *out.
+ */
+int proc_stop_tree(pid_t root, pid_t **out, size_t *n);
 /* List numeric entries of /proc/PID/fd (sorted). */
 int proc_list_fds(pid_t pid, int **fds, int *nr);
 
