@@ -650,13 +650,20 @@ static int check_node_data(const FsNodeEntry *e, const FsNodeEntry *prev, const 
 	return 0;
 }
 
-int mnt_validate_nodes(FsNodeEntry *const *nodes, size_t n, const char *img)
+int mnt_validate_nodes(FsNodeEntry *const *nodes, size_t n, const char *img, bool userns)
 {
 	char where[96];
 
 	for (size_t i = 0; i < n; i++) {
+		const FsNodeEntry *e = nodes[i];
+
 		snprintf(where, sizeof(where), "%s record %zu", img, i);
-		if (mnt_validate_node(nodes[i], where) || check_node_data(nodes[i], i ? nodes[i - 1] : NULL, where))
+		if (mnt_validate_node(e, where) || check_node_data(e, i ? nodes[i - 1] : NULL, where))
+			return -EINVAL;
+		/* cryo makes it as root: not a device the container's own root could not have made */
+		if (userns && (S_ISCHR(e->mode) || S_ISBLK(e->mode)) && e->has_rdev && e->rdev &&
+		    door_refuse(e->path, "a device node, which the container's user namespace cannot make", "%s: path",
+				where))
 			return -EINVAL;
 		for (size_t j = 0; j < i; j++)
 			if (S_ISLNK(nodes[j]->mode) && door_not_via(nodes[i]->path, nodes[j]->path, "%s: path", where))
@@ -674,7 +681,7 @@ static int validate_tmpfs(const struct restore_ctx *ctx, const MountEntry *m)
 
 	img_name(IMG_TMPFS, m->id, name, sizeof(name));
 	if (!ret)
-		ret = mnt_validate_nodes(nodes, n, name);
+		ret = mnt_validate_nodes(nodes, n, name, ctx->ns && (ctx->ns->flags & CLONE_NEWUSER));
 	for (size_t i = 0; i < n; i++)
 		img_free_msg(IMG_TMPFS, &nodes[i]->base);
 	free(nodes);

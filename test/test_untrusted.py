@@ -178,6 +178,40 @@ def test_tmpfs_node_through_symlink(app, crafted):
     refused(crafted, f"{name} record {i}: path 'lnk/new'", "goes through 'lnk'")
 
 
+@pytest.fixture(scope="module")
+def app_userns(tmp_path_factory):
+    """The app container in a user namespace of its own, dumped once."""
+    c = Container("app", f"uu{os.getpid()}", userns=True)
+    try:
+        time.sleep(0.3)
+        images = tmp_path_factory.mktemp("app-userns-images")
+        dump(c.pid, images)
+        wait_gone(c.pid)
+        yield SimpleNamespace(c=c, images=images)
+    finally:
+        c.stop()
+
+
+def test_device_node_in_a_user_namespace(app_userns, tmp_path):
+    """A file of the /dev tmpfs turned into the host's first disk (8:0), in a
+    container with its own user namespace: its root could not have made
+    that node, and cryo, which makes it as root, must not either."""
+    import stat
+    images = tmp_path / "images"
+    shutil.copytree(app_userns.images, images)
+    mounts = imgedit.records(images, "mnt.img")
+    m = mounts[index_of(mounts, lambda m: m.mountpoint == "/dev", "tmpfs on /dev")]
+    name = f"tmpfs-{m.id}.img"
+    i = index_of(imgedit.records(images, name), lambda n: stat.S_ISREG(n.mode), "file in /dev")
+
+    def to_disk(n):
+        n.mode = stat.S_IFBLK | 0o666
+        n.rdev = os.makedev(8, 0)
+    n = imgedit.edit(images, name, i, to_disk)
+    refused(images, f"{name} record {i}: path '{n.path}'", "a device node")
+    assert not alive(app_userns.c.pid)
+
+
 def test_mountpoint_outside(app, crafted):
     """A mountpoint climbing out of the container's root."""
     mounts = imgedit.records(crafted, "mnt.img")

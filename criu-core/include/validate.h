@@ -38,8 +38,12 @@ int ns_validate_entry(const NsEntry *e, const char *where);
 int cgroup_validate_entry(const CgroupEntry *e, const char *where);
 int mnt_validate_entry(const MountEntry *e, const char *where);
 int mnt_validate_node(const FsNodeEntry *e, const char *where);
-/* the records of one tmpfs image, in order: no node through a symlink another one made */
-int mnt_validate_nodes(FsNodeEntry *const *nodes, size_t n, const char *img);
+/*
+ * the records of one tmpfs image, in order: no node through a symlink
+ * another one made; with userns (the container has its own user
+ * namespace), no device node, which its root could not have made
+ */
+int mnt_validate_nodes(FsNodeEntry *const *nodes, size_t n, const char *img, bool userns);
 int net_validate_entry(const NetEntry *e, const char *where);
 int ipc_validate_entry(const IpcEntry *e, const char *where);
 int memfd_validate_entry(const MemfdEntry *e, const char *where);

@@ -91,7 +91,7 @@ static void read_and_validate(void)
 			break;
 	}
 	if (ret == 0 && img->type == IMG_TMPFS)
-		mnt_validate_nodes((FsNodeEntry *const *)v, n, "fuzz.img");
+		mnt_validate_nodes((FsNodeEntry *const *)v, n, "fuzz.img", n % 2);
 	if (ret == 0 && img->type == IMG_PAGEMAP)
 		pagemap_check(NULL, 1, (PagemapEntry *const *)v, n, -1);
 	for (size_t i = 0; i < n; i++)
