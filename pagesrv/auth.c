@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -18,6 +19,7 @@
 int ps_read_secret(const char *path, uint8_t *secret, size_t *len)
 {
 	_cleanup_close_ int fd = -1;
+	struct stat st;
 	ssize_t n;
 
 	if (!path) {
@@ -27,6 +29,14 @@ int ps_read_secret(const char *path, uint8_t *secret, size_t *len)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return pr_perror("cannot open the secret file %s", path);
+	/* as ssh does with a key: a secret others could read is no secret */
+	if (fstat(fd, &st))
+		return pr_perror("cannot stat the secret file %s", path);
+	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) || (st.st_uid != geteuid() && st.st_uid != 0)) {
+		pr_err("the secret file %s must be a regular file of root's (or cryo's user's), mode 0600 or "
+		       "stricter: it is mode %04o, owned by uid %u", path, st.st_mode & 07777, st.st_uid);
+		return -EACCES;
+	}
 	n = read(fd, secret, PS_SECRET_MAX);
 	if (n < 0)
 		return pr_perror("cannot read the secret file %s", path);

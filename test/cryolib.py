@@ -34,6 +34,15 @@ def cryo(*args, check=True, timeout=120, **kw):
     return r
 
 
+def write_secret(path, text=None):
+    """A page-server secret file as cryo wants one: mode 0600 (random, unless text)."""
+    path = Path(path)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text if text is not None else os.urandom(24).hex() + "\n")
+    return path
+
+
 def one_line_error(r, *words):
     """r failed with one line on stderr naming each of words; returns it."""
     assert r.returncode != 0, f"cryo succeeded where it should have failed:\n{r.stdout}"

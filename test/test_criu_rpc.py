@@ -93,7 +93,7 @@ def test_page_server(workload, tmp_path):
     which, with its pid; a dump through it writes the images there (under
     the name of the dump's directory), and they restore the process."""
     secret = tmp_path / "secret"
-    secret.write_text(os.urandom(24).hex() + "\n")
+    cryolib.write_secret(secret)
     dst = tmp_path / "dst"
     dst.mkdir()
     w = workload([prog("regs")])

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from cryolib import CRYO, PROGS, ROOT
+from cryolib import CRYO, PROGS, ROOT, write_secret
 
 HOSTS = ROOT / "scripts" / "hosts"
 HOSTS_DIR = ROOT / "build" / "hosts"
@@ -54,10 +54,7 @@ def hosts():
 
 @pytest.fixture
 def secret(tmp_path):
-    p = tmp_path / "secret"
-    p.write_text(os.urandom(24).hex() + "\n")
-    p.chmod(0o600)
-    return p
+    return write_secret(tmp_path / "secret")
 
 
 class Agent:
@@ -247,7 +244,7 @@ def test_wrong_secret(agent, tmp_path, secret):
     d = Dirty(tmp_path, 64, 10)
     try:
         wrong = tmp_path / "wrong"
-        wrong.write_text("not-the-secret-at-all\n")
+        write_secret(wrong, "not-the-secret-at-all\n")
         res, r = migrate(agent, d.pid, wrong, check=False)
         assert r.returncode == 1 and res["result"] == "failed" and res["stage"] == "connecting to the agent"
         assert "secret" in r.stderr

@@ -24,7 +24,7 @@ from conftest import prog
 def pagesrv(tmp_path):
     """A page server on 127.0.0.1 writing into tmp_path/dst: (port, dst, secret file, log)."""
     secret = tmp_path / "secret"
-    secret.write_text(os.urandom(24).hex() + "\n")
+    cryolib.write_secret(secret)
     dst, log = tmp_path / "dst", tmp_path / "pagesrv.log"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,7 +71,7 @@ def test_chain_through_page_server(workload, tmp_path, pagesrv):
 def test_wrong_secret_is_refused(workload, tmp_path, pagesrv):
     port, dst, _, log = pagesrv
     bad = tmp_path / "bad-secret"
-    bad.write_text("not the secret at all, no\n")
+    cryolib.write_secret(bad, "not the secret at all, no\n")
     w = workload([prog("dirty"), "16", "10"])
     w.wait_ready()
     r = cryolib.cryo("dump", "-t", w.pid, "-D", tmp_path / "src", "--page-server", f"127.0.0.1:{port}",
@@ -251,7 +251,10 @@ def test_nothing_is_replaced(tmp_path, pagesrv, planted):
     assert err == errno.EEXIST and "same/f.img was made by someone else" in why, why
     a.close()
     b.close()
-    time.sleep(0.2)
+    # the refused session removes its part file as it ends: give it time to, on a busy machine
+    deadline = time.monotonic() + 10
+    while os.listdir(dst / "same") != ["f.img"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert (dst / "same" / "f.img").read_bytes() == da
     assert os.listdir(dst / "same") == ["f.img"], "a part file of the refused session stayed"
     rm_round(dst, "same")
@@ -374,3 +377,15 @@ def test_fifty_concurrent_sessions(pagesrv):
     assert time.monotonic() - t0 < 120
     for i in range(50):
         assert (dst / f"c{i}" / "f.img").read_bytes() == datas[i]
+
+
+def test_secret_others_can_read_is_refused(tmp_path):
+    """A secret file that others can read (or that is not a regular file)
+    is refused before anything listens or connects, naming it and its mode."""
+    secret = cryolib.write_secret(tmp_path / "secret")
+    secret.chmod(0o644)
+    (tmp_path / "dst").mkdir()
+    r = cryolib.cryo("page-server", "--port", "0", "-D", tmp_path / "dst", "--secret-file", secret, check=False)
+    cryolib.one_line_error(r, str(secret), "mode 0644")
+    r = cryolib.cryo("page-server", "--port", "0", "-D", tmp_path / "dst", "--secret-file", tmp_path, check=False)
+    cryolib.one_line_error(r, str(tmp_path), "regular file")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import ocilib
-from cryolib import CRYO
+from cryolib import CRYO, write_secret
 from ocilib import SCRIPT, alive, wait_for
 
 RUNC = shutil.which("runc")
@@ -178,7 +178,7 @@ class Lazy:
 
     def __init__(self, tmp_path):
         secret = tmp_path / "secret"
-        secret.write_text(os.urandom(24).hex() + "\n")
+        write_secret(secret)
         self.env = dict(os.environ, CRYO_SECRET_FILE=str(secret))
         self.c = RuncContainer(tmp_path, f"cryo-test-{os.getpid()}", env=self.env)
         self.c2 = copy.copy(self.c)
