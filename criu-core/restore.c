@@ -1340,15 +1340,7 @@ static int restore_command(struct cryo_opts *o);
 
 int cmd_restore(struct cryo_opts *o)
 {
-	bool mine = !o->guard;
-	int ret;
-
-	if (guard_start(o))
-		return 1;
-	ret = restore_command(o);
-	if (mine)
-		guard_stop(o);
-	return ret;
+	return guard_run(o, restore_command);
 }
 
 static int restore_command(struct cryo_opts *o)
