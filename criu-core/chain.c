@@ -450,14 +450,33 @@ void pages_punch_end(struct pages_punch *p, bool all)
 	p->fd = -1;
 }
 
-void chain_consume(struct chain *c, bool in_order)
+/* are the directories a and b in the same directory? */
+static bool beside(int a, int b)
 {
-	for (; c; c = c->parent)
-		if (c->pages && c->punch.fd < 0) {
-			c->punch.dir = c->dir;
-			c->punch.pid = c->pid;
-			pages_punch_start(&c->punch, c->pages->fd, in_order);
+	struct stat sa, sb;
+
+	return !fstatat(a, "..", &sa, 0) && !fstatat(b, "..", &sb, 0) && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+void chain_consume(struct chain *c, int dirfd, const char *dir, bool in_order)
+{
+	for (; c; c = c->parent) {
+		if (!c->pages || c->punch.fd >= 0)
+			continue;
+		/*
+		 * The levels beside the restored directory only (as pre-dumps
+		 * and a migration's rounds are): a parent link that leads
+		 * elsewhere must not have cryo free another dump's pages.
+		 */
+		if (!beside(c->dirfd, dirfd)) {
+			pr_warn("--auto-dedup: %s is not beside %s: its pages are kept", c->dir, dir);
+			continue;
 		}
+		c->punch.dir = c->dir;
+		c->punch.pid = c->pid;
+		pages_punch_start(&c->punch, c->pages->fd, in_order);
+	}
 }
 
 void chain_consume_rest(struct chain *c)

@@ -731,7 +731,7 @@ static void consume_images(struct lazy *l)
 		for (size_t k = 0; k < l->nr_tasks && !parent; k++)
 			parent = l->tasks[k].ppid == l->tasks[i].vpid;
 		if (!parent)
-			chain_consume(l->tasks[i].chain, false);
+			chain_consume(l->tasks[i].chain, l->dirfd, l->dir, false);
 	}
 }
 

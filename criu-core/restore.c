@@ -110,7 +110,7 @@ static int read_task_images(struct restore_ctx *ctx, struct rst_task *t)
 				return ret;
 			/* post-copy: the lazy-pages handler reads them, and it frees them */
 			if (ctx->opts->auto_dedup && !ctx->opts->lazy_pages)
-				chain_consume(t->chain, true);
+				chain_consume(t->chain, ctx->dirfd, ctx->opts->images_dir, true);
 			return 0;
 		}
 	return ret;

@@ -160,3 +160,22 @@ def test_restore_auto_dedup_frees_the_chain(workload, tmp_path, lazy):
     for d in (d1, d2):
         assert pages_bytes(d) == sizes[d], "the images changed size"
         assert pages_allocated(d) < MIB, f"{d.name}: {pages_allocated(d) >> 10} KiB still allocated"
+
+
+def test_auto_dedup_keeps_a_parent_elsewhere(workload, tmp_path):
+    """--auto-dedup frees the pages of the chain's levels beside the one
+    restored, not of a parent the link leads to elsewhere (another dump a
+    crafted or careless link could name): those are kept, with a warning."""
+    w = workload([prog("dirty"), "16", "50"])
+    w.wait_ready()
+    d1, d2 = tmp_path / "elsewhere" / "1", tmp_path / "2"
+    d1.parent.mkdir()
+    predump(w.pid, d1)
+    cryolib.checkpoint(w, d2, "--prev-images-dir", "../elsewhere/1")
+    kept = pages_allocated(d1)
+    r = cryolib.restore(d2, "--auto-dedup")
+    w.restored = True
+    w.verify(timeout=60)
+    assert "is not beside" in r.stderr, r.stderr
+    assert pages_allocated(d1) == kept, "the pages of a parent elsewhere were freed"
+    assert pages_allocated(d2) < MIB

@@ -91,8 +91,10 @@ void pages_punch_end(struct pages_punch *p, bool all);
 /*
  * From now on, free in each level's pages image the bytes chain_read
  * reads: for readers that read each byte once (in address order: in_order).
+ * Only the levels beside the restored directory dirfd (named dir) are
+ * freed: a parent elsewhere is another dump's, kept with a warning.
  */
-void chain_consume(struct chain *c, bool in_order);
+void chain_consume(struct chain *c, int dirfd, const char *dir, bool in_order);
 /* every page is in: free the rest too (the pages later dumps replaced) */
 void chain_consume_rest(struct chain *c);
 
