@@ -95,7 +95,7 @@ static void time_left(const TimerfdEntry *e, uint64_t *left, uint64_t *missed)
 
 	*left = e->value_ns;
 	*missed = 0;
-	if (!wall && (!e->boot_id || read_file("/proc/sys/kernel/random/boot_id", &id, NULL) ||
+	if (!wall && (!e->boot_id || !e->boot_id[0] || read_file("/proc/sys/kernel/random/boot_id", &id, NULL) ||
 		      strncmp(id, e->boot_id, strlen(e->boot_id))))
 		return;	/* another boot: its monotonic clocks started again */
 	now = clock_ns(e->clockid);

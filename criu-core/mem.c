@@ -683,7 +683,7 @@ int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
 	if (!buf)
 		return -ENOMEM;
 	memfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (memfd < 0 && errno == ENOENT) {
+	if (memfd < 0 && (errno == ENOENT || errno == ESRCH)) {
 		/* it exited since the scan: nothing of it to copy, nor to restore */
 		pr_info("pid %d exited during the pre-dump; its pages are left out", t->pid);
 		t->nr_chunks = 0;
