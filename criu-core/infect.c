@@ -15,9 +15,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "fault.h"
 #include "guard.h"
 #include "infect.h"
-#include "fault.h"
 #include "log.h"
 #include "parasite-blob.h"
 #include "seize.h"
