@@ -371,11 +371,42 @@ static int seize_tree(struct dump_ctx *ctx, pid_t root)
 	return ret;
 }
 
+int dump_fence_tree(struct dump_ctx *ctx)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < ctx->nr_tasks && !ret && !ctx->fenced; i++) {
+		struct dump_task *t = ctx->tasks[i];
+
+		if (t->seized && !t->zombie)
+			ret = task_fence(&t->fence, t->pid, t->tids, t->nr_tids, t->exec_addr, ctx->opts->guard);
+	}
+	ctx->fenced = true;
+	if (!ret)
+		fault_point("fenced");
+	return ret;
+}
+
+/* every task's threads as they were before the fence */
+static int unfence_tree(struct dump_ctx *ctx)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < ctx->nr_tasks; i++)
+		if (task_unfence(&ctx->tasks[i]->fence)) {
+			pr_err("pid %d: cannot put its threads' registers back", ctx->tasks[i]->pid);
+			ret = -EIO;
+		}
+	ctx->fenced = false;
+	return ret;
+}
+
 /* let every seized task go, as it was; how many there were */
 static size_t release_tree(struct dump_ctx *ctx)
 {
 	size_t n = 0;
 
+	unfence_tree(ctx);
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
 		struct dump_task *t = ctx->tasks[i];
 
@@ -689,6 +720,9 @@ int dump_release(struct dump_round *r, bool kill)
 		inet_dump_finish(ctx, true);
 		net_unlock(ctx, true);
 	}
+	/* out of repair mode (or about to die in it): their registers go back */
+	if (unfence_tree(ctx) && !kill)
+		ret = -EIO;
 	/*
 	 * Children first: the init of a pid namespace, killed, waits for
 	 * every other task there to be reaped, which as their tracer we must

@@ -621,6 +621,10 @@ static int cure(struct guardian *gd)
 			gd->undone++;
 		}
 	}
+	/* the tasks holding them are fenced in (or seized): out of repair mode before they run */
+	for (size_t i = 0; i < GUARD_SLOTS; i++)
+		if (live(&gd->slots[i], GK_TCP))
+			tcp_off(gd, &gd->slots[i]);
 	for (size_t i = 0; i < GUARD_SLOTS; i++) {
 		struct guard_entry *e = &gd->slots[i];
 		bool first = true;
@@ -633,9 +637,6 @@ static int cure(struct guardian *gd)
 		if (first)
 			ret |= cure_process(gd, e->pid);
 	}
-	for (size_t i = 0; i < GUARD_SLOTS; i++)
-		if (live(&gd->slots[i], GK_TCP))
-			tcp_off(gd, &gd->slots[i]);
 	for (size_t i = 0; i < GUARD_SLOTS; i++) {
 		struct guard_entry *e = &gd->slots[i];
 

@@ -54,8 +54,8 @@ static int gadget_syscall(struct parasite_ctl *ctl, pid_t tid, struct guard_entr
 {
 	int r;
 
-	guard_syscall(te, ctl->gadget, nr, undo, undo & GUARD_SC_MAP ? (size_t)a2 : 0);
-	r = remote_syscall(tid, base, ctl->gadget, nr, a1, a2, a3, a4, a5, a6, ret);
+	guard_syscall(te, ctl->code.addr, nr, undo, undo & GUARD_SC_MAP ? (size_t)a2 : 0);
+	r = remote_syscall(tid, base, ctl->code.addr, nr, a1, a2, a3, a4, a5, a6, ret);
 	if (!r)
 		guard_syscall_done(te);
 	return r;
@@ -73,53 +73,56 @@ static int remote_munmap(struct parasite_ctl *ctl)
 		return -EIO;
 	}
 	ctl->remote = 0;
-	guard_parasite_unmapped(ctl->g_para);
+	guard_parasite_unmapped(ctl->code.g);
 	return 0;
 }
 
 /*
  * Borrow the code word at exec_addr (the start of a private executable
  * mapping) for `syscall; jmp .`: every syscall cryo runs in the task runs
- * there, outside the parasite, until the cure gives the word back. Should
- * cryo die, a thread that was sent there spins on the jmp for the guardian
- * instead of running the task's code with registers it does not expect.
+ * there, outside the parasite, until the word is given back. Should cryo
+ * die, a thread that was sent there spins on the jmp (or waits in the
+ * syscall) for the guardian instead of running the task's code with
+ * registers it does not expect. size and area_off: the parasite's, for the
+ * guardian's entry (0 for a fence).
  */
-static int borrow_gadget(struct parasite_ctl *ctl, unsigned long exec_addr, struct guard *g)
+static int code_borrow(struct code_word *cw, pid_t pid, unsigned long exec_addr, size_t size, size_t area_off,
+		       struct guard *g)
 {
-	size_t area_off = PAGE_ALIGN(parasite_BLOB_SIZE);
-
 	if (!exec_addr)
-		exec_addr = find_exec_addr(ctl->pid);
+		exec_addr = find_exec_addr(pid);
 	if (!exec_addr) {
-		pr_err("pid %d: no executable mapping to run the parasite's syscalls from", ctl->pid);
+		pr_err("pid %d: no executable mapping to run cryo's syscalls from", pid);
 		return -ENOEXEC;
 	}
 	errno = 0;
-	ctl->code_word = ptrace(PTRACE_PEEKTEXT, ctl->pid, exec_addr, 0);
+	cw->word = ptrace(PTRACE_PEEKTEXT, pid, exec_addr, 0);
 	if (errno)
-		return pr_perror("pid %d: cannot read code at %#lx", ctl->pid, exec_addr);
-	ctl->g_para = guard_parasite(g, ctl->pid, exec_addr, ctl->code_word, ctl->size, area_off);
-	if (g && !ctl->g_para)
+		return pr_perror("pid %d: cannot read code at %#lx", pid, exec_addr);
+	cw->g = guard_parasite(g, pid, exec_addr, cw->word, size, area_off);
+	if (g && !cw->g)
 		return -ENOMEM;
-	if (ptrace(PTRACE_POKETEXT, ctl->pid, exec_addr, guard_gadget_word(ctl->code_word))) {
-		int ret = pr_perror("pid %d: cannot write code at %#lx", ctl->pid, exec_addr);
+	if (ptrace(PTRACE_POKETEXT, pid, exec_addr, guard_gadget_word(cw->word))) {
+		int ret = pr_perror("pid %d: cannot write code at %#lx", pid, exec_addr);
 
-		guard_done(ctl->g_para);
-		ctl->g_para = NULL;
+		guard_done(cw->g);
+		cw->g = NULL;
 		return ret;
 	}
-	ctl->gadget = exec_addr;
+	cw->pid = pid;
+	cw->addr = exec_addr;
 	fault_point("infect-gadget");
 	return 0;
 }
 
-static int give_back_gadget(struct parasite_ctl *ctl)
+/* the word back; the guardian's entry stays for the caller to drop */
+static int code_give_back(struct code_word *cw)
 {
-	if (!ctl->gadget)
+	if (!cw->addr)
 		return 0;
-	if (ptrace(PTRACE_POKETEXT, ctl->pid, ctl->gadget, ctl->code_word))
-		return pr_perror("pid %d: cannot restore code at %#lx", ctl->pid, ctl->gadget);
-	ctl->gadget = 0;
+	if (ptrace(PTRACE_POKETEXT, cw->pid, cw->addr, cw->word))
+		return pr_perror("pid %d: cannot restore code at %#lx", cw->pid, cw->addr);
+	cw->addr = 0;
 	return 0;
 }
 
@@ -148,7 +151,7 @@ struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t 
 	 */
 	if (ptrace_set_sigmask(pid, ~0ULL))
 		goto err_free;
-	if (borrow_gadget(ctl, exec_addr, g))
+	if (code_borrow(&ctl->code, pid, exec_addr, ctl->size, area_off, g))
 		goto err_regs;
 	if (gadget_syscall(ctl, pid, ctl->g_regs, &ctl->regs, __NR_mmap, 0, ctl->size,
 			   PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED | MAP_ANONYMOUS, -1, 0, GUARD_SC_MAP, &addr))
@@ -159,7 +162,7 @@ struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t 
 		goto err_regs;
 	}
 	ctl->remote = addr;
-	guard_parasite_mapped(ctl->g_para, addr);
+	guard_parasite_mapped(ctl->code.g, addr);
 	fault_point("infect-mapped");
 	if (map_local(ctl))
 		goto err_unmap;
@@ -168,7 +171,7 @@ struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t 
 	ctl->remote_area = ctl->remote + area_off;
 	ctl->remote_stack_top = ctl->remote + ctl->size - 16;
 	ctl->area->pipe_rd = ctl->area->pipe_wr = -1;
-	guard_parasite_area(ctl->g_para);
+	guard_parasite_area(ctl->code.g);
 	pr_debug("pid %d: parasite at %#lx (%zu bytes)", pid, ctl->remote, ctl->size);
 	fault_point("infected");
 	return ctl;
@@ -176,11 +179,11 @@ struct parasite_ctl *parasite_infect(pid_t pid, unsigned long exec_addr, size_t 
 err_unmap:
 	remote_munmap(ctl);
 err_regs:
-	give_back_gadget(ctl);
+	code_give_back(&ctl->code);
 	ptrace_set_regs(pid, &ctl->regs);
 	ptrace_set_sigmask(pid, ctl->sigmask);
 err_free:
-	guard_done(ctl->g_para);
+	guard_done(ctl->code.g);
 	guard_done(ctl->g_regs);
 	free(ctl);
 	return NULL;
@@ -244,7 +247,7 @@ int parasite_rseq(struct parasite_ctl *ctl, uint64_t ptr, uint32_t len, uint32_t
 	long r = 0;
 
 	if (!reg)
-		guard_parasite_rseq(ctl->g_para, ptr, len, sig, true);
+		guard_parasite_rseq(ctl->code.g, ptr, len, sig, true);
 	if (parasite_syscall(ctl, __NR_rseq, ptr, len, reg ? 0 : RSEQ_FLAG_UNREGISTER, sig, &r))
 		return -EIO;
 	if (r) {
@@ -253,7 +256,7 @@ int parasite_rseq(struct parasite_ctl *ctl, uint64_t ptr, uint32_t len, uint32_t
 		return -EIO;
 	}
 	if (reg)
-		guard_parasite_rseq(ctl->g_para, ptr, len, sig, false);
+		guard_parasite_rseq(ctl->code.g, ptr, len, sig, false);
 	else
 		fault_point("rseq-off");
 	return 0;
@@ -495,16 +498,82 @@ int parasite_cure(struct parasite_ctl *ctl)
 		ret = -EIO;
 	if (ctl->local)
 		munmap(ctl->local, ctl->size);
-	if (give_back_gadget(ctl))
+	if (code_give_back(&ctl->code))
 		ret = -EIO;
 	regs_apply_restart(&r, false);
 	if (ptrace_set_regs(ctl->pid, &r) || ptrace_set_sigmask(ctl->pid, ctl->sigmask))
 		ret = -EIO;
 	/* all put back: what is left (a task that died) is nothing the guardian can mend */
 	if (!ret || ctl->crashed) {
-		guard_done(ctl->g_para);
+		guard_done(ctl->code.g);
 		guard_done(ctl->g_regs);
 	}
 	free(ctl);
+	return ret;
+}
+
+int task_fence(struct fence *f, pid_t pid, const pid_t *tids, int nr, unsigned long exec_addr, struct guard *g)
+{
+	int ret;
+
+	memset(f, 0, sizeof(*f));
+	f->t = xzalloc(nr * sizeof(*f->t));
+	if (!f->t)
+		return -ENOMEM;
+	if ((ret = code_borrow(&f->code, pid, exec_addr, 0, 0, g))) {
+		free(f->t);
+		f->t = NULL;
+		return ret;
+	}
+	for (int i = 0; i < nr; i++) {
+		struct fence_thread *t = &f->t[i];
+		struct user_regs_struct r;
+
+		t->tid = tids[i];
+		if (ptrace_get_regs(t->tid, &t->regs) || ptrace_get_sigmask(t->tid, &t->mask)) {
+			ret = -EIO;
+			break;
+		}
+		t->g = guard_regs(g, pid, t->tid, &t->regs, &t->mask);
+		if (g && !t->g) {
+			ret = -ENOMEM;
+			break;
+		}
+		f->nr = i + 1;
+		r = t->regs;
+		r.rip = f->code.addr;
+		r.rax = __NR_pause;
+		r.orig_rax = -1;
+		if (ptrace_set_sigmask(t->tid, ~0ULL) || ptrace_set_regs(t->tid, &r)) {
+			ret = -EIO;
+			break;
+		}
+	}
+	if (ret)
+		task_unfence(f);
+	return ret;
+}
+
+int task_unfence(struct fence *f)
+{
+	int ret = 0;
+
+	for (int i = 0; i < f->nr; i++) {
+		struct fence_thread *t = &f->t[i];
+		struct user_regs_struct r = t->regs;
+
+		regs_apply_restart(&r, false);
+		if (ptrace_set_regs(t->tid, &r) || ptrace_set_sigmask(t->tid, t->mask))
+			ret = -EIO;
+		else
+			guard_done(t->g);
+	}
+	if (code_give_back(&f->code))
+		ret = -EIO;
+	else
+		guard_done(f->code.g);
+	free(f->t);
+	f->t = NULL;
+	f->nr = 0;
 	return ret;
 }

@@ -373,6 +373,16 @@ static void requeue_held(struct dump_ctx *ctx, struct tcp_held *h)
 		pr_perror("cannot go back to cryo's network namespace");
 }
 
+/* the references tcp_later kept */
+static void tcp_later_free(struct dump_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_tcp_later; i++)
+		close(ctx->tcp_later[i].lfd);
+	free(ctx->tcp_later);
+	ctx->tcp_later = NULL;
+	ctx->nr_tcp_later = 0;
+}
+
 void inet_dump_finish(struct dump_ctx *ctx, bool resumed)
 {
 	int off = TCP_REPAIR_OFF_NO_WP;
@@ -396,6 +406,7 @@ void inet_dump_finish(struct dump_ctx *ctx, bool resumed)
 	free(ctx->tcp_held);
 	ctx->tcp_held = NULL;
 	ctx->nr_tcp_held = 0;
+	tcp_later_free(ctx);
 }
 
 /*
@@ -408,11 +419,6 @@ static int dump_pending(struct dump_ctx *ctx, const struct fd_parms *p, InetSkEn
 {
 	size_t max = queued + 64;
 
-	if (!ctx->opts->tcp_established) {
-		pr_err("pid %d fd %d: TCP listener %s has %u connections not accepted yet: dump with --tcp-established to keep them",
-		       p->pid, p->fd, lname, queued);
-		return -ENOTSUP;
-	}
 	e->pending = arena_array(&ctx->arena, TcpPendingEntry *, max);
 	if (!e->pending)
 		return -ENOMEM;
@@ -465,6 +471,48 @@ static int dump_pending(struct dump_ctx *ctx, const struct fd_parms *p, InetSkEn
 	}
 }
 
+/*
+ * What is read in repair mode waits until every task's state is in and its
+ * parasite gone (inet_dump_done), with cryo's own reference to the socket.
+ */
+static int tcp_later(struct dump_ctx *ctx, const struct fd_parms *p, InetSkEntry *e, uint32_t queued,
+		     const char *src, const char *dst)
+{
+	struct tcp_later *nv = xrealloc_array(ctx->tcp_later, ctx->nr_tcp_later + 1, sizeof(*nv)), *l;
+
+	if (!nv)
+		return -ENOMEM;
+	ctx->tcp_later = nv;
+	l = &nv[ctx->nr_tcp_later];
+	*l = (struct tcp_later){ .pid = p->pid, .fd = p->fd, .e = e, .queued = queued };
+	snprintf(l->src, sizeof(l->src), "%s", src);
+	snprintf(l->dst, sizeof(l->dst), "%s", dst);
+	l->lfd = fcntl(p->lfd, F_DUPFD_CLOEXEC, 0);
+	if (l->lfd < 0)
+		return pr_perror("pid %d fd %d: cannot keep a reference to its socket", p->pid, p->fd);
+	ctx->nr_tcp_later++;
+	return 0;
+}
+
+/*
+ * Every task's state is in: the tree is fenced in, then its connections
+ * are read in repair mode and the listeners' queues taken, each held by
+ * cryo until inet_dump_finish.
+ */
+static int inet_dump_done(struct dump_ctx *ctx)
+{
+	int ret = ctx->nr_tcp_later ? dump_fence_tree(ctx) : 0;
+
+	for (size_t i = 0; i < ctx->nr_tcp_later && !ret; i++) {
+		struct tcp_later *l = &ctx->tcp_later[i];
+		struct fd_parms p = { .pid = l->pid, .fd = l->fd, .lfd = l->lfd };
+
+		ret = l->queued ? dump_pending(ctx, &p, l->e, l->queued, l->src) :
+				  dump_tcp_stream(ctx, &p, &l->e->tcp, l->src, l->dst);
+	}
+	return ret;
+}
+
 static bool is_ping(int type, int proto)
 {
 	return type == SOCK_DGRAM && (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6);
@@ -509,8 +557,7 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 			       p->pid, p->fd, addr_str(&src, sl, a, sizeof(a)), addr_str(&dst, dl, b, sizeof(b)));
 			return -ENOTSUP;
 		}
-		if ((ret = dump_tcp_stream(ctx, p, &e->tcp, addr_str(&src, sl, a, sizeof(a)),
-					   addr_str(&dst, dl, b, sizeof(b)))))
+		if ((ret = tcp_later(ctx, p, e, 0, addr_str(&src, sl, a, sizeof(a)), addr_str(&dst, dl, b, sizeof(b)))))
 			return ret;
 	}
 	e->family = family;
@@ -537,7 +584,12 @@ static int inet_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 		if ((ret = listen_info(p, family, &e->backlog, &queued)))
 			return ret;
 		e->has_backlog = true;
-		if (queued && (ret = dump_pending(ctx, p, e, queued, addr_str(&src, sl, a, sizeof(a)))))
+		if (queued && !ctx->opts->tcp_established) {
+			pr_err("pid %d fd %d: TCP listener %s has %u connections not accepted yet: dump with --tcp-established to keep them",
+			       p->pid, p->fd, addr_str(&src, sl, a, sizeof(a)), queued);
+			return -ENOTSUP;
+		}
+		if (queued && (ret = tcp_later(ctx, p, e, queued, addr_str(&src, sl, a, sizeof(a)), "")))
 			return ret;
 	}
 	if ((ret = sk_opts_dump(p, o, &ctx->arena)))
@@ -870,6 +922,7 @@ const struct fd_kind_ops inet_sk_fd_ops = {
 	.name = "inet socket",
 	.match = inet_match,
 	.dump = inet_dump,
+	.dump_done = inet_dump_done,
 	.validate = inet_validate,
 	.open = inet_open,
 	.open_done = inet_open_done,

@@ -111,6 +111,24 @@ def test_dump_killed_at_random(workload, tmp_path, name):
     w.verify()
 
 
+TCP_MOMENTS = [("fenced", 1), ("tcp-repair", 1), ("tcp-repair", 2), ("images-written", 1), ("dump-release", 1)]
+
+
+@pytest.mark.parametrize("moment", TCP_MOMENTS, ids=[f"{p}:{n}" for p, n in TCP_MOMENTS])
+def test_tcp_dump_killed(workload, images, moment):
+    """A process holding TCP connections (both ends, data queued each way)
+    whose --tcp-established --leave-running dump is killed while cryo holds
+    them in repair mode: fenced in, the process ran none of its own code
+    before the guardian took them out of it; every byte then arrives."""
+    w = workload([prog("tcp")])
+    w.wait_ready()
+    before = tree_snapshots(w)
+    killed_cryo("dump", "-t", w.pid, "-D", images, "-o", "dump.log", "-v4", "-R", "--tcp-established",
+                fault=moment)
+    assert_tree_as_before(before)
+    w.verify()
+
+
 RESTORE_MOMENTS = [("restore-traced", 1), ("restore-traced", 2), ("syscall-entry", 1),
                    ("restore-released", 1), ("restore-unlocked", 1)]
 

@@ -50,6 +50,7 @@ struct dump_task {
 	uint64_t pages_sent;		/* --page-server: the bytes of its pages image streamed (0: none) */
 	unsigned long exec_addr;	/* a private executable address */
 	struct guard_entry *g_kill;	/* being killed after the dump: the guardian finishes it */
+	struct fence fence;		/* fenced in while cryo holds its TCP connections in repair mode */
 };
 
 /* a memfd some VMA maps, dumped once */
@@ -111,12 +112,33 @@ struct dump_ctx {
 	struct guard_entry **g_net_locked;	/* for each, its guardian entry */
 	struct tcp_held *tcp_held;	/* sk-inet.c: connections cryo holds in repair mode */
 	size_t nr_tcp_held;
+	/*
+	 * sk-inet.c: TCP connections and listeners' queues, read in repair
+	 * mode once every task's state is in and the tree is fenced in
+	 * (inet_dump_done); each with cryo's own reference to its socket
+	 */
+	struct tcp_later {
+		pid_t pid;
+		int fd, lfd;
+		InetSkEntry *e;		/* e->tcp, or its queue */
+		uint32_t queued;	/* a listener's queued connections, or 0: a connection */
+		char src[80], dst[80];
+	} *tcp_later;
+	size_t nr_tcp_later;
+	bool fenced;			/* every seized task fenced in (dump_fence_tree) */
 
 	/* sk-unix.c: every unix socket sock_diag lists, read once */
 	struct unix_sk_info *unix_sks;
 	size_t nr_unix_sks;
 	bool unix_loaded;
 };
+
+/*
+ * dump.c: every seized task fenced in (infect.h), until the tree is let go
+ * or killed: before anything in it is changed that its own code must not
+ * see should cryo die (a TCP connection put in repair mode)
+ */
+int dump_fence_tree(struct dump_ctx *ctx);
 
 /* pstree.c */
 struct dump_task *dump_find_task(struct dump_ctx *ctx, pid_t pid);

@@ -8,7 +8,9 @@
  * change to a workload, an entry that says how to undo it; once the change
  * is undone, or made for good, the entry is dropped. The guardian reads the
  * journal only once cryo is gone (its pidfd tells it), and then:
- *   1. thaws the cgroups cryo froze;
+ *   1. thaws the cgroups cryo froze, and takes the TCP connections cryo
+ *      put in repair mode out of it (their tasks are fenced in meanwhile:
+ *      parked at cryo's code, they run none of their own);
  *   2. seizes each task with a live entry again, puts back its registers
  *      and signal mask, closes what cryo opened in it, restores the
  *      protections of pages the parasite was reading, unmaps the parasite,
@@ -16,8 +18,7 @@
  *      borrowed for its syscalls; a syscall cryo had started in a thread
  *      ends in a `jmp .` right after the syscall instruction, so the guardian
  *      finds it there, its result in rax;
- *   3. takes the TCP connections cryo put in repair mode out of it, lets
- *      the tasks go, and sets the network devices it took down up again;
+ *   3. lets the tasks go, and sets the network devices it took down up again;
  *   4. kills the tasks marked to die: a restore's tree that was not
  *      committed, or a dump's tree whose kill had begun;
  *   5. closes the dirty trackers a migration parked in its tree.

@@ -16,6 +16,14 @@
 struct guard;
 struct guard_entry;
 
+/* a code word of the task borrowed for cryo's syscalls (`syscall; jmp .`) */
+struct code_word {
+	pid_t pid;
+	unsigned long addr;		/* 0: not borrowed (or given back) */
+	uint64_t word;			/* what it held */
+	struct guard_entry *g;		/* the guardian's entry (the parasite's, if one) */
+};
+
 struct parasite_ctl {
 	pid_t pid;
 	struct user_regs_struct regs;	/* as seized: put back by parasite_cure */
@@ -30,11 +38,9 @@ struct parasite_ctl {
 	size_t pipe_size;
 	bool pipe_open;			/* INIT ran: cure closes the pipe */
 	bool crashed;			/* parasite died on a signal */
-	unsigned long gadget;		/* the borrowed code word: `syscall; jmp .` (0: given back) */
-	uint64_t code_word;		/* what it held */
+	struct code_word code;		/* the gadget; its entry also tells of the parasite's mapping */
 	struct guard *g;		/* the command's guardian, or NULL */
 	struct guard_entry *g_regs;	/* the leader's registers and mask, as seized */
-	struct guard_entry *g_para;	/* the parasite, its mapping, the code word */
 };
 
 /*
@@ -82,5 +88,27 @@ int parasite_syscall(struct parasite_ctl *ctl, long nr, unsigned long a1, unsign
 int parasite_rseq(struct parasite_ctl *ctl, uint64_t ptr, uint32_t len, uint32_t sig, bool reg);
 /* Remove the parasite and put registers and signal mask back. Frees ctl. */
 int parasite_cure(struct parasite_ctl *ctl);
+
+/*
+ * A task fenced in: every thread of it sent to a borrowed code word, into
+ * pause() with every signal blocked, its registers and mask kept here and
+ * in the guardian's journal (g). Should cryo die while the task holds what
+ * it must not see (a TCP connection in repair mode), it runs none of its
+ * own code before the guardian has put that back, and then its registers.
+ * Unfenced, its threads are as they were. 0 or -errno (logged; not fenced).
+ */
+struct fence {
+	struct code_word code;
+	struct fence_thread {
+		pid_t tid;
+		struct user_regs_struct regs;
+		uint64_t mask;
+		struct guard_entry *g;
+	} *t;
+	int nr;
+};
+int task_fence(struct fence *f, pid_t pid, const pid_t *tids, int nr, unsigned long exec_addr, struct guard *g);
+/* its threads as they were (nothing if not fenced): 0, or -EIO */
+int task_unfence(struct fence *f);
 
 #endif
