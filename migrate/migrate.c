@@ -277,6 +277,24 @@ static int final_round(struct migration *m)
 	return 0;
 }
 
+/* s as a JSON string: what is not printable ASCII (a peer's bytes among them) as \u00XX */
+static void json_str(const char *s)
+{
+	if (!s) {
+		fputs("null", stdout);
+		return;
+	}
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20 || *p > 0x7e)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	putchar('"');
+}
+
 static void print_summary(const struct migration *m, int ret)
 {
 	uint64_t total = now_ns() - m->t0, bytes = m->lazy_wire;
@@ -285,13 +303,16 @@ static void print_summary(const struct migration *m, int ret)
 	for (int i = 0; i < nr; i++)
 		bytes += m->rounds[i].bytes;
 	if (m->o->json) {
-		printf("{\"pid\": %d, \"to\": \"%s\", \"mode\": \"%s\", \"result\": \"%s\"", m->root, m->o->to,
-		       m->o->mode ? m->o->mode : "precopy", ret ? "failed" : "migrated");
+		printf("{\"pid\": %d, \"to\": ", m->root);
+		json_str(m->o->to);
+		printf(", \"mode\": \"%s\", \"result\": \"%s\"", m->o->mode ? m->o->mode : "precopy",
+		       ret ? "failed" : "migrated");
 		if (ret) {
-			printf(", \"stage\": \"%s\", \"error\": \"", m->stage);
-			for (const char *p = m->why; *p; p++)
-				printf(*p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? " " : "%c", *p);
-			printf("\", \"source\": \"running\"");
+			printf(", \"stage\": ");
+			json_str(m->stage);
+			printf(", \"error\": ");
+			json_str(m->why);
+			printf(", \"source\": \"running\"");
 		} else {
 			printf(", \"target_pid\": %d, \"downtime_ms\": %.3f", m->target_pid,
 			       (m->t_running - m->t_frozen) / 1e6);

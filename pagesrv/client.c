@@ -254,9 +254,12 @@ static int recv_status_msg(struct ps_client *c, const char *when, char *out, siz
 	char msg[PS_STATUS_MAX + 1];
 	struct ps_status st;
 	struct ps_hdr h;
-	int ret = send_gathered(c);
+	int ret;
 
-	if (ret)
+	/* what the caller says should no answer come (the connection cut) */
+	if (out && out_len)
+		snprintf(out, out_len, "%s %s got no answer: the connection ended", c->peer, when);
+	if ((ret = send_gathered(c)))
 		return ret;
 	if (!c->keyed) {
 		if ((ret = recv_all(c, &st, sizeof(st), when)))
