@@ -7,14 +7,28 @@ munmap and exits meanwhile, and exits once every page is in."""
 import re
 import time
 
+import pytest
+
 import cryolib
 from conftest import prog
+
+
+_handlers = []
+
+
+@pytest.fixture(autouse=True)
+def no_handler_left():
+    """A handler a failed test left filling pages is killed, by its pid."""
+    yield
+    while _handlers:
+        cryolib.kill_and_reap(_handlers.pop())
 
 
 def handler_pid(images):
     m = re.search(r"the lazy pages are filled by pid (\d+)", (images / "restore.log").read_text())
     assert m, "restore.log does not name the lazy-pages handler"
-    return int(m.group(1))
+    _handlers.append(int(m.group(1)))
+    return _handlers[-1]
 
 
 def handler_summary(images, timeout=60):
