@@ -80,7 +80,9 @@ static void usage(FILE *f)
 "                         send (default 16)\n"
 "      --json             migrate: the summary as JSON on stdout\n"
 "  -D, --images-dir DIR   image directory (default: .)\n"
-"  -W, --work-dir DIR     where -o and --pidfile paths are relative to (default: -D)\n"
+"  -W, --work-dir DIR     where -o and --pidfile paths are relative to, and where\n"
+"                         stats-dump and stats-restore go (default: -D)\n"
+"      --display-stats    (pre-)dump, restore: print the statistics (CRIU's)\n"
 "  -o, --log-file FILE    write a full debug log to FILE\n"
 "  -v[NUM]                more output on stderr (-v, -vv, ... or -v4)\n"
 "  -R, --leave-running    dump: resume the process instead of killing it\n"
@@ -187,7 +189,7 @@ enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED, OPT_PRE
        OPT_TO, OPT_MODE, OPT_MAX_ROUNDS, OPT_DIRTY_LIMIT, OPT_JSON, OPT_LAZY_PAGES, OPT_LAZY_RATE,
        OPT_LAZY_SOCK, OPT_AUTO_DEDUP, OPT_ROOT, OPT_ACTION_SCRIPT, OPT_INHERIT_FD, OPT_EXTERNAL, OPT_EXT_MOUNT_MAP,
        OPT_MANAGE_CGROUPS, OPT_FREEZE_CGROUP, OPT_CGROUP_ROOT, OPT_TRACK_MEM, OPT_FILE_LOCKS, OPT_LINK_REMAP,
-       OPT_EXT_UNIX_SK, OPT_SKIP_IN_FLIGHT, OPT_EVASIVE_DEVICES, OPT_EMPTY_NS, OPT_RESTORE_SIBLING, OPT_IGNORED,
+       OPT_EXT_UNIX_SK, OPT_SKIP_IN_FLIGHT, OPT_EVASIVE_DEVICES, OPT_EMPTY_NS, OPT_RESTORE_SIBLING, OPT_DISPLAY_STATS, OPT_IGNORED,
        OPT_IGNORED_ARG };
 
 int str_list_add(struct str_list *l, const char *s)
@@ -280,6 +282,7 @@ int main(int argc, char **argv)
 		{ "evasive-devices", no_argument, NULL, OPT_EVASIVE_DEVICES },
 		{ "empty-ns", required_argument, NULL, OPT_EMPTY_NS },
 		{ "restore-sibling", no_argument, NULL, OPT_RESTORE_SIBLING },
+		{ "display-stats", no_argument, NULL, OPT_DISPLAY_STATS },
 		/* CRIU's tuning knobs with nothing to tune here */
 		{ "force-irmap", no_argument, NULL, OPT_IGNORED },
 		{ "enable-external-masters", no_argument, NULL, OPT_IGNORED },
@@ -437,6 +440,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_RESTORE_SIBLING:
 			o.rst_sibling = true;
+			break;
+		case OPT_DISPLAY_STATS:
+			o.display_stats = true;
 			break;
 		case OPT_TRACK_MEM:	/* pre-dumps always track */
 		case OPT_IGNORED:

@@ -606,15 +606,28 @@ static void dump_end(struct dump_ctx *ctx)
 		close(ctx->dirfd);
 }
 
-/* the pages a round sends: what it dumped of every task */
-static uint64_t round_pages(const struct dump_ctx *ctx)
+/*
+ * The pages a round dumped (and sends) of every task, and those it left to
+ * the previous dump or to post-copy, into its stats; the first returned.
+ */
+static uint64_t round_pages(struct dump_ctx *ctx)
 {
-	uint64_t n = 0;
+	struct dump_stats *s = &ctx->stats;
 
-	for (size_t i = 0; i < ctx->nr_tasks; i++)
-		for (size_t k = 0; k < ctx->tasks[i]->nr_chunks; k++)
-			n += ctx->tasks[i]->chunks[k].len / PAGE_SIZE;
-	return n;
+	s->pages_written = s->pages_skipped_parent = s->pages_lazy = 0;
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		const struct dump_task *t = ctx->tasks[i];
+
+		for (size_t k = 0; k < t->nr_chunks; k++)
+			s->pages_written += t->chunks[k].len / PAGE_SIZE;
+		for (size_t k = 0; k < t->nr_ref_runs; k++) {
+			if (t->ref_runs[k].flags & PE_IN_PREV)
+				s->pages_skipped_parent += t->ref_runs[k].len / PAGE_SIZE;
+			if (t->ref_runs[k].flags & PE_LAZY)
+				s->pages_lazy += t->ref_runs[k].len / PAGE_SIZE;
+		}
+	}
+	return s->pages_written;
 }
 
 static struct dump_ctx *round_ctx(struct cryo_opts *o, struct dump_round *r, bool pre_dump)
@@ -651,11 +664,13 @@ int dump_hold(struct cryo_opts *o, struct dump_round *r)
 		round_end(ctx);
 		return ret;
 	}
-	r->t_frozen = now_ns();
+	r->t_frozen = ctx->stats.t_freeze = now_ns();
 	ret = seize_all(ctx, ctx->root);
+	ctx->stats.t_frozen = now_ns();
 	if (!ret)
 		ret = dump_tree(ctx);
 	r->pages = round_pages(ctx);
+	r->stats = ctx->stats;
 	if (ret) {
 		size_t n;
 
@@ -754,8 +769,12 @@ static int dump_command(struct cryo_opts *o)
 		return dump_lazily(o) ? 1 : 0;
 	if (dump_hold(o, &r))
 		return 1;
-	/* whoever is told may still say no: the tree then runs on */
-	if (notify(o, "post-dump", r.held->root)) {
+	/*
+	 * Whoever is told may still say no: the tree then runs on. So it does
+	 * when stats-dump cannot be written (its frozen time ends here, a
+	 * moment before the tree is let go or killed).
+	 */
+	if (notify(o, "post-dump", r.held->root) || stats_write_dump(o, &r.stats)) {
 		dump_release(&r, false);
 		return 1;
 	}
@@ -815,19 +834,23 @@ int pre_dump_round(struct cryo_opts *o, struct dump_round *r)
 		round_end(ctx);
 		return ret;
 	}
-	r->t_frozen = now_ns();
-	ret = seize_all(ctx, root) ?: ns_collect(ctx);
+	r->t_frozen = ctx->stats.t_freeze = now_ns();
+	ret = seize_all(ctx, root);
+	ctx->stats.t_frozen = now_ns();
+	ret = ret ?: ns_collect(ctx);
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		ret = pstree_check(ctx, ctx->tasks[i]) ?: track_prepare(ctx, ctx->tasks[i]);
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = predump_seized(ctx, ctx->tasks[i]);
 	release_tree(ctx);
-	r->frozen_ns = now_ns() - r->t_frozen;
+	ctx->stats.t_released = now_ns();
+	r->frozen_ns = ctx->stats.t_released - r->t_frozen;
 	for (size_t i = 0; i < ctx->nr_tasks && !ret; i++)
 		if (!ctx->tasks[i]->zombie)
 			ret = mem_predump_pages(ctx, ctx->tasks[i]);
 	r->pages = round_pages(ctx);
+	r->stats = ctx->stats;
 	if (!ret)
 		ret = write_inventory(ctx) ?: mem_write_manifest(ctx) ?: ship_images(ctx);
 	if (!ret)
@@ -875,7 +898,7 @@ static int pre_dump_command(struct cryo_opts *o)
 {
 	struct dump_round r = { 0 };
 
-	return pre_dump_round(o, &r) ? 1 : 0;
+	return pre_dump_round(o, &r) || stats_write_dump(o, &r.stats) ? 1 : 0;
 }
 
 int cmd_pre_dump(struct cryo_opts *o)

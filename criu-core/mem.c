@@ -475,8 +475,10 @@ int mem_collect(struct dump_ctx *ctx, struct dump_task *t)
 	src.pagemap_fd = -1;
 	ret = ctx->pre_dump ? 0 : cow_src_open(ctx, t, &src);
 	for (size_t i = 0; i < mm->n_vmas && !ret; i++)
-		if (vma_has_pages(mm->vmas[i]))
+		if (vma_has_pages(mm->vmas[i])) {
 			ret = scan_vma_pages(pagemap_fd, t, mm->vmas[i], &src);
+			ctx->stats.pages_scanned += (mm->vmas[i]->end - mm->vmas[i]->start) / PAGE_SIZE;
+		}
 	cow_src_close(&src);
 	if (ret)
 		return ret;
@@ -577,9 +579,48 @@ static int ps_sink_end(void *arg, uint32_t crc)
 	return ps_chunk_end(arg, crc);
 }
 
+/* a sink that times the moves of another, into the dump's memory write time */
+struct timed_sink {
+	struct page_sink inner;
+	uint64_t *ns;
+};
+
+static int timed_begin(void *arg, uint32_t len)
+{
+	struct timed_sink *ts = arg;
+	uint64_t t0 = now_ns();
+	int ret = ts->inner.begin ? ts->inner.begin(ts->inner.arg, len) : 0;
+
+	*ts->ns += now_ns() - t0;
+	return ret;
+}
+
+static ssize_t timed_move(void *arg, int pipe_fd, size_t max)
+{
+	struct timed_sink *ts = arg;
+	uint64_t t0 = now_ns();
+	ssize_t n = ts->inner.move(ts->inner.arg, pipe_fd, max);
+	int err = errno;
+
+	*ts->ns += now_ns() - t0;
+	errno = err;
+	return n;
+}
+
+static int timed_end(void *arg, uint32_t crc)
+{
+	struct timed_sink *ts = arg;
+	uint64_t t0 = now_ns();
+	int ret = ts->inner.end ? ts->inner.end(ts->inner.arg, crc) : 0;
+
+	*ts->ns += now_ns() - t0;
+	return ret;
+}
+
 int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
 {
 	uint64_t bytes = 0, t0 = now_ns();
+	struct timed_sink ts = { .ns = &ctx->stats.memwrite_ns };
 	struct page_sink sink;
 	struct pages_out o;
 	int ret = pages_open(ctx, t, &o);
@@ -587,9 +628,10 @@ int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
 	if (ret)
 		return ret;
 	if (o.ps)
-		sink = (struct page_sink){ ps_sink_begin, ps_sink_move, ps_sink_end, o.ps, o.name };
+		ts.inner = (struct page_sink){ ps_sink_begin, ps_sink_move, ps_sink_end, o.ps, o.name };
 	else
-		sink = page_sink_fd(&o.img->fd, o.name);
+		ts.inner = page_sink_fd(&o.img->fd, o.name);
+	sink = (struct page_sink){ timed_begin, timed_move, timed_end, &ts, o.name };
 	for (size_t done = 0; done < t->nr_chunks && !ret;) {
 		unsigned n = MIN(t->nr_chunks - done, PARASITE_MAX_CHUNKS);
 
@@ -606,6 +648,7 @@ int mem_dump_pages(struct dump_ctx *ctx, struct dump_task *t)
 		ret = ps_flush(o.ps);
 	if (!ret && o.ps)
 		t->pages_sent = IMG_PAGES_HDR_LEN + bytes;
+	ctx->stats.memdump_ns += now_ns() - t0;
 	if (!ret)
 		ret = write_pagemap(ctx, t);
 	if (!ret)
@@ -700,12 +743,15 @@ int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
 			break;
 		for (size_t j = i; j < end && !ret; p += t->chunks[j].len, j++) {
 			struct parasite_chunk *c = &t->chunks[j];
+			uint64_t tw;
 
 			c->crc = crc32c(0, p, c->len);
+			tw = now_ns();
 			if (o.ps)
 				ret = ps_write(o.ps, p, c->len);
 			else if ((ret = write_all(o.img->fd, p, c->len)))
 				pr_err("cannot write %s: %s", o.name, strerror(-ret));
+			ctx->stats.memwrite_ns += now_ns() - tw;
 			bytes += c->len;
 		}
 	}
@@ -715,6 +761,7 @@ int mem_predump_pages(struct dump_ctx *ctx, struct dump_task *t)
 		img_close(o.img);
 	if (!ret && o.ps)
 		t->pages_sent = IMG_PAGES_HDR_LEN + bytes;
+	ctx->stats.memdump_ns += now_ns() - t0;
 	if (!ret)
 		ret = write_pagemap(ctx, t);
 	if (!ret)
@@ -896,6 +943,7 @@ static int fill_eager(struct restore_ctx *ctx, struct rst_task *t, int pages_fd,
 		if (ret)
 			return pr_err("pages-%d.img: cannot read the page at %#lx: %s", t->pid, (unsigned long)a,
 				      strerror(-ret)), ret;
+		t->pages_restored++;
 	}
 	return 0;
 }
@@ -947,8 +995,11 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 		uint64_t len = (uint64_t)pe->nr_pages * PAGE_SIZE;
 		char *dst;
 
-		if (!(pe->flags & (PE_PRESENT | PE_IN_PREV | PE_LAZY)))
+		if (!(pe->flags & (PE_PRESENT | PE_IN_PREV | PE_LAZY))) {
+			if (pe->flags & PE_PARENT)
+				t->pages_inherited += pe->nr_pages;
 			continue;
+		}
 		/* entries and VMAs are both sorted by address */
 		while (vi < nr && rv[vi].end <= pe->vaddr)
 			vi++;
@@ -981,6 +1032,7 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 			if (ret)
 				break;
 			prev += len;
+			t->pages_restored += pe->nr_pages;
 			continue;
 		}
 		/* fault the chunk in with one call rather than page by page in
@@ -1004,6 +1056,7 @@ static int fill_pages(struct restore_ctx *ctx, struct rst_task *t, struct rst_vm
 		}
 		pages_punch_read(&punch, off, len);
 		off += len;
+		t->pages_restored += pe->nr_pages;
 	}
 	img_close(pages);
 	pages_punch_end(&punch, !ret);

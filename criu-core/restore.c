@@ -59,6 +59,7 @@
 struct rst_shared {
 	uint32_t born;		/* futex: tasks created, in their session */
 	uint32_t grouped;	/* futex: tasks in their process group */
+	uint64_t pages_restored, pages_inherited;	/* every task's, added (stats) */
 	struct rst_slot {
 		uint64_t area_start, area_len;
 		int32_t exe_fd;		/* so that the owner of a shared fd table keeps it */
@@ -396,6 +397,8 @@ static int prepare_memory(struct restore_ctx *ctx, struct rst_task *t)
 	t->stack_top = hole + blob_len + args_len + RESTORER_STACK_SIZE;
 	if ((ret = mem_premap(ctx, t, &t->ra, (unsigned long)p)))
 		return ret;
+	__atomic_add_fetch(&ctx->shared->pages_restored, t->pages_restored, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&ctx->shared->pages_inherited, t->pages_inherited, __ATOMIC_RELAXED);
 	t->area_start = hole;
 	t->area_len = area_len;
 	t->premap_start = (uint64_t)p;
@@ -1279,6 +1282,7 @@ static int restore_tree(struct restore_ctx *ctx)
 	/* orphans of a failed restore come back to us to be reaped */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	/* --restore-sibling: the root is a child of cryo's parent (the runtime that asked) */
+	ctx->stats.forking_ns = now_ns();
 	root = clone_with_pid(ctx, ctx->tasks[0], ns_clone_flags(ctx) | (ctx->opts->rst_sibling ? CLONE_PARENT : 0));
 	if (root == 0)
 		run_task(ctx, ctx->tasks[0]);
@@ -1302,6 +1306,7 @@ static int restore_tree(struct restore_ctx *ctx)
 		goto out;
 	}
 	ret = start_tasks(ctx);
+	ctx->stats.forking_ns = now_ns() - ctx->stats.forking_ns;
 	if (!ret)
 		ret = finish_tasks(ctx);
 	/* everything runs: the network lock goes */
@@ -1309,7 +1314,12 @@ static int restore_tree(struct restore_ctx *ctx)
 		ret = net_restore_unlock(ctx) ?: notify(ctx->opts, "network-unlock", root);
 	if (!ret)
 		fault_point("restore-unlocked");
-	/* whoever reads the pid file must find the tree running, or none */
+	/* whoever reads stats-restore or the pid file must find the tree running, or none */
+	if (!ret) {
+		ctx->stats.pages_restored = __atomic_load_n(&ctx->shared->pages_restored, __ATOMIC_RELAXED);
+		ctx->stats.pages_skipped_cow = __atomic_load_n(&ctx->shared->pages_inherited, __ATOMIC_RELAXED);
+		ret = stats_write_restore(ctx->opts, &ctx->stats);
+	}
 	if (!ret && ctx->opts->pidfile)
 		ret = write_pidfile(ctx->opts, root);
 	if (ret) {
@@ -1347,7 +1357,7 @@ static int restore_command(struct cryo_opts *o)
 {
 	struct restore_ctx ctx = { .opts = o, .dirfd = -1, .fg_tty = -1, .cryo_pidfd = -1, .net_ext_fd = -1,
 				   .pty_sock = { -1, -1 } };
-	uint64_t t0 = now_ns();
+	uint64_t t0 = ctx.stats.t_start = now_ns();
 	int ret, daemon = -1;
 	pid_t root;
 

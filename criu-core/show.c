@@ -17,6 +17,10 @@
  * then shown with the others, as the list of the images with their sizes
  * and checksums. Each message image ends with its end marker: "end" shows
  * the number of records it counts.
+ *
+ * CRIU's statistics files (stats-dump, stats-restore; stats.c), which are
+ * not in cryo's image format, are shown by path: their one message as the
+ * one record, magic "STATS".
  */
 #define LOG_PREFIX "show: "
 #include <dirent.h>
@@ -32,6 +36,7 @@
 #include "cryo.h"
 #include "image.h"
 #include "log.h"
+#include "stats.h"
 #include "util.h"
 
 #define JSON_MAX_DEPTH	64
@@ -383,14 +388,41 @@ static int show_records(struct json *j, struct img *img)
 	return 0;
 }
 
+/* CRIU's stats-dump or stats-restore (stats.c): its one message, as a record */
+static int show_stats(struct json *j, const char *path)
+{
+	StatsEntry *e = NULL;
+	int ret = stats_read(AT_FDCWD, path, &e);
+
+	if (ret)
+		return ret;
+	j->file = path;
+	j_item(j, NULL);
+	j_begin(j, '{');
+	j_key_str(j, "file", basename(path));
+	j_key_str(j, "magic", "STATS");
+	j_item(j, "records");
+	j_begin(j, '[');
+	j_item(j, NULL);
+	ret = j_message(j, &e->base);
+	j_end(j, ']');
+	j_end(j, '}');
+	j->file = NULL;
+	stats_entry__free_unpacked(e, NULL);
+	return ret;
+}
+
 /* One image file as a JSON object. */
 static int show_file(struct json *j, const char *path)
 {
-	struct img *img = img_open_path(AT_FDCWD, path);
 	const struct img_desc *desc;
+	struct img *img;
 	char magic[9];
-	int ret;
+	int ret = stats_identify(AT_FDCWD, path);
 
+	if (ret)
+		return ret < 0 ? ret : show_stats(j, path);
+	img = img_open_path(AT_FDCWD, path);
 	if (!img)
 		return -EINVAL;
 	desc = &img_descs[img->type];

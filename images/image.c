@@ -194,7 +194,7 @@ static void img_free(struct img *img)
  * through a symlink (a dump runs as root: a link planted in the directory
  * would have it overwrite what the link names), nor waiting on a FIFO.
  */
-static int create_regular(int dirfd, const char *name)
+int img_create_regular(int dirfd, const char *name)
 {
 	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600), err, fl;
 	struct stat st;
@@ -237,7 +237,7 @@ struct img *img_create(int dirfd, enum img_type type, unsigned id)
 	img = img_alloc(type, name, true);
 	if (!img)
 		return NULL;
-	img->fd = create_regular(dirfd, img->name);
+	img->fd = img_create_regular(dirfd, img->name);
 	if (img->fd < 0) {
 		img_free(img);
 		return NULL;

@@ -200,6 +200,14 @@ int img_type_of_name(const char *name, unsigned *id);
 int img_open_regular(int dirfd, const char *name, const char *what, bool quiet_enoent, struct stat *st);
 
 /*
+ * Create (or empty) the file name of dirfd for writing, mode 0600, as an
+ * image is: never through a symlink (refused), never waiting on a FIFO, a
+ * directory or any other non-regular file in its place refused (logged).
+ * An fd or -errno.
+ */
+int img_create_regular(int dirfd, const char *name);
+
+/*
  * wire.c: the record at file offset off of image name (payload buf, len
  * bytes) walked against d before it is unpacked: 0, or -EINVAL (logged).
  */

@@ -233,6 +233,9 @@ int dump_lazily(struct cryo_opts *o)
 				st.pushed >> 20, st.asked >> 20);
 	}
 	ps_free(ps);
+	/* the tree runs over there by now: a stats-dump that cannot be written changes nothing */
+	if (!ret && stats_write_dump(o, &r.stats))
+		pr_warn("the tree runs on the restore side all the same");
 	/* all there: the tree lives on the other side; else it goes on here as if never dumped */
 	if (r.held && dump_release(&r, !ret) && !ret)
 		pr_warn("the source tree could not be killed cleanly after its memory was sent");

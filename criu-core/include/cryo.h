@@ -70,6 +70,7 @@ struct cryo_opts {
 	bool ext_unix_sk;		/* --ext-unix-sk */
 	bool tcp_skip_in_flight;	/* --tcp-skip-in-flight */
 	bool evasive_devices;		/* --evasive-devices */
+	bool display_stats;		/* --display-stats: print what stats-dump (stats-restore) holds */
 	unsigned empty_ns;		/* --empty-ns: CLONE_NEW* of namespaces left empty (net) */
 	/* the RPC client (rpc.c), told each notify point; non-zero stops there */
 	int (*notify_fn)(void *arg, const char *point, pid_t pid, int fd);

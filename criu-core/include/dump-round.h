@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "cryo.h"
+#include "stats.h"
 
 struct ps_client;
 struct dump_ctx;
@@ -23,6 +24,7 @@ struct dump_round {
 	uint64_t frozen_ns;		/* out: pre-dump: how long it stayed stopped */
 	struct dump_ctx *held;		/* out: dump_hold: the dumped tree, still stopped */
 	pid_t root;			/* out: dump_hold: its root */
+	struct dump_stats stats;	/* out: what the round measured (stats-dump) */
 };
 
 /* a pre-dump: 0, or -errno (logged); the tree runs on either way */

@@ -10,6 +10,7 @@
 #include "infect.h"
 #include "kerndat.h"
 #include "proc.h"
+#include "stats.h"
 #include "util.h"
 
 struct dump_task {
@@ -126,6 +127,7 @@ struct dump_ctx {
 	} *tcp_later;
 	size_t nr_tcp_later;
 	bool fenced;			/* every seized task fenced in (dump_fence_tree) */
+	struct dump_stats stats;	/* what the round measures (mem.c adds its part) */
 
 	/* sk-unix.c: every unix socket sock_diag lists, read once */
 	struct unix_sk_info *unix_sks;

@@ -9,6 +9,7 @@
 #include "image.h"
 #include "kerndat.h"
 #include "restorer-proto.h"
+#include "stats.h"
 #include "util.h"
 
 struct rst_shared;
@@ -56,6 +57,8 @@ struct rst_task {
 	int uffd;			/* post-copy: its userfaultfd's number in the task, or -1 */
 	FdEntry **fds;
 	size_t nr_fds;
+	/* mem.c, in the task: its pages filled from the images, and those kept from its parent (stats) */
+	uint64_t pages_restored, pages_inherited;
 };
 
 /* a memfd recreated for the VMAs that map it */
@@ -105,6 +108,7 @@ struct restore_ctx {
 	char mnt_stage[64];		/* where the root builds the container's root */
 	struct img_preopened pre_imgs;	/* a user namespace's: images its tasks read, opened by cryo */
 	struct arena arena;		/* messages read from the images */
+	struct restore_stats stats;	/* stats-restore */
 };
 
 void *rst_area_alloc(struct rst_area *ra, size_t size);
