@@ -10,6 +10,7 @@ the text the same.
 A container with a terminal (terminal=True) has a pty: the runtime sends
 its master to the test's console socket (--console-socket), at the start
 and again after a restore, when it is a new pair's."""
+import contextlib
 import errno
 import fcntl
 import json
@@ -19,9 +20,12 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import termios
 import time
 from pathlib import Path
+
+from cryolib import CRYO
 
 SCRIPT = """
 x=$(head -c 4000000 /dev/urandom | base64)
@@ -36,6 +40,9 @@ while :; do
     sleep 0.2
 done
 """
+
+# a TCP service: each line a client sends comes back numbered, the count held by the shell nc runs
+SERVER = "nc -l -p 5000 -e sh -c 'n=0; while read l; do n=$((n + 1)); echo \"$n $l\"; done' &\n"
 
 # the counter shell with a terminal: ^C (SIGINT to the terminal's foreground group) is answered, not fatal
 TTY_SCRIPT = "trap 'echo int $n' INT\n" + SCRIPT
@@ -223,10 +230,14 @@ class Container:
         wait_for(lambda: self.counter() != first, "the counter to move after the restore")
         return first, self.counter()
 
+    def signal(self, sig):
+        """Send the container's init signal sig (a name: USR1, KILL)."""
+        self.rt("kill", self.name, sig)
+
     def memory_md5(self):
         """The md5 of the text, from what the shell holds now, against the one it wrote at start."""
         (self.rootfs / "tmp" / "sum1").unlink(missing_ok=True)
-        self.rt("kill", self.name, "USR1")
+        self.signal("USR1")
         wait_for(lambda: (self.rootfs / "tmp" / "sum1").exists() and (self.rootfs / "tmp" / "sum1").read_text(),
                  "the shell to answer SIGUSR1")
         return (self.rootfs / "tmp" / "sum1").read_text(), (self.rootfs / "tmp" / "sum0").read_text()
@@ -256,6 +267,19 @@ class Container:
             self.master = None
         if self.console:
             self.console.close()
+
+
+RUNC = shutil.which("runc")
+
+
+class RuncContainer(Container):
+    """A container run by runc with cryo as its criu binary (runc --criu)."""
+
+    def __init__(self, tmp_path, name, **kw):
+        super().__init__(tmp_path, name, RUNC, **kw)
+
+    def argv(self, *args):
+        return [self.runtime, "--root", str(self.state), "--criu", str(CRYO), *args]
 
 
 def read_until(fd, pattern, timeout=20):
@@ -426,3 +450,75 @@ def check_restore_into_missing_rootfs(c, images):
     finally:
         shutil.rmtree(c.rootfs)
         real.rename(c.rootfs)
+
+
+@contextlib.contextmanager
+def host_netns(tag, subnet):
+    """A named network namespace with a veth to the host, as CNI makes them
+    for a container to join: (name, path, host address, container address),
+    in 10.SUBNET.N/30; its name and the veth's derive from tag and our pid."""
+    pid = os.getpid()
+    name, veth, net = f"cryo-{tag}-{pid}", f"c{tag}{pid % 100000}", f"10.{subnet}.{pid % 200 + 20}"
+
+    def ip(*argv):
+        subprocess.run(["ip", *argv], check=True, capture_output=True)
+
+    ip("netns", "add", name)
+    try:
+        ip("link", "add", veth + "h", "type", "veth", "peer", "name", veth + "c")
+        ip("link", "set", veth + "c", "netns", name)
+        ip("addr", "add", f"{net}.1/30", "dev", veth + "h")
+        ip("link", "set", veth + "h", "up")
+        ip("-n", name, "addr", "add", f"{net}.2/30", "dev", veth + "c")
+        ip("-n", name, "link", "set", veth + "c", "up")
+        ip("-n", name, "link", "set", "lo", "up")
+        yield name, f"/var/run/netns/{name}", f"{net}.1", f"{net}.2"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", veth + "h"], capture_output=True)
+
+
+def nft_tables_in(netns_name):
+    r = subprocess.run(["ip", "netns", "exec", netns_name, sys.executable, "-c",
+                        "import cryolib; print(' '.join(cryolib.nft_tables()))"],
+                       cwd=Path(__file__).parent, check=True, capture_output=True, text=True)
+    return r.stdout.split()
+
+
+def check_tcp_established(c, netns, images):
+    """A container (running SERVER + SCRIPT) in a network namespace the
+    caller made (the runtime dumps it as external net[INODE] and hands it
+    back on restore) serves a TCP client on the host. checkpoint
+    --tcp-established: the namespace is locked (a line sent meanwhile is
+    only retransmitted); restore --tcp-established: the same connection
+    goes on, the line sent during the checkpoint answered with the next
+    number, and the lock is gone."""
+    name, _, _, ct_ip = netns
+    s = None
+    try:
+        c.run()
+        deadline = time.monotonic() + 10
+        while s is None:
+            try:
+                s = socket.create_connection((ct_ip, 5000), timeout=10)
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the container's server does not listen"
+                time.sleep(0.05)
+        f = s.makefile("rb")
+        for i in range(1, 4):
+            s.sendall(b"a%d\n" % i)
+            assert f.readline() == b"%d a%d\n" % (i, i)
+        c.checkpoint(images, "--tcp-established")
+        assert "cryo-netlock" in nft_tables_in(name), "the namespace is not locked after the checkpoint"
+        s.sendall(b"during\n")
+        time.sleep(0.5)
+        c.restore(images, "--tcp-established")
+        assert c.status()["pid"] == c.pid
+        assert f.readline() == b"4 during\n"
+        s.sendall(b"after\n")
+        assert f.readline() == b"5 after\n"
+        assert "cryo-netlock" not in nft_tables_in(name), "the lock is left after the restore"
+        assert c.next_counter() > 0
+    finally:
+        if s:
+            s.close()

@@ -8,31 +8,18 @@ from where the checkpoint left it, the text the same."""
 import copy
 import os
 import select
-import shutil
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 import ocilib
 from cryolib import CRYO, write_secret
-from ocilib import SCRIPT, alive, wait_for
+from ocilib import SCRIPT, SERVER, RuncContainer, alive, wait_for
 
-RUNC = shutil.which("runc")
+RUNC = ocilib.RUNC
 pytestmark = pytest.mark.skipif(not RUNC, reason="runc is not installed (make deps installs it)")
-
-
-class RuncContainer(ocilib.Container):
-    """ocilib's container, run by runc with cryo as its criu binary."""
-
-    def __init__(self, tmp_path, name, **kw):
-        super().__init__(tmp_path, name, RUNC, **kw)
-
-    def argv(self, *args):
-        return [self.runtime, "--root", str(self.state), "--criu", str(CRYO), *args]
 
 
 @pytest.fixture
@@ -62,78 +49,21 @@ def test_stdout_pipe(container, tmp_path):
     ocilib.check_stdout_pipe(container, tmp_path / "ck")
 
 
-# a TCP service: each line a client sends comes back numbered, the count held by the shell nc runs
-SERVER = "nc -l -p 5000 -e sh -c 'n=0; while read l; do n=$((n + 1)); echo \"$n $l\"; done' &\n"
-
-
 @pytest.fixture
 def netns():
-    """A named network namespace with a veth to the host: (name, path, host address, container address)."""
-    pid = os.getpid()
-    name, veth, net = f"cryo-rt-{pid}", f"crt{pid % 100000}", f"10.78.{pid % 200 + 20}"
-
-    def ip(*argv):
-        subprocess.run(["ip", *argv], check=True, capture_output=True)
-
-    ip("netns", "add", name)
-    try:
-        ip("link", "add", veth + "h", "type", "veth", "peer", "name", veth + "c")
-        ip("link", "set", veth + "c", "netns", name)
-        ip("addr", "add", f"{net}.1/30", "dev", veth + "h")
-        ip("link", "set", veth + "h", "up")
-        ip("-n", name, "addr", "add", f"{net}.2/30", "dev", veth + "c")
-        ip("-n", name, "link", "set", veth + "c", "up")
-        ip("-n", name, "link", "set", "lo", "up")
-        yield name, f"/var/run/netns/{name}", f"{net}.1", f"{net}.2"
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        subprocess.run(["ip", "link", "del", veth + "h"], capture_output=True)
-
-
-def nft_tables_in(netns_name):
-    r = subprocess.run(["ip", "netns", "exec", netns_name, sys.executable, "-c",
-                        "import cryolib; print(' '.join(cryolib.nft_tables()))"],
-                       cwd=Path(__file__).parent, check=True, capture_output=True, text=True)
-    return r.stdout.split()
+    """A named network namespace with a veth to the host (ocilib.host_netns)."""
+    with ocilib.host_netns("rt", 78) as n:
+        yield n
 
 
 def test_tcp_established(tmp_path, netns):
-    """A container in a network namespace the caller made (runc dumps it as
-    external net[INODE] and hands it back on restore) serves a TCP client on
-    the host. runc checkpoint --tcp-established: the namespace is locked (a
-    line sent meanwhile is only retransmitted); runc restore --tcp-established:
-    the same connection goes on, the line sent during the checkpoint answered
-    with the next number, and the lock is gone."""
-    name, path, _, ct_ip = netns
-    c = RuncContainer(tmp_path, f"cryo-test-{os.getpid()}", script=SERVER + SCRIPT, netns=path)
-    s = None
+    """runc checkpoint --tcp-established of a container in a network
+    namespace of the caller's serving a TCP client on the host, then runc
+    restore --tcp-established (ocilib.check_tcp_established)."""
+    c = RuncContainer(tmp_path, f"cryo-test-{os.getpid()}", script=SERVER + SCRIPT, netns=netns[1])
     try:
-        c.run()
-        deadline = time.monotonic() + 10
-        while s is None:
-            try:
-                s = socket.create_connection((ct_ip, 5000), timeout=10)
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "the container's server does not listen"
-                time.sleep(0.05)
-        f = s.makefile("rb")
-        for i in range(1, 4):
-            s.sendall(b"a%d\n" % i)
-            assert f.readline() == b"%d a%d\n" % (i, i)
-        c.checkpoint(tmp_path / "ck", "--tcp-established")
-        assert "cryo-netlock" in nft_tables_in(name), "the namespace is not locked after the checkpoint"
-        s.sendall(b"during\n")
-        time.sleep(0.5)
-        c.restore(tmp_path / "ck", "--tcp-established")
-        assert c.status()["pid"] == c.pid
-        assert f.readline() == b"4 during\n"
-        s.sendall(b"after\n")
-        assert f.readline() == b"5 after\n"
-        assert "cryo-netlock" not in nft_tables_in(name), "the lock is left after the restore"
-        assert c.next_counter() > 0
+        ocilib.check_tcp_established(c, netns, tmp_path / "ck")
     finally:
-        if s:
-            s.close()
         c.destroy()
 
 
