@@ -182,7 +182,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 # images read and refused, the page server, a killed cryo's guardian
 ASAN_TESTS ?= test_basic.py test_threads.py test_memory.py test_fdkinds.py test_tree.py test_state.py \
 	test_container.py test_predump.py test_pagesrv.py test_errors.py test_failures.py test_show_check.py \
-	test_criu_rpc.py test_guardian.py
+	test_criu_rpc.py test_guardian.py test_stats.py
 asan-build:
 	$(MAKE) B=$(ASAN_B) SAN_CFLAGS="$(SAN_FLAGS)" $(ASAN_CRYO)
 asan-run:
