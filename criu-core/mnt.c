@@ -161,6 +161,7 @@ static bool host_path(const struct minfo *m, const struct minfo *host, size_t nr
 	for (size_t i = 0; i < nr; i++) {
 		const struct minfo *h = &host[i];
 		size_t rl = strlen(h->root);
+		const char *sub;
 
 		if (h->major != m->major || h->minor != m->minor)
 			continue;
@@ -168,7 +169,10 @@ static bool host_path(const struct minfo *m, const struct minfo *host, size_t nr
 			rl = 0;
 		else if (strncmp(m->root, h->root, rl) || (m->root[rl] && m->root[rl] != '/'))
 			continue;
-		snprintf(out, len, "%s%s", strcmp(h->mnt, "/") || !m->root[rl] ? h->mnt : "", m->root + rl);
+		sub = m->root + rl;
+		if (!strcmp(sub, "/"))
+			sub = "";	/* the whole of h's file system: h's path, with no '/' after it */
+		snprintf(out, len, "%s%s", strcmp(h->mnt, "/") || !*sub ? h->mnt : "", sub);
 		return true;
 	}
 	return false;
@@ -558,7 +562,8 @@ int mnt_read(struct restore_ctx *ctx)
 					bind_from(ctx, e), e->ext_key ? " (external, key " : "", e->ext_key ?: "",
 					e->ext_key ? ": --ext-mount-map KEY:PATH says where it is)" : "");
 		}
-		if (!ret && !strcmp(e->fstype, "overlay"))
+		/* an overlay bound from the host (the runtime's root, --root) is never mounted from its layers */
+		if (!ret && !e->bind_source && !strcmp(e->fstype, "overlay"))
 			ret = check_layers(e);
 	}
 	return ret;
