@@ -109,6 +109,29 @@ def test_paused_checkpoint_killed(container, tmp_path):
     assert now == at_start
 
 
+def test_syslogd_in_own_netns(tmp_path):
+    """busybox syslogd on /dev/log (a unix datagram socket on the
+    container's /dev tmpfs, in the container's own network namespace, as
+    runc makes them): checkpoint and restore; a line logged after the
+    restore (runc exec logger) reaches its log."""
+    c = RuncContainer(tmp_path, f"cryo-test-{os.getpid()}",
+                      script="syslogd -n -S -O /tmp/syslog &\n" + SCRIPT)
+    for applet in ("syslogd", "logger"):
+        os.symlink("busybox", c.rootfs / "bin" / applet)
+    log = c.rootfs / "tmp" / "syslog"
+    try:
+        c.run()
+        wait_for(lambda: c.rt("exec", c.name, "logger", "before-checkpoint", check=False).returncode == 0 and
+                 log.exists() and "before-checkpoint" in log.read_text(), "syslogd to log")
+        c.checkpoint(tmp_path / "ck")
+        c.restore(tmp_path / "ck")
+        assert c.status()["pid"] == c.pid
+        c.rt("exec", c.name, "logger", "after-restore")
+        wait_for(lambda: "after-restore" in log.read_text(), "the line logged after the restore")
+    finally:
+        c.destroy()
+
+
 def test_stdout_pipe(container, tmp_path):
     """runc hands the restore a new stdout pipe (ocilib.check_stdout_pipe)."""
     ocilib.check_stdout_pipe(container, tmp_path / "ck")
