@@ -22,12 +22,9 @@ DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 	    python3 python3-pytest python3-cryptography busybox-static clang libclang-rt-14-dev \
 	    iproute2 util-linux tcpdump openssl \
 	    protobuf-compiler python3-protobuf
-# the runtimes whose checkpoints cryo serves (test_runc.py, test_podman.py);
-# not their recommended criu, which cryo stands in for. Their services are not
-# started at install: a policy-rc.d of ours forbids it meanwhile (unless the
-# machine has one of its own)
-RUNTIME_PKGS := runc podman
-NO_START := /usr/sbin/policy-rc.d
+# the runtimes whose checkpoints cryo serves (test_runc.py, test_containerd.py,
+# test_podman.py); not their recommended criu, which cryo stands in for
+RUNTIME_PKGS := runc containerd podman
 
 WARN	:= -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS	?= -O2 -g
@@ -131,13 +128,18 @@ $(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho $(B)/ct-unixpair: $(B)/%: scripts/%.
 all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem $(B)/host-init $(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho $(B)/ct-unixpair libcriu
 .DEFAULT_GOAL := all
 
+# the runtimes' services (containerd) must not start on install: the tests
+# start their own; a policy-rc.d that says no is put in place for the
+# install when the machine has none, and taken away after
 deps:
 	@if ! dpkg -s $(DEB_PKGS) $(RUNTIME_PKGS) >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) || exit 1; \
-		own=; if [ ! -e $(NO_START) ]; then printf '#!/bin/sh\nexit 101\n' >$(NO_START) && \
-			chmod 755 $(NO_START) && own=1; fi; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(RUNTIME_PKGS); st=$$?; \
-		if [ -n "$$own" ]; then rm -f $(NO_START); fi; exit $$st; \
+		made=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made=1; \
+		fi; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(RUNTIME_PKGS); rc=$$?; \
+		[ -z "$$made" ] || rm -f /usr/sbin/policy-rc.d; \
+		exit $$rc; \
 	fi
 
 test: deps all crun asan-build fuzz-build

@@ -3,6 +3,12 @@
  * and the container's own cgroups, dumped with their limits and made again
  * before its tasks are put in them.
  *
+ * A container found frozen (runc pause; containerd pauses before every
+ * checkpoint) is seized as it is, thawed while cryo holds its tasks in
+ * ptrace (a frozen task does not stop for it), and frozen again before
+ * they are let go; killed after the dump, it is left thawed. Its images
+ * say nothing of the pause: a restore runs it, as CRIU's does.
+ *
  * A hierarchy counts as the tree's own when its root task is in a cgroup
  * there that is neither "/" nor cryo's own: that is the container's cgroup.
  * Paths are those of /proc/PID/cgroup, read from cryo's cgroup namespace.
@@ -232,13 +238,18 @@ int cgroup_freeze(struct dump_ctx *ctx, pid_t root)
 		return ret;
 	if (ret || !dir[0])
 		return ret;
-	if ((ret = freezer_frozen(dir, v2)) != 0) {
-		if (ret > 0)
-			pr_err("cgroup %s is frozen already: cryo freezes a running container only", dir);
-		return ret > 0 ? -EBUSY : ret;
-	}
+	if ((ret = freezer_frozen(dir, v2)) < 0)
+		return ret;
 	ctx->freezer = xstrdup(dir);
 	ctx->freezer_v2 = v2;
+	if (!ctx->freezer)
+		return -ENOMEM;
+	if (ret > 0) {
+		/* paused (runc pause, containerd before a checkpoint): seized as it is, frozen again after */
+		ctx->freezer_found = true;
+		pr_info("cgroup %s is frozen already: it is left frozen", dir);
+		return 0;
+	}
 	/* should cryo die, its guardian thaws it */
 	ctx->g_freezer = guard_freezer(ctx->opts ? ctx->opts->guard : NULL, dir, v2);
 	if (!ctx->freezer || (ctx->opts && ctx->opts->guard && !ctx->g_freezer)) {
@@ -275,6 +286,21 @@ int cgroup_thaw(struct dump_ctx *ctx)
 
 	if (!ctx->freezer)
 		return 0;
+	if (ctx->freezer_found) {
+		/* should cryo die now, its guardian freezes it again once the tasks are cured */
+		ctx->g_refreeze = guard_refreeze(ctx->opts ? ctx->opts->guard : NULL, ctx->freezer, ctx->freezer_v2);
+		ctx->refreeze = ctx->freezer;
+		ctx->refreeze_v2 = ctx->freezer_v2;
+		ctx->freezer = NULL;
+		ctx->freezer_found = false;
+		/* thawed even so: the tasks stop in ptrace, to be let go (frozen again) by the failed dump */
+		ret = cgroup_freezer_set(ctx->refreeze, ctx->refreeze_v2, false);
+		if (!ret)
+			pr_info("thawed cgroup %s while its tasks are held (frozen again before they go)", ctx->refreeze);
+		if (!ret && ctx->opts && ctx->opts->guard && !ctx->g_refreeze)
+			ret = -ENOMEM;	/* the journal said why */
+		return ret;
+	}
 	ret = cgroup_freezer_set(ctx->freezer, ctx->freezer_v2, false);
 	if (!ret)
 		pr_info("thawed cgroup %s", ctx->freezer);
@@ -283,6 +309,47 @@ int cgroup_thaw(struct dump_ctx *ctx)
 	free(ctx->freezer);
 	ctx->freezer = NULL;
 	return ret;
+}
+
+/* set dir's freezer and wait until it says so (10 s at most) */
+static int freezer_set_wait(const char *dir, bool v2, bool frozen)
+{
+	uint64_t deadline = now_ns() + 10ULL * 1000000000;
+	int ret = cgroup_freezer_set(dir, v2, frozen);
+
+	while (!ret && (ret = freezer_frozen(dir, v2)) != frozen) {
+		if (ret < 0)
+			return ret;
+		if (now_ns() > deadline) {
+			pr_err("cgroup %s did not %s within 10 s", dir, frozen ? "freeze" : "thaw");
+			return -ETIMEDOUT;
+		}
+		usleep(1000);
+		ret = 0;
+	}
+	return ret < 0 ? ret : 0;
+}
+
+int cgroup_refreeze(struct dump_ctx *ctx)
+{
+	int ret;
+
+	if (!ctx->refreeze)
+		return 0;
+	ret = freezer_set_wait(ctx->refreeze, ctx->refreeze_v2, true);
+	if (!ret)
+		pr_info("froze cgroup %s again, as it was found", ctx->refreeze);
+	/* else the tasks go on thawed, and the dump fails saying why */
+	cgroup_refreeze_drop(ctx);
+	return ret;
+}
+
+void cgroup_refreeze_drop(struct dump_ctx *ctx)
+{
+	guard_done(ctx->g_refreeze);
+	ctx->g_refreeze = NULL;
+	free(ctx->refreeze);
+	ctx->refreeze = NULL;
 }
 
 int cgroup_root_task(const char *path, pid_t *root)

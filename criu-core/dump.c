@@ -401,12 +401,13 @@ static int unfence_tree(struct dump_ctx *ctx)
 	return ret;
 }
 
-/* let every seized task go, as it was; how many there were */
+/* let every seized task go, as it was (into the freezer, if found frozen); how many there were */
 static size_t release_tree(struct dump_ctx *ctx)
 {
 	size_t n = 0;
 
 	unfence_tree(ctx);
+	cgroup_refreeze(ctx);
 	for (size_t i = 0; i < ctx->nr_tasks; i++) {
 		struct dump_task *t = ctx->tasks[i];
 
@@ -594,6 +595,7 @@ static int dump_begin(struct dump_ctx *ctx, struct cryo_opts *o, pid_t *root)
 
 static void dump_end(struct dump_ctx *ctx)
 {
+	cgroup_refreeze_drop(ctx);
 	if (!ctx->ps_shared)
 		ps_free(ctx->ps);
 	files_release(ctx);
@@ -738,6 +740,11 @@ int dump_release(struct dump_round *r, bool kill)
 	/* out of repair mode (or about to die in it): their registers go back */
 	if (unfence_tree(ctx) && !kill)
 		ret = -EIO;
+	/* a cgroup found frozen: frozen again before its tasks go on, thawed for them to die */
+	if (!kill)
+		ret = cgroup_refreeze(ctx) ?: ret;
+	else
+		cgroup_refreeze_drop(ctx);
 	/*
 	 * Children first: the init of a pid namespace, killed, waits for
 	 * every other task there to be reaped, which as their tracer we must

@@ -47,6 +47,7 @@ enum guard_kind {
 	GK_TCP,
 	GK_KILL,
 	GK_UNTRACK,
+	GK_REFREEZE,
 };
 
 /*
@@ -63,7 +64,7 @@ struct guard_entry {
 		struct {
 			char dir[GUARD_PATH];
 			uint32_t v2;
-		} fr;
+		} fr;			/* GK_FREEZER, GK_REFREEZE */
 		struct {
 			struct user_regs_struct regs;	/* as before cryo changed them */
 			uint64_t sigmask;
@@ -147,15 +148,25 @@ void guard_done(struct guard_entry *e)
 	e->kind = GK_FREE;
 }
 
-struct guard_entry *guard_freezer(struct guard *g, const char *dir, bool v2)
+static struct guard_entry *freezer_entry(struct guard *g, enum guard_kind kind, const char *dir, bool v2)
 {
-	struct guard_entry *e = new_entry(g, GK_FREEZER, 0);
+	struct guard_entry *e = new_entry(g, kind, 0);
 
 	if (!e)
 		return NULL;
 	snprintf(e->fr.dir, sizeof(e->fr.dir), "%s", dir);
 	e->fr.v2 = v2;
 	return arm(e);
+}
+
+struct guard_entry *guard_freezer(struct guard *g, const char *dir, bool v2)
+{
+	return freezer_entry(g, GK_FREEZER, dir, v2);
+}
+
+struct guard_entry *guard_refreeze(struct guard *g, const char *dir, bool v2)
+{
+	return freezer_entry(g, GK_REFREEZE, dir, v2);
 }
 
 struct guard_entry *guard_regs(struct guard *g, pid_t pid, pid_t tid, const struct user_regs_struct *r,
@@ -665,6 +676,16 @@ static int cure(struct guardian *gd)
 
 		if (live(e, GK_UNTRACK)) {
 			ret |= dump_untrack(&gd->o, e->pid);
+			gd->undone++;
+		}
+	}
+	/* last: the tasks had to run to be cured (a frozen one stops in ptrace no more) */
+	for (size_t i = 0; i < GUARD_SLOTS; i++) {
+		struct guard_entry *e = &gd->slots[i];
+
+		if (live(e, GK_REFREEZE)) {
+			ret |= cgroup_freezer_set(e->fr.dir, e->fr.v2, true);
+			pr_warn("cgroup %s frozen again, as it was found", e->fr.dir);
 			gd->undone++;
 		}
 	}

@@ -462,3 +462,42 @@ def test_external_veth(container, images):
     assert "master cryobr0" in link, link
     assert subprocess.run(["ip", "link", "show", "cvctveth"], capture_output=True).returncode != 0
     assert http_get(f"http://10.77.0.{c.ip}/") == page
+
+
+def test_frozen_cgroup_v2_left_frozen(workload, images):
+    """A process in a cgroup v2 frozen by its owner (cgroup.freeze 1): the
+    dump takes it as it is and --leave-running leaves it frozen; unfrozen,
+    it carries on."""
+    v2 = f"{CGROOT}/unified"
+    if not os.path.exists(f"{v2}/cgroup.procs"):
+        pytest.skip("no cgroup v2 hierarchy")
+    cg = f"{v2}/cryo-test-frozen-{os.getpid()}"
+    os.makedirs(cg, exist_ok=True)
+    try:
+        # in the cgroup before its first child
+        w = workload(["/bin/sh", "-c", f"echo $$ >{cg}/cgroup.procs; n=0; while :; do n=$((n + 1)); "
+                      "echo $n >count.new; mv count.new count; sleep 0.1; done"])
+        count = w.dir / "count"
+        while not count.exists():
+            time.sleep(0.05)
+        open(f"{cg}/cgroup.freeze", "w").write("1")
+        deadline = time.monotonic() + 10
+        while "frozen 1" not in open(f"{cg}/cgroup.events").read():
+            assert time.monotonic() < deadline, "the cgroup did not freeze"
+            time.sleep(0.01)
+        n = int(count.read_text())
+        cryo("dump", "-t", w.pid, "-D", images, "-R", "-o", "dump.log", "-v4")
+        log = (images / "dump.log").read_text()
+        assert f"cgroup {cg} is frozen already" in log, log[-2000:]
+        assert "frozen 1" in open(f"{cg}/cgroup.events").read()
+        time.sleep(0.4)
+        assert int(count.read_text()) == n, "the frozen process ran after the dump"
+        open(f"{cg}/cgroup.freeze", "w").write("0")
+        deadline = time.monotonic() + 10
+        while int(count.read_text() or 0) <= n:
+            assert time.monotonic() < deadline, "the process did not go on once unfrozen"
+            time.sleep(0.05)
+    finally:
+        for p in open(f"{cg}/cgroup.procs").read().split():
+            open(f"{v2}/cgroup.procs", "w").write(p)
+        os.rmdir(cg)

@@ -262,3 +262,38 @@ def test_agent_killed_before_the_commit(request, tmp_path, monkeypatch):
     finally:
         d.stop()
         agent.kill()
+
+
+PAUSED_MOMENTS = [("dump-seized", 1), ("infected", 1), ("parasite-cmd", 2), ("cured", 1), ("images-written", 1),
+                  ("dump-release", 1)]
+
+
+@pytest.mark.parametrize("moment", PAUSED_MOMENTS, ids=[f"{p}:{n}" for p, n in PAUSED_MOMENTS])
+def test_paused_container_dump_killed(gd_container, images, moment):
+    """A container paused by its owner (its freezer cgroup FROZEN, as runc
+    pause and containerd leave it) whose dump --leave-running was killed:
+    cryo had thawed it to hold its tasks in ptrace; the guardian cures them
+    and freezes it again. Thawed by its owner, it goes on from where it
+    was, its inside as before."""
+    from test_container import CGROOT, read_counter
+    c = gd_container("app", 182)
+    time.sleep(0.5)
+    state = c.snapshot()
+    fz = f"{CGROOT}/freezer/cryo/{c.name}/freezer.state"
+    open(fz, "w").write("FROZEN")
+    deadline = time.monotonic() + 10
+    while open(fz).read().strip() != "FROZEN":
+        assert time.monotonic() < deadline, "the container did not freeze"
+        time.sleep(0.01)
+    n = read_counter(c)
+    killed_cryo("dump", "-t", c.pid, "-D", images, "-o", "dump.log", "-v4", "-R", fault=moment)
+    assert open(fz).read().strip() == "FROZEN", "the paused container was left thawed"
+    time.sleep(0.5)
+    assert read_counter(c) == n, "the paused container ran on"
+    open(fz, "w").write("THAWED")
+    deadline = time.monotonic() + 10
+    while read_counter(c) <= n:
+        assert time.monotonic() < deadline, "the container's counter did not go on once thawed"
+        time.sleep(0.05)
+    assert read_counter(c) < n + 30
+    assert c.snapshot() == state

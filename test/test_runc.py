@@ -11,6 +11,7 @@ import select
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,81 @@ def test_checkpoint_restore(container, tmp_path):
 def test_leave_running(container, tmp_path):
     """runc checkpoint --leave-running (ocilib.check_leave_running)."""
     ocilib.check_leave_running(container, tmp_path / "ck")
+
+
+def freezer_state(c):
+    return (Path("/sys/fs/cgroup/freezer") / c.name / "freezer.state").read_text().strip()
+
+
+def test_paused_checkpoint(container, tmp_path):
+    """runc pause, then runc checkpoint --leave-running: cryo takes the
+    frozen cgroup as it is and leaves it frozen (runc still says paused, the
+    counter stands still); runc resume then thaws it and the counter goes on
+    from the next value, with the same memory. The checkpoint, restored once
+    the container is gone, runs (not paused) from the paused moment."""
+    c = container
+    c.run()
+    c.rt("pause", c.name)
+    assert freezer_state(c) == "FROZEN"
+    at_pause = c.counter()
+    c.checkpoint(tmp_path / "ck", "--leave-running")
+    assert c.status()["status"] == "paused", c.status()
+    assert freezer_state(c) == "FROZEN"
+    time.sleep(0.6)
+    assert c.counter() == at_pause, "the paused container ran after the checkpoint"
+    c.rt("resume", c.name)
+    assert c.status()["status"] == "running"
+    first, then = c.after_restore()
+    assert first in (at_pause, at_pause + 1) and then == first + 1, (at_pause, first, then)
+    now, at_start = c.memory_md5()
+    assert now == at_start
+    c.destroy()
+    c.restore(tmp_path / "ck")
+    assert c.status()["status"] == "running" and c.status()["pid"] == c.pid
+    # (the file shows what the killed container wrote last, until the restored shell writes)
+    _, then = c.after_restore()
+    assert then == at_pause + 1, (at_pause, then)
+    assert freezer_state(c) == "THAWED"
+
+
+def test_paused_checkpoint_killed(container, tmp_path):
+    """runc pause, then runc checkpoint (the container is killed): the
+    restore runs it from the paused moment, not paused."""
+    c = container
+    c.run()
+    c.rt("pause", c.name)
+    at_pause = c.counter()
+    c.checkpoint(tmp_path / "ck")
+    assert c.status() is None and not alive(c.pid)
+    c.restore(tmp_path / "ck")
+    first, then = c.after_restore()
+    assert first in (at_pause, at_pause + 1) and then == first + 1, (at_pause, first, then)
+    assert c.status()["status"] == "running" and freezer_state(c) == "THAWED"
+    now, at_start = c.memory_md5()
+    assert now == at_start
+
+
+def test_syslogd_in_own_netns(tmp_path):
+    """busybox syslogd on /dev/log (a unix datagram socket on the
+    container's /dev tmpfs, in the container's own network namespace, as
+    runc makes them): checkpoint and restore; a line logged after the
+    restore (runc exec logger) reaches its log."""
+    c = RuncContainer(tmp_path, f"cryo-test-{os.getpid()}",
+                      script="syslogd -n -S -O /tmp/syslog &\n" + SCRIPT)
+    for applet in ("syslogd", "logger"):
+        os.symlink("busybox", c.rootfs / "bin" / applet)
+    log = c.rootfs / "tmp" / "syslog"
+    try:
+        c.run()
+        wait_for(lambda: c.rt("exec", c.name, "logger", "before-checkpoint", check=False).returncode == 0 and
+                 log.exists() and "before-checkpoint" in log.read_text(), "syslogd to log")
+        c.checkpoint(tmp_path / "ck")
+        c.restore(tmp_path / "ck")
+        assert c.status()["pid"] == c.pid
+        c.rt("exec", c.name, "logger", "after-restore")
+        wait_for(lambda: "after-restore" in log.read_text(), "the line logged after the restore")
+    finally:
+        c.destroy()
 
 
 def test_stdout_pipe(container, tmp_path):

@@ -11,10 +11,23 @@ struct restore_ctx;
 /*
  * Freeze the freezer cgroup of root if it is the tree's own (not "/", not
  * cryo's): v1's freezer hierarchy if it is in one, else cgroup v2's.
- * ctx->freezer is then its directory. Nothing to do otherwise.
+ * ctx->freezer is then its directory. Nothing to do otherwise. One found
+ * frozen already (a paused container) is taken as it is: ctx->freezer_found.
  */
 int cgroup_freeze(struct dump_ctx *ctx, pid_t root);
+/*
+ * Thaw it once its tasks are seized (they stop in ptrace as they leave the
+ * freezer). One found frozen is thawed too, for as long as cryo holds its
+ * tasks: ctx->refreeze, and the guardian freezes it again should cryo die.
+ */
 int cgroup_thaw(struct dump_ctx *ctx);
+/*
+ * Before the seized tasks are let go: the cgroup found frozen is frozen
+ * again (they stay in the freezer once detached), as the caller had it.
+ */
+int cgroup_refreeze(struct dump_ctx *ctx);
+/* the tasks are killed instead: the cgroup stays thawed (a restore may put tasks into it) */
+void cgroup_refreeze_drop(struct dump_ctx *ctx);
 /* write dir's freezer: frozen or thawed (v2: cgroup.freeze) */
 int cgroup_freezer_set(const char *dir, bool v2, bool frozen);
 /* every process of the frozen cgroup must be in the tree */

@@ -106,6 +106,10 @@ struct dump_ctx {
 	char *freezer;			/* the frozen cgroup's directory, while frozen */
 	bool freezer_v2;		/* it is cgroup v2's (cgroup.freeze) */
 	struct guard_entry *g_freezer;	/* the guardian thaws it should cryo die */
+	bool freezer_found;		/* frozen before cryo came (a paused container): not cryo's to thaw */
+	char *refreeze;			/* such a cgroup, thawed while its tasks are seized: frozen again before they go */
+	bool refreeze_v2;
+	struct guard_entry *g_refreeze;	/* the guardian freezes it again should cryo die */
 	const char *net_ext_key;	/* the network namespace is the caller's: --external net[INODE]:KEY */
 	bool net_ext_locked;		/* net-lock.c: its nftables lock is on */
 	char **net_locked;		/* net.c: host veth ends taken down by the network lock */

@@ -21,7 +21,11 @@
  *   3. lets the tasks go, and sets the network devices it took down up again;
  *   4. kills the tasks marked to die: a restore's tree that was not
  *      committed, or a dump's tree whose kill had begun;
- *   5. closes the dirty trackers a migration parked in its tree.
+ *   5. closes the dirty trackers a migration parked in its tree;
+ *   6. freezes again the cgroups it found frozen (a paused container) and
+ *      had thawed to hold their tasks in ptrace: their tasks run meanwhile,
+ *      from cryo's death until then, since the kernel lets a dead
+ *      tracer's tasks go.
  * It runs in its own session, ignoring the signals a terminal or a
  * process group would send, and exits once cryo says it is done.
  */
@@ -59,6 +63,8 @@ pid_t guard_pid(const struct guard *g);
  */
 /* a cgroup cryo is about to freeze */
 struct guard_entry *guard_freezer(struct guard *g, const char *dir, bool v2);
+/* a cgroup found frozen that cryo is about to thaw while it holds the tasks: frozen again, last */
+struct guard_entry *guard_refreeze(struct guard *g, const char *dir, bool v2);
 /* a thread whose registers (and signal mask, if given) cryo is about to change: r, *sigmask as they are */
 struct guard_entry *guard_regs(struct guard *g, pid_t pid, pid_t tid, const struct user_regs_struct *r,
 			       const uint64_t *sigmask);
