@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sys/statvfs.h>
 
 #include "image.h"
 #include "log.h"
@@ -58,6 +59,7 @@ static int write_file(const struct cryo_opts *o, const char *name, const StatsEn
 	size_t len = stats_entry__get_packed_size(e);
 	_cleanup_close_ int dfd = -1, fd = -1;
 	const char *dir = work_dir(o);
+	struct statvfs sv;
 
 	if (len > STATS_MAX_LEN) {
 		pr_err("%s: %zu bytes of statistics, more than the %d a stats file holds", name, len, STATS_MAX_LEN);
@@ -69,6 +71,11 @@ static int write_file(const struct cryo_opts *o, const char *name, const StatsEn
 	stats_entry__pack(e, buf + STATS_HDR_LEN);
 	if ((dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return pr_perror("cannot open the work directory %s to write %s in", dir, name);
+	/* images restored from a read-only place: no statistics, unless a work directory is given */
+	if (!o->work_dir && !fstatvfs(dfd, &sv) && (sv.f_flag & ST_RDONLY)) {
+		pr_warn("%s is read-only: no %s written (give a work directory with -W to have one)", dir, name);
+		return 0;
+	}
 	if ((fd = img_create_regular(dfd, name)) < 0)
 		return fd;
 	if (write_all(fd, buf, STATS_HDR_LEN + len) || fsync(fd))

@@ -136,3 +136,34 @@ def test_show_refuses_bad_stats(dumped_sleep, tmp_path):
         r = cryolib.cryo("show", bad, check=False)
         cryolib.one_line_error(r, name, why)
         assert r.stdout == "", r.stdout
+
+
+def test_read_only_images_restore_without_stats(workload, tmp_path):
+    """Images on a read-only mount restore with a warning and no
+    stats-restore (there is nowhere to put it); with -W it goes there."""
+    import subprocess
+    images, ro, work = tmp_path / "img", tmp_path / "ro", tmp_path / "work"
+    w = workload([prog("dirty"), "8", "0"])
+    w.wait_ready()
+    cryolib.checkpoint(w, images)
+    ro.mkdir()
+    work.mkdir()
+    subprocess.run(["mount", "--bind", "-o", "ro", str(images), str(ro)], check=True)
+    try:
+        r = cryolib.cryo("restore", "-D", ro, "-d")
+        w.restored = True
+        assert "read-only: no stats-restore written" in r.stderr, r.stderr
+        w.verify()
+        w.restored = False
+        w2 = workload([prog("dirty"), "8", "0"])
+        w2.wait_ready()
+        images2 = tmp_path / "img2"
+        cryolib.checkpoint(w2, images2)
+        subprocess.run(["umount", str(ro)], check=True)
+        subprocess.run(["mount", "--bind", "-o", "ro", str(images2), str(ro)], check=True)
+        cryolib.cryo("restore", "-D", ro, "-d", "-W", work)
+        w2.restored = True
+        assert (work / "stats-restore").exists()
+        w2.verify()
+    finally:
+        subprocess.run(["umount", "-l", str(ro)])
