@@ -117,12 +117,24 @@ static void usage(FILE *f)
 "                         host end named HOST, in bridge BR (in none without)\n"
 "      --external net[INODE]:KEY  dump: the network namespace is the caller's;\n"
 "                         restore: join the one --inherit-fd gives for KEY\n"
+"      --external tty[RDEV:DEV]  dump: that terminal (hex device numbers) is the\n"
+"                         caller's; restore: --inherit-fd fd[N]:tty[RDEV:DEV] gives it\n"
+"      --enable-fs FS     LXC's; a mount cryo cannot make is refused all the same\n"
 "      --empty-ns net     the network namespace's devices are the caller's: not\n"
 "                         dumped, not made again (loopback only)\n"
 "      --file-locks, --link-remap, --track-mem, --skip-in-flight, --evasive-devices\n"
 "                         CRIU's, for what cryo does anyway\n"
 "  -V, --version          print the version\n"
 "  -h, --help             this help\n");
+}
+
+/* tty[RDEV:DEV], hex: a terminal of the caller's (CRIU's --external tty, LXC's console) */
+static bool is_tty_key(const char *e)
+{
+	size_t n = strncmp(e, "tty[", 4) ? 0 : strspn(e + 4, "0123456789abcdef");
+
+	return n && e[4 + n] == ':' && strspn(e + 5 + n, "0123456789abcdef") &&
+	       !strcmp(e + 5 + n + strspn(e + 5 + n, "0123456789abcdef"), "]");
 }
 
 int refuse_unsupported(const struct cryo_opts *o)
@@ -138,8 +150,19 @@ int refuse_unsupported(const struct cryo_opts *o)
 			pr_err("--external %s: names the host end of a veth for a restore; a dump has no use for it", e);
 			return -EINVAL;
 		}
+		if (is_tty_key(e))
+			continue;
+		/*
+		 * At restore a plain KEY:VALUE names no object of the images, and
+		 * CRIU lets it be: LXC 5 passes its console's path so
+		 * (--external console:/dev/pts/N) for a network of type empty.
+		 */
+		if (restore && strchr(e, ':') && strcspn(e, "[") > (size_t)(strchr(e, ':') - e)) {
+			pr_debug("--external %s: names nothing a restore uses", e);
+			continue;
+		}
 		if (strncmp(e, "net[", 4) || !strstr(e, "]:")) {
-			pr_err("--external %s: not supported yet (net[INODE]:KEY, the network namespace, and at restore veth[IFNAME]:HOSTNAME[@BRIDGE])",
+			pr_err("--external %s: not supported yet (net[INODE]:KEY, the network namespace, tty[RDEV:DEV], a terminal, and at restore veth[IFNAME]:HOSTNAME[@BRIDGE])",
 			       e);
 			return -ENOTSUP;
 		}
@@ -285,6 +308,8 @@ int main(int argc, char **argv)
 		{ "enable-external-masters", no_argument, NULL, OPT_IGNORED },
 		{ "enable-external-sharing", no_argument, NULL, OPT_IGNORED },
 		{ "ghost-limit", required_argument, NULL, OPT_IGNORED_ARG },
+		/* LXC's: mounts of these types may be dumped; cryo still refuses one it cannot make, by name */
+		{ "enable-fs", required_argument, NULL, OPT_IGNORED_ARG },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
