@@ -121,11 +121,11 @@ $(B)/sample-counter $(B)/bench-mem $(B)/host-init: $(B)/%: scripts/%.c
 	$(Q)$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -o $@ $<
 
 # the sample containers' own programs: static, they run in a busybox root
-$(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho: $(B)/%: scripts/%.c
+$(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho $(B)/ct-unixpair: $(B)/%: scripts/%.c
 	@echo "  CC      $<"
 	$(Q)$(CC) -O2 -static -std=gnu11 -Wall -Wextra -Werror -o $@ $<
 
-all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem $(B)/host-init $(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho libcriu
+all: $(B)/cryo $(PROGS) $(B)/sample-counter $(B)/bench-mem $(B)/host-init $(B)/ct-ipc $(B)/ct-counter $(B)/ct-udpecho $(B)/ct-unixpair libcriu
 .DEFAULT_GOAL := all
 
 deps:

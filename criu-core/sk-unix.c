@@ -2,11 +2,14 @@
  * Unix sockets: stream, datagram and seqpacket, with their names, their
  * connections, their options and the data queued in them.
  *
- * Dump: sock_diag (NETLINK_SOCK_DIAG, AF_UNIX) lists every unix socket with
+ * Dump: sock_diag (NETLINK_SOCK_DIAG, AF_UNIX), asked in each socket's
+ * network namespace (once per namespace), lists every unix socket with
  * its name, the file it is bound to, its peer, the connections waiting in
- * a listener's queue and the shutdown state; the queued data is peeked
- * through cryo's reference to the socket with SO_PEEK_OFF, leaving it in
- * place. The graph must be whole: a stream peer held outside the dump,
+ * a listener's queue and the shutdown state; a name's file is looked up
+ * beneath the root of the task holding the socket (a container's, in its
+ * mount namespace), and made again beneath the restored root. The queued
+ * data is peeked through cryo's reference to the socket with SO_PEEK_OFF,
+ * leaving it in place. The graph must be whole: a stream peer held outside the dump,
  * queued file descriptors (SCM_RIGHTS), data sent on a connection not yet
  * accepted, or a relative name are refused with the reason.
  *
@@ -31,8 +34,10 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
+#include <linux/sockios.h>
 #include <linux/unix_diag.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -41,6 +46,7 @@
 #include "dump.h"
 #include "files.h"
 #include "log.h"
+#include "ns.h"
 #include "sockets.h"
 #include "restore.h"
 
@@ -85,19 +91,22 @@ static const char *name_str(const uint8_t *name, size_t len, char *buf, size_t s
 
 /* ----------------------------------------------------------------- dump */
 
-static int parse_diag(struct dump_ctx *ctx, struct nlmsghdr *h)
+static int parse_diag(const struct nlmsghdr *h, void *arg)
 {
-	struct unix_diag_msg *m = NLMSG_DATA(h);
+	struct dump_ctx *ctx = arg;
+	const struct unix_diag_msg *m = NLMSG_DATA(h);
 	int len = h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
 	struct unix_sk_info *s;
 
+	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*m)))
+		return 0;
 	ctx->unix_sks = arena_grow(&ctx->arena, ctx->unix_sks, ctx->nr_unix_sks, sizeof(*s));
 	if (!ctx->unix_sks)
 		return -ENOMEM;
 	s = &ctx->unix_sks[ctx->nr_unix_sks++];
 	*s = (struct unix_sk_info){ .ino = m->udiag_ino, .type = m->udiag_type, .state = m->udiag_state };
-	for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-		void *d = RTA_DATA(a);
+	for (const struct rtattr *a = (const struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+		const void *d = RTA_DATA(a);
 		int dlen = RTA_PAYLOAD(a);
 
 		switch (a->rta_type) {
@@ -107,11 +116,11 @@ static int parse_diag(struct dump_ctx *ctx, struct nlmsghdr *h)
 			break;
 		case UNIX_DIAG_VFS:
 			s->has_vfs = true;
-			s->vfs_ino = ((struct unix_diag_vfs *)d)->udiag_vfs_ino;
-			s->vfs_dev = ((struct unix_diag_vfs *)d)->udiag_vfs_dev;
+			s->vfs_ino = ((const struct unix_diag_vfs *)d)->udiag_vfs_ino;
+			s->vfs_dev = ((const struct unix_diag_vfs *)d)->udiag_vfs_dev;
 			break;
 		case UNIX_DIAG_PEER:
-			s->peer = *(uint32_t *)d;
+			s->peer = *(const uint32_t *)d;
 			break;
 		case UNIX_DIAG_ICONS:
 			s->nr_icons = dlen / sizeof(uint32_t);
@@ -121,55 +130,53 @@ static int parse_diag(struct dump_ctx *ctx, struct nlmsghdr *h)
 			memcpy(s->icons, d, dlen);
 			break;
 		case UNIX_DIAG_RQLEN:
-			s->rqlen = ((struct unix_diag_rqlen *)d)->udiag_rqueue;
-			s->wqlen = ((struct unix_diag_rqlen *)d)->udiag_wqueue;
+			s->rqlen = ((const struct unix_diag_rqlen *)d)->udiag_rqueue;
+			s->wqlen = ((const struct unix_diag_rqlen *)d)->udiag_wqueue;
 			break;
 		case UNIX_DIAG_SHUTDOWN:
-			s->shutdown = *(uint8_t *)d;
+			s->shutdown = *(const uint8_t *)d;
 			break;
 		}
 	}
 	return 0;
 }
 
-/* every unix socket of cryo's network namespace, once per dump */
-static int load_diag(struct dump_ctx *ctx)
+/*
+ * Every unix socket of the network namespace socket p was made in, once
+ * per namespace and dump: sock_diag lists only those of the namespace it
+ * is asked from (sock_diag_walk enters it), and a container's are in its
+ * own.
+ */
+static int load_diag(struct dump_ctx *ctx, const struct fd_parms *p)
 {
 	struct {
 		struct nlmsghdr h;
 		struct unix_diag_req r;
 	} req = {
-		.h = { .nlmsg_len = sizeof(req), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
 		.r = { .sdiag_family = AF_UNIX, .udiag_states = ~0u,
 		       .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS |
 				     UDIAG_SHOW_RQLEN },
 	};
-	_cleanup_free_ char *buf = malloc(1 << 16);
-	_cleanup_close_ int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	ssize_t n;
+	_cleanup_close_ int ns = ioctl(p->lfd, SIOCGSKNS);
+	char what[PATH_MAX_LEN + 64];
+	struct stat st;
+	int ret;
 
-	if (fd < 0 || !buf)
-		return fd < 0 ? pr_perror("cannot open a sock_diag socket") : -ENOMEM;
-	if (send(fd, &req, sizeof(req), 0) != sizeof(req))
-		return pr_perror("sock_diag: cannot ask for the unix sockets");
-	while ((n = recv(fd, buf, 1 << 16, 0)) > 0) {
-		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
-			int ret;
-
-			if (h->nlmsg_type == NLMSG_DONE) {
-				ctx->unix_loaded = true;
-				return 0;
-			}
-			if (h->nlmsg_type == NLMSG_ERROR) {
-				errno = -((struct nlmsgerr *)NLMSG_DATA(h))->error;
-				return pr_perror("sock_diag: listing the unix sockets");
-			}
-			if ((ret = parse_diag(ctx, h)))
-				return ret;
-		}
-	}
-	return pr_perror("sock_diag: reading the unix sockets");
+	if (ns < 0 || fstat(ns, &st))
+		return pr_perror("pid %d fd %d (%s): cannot reach its network namespace", p->pid, p->fd, p->link);
+	for (size_t i = 0; i < ctx->nr_unix_netns; i++)
+		if (ctx->unix_netns[i] == st.st_ino)
+			return 0;
+	snprintf(what, sizeof(what), "pid %d fd %d (%s): listing the unix sockets of its network namespace",
+		 p->pid, p->fd, p->link);
+	if ((ret = sock_diag_walk(p->lfd, &req, sizeof(req), parse_diag, ctx, what)))
+		return ret;
+	ctx->unix_netns = arena_grow(&ctx->arena, ctx->unix_netns, ctx->nr_unix_netns, sizeof(uint64_t));
+	if (!ctx->unix_netns)
+		return -ENOMEM;
+	ctx->unix_netns[ctx->nr_unix_netns++] = st.st_ino;
+	pr_debug("unix sockets of network namespace %lu read", (unsigned long)st.st_ino);
+	return 0;
 }
 
 static struct unix_sk_info *find_info(struct dump_ctx *ctx, uint32_t ino)
@@ -266,22 +273,40 @@ static int peek_queue(struct dump_ctx *ctx, const struct fd_parms *p, UnixSkEntr
 	return ret;
 }
 
-/* a path name: is its file still the socket's? (its mode and owner with it) */
-static void check_bound_file(const struct unix_sk_info *s, UnixSkEntry *u)
+/*
+ * A path name: is its file still the socket's? (its mode and owner with it)
+ * The name is the task's: it is looked up beneath the root of the task
+ * that holds the socket (a container's, in its mount namespace), as the
+ * restore makes it again beneath the restored root.
+ */
+static int check_bound_file(struct dump_ctx *ctx, const struct fd_parms *p, const struct unix_sk_info *s,
+			    UnixSkEntry *u)
 {
-	char path[PATH_MAX_LEN + UNIX_NAME_MAX + 2];
+	char path[PATH_MAX_LEN + UNIX_NAME_MAX + 2], nb[UNIX_NAME_MAX + 8], root_path[32];
+	_cleanup_close_ int root = -1, fd = -1;
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s%s%.*s", u->name_dir ?: "", u->name_dir ? "/" : "", s->name_len,
 		 (const char *)s->name);
-	if (stat(path, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != s->vfs_ino) {
+	snprintf(root_path, sizeof(root_path), "/proc/%d/root", p->pid);
+	root = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return pr_perror("pid %d fd %d (%s): cannot open its root to find its name", p->pid, p->fd, p->link);
+	fd = door_open(root, path, O_PATH | O_CLOEXEC, 0, DOOR_IN_ROOT | DOOR_QUIET_ENOENT,
+		       "pid %d fd %d (%s): the file of its name %s in its root", p->pid, p->fd, p->link,
+		       name_str(s->name, s->name_len, nb, sizeof(nb)));
+	if (fd < 0 && fd != -ENOENT)
+		return fd;
+	if (fd < 0 || fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != s->vfs_ino) {
 		u->has_name_gone = u->name_gone = true;
-		return;
+		return 0;
 	}
 	u->has_name_mode = u->has_name_uid = u->has_name_gid = true;
 	u->name_mode = st.st_mode & 07777;
-	u->name_uid = st.st_uid;
-	u->name_gid = st.st_gid;
+	/* as the tree's user namespace sees them: the restore sets them from inside it */
+	u->name_uid = ns_uid(ctx, st.st_uid);
+	u->name_gid = ns_gid(ctx, st.st_gid);
+	return 0;
 }
 
 static int unix_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe)
@@ -293,12 +318,12 @@ static int unix_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 
 	if (!u || !o)
 		return -ENOMEM;
-	if (!ctx->unix_loaded && (ret = load_diag(ctx)))
+	if ((ret = load_diag(ctx, p)))
 		return ret;
 	s = find_info(ctx, p->st.st_ino);
 	if (!s) {
-		pr_err("pid %d fd %d (%s): sock_diag does not know it (another network namespace?)", p->pid,
-		       p->fd, p->link);
+		pr_err("pid %d fd %d (%s): sock_diag of its network namespace does not list it", p->pid, p->fd,
+		       p->link);
 		return -ENOTSUP;
 	}
 	unix_sk_entry__init(u);
@@ -321,8 +346,8 @@ static int unix_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *
 		if (!u->name.data)
 			return -ENOMEM;
 		memcpy(u->name.data, s->name, s->name_len);
-		if (s->name[0] && s->has_vfs)
-			check_bound_file(s, u);
+		if (s->name[0] && s->has_vfs && (ret = check_bound_file(ctx, p, s, u)))
+			return ret;
 	}
 	u->has_peer = u->has_shutdown = true;
 	u->peer = s->peer;

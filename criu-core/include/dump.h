@@ -127,10 +127,11 @@ struct dump_ctx {
 	size_t nr_tcp_later;
 	bool fenced;			/* every seized task fenced in (dump_fence_tree) */
 
-	/* sk-unix.c: every unix socket sock_diag lists, read once */
+	/* sk-unix.c: every unix socket sock_diag lists, read once in each network namespace */
 	struct unix_sk_info *unix_sks;
 	size_t nr_unix_sks;
-	bool unix_loaded;
+	uint64_t *unix_netns;		/* the inodes of the network namespaces read */
+	size_t nr_unix_netns;
 };
 
 /*
