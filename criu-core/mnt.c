@@ -948,6 +948,16 @@ static int bind_source_of(struct restore_ctx *ctx, size_t i, int root, int *src,
 	return 0;
 }
 
+/* an inner bind in the shared group of the mount it binds */
+static bool same_group_as_source(struct restore_ctx *ctx, size_t i)
+{
+	const MountEntry *m = ctx->mounts[i];
+	size_t j;
+
+	return m->has_shared_group && !inner_of(ctx, i, &j) && ctx->mounts[j]->has_shared_group &&
+	       ctx->mounts[j]->shared_group == m->shared_group;
+}
+
 /*
  * Mount i of the tree, on its mountpoint beneath the container's root
  * (through /proc/self/fd/N of the fd the door opened), its files in, then
@@ -995,6 +1005,17 @@ static int mount_at(struct restore_ctx *ctx, size_t i)
 	 */
 	if (!i && prop == MS_SHARED)
 		return 0;
+	/*
+	 * A bind of part of the tree's own shared mount joins that mount's
+	 * peer group; it stays there only if it was in it (LXC's /dev tmpfs
+	 * and its boot_id), else it is shared in a group of its own (LXC's
+	 * /proc/sys over /proc), or whatever is mounted beneath one shows
+	 * beneath the other too.
+	 */
+	if (m->has_bind_of && prop == MS_SHARED && !same_group_as_source(ctx, i) &&
+	    mount(NULL, fd_path(top, tp), NULL, MS_PRIVATE, NULL))
+		return pr_perror("cannot take the container's %s out of the peer group of what it binds",
+				 m->mountpoint);
 	if (!peer && mount(NULL, fd_path(top, tp), NULL, prop, NULL))
 		return pr_perror("cannot make the container's %s %s", m->mountpoint,
 				 prop == MS_SHARED ? "shared" : prop == MS_SLAVE ? "a slave" : "private");

@@ -42,6 +42,7 @@
 #include "door.h"
 #include "dump.h"
 #include "files.h"
+#include "infect.h"
 #include "log.h"
 #include "notify.h"
 #include "restore.h"
@@ -58,6 +59,7 @@ struct rst_pty {
 	uint32_t index;
 	int master, slave;	/* cryo's; the tasks inherit them */
 	const PtyEntry *state;
+	bool external;		/* the caller's terminal: slave is what --inherit-fd gave, no master */
 };
 
 static bool is_master(dev_t rdev)
@@ -480,7 +482,7 @@ static int pty_dump_done(struct dump_ctx *ctx)
 static struct rst_pty *find_pty(struct restore_ctx *ctx, uint32_t index)
 {
 	for (size_t i = 0; i < ctx->nr_ptys; i++)
-		if (ctx->ptys[i].index == index)
+		if (ctx->ptys[i].index == index && !ctx->ptys[i].external)
 			return &ctx->ptys[i];
 	return NULL;
 }
@@ -558,10 +560,47 @@ static const PtyEntry *pty_maker(struct restore_ctx *ctx, uint32_t index)
 	for (size_t i = 0; i < ctx->nr_files; i++) {
 		const PtyEntry *y = ctx->files[i]->kind == FD_KIND__PTY ? ctx->files[i]->pty : NULL;
 
-		if (y && y->index == index && (y->master || y->orphan) && y->has_termios)
+		if (y && y->index == index && (y->master || y->orphan) && y->has_termios && !y->external)
 			return y;
 	}
 	return NULL;
+}
+
+/* --inherit-fd's key of a slave: tty[RDEV:DEV], as CRIU names it */
+static int pty_key(const FileEntry *fe, char *buf, size_t len)
+{
+	if (!fe->pty || fe->pty->master || fe->pty->devtty || !fe->pty->has_dev || !fe->dev)
+		return -ENOENT;
+	tty_key(fe->dev->rdev, fe->pty->dev, buf, len);
+	return 0;
+}
+
+/* the fd --inherit-fd gives for the caller's terminal fe, or -1 */
+static int external_fd(const struct restore_ctx *ctx, const FileEntry *fe)
+{
+	char key[64];
+
+	return pty_key(fe, key, sizeof(key)) ? -1 : files_inherited_key(ctx->opts, key);
+}
+
+/* the caller's terminal that was a session's: kept to make it that session's again */
+static int add_external(struct restore_ctx *ctx, const FileEntry *fe)
+{
+	struct rst_pty *np;
+	int fd = external_fd(ctx, fe);
+
+	for (size_t i = 0; i < ctx->nr_ptys; i++)
+		if (ctx->ptys[i].external && ctx->ptys[i].state->sid == fe->pty->sid)
+			return 0;
+	if (!(np = xrealloc_array(ctx->ptys, ctx->nr_ptys + 1, sizeof(*np))))
+		return -ENOMEM;
+	ctx->ptys = np;
+	np[ctx->nr_ptys] = (struct rst_pty){ .index = fe->pty->index, .master = -1, .state = fe->pty,
+					     .external = true };
+	np[ctx->nr_ptys].slave = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (np[ctx->nr_ptys++].slave < 0)
+		return pr_perror("%s: cannot dup the terminal --inherit-fd gave for it", fe->dev->path);
+	return 0;
 }
 
 static int pty_prepare(struct restore_ctx *ctx)
@@ -569,8 +608,11 @@ static int pty_prepare(struct restore_ctx *ctx)
 	int ret;
 
 	for (size_t i = 0; i < ctx->nr_files; i++) {
-		const PtyEntry *y = ctx->files[i]->kind == FD_KIND__PTY ? ctx->files[i]->pty : NULL;
+		const FileEntry *fe = ctx->files[i];
+		const PtyEntry *y = fe->kind == FD_KIND__PTY ? fe->pty : NULL;
 
+		if (y && y->external && y->has_sid && (ret = add_external(ctx, fe)))
+			return ret;
 		if (y && pty_maker(ctx, y->index) == y && !find_pty(ctx, y->index) &&
 		    (ret = make_pty(ctx, y, "/dev/ptmx")))
 			return ret;
@@ -605,18 +647,42 @@ int pty_make_bound(struct restore_ctx *ctx, const MountEntry *m, const char *pat
 	return make_pty(ctx, y, ptmx);
 }
 
-/* in cryo, before the tree is forked: the way orphans' masters come back */
+/* a client of cryo swrk takes the orphans' masters (orphan-pts-master); else the parent, if the tree is its */
+static bool masters_to_client(const struct restore_ctx *ctx)
+{
+	return ctx->opts->orphan_pts_master && ctx->opts->notify_fn;
+}
+
+/*
+ * In cryo, before the tree is forked: the caller's terminals are given
+ * (--inherit-fd), and the orphans' masters have a taker: a client of cryo
+ * swrk that asked for them (orphan-pts-master notifications), or the
+ * caller the tree is restored under (--restore-sibling: LXC's monitor,
+ * who held them before; there is no other way to give them to it).
+ */
 int pty_plan(struct restore_ctx *ctx)
 {
 	uint32_t orphan = ~0u;
 
-	for (size_t i = 0; i < ctx->nr_files && orphan == ~0u; i++)
-		if (ctx->files[i]->kind == FD_KIND__PTY && ctx->files[i]->pty && ctx->files[i]->pty->orphan)
-			orphan = ctx->files[i]->pty->index;
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		const FileEntry *fe = ctx->files[i];
+		char key[64];
+
+		if (fe->kind != FD_KIND__PTY || !fe->pty)
+			continue;
+		if (fe->pty->orphan && orphan == ~0u)
+			orphan = fe->pty->index;
+		if (fe->pty->external && external_fd(ctx, fe) < 0) {
+			pty_key(fe, key, sizeof(key));
+			pr_err("%s (%s) was the caller's terminal: the restore needs it, --inherit-fd fd[N]:%s",
+			       fe->dev->path, key, key);
+			return -EINVAL;
+		}
+	}
 	if (orphan == ~0u)
 		return 0;
-	if (!ctx->opts->orphan_pts_master || !ctx->opts->notify_fn) {
-		pr_err("pty %u was the tree's terminal with its master outside (a runtime's console): only a client of cryo swrk that takes its new master (orphan_pts_master) can restore it",
+	if (!masters_to_client(ctx) && !ctx->opts->rst_sibling) {
+		pr_err("pty %u was the tree's terminal with its master outside (a runtime's console or tty): only a client of cryo swrk that takes its new master (orphan_pts_master), or a caller that restores the tree as its child (--restore-sibling) and takes it so, can restore it",
 		       orphan);
 		return -ENOTSUP;
 	}
@@ -628,29 +694,81 @@ int pty_plan(struct restore_ctx *ctx)
 	return 0;
 }
 
+/* the masters, all at once, into the parent the tree is restored under */
+static int give_to_parent(struct restore_ctx *ctx, const uint32_t *index, const int *masters, int nr)
+{
+	pid_t parent = getppid();
+	int got[nr ? nr : 1], ret;
+
+	if (!nr)
+		return 0;
+	ret = task_give_fds(parent, masters, nr, got, ctx->opts->guard);
+	for (int i = 0; !ret && i < nr; i++)
+		pr_info("pty %u: its new master is fd %d of pid %d, the caller the tree is restored under", index[i],
+			got[i], parent);
+	return ret;
+}
+
 /* in cryo, once every task has its files: each orphan's new master to the caller */
 int pty_hand_over_orphans(struct restore_ctx *ctx)
 {
-	int ret = 0;
+	uint32_t index[64];
+	int masters[64], nr = 0, ret = 0;
 
 	while (!ret && ctx->pty_sock[0] >= 0) {
-		uint32_t index;
-		struct iovec iov = { &index, sizeof(index) };
+		struct iovec iov = { &index[nr], sizeof(index[nr]) };
 		int master = -1;
 		ssize_t n = recvmsg_fd(ctx->pty_sock[0], &iov, 1, &master, MSG_DONTWAIT);
 
 		if (n < 0 && errno == EAGAIN)
 			break;
-		if (n != sizeof(index) || master < 0) {
+		if (n != sizeof(index[nr]) || master < 0) {
 			if (master >= 0)
 				close(master);
-			return pr_perror("cannot take the new master of an orphan pty from the root");
+			ret = pr_perror("cannot take the new master of an orphan pty from the root");
+			break;
 		}
-		pr_info("pty %u: its new master goes to the caller", index);
-		ret = notify_fd(ctx->opts, "orphan-pts-master", master);
-		close(master);
+		if (masters_to_client(ctx)) {
+			pr_info("pty %u: its new master goes to the caller", index[nr]);
+			ret = notify_fd(ctx->opts, "orphan-pts-master", master);
+			close(master);
+		} else if (nr == (int)ARRAY_SIZE(masters)) {
+			close(master);
+			pr_err("more than %d ptys with their masters outside: cannot give them all", nr);
+			ret = -E2BIG;
+		} else {
+			masters[nr++] = master;
+		}
 	}
+	if (!ret)
+		ret = give_to_parent(ctx, index, masters, nr);
+	while (nr)
+		close(masters[--nr]);
 	return ret;
+}
+
+/*
+ * A slave opened by the path its task had it by (LXC's /dev/tty1, which
+ * a mount binds it on), if that path is the pty made again: its fds read
+ * as before. -1 if not.
+ */
+static int open_by_path(const struct rst_pty *p, const FileEntry *fe)
+{
+	struct stat want, st;
+	int fd;
+
+	if (!fe->dev || !fe->dev->path || fe->dev->path[0] != '/' || fstat(p->slave, &want) ||
+	    access(fe->dev->path, F_OK))
+		return -1;
+	fd = files_open_path(fe->dev->path, (fe->pty->flags & O_ACCMODE) | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
+			     fe->dev->path);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) || st.st_rdev != want.st_rdev || st.st_dev != want.st_dev) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* /dev/tty is opened by the task, once it has its controlling terminal */
@@ -672,7 +790,7 @@ static int pty_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEnt
 		fd = open("/dev/tty", (fe->pty->flags & O_ACCMODE) | O_NOCTTY | O_CLOEXEC);
 	else if (fe->pty->master)
 		fd = fcntl(p->master, F_DUPFD_CLOEXEC, 0);
-	else
+	else if ((fd = open_by_path(p, fe)) < 0)
 		fd = ioctl(p->master, TIOCGPTPEER, (fe->pty->flags & O_ACCMODE) | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0 || fcntl(fd, F_SETFL, fe->pty->flags & ~O_ACCMODE))
 		return pr_perror("pid %d fd %d: pty %u", pid, fdnum, fe->pty->index);
@@ -745,5 +863,6 @@ const struct fd_kind_ops pty_fd_ops = {
 	.needs_tree = pty_needs_tree,
 	.validate = pty_validate,
 	.open = pty_open,
+	.key = pty_key,
 	.restore_done = pty_restore_done,
 };

@@ -1,0 +1,362 @@
+"""LXC (5.0.2, Debian's) drives cryo as its criu: lxc-checkpoint runs
+`criu dump` and `criu restore` from PATH with CRIU's command line, and the
+test's PATH has cryo there. The container is LXC's busybox template as it
+creates it, in a private lxcpath under the test's tmp_path: busybox init,
+syslogd, a getty on tty1 (one of the 5 ttys whose masters LXC's monitor
+holds), the console (a pty of the host's, bound on /dev/console, its master
+with the monitor) where init waits for Enter to start a shell; and a shell
+started with lxc-attach that counts in its memory (written to /tmp/counter)
+and holds 4 MiB of random text (its md5 at start and on SIGUSR1).
+
+A restore must bring back the very container: the same pids, the counter
+going on from the next value, the text the same, the getty answering on
+tty1 through the master the monitor holds, the console's shell answering
+through the monitor's console, and its network: loopback only
+(lxc.net.0.type = empty), or a veth on a bridge of the test's own.
+
+LXC 5.0.2's restored monitor has no slots for the ttys (it gets them only
+from a starting container's child) and dereferences that empty table when
+any command client leaves (lxc-info, lxc-console, lxc-stop): after the
+restore the test talks to no LXC command, it takes the monitor's masters
+with pidfd_getfd and cleans up by killing the container's init by pid.
+"""
+import ctypes
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from cryolib import CRYO
+from ocilib import SCRIPT, alive, wait_for
+
+LXC_CHECKPOINT = shutil.which("lxc-checkpoint")
+pytestmark = pytest.mark.skipif(not LXC_CHECKPOINT or not shutil.which("lxc-create"),
+                                reason="lxc is not installed (make deps installs it)")
+
+SEQ = itertools.count()
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_PIDFD_OPEN, SYS_PIDFD_GETFD = 434, 438
+
+
+def pidfd_getfd(pid, fd):
+    """A copy of fd of process pid (the monitor's masters)."""
+    pidfd = _libc.syscall(SYS_PIDFD_OPEN, pid, 0)
+    assert pidfd >= 0, f"pidfd_open({pid}): {os.strerror(ctypes.get_errno())}"
+    try:
+        got = _libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
+        assert got >= 0, f"pidfd_getfd({pid}, {fd}): {os.strerror(ctypes.get_errno())}"
+        return got
+    finally:
+        os.close(pidfd)
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def nspid(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return [int(x) for x in next(ln for ln in f if ln.startswith("NSpid:")).split()[1:]]
+
+
+def read_until(fd, pattern, timeout=20):
+    """What the master gives until pattern shows in it."""
+    data, deadline = b"", time.monotonic() + timeout
+    os.set_blocking(fd, False)
+    while pattern not in data:
+        assert time.monotonic() < deadline, f"no {pattern!r} from the terminal, only {data!r}"
+        try:
+            data += os.read(fd, 4096)
+        except BlockingIOError:
+            time.sleep(0.02)
+    return data
+
+
+class LxcContainer:
+    """A container of LXC's busybox template in the test's own lxcpath, its
+    name unique to the test run; cryo is `criu` on the PATH LXC is run with.
+    net: None for lxc.net.0.type = empty, else (bridge, address/prefix)."""
+
+    def __init__(self, tmp_path, net=None):
+        self.tmp = tmp_path
+        self.lxcpath = tmp_path / "lxc"
+        self.lxcpath.mkdir()
+        self.name = f"cryo-lxc-{os.getpid()}-{next(SEQ)}"
+        self.rootfs = self.lxcpath / self.name / "rootfs"
+        self.out = tmp_path / "lxc-tools.log"
+        bindir = tmp_path / "bin"
+        bindir.mkdir()
+        os.symlink(CRYO, bindir / "criu")
+        self.env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
+        cfg = []
+        if net is None:
+            cfg.append("lxc.net.0.type = empty")
+        else:
+            bridge, addr = net
+            cfg += ["lxc.net.0.type = veth", f"lxc.net.0.link = {bridge}", "lxc.net.0.flags = up",
+                    "lxc.net.0.name = eth0", f"lxc.net.0.ipv4.address = {addr}"]
+        (tmp_path / "config").write_text("\n".join(cfg) + "\n")
+        self.init = None      # the container's init, as the host sees it
+        self.created = False
+        self.tool("lxc-create", "-t", "busybox", "-f", tmp_path / "config")
+        self.created = True
+
+    def tool(self, tool, *args, check=True):
+        """One LXC command. Its output goes to a file: the monitor it may
+        leave running holds what it was given, and a pipe would never end."""
+        with open(self.out, "a+") as out:
+            out.write(f"$ {tool} {' '.join(map(str, args))}\n")
+            out.flush()
+            start = out.tell()
+            r = subprocess.run([tool, "-P", str(self.lxcpath), "-n", self.name, *map(str, args)], env=self.env,
+                               stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=120)
+            out.seek(start)
+            text = out.read()
+        if check:
+            assert r.returncode == 0, f"{tool} {' '.join(map(str, args))} exited {r.returncode}:\n{text}"
+        return r.returncode, text
+
+    def monitor(self):
+        """The container's monitor: LXC's process named after its lxcpath and name."""
+        want = f"[lxc monitor] {self.lxcpath} {self.name}"
+        for d in os.listdir("/proc"):
+            if d.isdigit() and cmdline(int(d)) == want:
+                return int(d)
+        return None
+
+    def procs(self):
+        """Every process of the container below its init: {host pid: command line}."""
+        out, todo = {}, children(self.init)
+        while todo:
+            p = todo.pop()
+            out[p] = cmdline(p)
+            todo += children(p)
+        return out
+
+    def find(self, what):
+        return [p for p, c in self.procs().items() if c.startswith(what)]
+
+    def start(self):
+        self.tool("lxc-start")
+        _, text = self.tool("lxc-info", "-p", "-H")
+        self.init = int(text.split()[-1])
+        wait_for(lambda: self.find("/bin/getty") and self.find("init"), "the template's getty and console")
+        (self.rootfs / "counter.sh").write_text(SCRIPT)
+        self.tool("lxc-attach", "--", "/bin/sh", "-c", "setsid /bin/sh /counter.sh </dev/null >/dev/null 2>&1 &")
+        wait_for(lambda: (self.rootfs / "tmp" / "sum0").exists() and self.counter() >= 3,
+                 "the counter shell to start")
+        self.shell = self.find("/bin/sh /counter.sh")[0]
+        self.getty = self.find("/bin/getty")[0]
+        self.askfirst = self.find("init")[0]
+
+    def counter(self):
+        try:
+            return int((self.rootfs / "tmp" / "counter").read_text() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def memory_md5(self):
+        (self.rootfs / "tmp" / "sum1").unlink(missing_ok=True)
+        os.kill(self.shell, signal.SIGUSR1)
+        wait_for(lambda: (self.rootfs / "tmp" / "sum1").exists() and (self.rootfs / "tmp" / "sum1").read_text(),
+                 "the shell to answer SIGUSR1")
+        return (self.rootfs / "tmp" / "sum1").read_text(), (self.rootfs / "tmp" / "sum0").read_text()
+
+    def checkpoint(self, images):
+        self.tool(LXC_CHECKPOINT, "-s", "-D", images)
+        wait_for(lambda: not alive(self.init), f"init {self.init} to go after the checkpoint")
+        wait_for(lambda: self.monitor() is None, "the monitor to go after the checkpoint")
+
+    def restore(self, images):
+        self.tool(LXC_CHECKPOINT, "-r", "-D", images)
+
+    def masters(self):
+        """The pty masters LXC's monitor holds: {(devpts dev, index): its fd in the monitor}."""
+        mon, found = self.monitor(), {}
+        for fd in os.listdir(f"/proc/{mon}/fd"):
+            try:
+                with open(f"/proc/{mon}/fdinfo/{fd}") as f:
+                    index = [ln.split()[1] for ln in f if ln.startswith("tty-index:")]
+            except FileNotFoundError:
+                continue
+            if index:
+                local = pidfd_getfd(mon, int(fd))
+                try:
+                    peer = _libc.ioctl(local, 0x5441, os.O_RDWR | os.O_NOCTTY)  # TIOCGPTPEER
+                    assert peer >= 0, f"TIOCGPTPEER on the monitor's fd {fd}: {os.strerror(ctypes.get_errno())}"
+                    found[(os.fstat(peer).st_dev, int(index[0]))] = int(fd)
+                    os.close(peer)
+                finally:
+                    os.close(local)
+        return found
+
+    def master_of(self, path):
+        """A copy of the master, held by the monitor, of the container's terminal at path."""
+        st = os.stat(f"/proc/{self.init}/root{path}")
+        index = (os.major(st.st_rdev) - 136) * 256 + os.minor(st.st_rdev)
+        fd = self.masters().get((st.st_dev, index))
+        assert fd is not None, f"LXC's monitor holds no master of the container's {path} (pty {index})"
+        return pidfd_getfd(self.monitor(), fd)
+
+    def destroy(self):
+        """By pid: the container's init (its monitor then ends), then LXC's files."""
+        mon = self.monitor()
+        if self.init and alive(self.init):
+            os.kill(self.init, signal.SIGKILL)
+            wait_for(lambda: not alive(self.init), f"init {self.init} to die", timeout=10)
+        if mon:
+            wait_for(lambda: not alive(mon), f"monitor {mon} to end", timeout=10)
+        if self.created:
+            self.tool("lxc-destroy", "-f", check=False)
+        # what a monitor that died left (LXC's cgroups, named after the container)
+        for d in Path("/sys/fs/cgroup").glob(f"*/lxc.*.{self.name}*"):
+            d.rmdir()
+        for d in Path("/sys/fs/cgroup").glob(f"lxc.*.{self.name}*"):
+            d.rmdir()
+
+
+@pytest.fixture
+def bridge():
+    """A bridge of the test's own with an address: (name, the container's address/prefix, the container's address)."""
+    pid = os.getpid()
+    name, net = f"crl{pid % 100000}", f"10.79.{pid % 200 + 20}"
+
+    def ip(*argv):
+        subprocess.run(["ip", *argv], check=True, capture_output=True)
+
+    ip("link", "add", name, "type", "bridge")
+    try:
+        ip("addr", "add", f"{net}.1/24", "dev", name)
+        ip("link", "set", name, "up")
+        yield name, f"{net}.2/24", f"{net}.2"
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def check_checkpoint_restore(c, images, on_start=None):
+    """lxc-checkpoint -s stops the container; -r brings back the same one."""
+    c.start()
+    if on_start:
+        on_start()
+    before = {p: cmdline(p) for p in [c.init, *c.procs()]}
+    shell_ns = nspid(c.shell)
+    tty1 = os.stat(f"/proc/{c.init}/root/dev/tty1").st_rdev
+    c.checkpoint(images)
+    at_checkpoint = c.counter()
+    time.sleep(0.6)
+    assert c.counter() == at_checkpoint, "the counter moved after the checkpoint"
+    assert not alive(c.shell)
+    c.restore(images)
+    mon = c.monitor()
+    assert mon and c.init in children(mon), f"the restored init {c.init} is not the child of LXC's monitor {mon}"
+    after = {p: cmdline(p) for p in [c.init, *c.procs()]}
+    assert after == before, f"processes before the checkpoint {before}, after the restore {after}"
+    assert nspid(c.shell) == shell_ns
+    first = c.counter()
+    wait_for(lambda: c.counter() != first, "the counter to move after the restore")
+    assert first in (at_checkpoint, at_checkpoint + 1) and c.counter() == first + 1, \
+        f"the counter went from {at_checkpoint} to {first}, {c.counter()}"
+    now, at_start = c.memory_md5()
+    assert now == at_start, "the shell's memory changed across checkpoint and restore"
+    # the ttys: the same numbers in the container's devpts, each master with LXC's monitor
+    assert os.stat(f"/proc/{c.init}/root/dev/tty1").st_rdev == tty1
+    devpts = os.stat(f"/proc/{c.init}/root/dev/pts/ptmx").st_dev
+    assert sorted(i for d, i in c.masters() if d == devpts) == [0, 1, 2, 3, 4], c.masters()
+
+
+def check_getty(c):
+    """The restored getty (the same process) reads tty1 and answers through
+    the master the monitor holds: a login name, and login asks for its
+    password."""
+    master = c.master_of("/dev/tty1")
+    try:
+        os.write(master, b"root\n")
+        read_until(master, b"Password")
+    finally:
+        os.close(master)
+    assert cmdline(c.getty).startswith(("/bin/login", "login")), \
+        f"the getty {c.getty} did not go on to login: {cmdline(c.getty)!r}"
+
+
+def check_console(c):
+    """The console: init's child (the same process) was waiting there for
+    Enter; it becomes a shell, which runs a command sent after. The monitor
+    reads the console's master itself (to a log or nowhere): the shell's
+    answer goes to a file, the test writes to the master."""
+    master = c.master_of("/dev/console")
+    answer = c.rootfs / "tmp" / "console-answer"
+    try:
+        os.write(master, b"\n")
+        wait_for(lambda: cmdline(c.askfirst) == "/bin/sh", "init's child on the console to become a shell")
+        os.write(master, b"echo $((6*7))-ok $$ >/tmp/console-answer\n")
+        wait_for(lambda: answer.exists() and answer.read_text().endswith("\n"), "the console's shell to answer")
+    finally:
+        os.close(master)
+    assert answer.read_text().split() == ["42-ok", str(nspid(c.askfirst)[-1])], answer.read_text()
+
+
+def netns_run(pid, code):
+    """Python code run in the network namespace of pid."""
+    return subprocess.run(["nsenter", "-t", str(pid), "-n", "/usr/bin/python3", "-c", code], capture_output=True,
+                          text=True, timeout=30)
+
+
+LOOPBACK_ECHO = """
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+c.sendall(b"ping"); print(a.recv(4).decode())
+"""
+
+
+def test_checkpoint_restore_empty_network(tmp_path):
+    """lxc.net.0.type = empty: the container as the template makes it, its
+    loopback working after the restore."""
+    c = LxcContainer(tmp_path)
+    try:
+        check_checkpoint_restore(c, tmp_path / "ck")
+        check_getty(c)
+        check_console(c)
+        r = netns_run(c.init, "import socket; print(socket.if_nameindex())")
+        assert r.returncode == 0 and "'lo'" in r.stdout and "eth" not in r.stdout, r.stdout + r.stderr
+        r = netns_run(c.init, LOOPBACK_ECHO)
+        assert r.returncode == 0 and r.stdout.strip() == "ping", r.stdout + r.stderr
+    finally:
+        c.destroy()
+
+
+def test_checkpoint_restore_veth(tmp_path, bridge):
+    """A veth on the test's bridge with an address: it answers ping before
+    and after, its host end back in the bridge."""
+    name, addr, ip = bridge
+    c = LxcContainer(tmp_path, net=(name, addr))
+    try:
+        def ping():
+            return subprocess.run(["ping", "-c", "1", "-W", "2", ip], capture_output=True).returncode == 0
+
+        check_checkpoint_restore(c, tmp_path / "ck",
+                                 lambda: wait_for(ping, f"the container to answer ping at {ip}"))
+        assert ping(), f"the restored container does not answer ping at {ip}"
+        ports = subprocess.run(["ip", "-o", "link", "show", "master", name], capture_output=True, text=True).stdout
+        assert ports.count("veth") == 1, f"bridge {name} has {ports!r}"
+        check_console(c)
+    finally:
+        c.destroy()
