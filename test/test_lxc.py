@@ -93,7 +93,7 @@ def read_until(fd, pattern, timeout=20):
 class LxcContainer:
     """A container of LXC's busybox template in the test's own lxcpath, its
     name unique to the test run; cryo is `criu` on the PATH LXC is run with.
-    net: None for lxc.net.0.type = empty, else (bridge, address/prefix)."""
+    net: None for lxc.net.0.type = empty, else the bridge of its veth."""
 
     def __init__(self, tmp_path, net=None):
         self.tmp = tmp_path
@@ -110,9 +110,8 @@ class LxcContainer:
         if net is None:
             cfg.append("lxc.net.0.type = empty")
         else:
-            bridge, addr = net
-            cfg += ["lxc.net.0.type = veth", f"lxc.net.0.link = {bridge}", "lxc.net.0.flags = up",
-                    "lxc.net.0.name = eth0", f"lxc.net.0.ipv4.address = {addr}"]
+            cfg += ["lxc.net.0.type = veth", f"lxc.net.0.link = {net}", "lxc.net.0.flags = up",
+                    "lxc.net.0.name = eth0"]
         (tmp_path / "config").write_text("\n".join(cfg) + "\n")
         self.init = None      # the container's init, as the host sees it
         self.created = False
@@ -234,20 +233,32 @@ class LxcContainer:
 
 
 @pytest.fixture
-def bridge():
-    """A bridge of the test's own with an address: (name, the container's address/prefix, the container's address)."""
+def bridge(tmp_path):
+    """A bridge of the test's own with an address, and a DHCP server on it
+    (busybox udhcpd) for the template's udhcpc to get the container's
+    address from: (name, the container's address)."""
     pid = os.getpid()
     name, net = f"crl{pid % 100000}", f"10.79.{pid % 200 + 20}"
 
     def ip(*argv):
         subprocess.run(["ip", *argv], check=True, capture_output=True)
 
+    conf = tmp_path / "udhcpd.conf"
+    conf.write_text(f"start {net}.2\nend {net}.2\ninterface {name}\nlease_file {tmp_path}/udhcpd.leases\n"
+                    f"pidfile {tmp_path}/udhcpd.pid\noption subnet 255.255.255.0\noption lease 86400\n")
+    (tmp_path / "udhcpd.leases").touch()
     ip("link", "add", name, "type", "bridge")
+    server = None
     try:
         ip("addr", "add", f"{net}.1/24", "dev", name)
         ip("link", "set", name, "up")
-        yield name, f"{net}.2/24", f"{net}.2"
+        server = subprocess.Popen([shutil.which("busybox"), "udhcpd", "-f", str(conf)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        yield name, f"{net}.2"
     finally:
+        if server:
+            server.kill()
+            server.wait()
         subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
@@ -344,19 +355,19 @@ def test_checkpoint_restore_empty_network(tmp_path):
 
 
 def test_checkpoint_restore_veth(tmp_path, bridge):
-    """A veth on the test's bridge with an address: it answers ping before
-    and after, its host end back in the bridge."""
-    name, addr, ip = bridge
-    c = LxcContainer(tmp_path, net=(name, addr))
-    try:
-        def ping():
-            return subprocess.run(["ping", "-c", "1", "-W", "2", ip], capture_output=True).returncode == 0
+    """A veth on the test's bridge, its address from the template's udhcpc:
+    it answers ping before and after, its host end back in the bridge."""
+    name, ip = bridge
+    c = LxcContainer(tmp_path, net=name)
 
-        check_checkpoint_restore(c, tmp_path / "ck",
-                                 lambda: wait_for(ping, f"the container to answer ping at {ip}"))
+    def ping():
+        return subprocess.run([shutil.which("busybox"), "ping", "-c", "1", "-W", "1", ip], capture_output=True).returncode == 0
+
+    try:
+        check_checkpoint_restore(c, tmp_path / "ck", lambda: wait_for(ping, f"the container to answer ping at {ip}"))
         assert ping(), f"the restored container does not answer ping at {ip}"
         ports = subprocess.run(["ip", "-o", "link", "show", "master", name], capture_output=True, text=True).stdout
-        assert ports.count("veth") == 1, f"bridge {name} has {ports!r}"
+        assert len(ports.splitlines()) == 1 and "veth" in ports, f"bridge {name} has {ports!r}"
         check_console(c)
     finally:
         c.destroy()
