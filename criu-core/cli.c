@@ -103,6 +103,9 @@ static void usage(FILE *f)
 "      --feature NAME     check: probe one feature (exit 0 if it works)\n"
 "      --root DIR         restore: the container's root directory (a bind mount)\n"
 "      --restore-sibling  restore: the root a child of cryo's parent, not of cryo\n"
+"                         (who takes the new masters of its terminals' ptys\n"
+"                         that were outside: LXC's monitor)\n"
+"      --lsm-profile L:P  restore: LXC's; refused where that LSM is active\n"
 "      --action-script S  run S (sh -c) at each hook point, CRTOOLS_SCRIPT_ACTION\n"
 "                         naming it (pre-dump, post-dump, post-restore, ...)\n"
 "      --inherit-fd fd[N]:KEY  restore: the file KEY (pipe:[INODE], a path) is\n"
@@ -167,6 +170,25 @@ int refuse_unsupported(const struct cryo_opts *o)
 			return -ENOTSUP;
 		}
 	}
+	/*
+	 * LXC passes its config's profile (Debian's default: apparmor:generated)
+	 * whether or not the host runs that LSM; with none there is nothing to
+	 * put the tasks under, else cryo cannot yet.
+	 */
+	if (o->lsm_profile && (!strncmp(o->lsm_profile, "apparmor:", 9) || !strncmp(o->lsm_profile, "selinux:", 8))) {
+		bool aa = o->lsm_profile[0] == 'a';
+
+		if (!access(aa ? "/sys/kernel/security/apparmor" : "/sys/fs/selinux/enforce", F_OK)) {
+			pr_err("--lsm-profile %s: cryo does not put the restored tasks under a %s profile yet", o->lsm_profile,
+			       aa ? "AppArmor" : "SELinux");
+			return -ENOTSUP;
+		}
+		pr_info("--lsm-profile %s: %s is not active here, nothing to apply", o->lsm_profile,
+			aa ? "AppArmor" : "SELinux");
+	} else if (o->lsm_profile) {
+		pr_err("--lsm-profile %s: not of the form apparmor:NAME or selinux:CONTEXT", o->lsm_profile);
+		return -EINVAL;
+	}
 	if (o->empty_ns & ~CLONE_NEWNET) {
 		pr_err("--empty-ns %#x: only the network namespace (net) can be left for the caller to fill",
 		       o->empty_ns);
@@ -210,7 +232,8 @@ enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED, OPT_PRE
        OPT_TO, OPT_MODE, OPT_MAX_ROUNDS, OPT_DIRTY_LIMIT, OPT_JSON, OPT_LAZY_PAGES, OPT_LAZY_RATE,
        OPT_LAZY_SOCK, OPT_AUTO_DEDUP, OPT_ROOT, OPT_ACTION_SCRIPT, OPT_INHERIT_FD, OPT_EXTERNAL, OPT_EXT_MOUNT_MAP,
        OPT_MANAGE_CGROUPS, OPT_FREEZE_CGROUP, OPT_CGROUP_ROOT, OPT_TRACK_MEM, OPT_FILE_LOCKS, OPT_LINK_REMAP,
-       OPT_EXT_UNIX_SK, OPT_SKIP_IN_FLIGHT, OPT_EVASIVE_DEVICES, OPT_EMPTY_NS, OPT_RESTORE_SIBLING, OPT_IGNORED,
+       OPT_EXT_UNIX_SK, OPT_SKIP_IN_FLIGHT, OPT_EVASIVE_DEVICES, OPT_EMPTY_NS, OPT_RESTORE_SIBLING, OPT_LSM_PROFILE,
+       OPT_IGNORED,
        OPT_IGNORED_ARG };
 
 int str_list_add(struct str_list *l, const char *s)
@@ -303,6 +326,7 @@ int main(int argc, char **argv)
 		{ "evasive-devices", no_argument, NULL, OPT_EVASIVE_DEVICES },
 		{ "empty-ns", required_argument, NULL, OPT_EMPTY_NS },
 		{ "restore-sibling", no_argument, NULL, OPT_RESTORE_SIBLING },
+		{ "lsm-profile", required_argument, NULL, OPT_LSM_PROFILE },
 		/* CRIU's tuning knobs with nothing to tune here */
 		{ "force-irmap", no_argument, NULL, OPT_IGNORED },
 		{ "enable-external-masters", no_argument, NULL, OPT_IGNORED },
@@ -462,6 +486,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_RESTORE_SIBLING:
 			o.rst_sibling = true;
+			break;
+		case OPT_LSM_PROFILE:
+			o.lsm_profile = optarg;
 			break;
 		case OPT_TRACK_MEM:	/* pre-dumps always track */
 		case OPT_IGNORED:

@@ -87,6 +87,9 @@ class LxcContainer:
         os.symlink(CRYO, bindir / "criu")
         self.env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
         cfg = []
+        if not os.path.exists("/sys/kernel/security/apparmor"):
+            # Debian's default config names one; LXC passes it on (--lsm-profile) whether AppArmor runs or not
+            cfg.append("lxc.apparmor.profile = generated")
         if net is None:
             cfg.append("lxc.net.0.type = empty")
         else:

@@ -28,6 +28,7 @@ import time
 import pytest
 
 from lxclib import LXC_CHECKPOINT, LxcContainer, children, cmdline, nspid, read_until
+from cryolib import cryo
 from ocilib import alive, wait_for
 
 pytestmark = pytest.mark.skipif(not LXC_CHECKPOINT or not shutil.which("lxc-create"),
@@ -64,33 +65,68 @@ def bridge(tmp_path):
         subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
-def check_checkpoint_restore(c, images, on_start=None):
-    """lxc-checkpoint -s stops the container; -r brings back the same one."""
+def mounts(pid):
+    """The container's mount tree as its init sees it: each mount (mountpoint,
+    root, type, options) with the mounts of its peer group (shared:N)."""
+    with open(f"/proc/{pid}/mountinfo") as f:
+        lines = [ln.split() for ln in f]
+    group = {}
+    for ln in lines:
+        for opt in ln[6:ln.index("-")]:
+            if opt.startswith("shared:"):
+                group.setdefault(opt, []).append(ln[4])
+    out = []
+    for ln in lines:
+        sep = ln.index("-")
+        peers = [group[o] for o in ln[6:sep] if o.startswith("shared:")]
+        out.append((ln[4], ln[3], ln[sep + 1], ln[5], tuple(sorted(peers[0])) if peers else ()))
+    return sorted(out)
+
+
+def cgroups(pid):
+    with open(f"/proc/{pid}/cgroup") as f:
+        return f.read()
+
+
+def check_checkpoint_restore(c, images, on_start=None, restore=True):
+    """lxc-checkpoint -s stops the container; -r brings back the same one
+    (check_restore)."""
     c.start()
     if on_start:
         on_start()
-    before = {p: cmdline(p) for p in [c.init, *c.procs()]}
-    shell_ns = nspid(c.shell)
-    tty1 = os.stat(f"/proc/{c.init}/root/dev/tty1").st_rdev
+    procs = {p: cmdline(p) for p in [c.init, *c.procs()]}
+    c.snap = dict(procs=procs, cgroups={p: cgroups(p) for p in procs}, mounts=mounts(c.init),
+                  shell_ns=nspid(c.shell), tty1=os.stat(f"/proc/{c.init}/root/dev/tty1").st_rdev)
+    assert "/.lxc\n" in c.snap["cgroups"][c.shell], c.snap["cgroups"][c.shell]
     c.checkpoint(images)
-    at_checkpoint = c.counter()
+    c.snap["counter"] = c.counter()
     time.sleep(0.6)
-    assert c.counter() == at_checkpoint, "the counter moved after the checkpoint"
+    assert c.counter() == c.snap["counter"], "the counter moved after the checkpoint"
     assert not alive(c.shell)
+    if restore:
+        check_restore(c, images)
+
+
+def check_restore(c, images):
+    """The same processes with their pids, cgroups (the counter shell in
+    lxc-attach's .lxc), memory, terminals and mount tree (peer groups too)."""
+    snap = c.snap
     c.restore(images)
     mon = c.monitor()
     assert mon and c.init in children(mon), f"the restored init {c.init} is not the child of LXC's monitor {mon}"
     after = {p: cmdline(p) for p in [c.init, *c.procs()]}
-    assert after == before, f"processes before the checkpoint {before}, after the restore {after}"
-    assert nspid(c.shell) == shell_ns
+    assert after == snap["procs"], f"processes before the checkpoint {snap['procs']}, after the restore {after}"
+    assert {p: cgroups(p) for p in after} == snap["cgroups"]
+    assert mounts(c.init) == snap["mounts"]
+    assert nspid(c.shell) == snap["shell_ns"]
     first = c.counter()
     wait_for(lambda: c.counter() != first, "the counter to move after the restore")
-    assert first in (at_checkpoint, at_checkpoint + 1) and c.counter() == first + 1, \
-        f"the counter went from {at_checkpoint} to {first}, {c.counter()}"
+    assert first in (snap["counter"], snap["counter"] + 1) and c.counter() == first + 1, \
+        f"the counter went from {snap['counter']} to {first}, {c.counter()}"
     now, at_start = c.memory_md5()
     assert now == at_start, "the shell's memory changed across checkpoint and restore"
     # the ttys: the same numbers in the container's devpts, each master with LXC's monitor
-    assert os.stat(f"/proc/{c.init}/root/dev/tty1").st_rdev == tty1
+    assert os.stat(f"/proc/{c.init}/root/dev/tty1").st_rdev == snap["tty1"]
     devpts = os.stat(f"/proc/{c.init}/root/dev/pts/ptmx").st_dev
     assert sorted(i for d, i in c.masters() if d == devpts) == [0, 1, 2, 3, 4], c.masters()
 
@@ -145,7 +181,12 @@ def test_checkpoint_restore_empty_network(tmp_path):
     loopback working after the restore."""
     c = LxcContainer(tmp_path)
     try:
-        check_checkpoint_restore(c, tmp_path / "ck")
+        check_checkpoint_restore(c, tmp_path / "ck", restore=False)
+        # the console is LXC's: cryo's command line alone cannot restore it
+        r = cryo("restore", "-D", tmp_path / "ck", "-d", "--ext-mount-map", "console:/dev/null", check=False)
+        assert r.returncode != 0 and "--inherit-fd fd[N]:tty[" in r.stderr and "/dev/console" in r.stderr, r.stderr
+        assert not alive(c.init) and c.monitor() is None
+        check_restore(c, tmp_path / "ck")
         check_getty(c)
         check_console(c)
         r = netns_run(c.init, "import socket; print(socket.if_nameindex())")
