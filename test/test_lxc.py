@@ -14,13 +14,17 @@ tty1 through the master the monitor holds, the console's shell answering
 through the monitor's console, and its network: loopback only
 (lxc.net.0.type = empty), or a veth on a bridge of the test's own.
 
-LXC 5.0.2's restored monitor has no slots for the ttys (it gets them only
-from a starting container's child) and dereferences that empty table when
-any command client leaves (lxc-info, lxc-console, lxc-stop): after the
-restore the test talks to no LXC command, it takes the monitor's masters
-with pidfd_getfd and cleans up by killing the container's init by pid.
+LXC 5.0.2's restored monitor has no table of ttys (it gets them only from
+a starting container's child) and walks one of lxc.tty.max entries when
+any command client leaves (lxc-info, lxc-console, lxc-stop): it dies of
+it. So after a restore the test talks to no LXC command (it takes the
+monitor's masters with pidfd_getfd, and cleans up by killing the
+container's init by pid), except with lxc.tty.max = 0 in the config at
+restore, where lxc-console itself reaches the restored console's shell.
 """
 import os
+import pty
+import select
 import shutil
 import subprocess
 import time
@@ -212,5 +216,58 @@ def test_checkpoint_restore_veth(tmp_path, bridge):
         ports = subprocess.run(["ip", "-o", "link", "show", "master", name], capture_output=True, text=True).stdout
         assert len(ports.splitlines()) == 1 and "veth" in ports, f"bridge {name} has {ports!r}"
         check_console(c)
+    finally:
+        c.destroy()
+
+
+def lxc_console_run(c, line, want, timeout=20):
+    """lxc-console -t 0 on a terminal of the test's: Enter (init's child on
+    the console waits for it), then line; what came back once want shows."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe("lxc-console", ["lxc-console", "-P", str(c.lxcpath), "-n", c.name, "-t", "0"], c.env)
+    out, deadline = b"", time.monotonic() + timeout
+    try:
+        def read(until):
+            nonlocal out
+            while until not in out and time.monotonic() < deadline:
+                if select.select([fd], [], [], 0.1)[0]:
+                    try:
+                        out += os.read(fd, 4096)
+                    except OSError:
+                        break
+            return until in out
+
+        read(b"Ctrl+a q")
+        os.write(fd, b"\r")
+        read(b"# ")
+        os.write(fd, line + b"\r")
+        read(want)
+        os.write(fd, b"\x01q")
+    finally:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        os.close(fd)
+    return out
+
+
+def test_lxc_console_after_restore(tmp_path):
+    """LXC's own console client on the restored container: with
+    lxc.tty.max = 0 in its config at restore (LXC 5.0.2's restored monitor
+    has no tty table, and walks one of lxc.tty.max entries when a client
+    leaves), the monitor serves lxc-info and lxc-console: the console's
+    shell, which the restored init starts on Enter, answers a command."""
+    c = LxcContainer(tmp_path)
+    try:
+        check_checkpoint_restore(c, tmp_path / "ck", restore=False)
+        config = c.lxcpath / c.name / "config"
+        config.write_text(config.read_text().replace("lxc.tty.max = 5", "lxc.tty.max = 0"))
+        check_restore(c, tmp_path / "ck")
+        out = lxc_console_run(c, b"echo $((6*7))-ok $$", b"42-ok")
+        assert f"42-ok {nspid(c.askfirst)[-1]}".encode() in out, out
+        _, text = c.tool("lxc-info", "-s")
+        assert "RUNNING" in text and c.monitor(), text
     finally:
         c.destroy()
