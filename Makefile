@@ -23,8 +23,10 @@ DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev \
 	    iproute2 util-linux tcpdump openssl \
 	    protobuf-compiler python3-protobuf
 # the runtimes whose checkpoints cryo serves (test_runc.py, test_containerd.py,
-# test_podman.py); not their recommended criu, which cryo stands in for
-RUNTIME_PKGS := runc containerd podman
+# test_podman.py, test_lxc.py); not their recommended criu, which cryo stands
+# in for; installed with no service started (lxc's lxc-net would make a
+# bridge and run dnsmasq)
+RUNTIME_PKGS := runc containerd podman lxc
 
 WARN	:= -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS	?= -O2 -g

@@ -451,6 +451,46 @@ static int dump_props(struct dump_ctx *ctx, const char *dir, CgroupEntry *e)
 	return 0;
 }
 
+/*
+ * Task t is in cgroup o, not its root's r of the same hierarchy: below it
+ * (LXC's lxc-attach puts what it starts in .lxc of the container's cgroup
+ * v2), a cgroup of the tree's made again with t in it; anywhere else, the
+ * tree has no one place to go back to.
+ */
+static int nested_add(struct dump_ctx *ctx, const struct dump_task *t, const struct cg_line *o,
+		      const struct cg_line *r)
+{
+	size_t rl = strcmp(r->path, "/") ? strlen(r->path) : 0;
+	CgroupEntry *e = NULL, **nv;
+
+	if (strcmp(o->ctrls, r->ctrls) || strncmp(o->path, r->path, rl) || o->path[rl] != '/' || !o->path[rl + 1]) {
+		pr_err("pid %d is in cgroup %s:%s, outside its root pid %d's %s: the tree has no one cgroup to go back to",
+		       t->pid, o->ctrls, o->path, ctx->tasks[0]->pid, r->path);
+		return -ENOTSUP;
+	}
+	for (size_t k = 0; k < ctx->nr_cg_nested && !e; k++)
+		if (!strcmp(ctx->cg_nested[k]->controllers, o->ctrls) && !strcmp(ctx->cg_nested[k]->path, o->path))
+			e = ctx->cg_nested[k];
+	if (!e) {
+		if (!(e = arena_new(&ctx->arena, CgroupEntry)) ||
+		    !(nv = xrealloc_array(ctx->cg_nested, ctx->nr_cg_nested + 1, sizeof(*nv))))
+			return -ENOMEM;
+		cgroup_entry__init(e);
+		e->controllers = arena_strdup(&ctx->arena, o->ctrls);
+		e->path = arena_strdup(&ctx->arena, o->path);
+		e->sub = arena_strdup(&ctx->arena, o->path + rl + 1);
+		if (!e->controllers || !e->path || !e->sub)
+			return -ENOMEM;
+		ctx->cg_nested = nv;
+		ctx->cg_nested[ctx->nr_cg_nested++] = e;
+	}
+	e->members = arena_grow(&ctx->arena, e->members, e->n_members, sizeof(*e->members));
+	if (!e->members)
+		return -ENOMEM;
+	e->members[e->n_members++] = t->vpid;
+	return 0;
+}
+
 int cgroup_dump(struct dump_ctx *ctx)
 {
 	_cleanup_free_ struct cg_line *mine = NULL, *its = NULL;
@@ -460,19 +500,16 @@ int cgroup_dump(struct dump_ctx *ctx)
 
 	if ((ret = parse_cgroups(getpid(), &mine, &nm)) || (ret = parse_cgroups(root, &its, &ni)))
 		return ret;
-	/* every task in the root's cgroups: one place to put them back */
-	for (size_t t = 1; t < ctx->nr_tasks; t++) {
+	/* every task in the root's cgroups or below them (nested_add) */
+	for (size_t t = 1; t < ctx->nr_tasks && !ret; t++) {
 		_cleanup_free_ struct cg_line *other = NULL;
 		int no;
 
 		if (ctx->tasks[t]->zombie || parse_cgroups(ctx->tasks[t]->pid, &other, &no))
 			continue;
-		for (int i = 0; i < no && i < ni; i++)
-			if (strcmp(other[i].path, its[i].path)) {
-				pr_err("pid %d is in cgroup %s:%s, its root pid %d in %s: cgroups inside the tree are not supported yet",
-				       ctx->tasks[t]->pid, other[i].ctrls, other[i].path, root, its[i].path);
-				return -ENOTSUP;
-			}
+		for (int i = 0; i < no && i < ni && !ret; i++)
+			if (strcmp(other[i].path, its[i].path))
+				ret = nested_add(ctx, ctx->tasks[t], &other[i], &its[i]);
 	}
 	for (int i = 0; i < ni && !ret; i++) {
 		CgroupEntry e = CGROUP_ENTRY__INIT;
@@ -491,9 +528,22 @@ int cgroup_dump(struct dump_ctx *ctx)
 		e.path = its[i].path;
 		ret = dump_props(ctx, dir, &e) ?: img_write(img, &e.base);
 		pr_debug("cgroup %s:%s with %zu limits", e.controllers, e.path, e.n_props);
+		/* the cgroups below it, after it */
+		for (size_t k = 0; k < ctx->nr_cg_nested && !ret; k++) {
+			CgroupEntry *n = ctx->cg_nested[k];
+
+			if (strcmp(n->controllers, its[i].ctrls))
+				continue;
+			ret = (cg_dir(n->controllers, n->path, dir, sizeof(dir)) ?: dump_props(ctx, dir, n)) ?:
+			      img_write(img, &n->base);
+			pr_debug("cgroup %s:%s below the root's, with %zu tasks", n->controllers, n->path, n->n_members);
+		}
 	}
 	if (img)
 		ret = img_close(img) ?: ret;
+	free(ctx->cg_nested);
+	ctx->cg_nested = NULL;
+	ctx->nr_cg_nested = 0;
 	return ret;
 }
 
@@ -529,11 +579,14 @@ static int apply_cg_roots(struct restore_ctx *ctx)
 			}
 			if (!match)
 				continue;
-			pr_debug("cgroup %s:%s goes to %s", e->controllers, e->path, path);
+			pr_debug("cgroup %s:%s goes to %s%s%s", e->controllers, e->path, path, e->sub ? "/" : "",
+				 e->sub ?: "");
 			/* the unpacked message owns its strings */
 			free(e->path);
-			if (!(e->path = xstrdup(path)))
+			if (asprintf(&e->path, "%s%s%s", path, e->sub ? "/" : "", e->sub ?: "") < 0) {
+				e->path = NULL;
 				return -ENOMEM;
+			}
 			used = true;
 		}
 		if (!used)
@@ -608,7 +661,8 @@ static pid_t other_process(const char *procs, pid_t guardian)
 int cgroup_validate_entry(const CgroupEntry *e, const char *where)
 {
 	int ret = door_text(e->controllers, sizeof(((struct cg_line *)0)->ctrls) - 1, "%s: controllers", where) ?:
-		  door_abspath(e->path, DOOR_PATH_MAX, "%s: path", where);
+		  door_abspath(e->path, DOOR_PATH_MAX, "%s: path", where) ?:
+		  (e->sub ? door_relpath(e->sub, DOOR_PATH_MAX, "%s: sub", where) : 0);
 
 	for (size_t k = 0; !ret && k < e->n_props; k++)
 		ret = door_name(e->props[k]->name, DOOR_NAME_MAX, "%s: props[%zu].name", where, k) ?:
@@ -711,14 +765,25 @@ int cgroup_prepare(struct restore_ctx *ctx)
 	return 0;
 }
 
-int cgroup_attach(struct restore_ctx *ctx, pid_t pid)
+static bool is_member(const CgroupEntry *e, pid_t vpid)
+{
+	for (size_t k = 0; k < e->n_members; k++)
+		if (e->members[k] == vpid)
+			return true;
+	return false;
+}
+
+/* the root (vpid 0: every cgroup of the root's), or a task in a cgroup below (its own) */
+int cgroup_attach(struct restore_ctx *ctx, pid_t pid, pid_t vpid)
 {
 	for (size_t i = 0; i < ctx->nr_cgroups; i++) {
 		char dir[PATH_MAX_LEN], buf[16];
-		_cleanup_close_ int cgfd = cg_open(ctx->cgroups[i], false, NULL, dir, sizeof(dir)), fd = -1;
+		_cleanup_close_ int cgfd = -1, fd = -1;
 		int n = snprintf(buf, sizeof(buf), "%d", pid);
 
-		if (cgfd < 0)
+		if (vpid ? !ctx->cgroups[i]->sub || !is_member(ctx->cgroups[i], vpid) : !!ctx->cgroups[i]->sub)
+			continue;
+		if ((cgfd = cg_open(ctx->cgroups[i], false, NULL, dir, sizeof(dir))) < 0)
 			return cgfd;
 		fd = door_open(cgfd, "cgroup.procs", O_WRONLY, 0, DOOR_BENEATH | DOOR_NO_SYMLINKS, "pid %d: cgroup %s",
 			       pid, dir);
@@ -745,7 +810,8 @@ static void cg_remove(const CgroupEntry *e, const char *dir)
 
 void cgroup_cleanup(struct restore_ctx *ctx, bool failed)
 {
-	for (size_t i = 0; ctx->cg_made && i < ctx->nr_cgroups; i++) {
+	/* the cgroups below the root's, listed after it, go first */
+	for (size_t i = ctx->nr_cgroups; ctx->cg_made && i-- > 0;) {
 		if (failed && ctx->cg_made[i])
 			cg_remove(ctx->cgroups[i], ctx->cg_made[i]);
 		free(ctx->cg_made[i]);

@@ -105,6 +105,9 @@ static void usage(FILE *f)
 "      --feature NAME     check: probe one feature (exit 0 if it works)\n"
 "      --root DIR         restore: the container's root directory (a bind mount)\n"
 "      --restore-sibling  restore: the root a child of cryo's parent, not of cryo\n"
+"                         (who takes the new masters of its terminals' ptys\n"
+"                         that were outside: LXC's monitor)\n"
+"      --lsm-profile L:P  restore: LXC's; refused where that LSM is active\n"
 "      --action-script S  run S (sh -c) at each hook point, CRTOOLS_SCRIPT_ACTION\n"
 "                         naming it (pre-dump, post-dump, post-restore, ...)\n"
 "      --inherit-fd fd[N]:KEY  restore: the file KEY (pipe:[INODE], a path) is\n"
@@ -119,12 +122,24 @@ static void usage(FILE *f)
 "                         host end named HOST, in bridge BR (in none without)\n"
 "      --external net[INODE]:KEY  dump: the network namespace is the caller's;\n"
 "                         restore: join the one --inherit-fd gives for KEY\n"
+"      --external tty[RDEV:DEV]  dump: that terminal (hex device numbers) is the\n"
+"                         caller's; restore: --inherit-fd fd[N]:tty[RDEV:DEV] gives it\n"
+"      --enable-fs FS     LXC's; a mount cryo cannot make is refused all the same\n"
 "      --empty-ns net     the network namespace's devices are the caller's: not\n"
 "                         dumped, not made again (loopback only)\n"
 "      --file-locks, --link-remap, --track-mem, --skip-in-flight, --evasive-devices\n"
 "                         CRIU's, for what cryo does anyway\n"
 "  -V, --version          print the version\n"
 "  -h, --help             this help\n");
+}
+
+/* tty[RDEV:DEV], hex: a terminal of the caller's (CRIU's --external tty, LXC's console) */
+static bool is_tty_key(const char *e)
+{
+	size_t n = strncmp(e, "tty[", 4) ? 0 : strspn(e + 4, "0123456789abcdef");
+
+	return n && e[4 + n] == ':' && strspn(e + 5 + n, "0123456789abcdef") &&
+	       !strcmp(e + 5 + n + strspn(e + 5 + n, "0123456789abcdef"), "]");
 }
 
 int refuse_unsupported(const struct cryo_opts *o)
@@ -140,11 +155,41 @@ int refuse_unsupported(const struct cryo_opts *o)
 			pr_err("--external %s: names the host end of a veth for a restore; a dump has no use for it", e);
 			return -EINVAL;
 		}
+		if (is_tty_key(e))
+			continue;
+		/*
+		 * At restore a plain KEY:VALUE names no object of the images, and
+		 * CRIU lets it be: LXC 5 passes its console's path so
+		 * (--external console:/dev/pts/N) for a network of type empty.
+		 */
+		if (restore && strchr(e, ':') && strcspn(e, "[") > (size_t)(strchr(e, ':') - e)) {
+			pr_debug("--external %s: names nothing a restore uses", e);
+			continue;
+		}
 		if (strncmp(e, "net[", 4) || !strstr(e, "]:")) {
-			pr_err("--external %s: not supported yet (net[INODE]:KEY, the network namespace, and at restore veth[IFNAME]:HOSTNAME[@BRIDGE])",
+			pr_err("--external %s: not supported yet (net[INODE]:KEY, the network namespace, tty[RDEV:DEV], a terminal, and at restore veth[IFNAME]:HOSTNAME[@BRIDGE])",
 			       e);
 			return -ENOTSUP;
 		}
+	}
+	/*
+	 * LXC passes its config's profile (Debian's default: apparmor:generated)
+	 * whether or not the host runs that LSM; with none there is nothing to
+	 * put the tasks under, else cryo cannot yet.
+	 */
+	if (o->lsm_profile && (!strncmp(o->lsm_profile, "apparmor:", 9) || !strncmp(o->lsm_profile, "selinux:", 8))) {
+		bool aa = o->lsm_profile[0] == 'a';
+
+		if (!access(aa ? "/sys/kernel/security/apparmor" : "/sys/fs/selinux/enforce", F_OK)) {
+			pr_err("--lsm-profile %s: cryo does not put the restored tasks under a %s profile yet", o->lsm_profile,
+			       aa ? "AppArmor" : "SELinux");
+			return -ENOTSUP;
+		}
+		pr_info("--lsm-profile %s: %s is not active here, nothing to apply", o->lsm_profile,
+			aa ? "AppArmor" : "SELinux");
+	} else if (o->lsm_profile) {
+		pr_err("--lsm-profile %s: not of the form apparmor:NAME or selinux:CONTEXT", o->lsm_profile);
+		return -EINVAL;
 	}
 	if (o->empty_ns & ~CLONE_NEWNET) {
 		pr_err("--empty-ns %#x: only the network namespace (net) can be left for the caller to fill",
@@ -189,7 +234,8 @@ enum { OPT_PIDFILE = 1000, OPT_FEATURE, OPT_CGROUP, OPT_TCP_ESTABLISHED, OPT_PRE
        OPT_TO, OPT_MODE, OPT_MAX_ROUNDS, OPT_DIRTY_LIMIT, OPT_JSON, OPT_LAZY_PAGES, OPT_LAZY_RATE,
        OPT_LAZY_SOCK, OPT_AUTO_DEDUP, OPT_ROOT, OPT_ACTION_SCRIPT, OPT_INHERIT_FD, OPT_EXTERNAL, OPT_EXT_MOUNT_MAP,
        OPT_MANAGE_CGROUPS, OPT_FREEZE_CGROUP, OPT_CGROUP_ROOT, OPT_TRACK_MEM, OPT_FILE_LOCKS, OPT_LINK_REMAP,
-       OPT_EXT_UNIX_SK, OPT_SKIP_IN_FLIGHT, OPT_EVASIVE_DEVICES, OPT_EMPTY_NS, OPT_RESTORE_SIBLING, OPT_DISPLAY_STATS, OPT_IGNORED,
+       OPT_EXT_UNIX_SK, OPT_SKIP_IN_FLIGHT, OPT_EVASIVE_DEVICES, OPT_EMPTY_NS, OPT_RESTORE_SIBLING, OPT_DISPLAY_STATS,
+       OPT_LSM_PROFILE, OPT_IGNORED,
        OPT_IGNORED_ARG };
 
 int str_list_add(struct str_list *l, const char *s)
@@ -283,11 +329,14 @@ int main(int argc, char **argv)
 		{ "empty-ns", required_argument, NULL, OPT_EMPTY_NS },
 		{ "restore-sibling", no_argument, NULL, OPT_RESTORE_SIBLING },
 		{ "display-stats", no_argument, NULL, OPT_DISPLAY_STATS },
+		{ "lsm-profile", required_argument, NULL, OPT_LSM_PROFILE },
 		/* CRIU's tuning knobs with nothing to tune here */
 		{ "force-irmap", no_argument, NULL, OPT_IGNORED },
 		{ "enable-external-masters", no_argument, NULL, OPT_IGNORED },
 		{ "enable-external-sharing", no_argument, NULL, OPT_IGNORED },
 		{ "ghost-limit", required_argument, NULL, OPT_IGNORED_ARG },
+		/* LXC's: mounts of these types may be dumped; cryo still refuses one it cannot make, by name */
+		{ "enable-fs", required_argument, NULL, OPT_IGNORED_ARG },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -443,6 +492,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_DISPLAY_STATS:
 			o.display_stats = true;
+			break;
+		case OPT_LSM_PROFILE:
+			o.lsm_profile = optarg;
 			break;
 		case OPT_TRACK_MEM:	/* pre-dumps always track */
 		case OPT_IGNORED:

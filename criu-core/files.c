@@ -178,11 +178,31 @@ static uint32_t find_shared(struct dump_ctx *ctx, const struct fd_parms *p)
 	return 0;
 }
 
+int files_add_entry(struct dump_ctx *ctx, FileEntry *fe, int lfd, const struct stat *st)
+{
+	struct dump_file *nf = xrealloc_array(ctx->files, ctx->nr_files + 1, sizeof(*nf));
+	FileEntry **ne;
+
+	if (!nf)
+		return -ENOMEM;
+	ctx->files = nf;
+	ne = xrealloc_array(ctx->file_entries, ctx->nr_files + 1, sizeof(*ne));
+	if (!ne)
+		return -ENOMEM;
+	ctx->file_entries = ne;
+	fe->id = ctx->nr_files + 1;
+	ctx->files[ctx->nr_files] = (struct dump_file){
+		.id = fe->id, .local_fd = lfd, .dev = st->st_dev, .ino = st->st_ino,
+	};
+	ctx->file_entries[ctx->nr_files] = fe;
+	ctx->nr_files++;
+	return 0;
+}
+
 static int add_file(struct dump_ctx *ctx, struct fd_parms *p, FdEntry *e)
 {
 	const struct fd_kind_ops *ops = NULL;
-	struct dump_file *nf;
-	FileEntry **ne, *fe;
+	FileEntry *fe;
 	int ret;
 
 	for (size_t i = 0; i < ARRAY_SIZE(fd_kinds) && !ops; i++)
@@ -206,19 +226,8 @@ static int add_file(struct dump_ctx *ctx, struct fd_parms *p, FdEntry *e)
 	if (ret)
 		return ret;
 
-	nf = xrealloc_array(ctx->files, ctx->nr_files + 1, sizeof(*nf));
-	if (!nf)
-		return -ENOMEM;
-	ctx->files = nf;
-	ne = xrealloc_array(ctx->file_entries, ctx->nr_files + 1, sizeof(*ne));
-	if (!ne)
-		return -ENOMEM;
-	ctx->file_entries = ne;
-	ctx->files[ctx->nr_files] = (struct dump_file){
-		.id = fe->id, .local_fd = p->lfd, .dev = p->st.st_dev, .ino = p->st.st_ino,
-	};
-	ctx->file_entries[ctx->nr_files] = fe;
-	ctx->nr_files++;
+	if ((ret = files_add_entry(ctx, fe, p->lfd, &p->st)))
+		return ret;
 	p->lfd = -1;	/* kept by ctx->files now */
 	e->id = fe->id;
 	pr_debug("pid %d fd %d: %s %s is file %u", p->pid, p->fd, ops->name, p->link, fe->id);

@@ -577,3 +577,66 @@ int task_unfence(struct fence *f)
 	f->nr = 0;
 	return ret;
 }
+
+/*
+ * cryo's fds into task pid, outside the tree (the parent it was restored
+ * under): seized, the task runs pidfd_open(cryo) and pidfd_getfd() of each
+ * at a borrowed code word, then goes on as it was. Each syscall is in the
+ * guardian's journal while it runs (the fd it made closed should cryo die
+ * then); what the task has at the end it keeps.
+ */
+int task_give_fds(pid_t pid, const int *fds, int nr, int *out, struct guard *g)
+{
+	struct parasite_ctl ctl = { .pid = pid };
+	struct guard_entry *te = NULL;
+	int stop = 0, ret = -EIO;
+	long pidfd = -EIO, r;
+
+	for (int i = 0; i < nr; i++)
+		out[i] = -1;
+	if (seize_task(pid, &stop, false))
+		return -EIO;
+	if (ptrace_get_regs(pid, &ctl.regs) || ptrace_get_sigmask(pid, &ctl.sigmask))
+		goto out_detach;
+	te = guard_regs(g, pid, pid, &ctl.regs, &ctl.sigmask);
+	if ((g && !te) || ptrace_set_sigmask(pid, ~0ULL) || code_borrow(&ctl.code, pid, 0, 0, 0, g))
+		goto out_regs;
+	if (gadget_syscall(&ctl, pid, te, &ctl.regs, __NR_pidfd_open, getpid(), 0, 0, 0, 0, 0, GUARD_SC_FD,
+			   &pidfd) || pidfd < 0) {
+		pr_err("pid %d: cannot open a pidfd of cryo in it: %s", pid, strerror(pidfd < 0 ? -pidfd : EIO));
+		goto out_code;
+	}
+	ret = 0;
+	for (int i = 0; i < nr && !ret; i++) {
+		long fd = -EIO;
+
+		if (gadget_syscall(&ctl, pid, te, &ctl.regs, __NR_pidfd_getfd, pidfd, fds[i], 0, 0, 0, 0, GUARD_SC_FD,
+				   &fd) || fd < 0) {
+			pr_err("pid %d: cannot give it cryo's fd %d: %s", pid, fds[i], strerror(fd < 0 ? -fd : EIO));
+			ret = -EIO;
+		} else {
+			out[i] = fd;
+		}
+	}
+	if (gadget_syscall(&ctl, pid, te, &ctl.regs, __NR_close, pidfd, 0, 0, 0, 0, 0, 0, &r) || r)
+		pr_warn("pid %d: cannot close the pidfd of cryo given to it", pid);
+	/* a failure takes back what it got */
+	for (int i = 0; i < nr && ret; i++)
+		if (out[i] >= 0 && !gadget_syscall(&ctl, pid, te, &ctl.regs, __NR_close, out[i], 0, 0, 0, 0, 0, 0, &r))
+			out[i] = -1;
+out_code:
+	if (code_give_back(&ctl.code))
+		ret = -EIO;
+	else
+		guard_done(ctl.code.g);
+out_regs:
+	regs_apply_restart(&ctl.regs, false);
+	if (ptrace_set_regs(pid, &ctl.regs) || ptrace_set_sigmask(pid, ctl.sigmask))
+		ret = -EIO;
+	else
+		guard_done(te);
+out_detach:
+	if (ptrace(PTRACE_DETACH, pid, 0, stop))
+		ret = pr_perror("pid %d: cannot let it go", pid);
+	return ret;
+}

@@ -250,13 +250,54 @@ static const char *bind_from(const struct restore_ctx *ctx, const MountEntry *e)
 	return mapped ?: e->bind_source;
 }
 
-/* mountinfo lists parents first */
+/* is v[i]'s parent among v[0..i)? */
 static bool dump_find_parent_mount(const struct minfo *v, size_t i)
 {
 	for (size_t j = 0; j < i; j++)
 		if (v[j].id == v[i].parent)
 			return true;
 	return false;
+}
+
+/*
+ * Parents before their children, as the restore mounts them. mountinfo
+ * mostly lists them so, but not always: a mount made over a mountpoint
+ * that already had mounts beneath it becomes their parent while listed
+ * after them (LXC's proc:mixed binds /proc/sys/net, then /proc/sys over
+ * it). Otherwise mountinfo's order is kept; the root stays first, and a
+ * mount whose parent is not in the tree at all goes last, for the check
+ * that refuses it.
+ */
+static int order_parents_first(struct minfo *v, size_t n)
+{
+	_cleanup_free_ struct minfo *out = xrealloc_array(NULL, n, sizeof(*v));
+	_cleanup_free_ bool *placed = xzalloc(n ? n : 1);
+	size_t k = 0;
+	bool more = true;
+
+	if (!out || !placed)
+		return -ENOMEM;
+	for (size_t pass = 0; n && more; pass++) {
+		more = false;
+		for (size_t i = 0; i < n; i++) {
+			bool parent = !i;
+
+			for (size_t j = 0; j < k && !parent; j++)
+				parent = out[j].id == v[i].parent;
+			if (placed[i] || !parent)
+				continue;
+			if (pass)
+				pr_debug("mount %u at %s: listed before its parent %u, mounted after it", v[i].id,
+					 v[i].mnt, v[i].parent);
+			out[k++] = v[i];
+			placed[i] = more = true;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!placed[i])
+			out[k++] = v[i];
+	memcpy(v, out, n * sizeof(*v));
+	return 0;
 }
 
 /*
@@ -435,6 +476,8 @@ int mnt_dump(struct dump_ctx *ctx)
 		pr_err("pid %d: its mountinfo does not start with its root", root);
 		return -EINVAL;
 	}
+	if ((ret = order_parents_first(its, ni)))
+		return ret;
 	img = img_create(ctx->dirfd, IMG_MNT, 0);
 	if (!img)
 		return -EIO;
@@ -910,6 +953,16 @@ static int bind_source_of(struct restore_ctx *ctx, size_t i, int root, int *src,
 	return 0;
 }
 
+/* an inner bind in the shared group of the mount it binds */
+static bool same_group_as_source(struct restore_ctx *ctx, size_t i)
+{
+	const MountEntry *m = ctx->mounts[i];
+	size_t j;
+
+	return m->has_shared_group && !inner_of(ctx, i, &j) && ctx->mounts[j]->has_shared_group &&
+	       ctx->mounts[j]->shared_group == m->shared_group;
+}
+
 /*
  * Mount i of the tree, on its mountpoint beneath the container's root
  * (through /proc/self/fd/N of the fd the door opened), its files in, then
@@ -950,7 +1003,24 @@ static int mount_at(struct restore_ctx *ctx, size_t i)
 	if (mount(NULL, fd_path(top, tp), NULL, MS_REMOUNT | MS_BIND | m->flags, NULL))
 		return pr_perror("cannot set the flags %#lx of the container's %s", (unsigned long)m->flags,
 				 m->mountpoint);
-	/* a peer bound from its group keeps it; a slave keeps its master */
+	/*
+	 * A peer bound from its group keeps it; a slave keeps its master. The
+	 * root is made shared only once pivoted into (mnt_restore): pivot_root
+	 * refuses a shared new root.
+	 */
+	if (!i && prop == MS_SHARED)
+		return 0;
+	/*
+	 * A bind of part of the tree's own shared mount joins that mount's
+	 * peer group; it stays there only if it was in it (LXC's /dev tmpfs
+	 * and its boot_id), else it is shared in a group of its own (LXC's
+	 * /proc/sys over /proc), or whatever is mounted beneath one shows
+	 * beneath the other too.
+	 */
+	if (m->has_bind_of && prop == MS_SHARED && !same_group_as_source(ctx, i) &&
+	    mount(NULL, fd_path(top, tp), NULL, MS_PRIVATE, NULL))
+		return pr_perror("cannot take the container's %s out of the peer group of what it binds",
+				 m->mountpoint);
 	if (!peer && mount(NULL, fd_path(top, tp), NULL, prop, NULL))
 		return pr_perror("cannot make the container's %s %s", m->mountpoint,
 				 prop == MS_SHARED ? "shared" : prop == MS_SLAVE ? "a slave" : "private");
@@ -976,6 +1046,8 @@ int mnt_restore(struct restore_ctx *ctx)
 		ret = pr_perror("cannot pivot_root into the container's root %s", stage);
 	if (!ret && (umount2(".", MNT_DETACH) || chdir("/")))
 		ret = pr_perror("cannot let go of cryo's root in the container");
+	if (!ret && ctx->mounts[0]->propagation == MS_SHARED && mount(NULL, "/", NULL, MS_SHARED, NULL))
+		ret = pr_perror("cannot make the container's root shared");
 	return ret;
 }
 

@@ -28,6 +28,8 @@
 #define LOG_PREFIX "pty: "
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
@@ -40,6 +42,7 @@
 #include "door.h"
 #include "dump.h"
 #include "files.h"
+#include "infect.h"
 #include "log.h"
 #include "notify.h"
 #include "restore.h"
@@ -56,6 +59,7 @@ struct rst_pty {
 	uint32_t index;
 	int master, slave;	/* cryo's; the tasks inherit them */
 	const PtyEntry *state;
+	bool external;		/* the caller's terminal: slave is what --inherit-fd gave, no master */
 };
 
 static bool is_master(dev_t rdev)
@@ -141,25 +145,98 @@ static int dump_state(struct dump_ctx *ctx, const struct fd_parms *p, PtyEntry *
 	return 0;
 }
 
-/*
- * A slave's state, should its master be outside the dump (orphan_pts_master):
- * the termios and window size, and the session of the tree's it is the
- * terminal of, from /proc (TIOCGSID on a slave answers only that session).
- */
-static int dump_slave_state(struct dump_ctx *ctx, const struct fd_parms *p, PtyEntry *y)
+/* --external tty[RDEV:DEV] and --inherit-fd's key: CRIU's name of a terminal (hex, as LXC writes it) */
+static void tty_key(dev_t rdev, dev_t dev, char *buf, size_t len)
 {
-	int ret = dump_termios(ctx, p, y);
+	snprintf(buf, len, "tty[%lx:%lx]", (unsigned long)rdev, (unsigned long)dev);
+}
 
-	for (size_t i = 0; !ret && i < ctx->nr_tasks; i++) {
+static bool is_external(const struct dump_ctx *ctx, dev_t rdev, dev_t dev)
+{
+	char key[64];
+
+	tty_key(rdev, dev, key, sizeof(key));
+	for (size_t i = 0; i < ctx->opts->externals.n; i++)
+		if (!strcmp(ctx->opts->externals.v[i], key))
+			return true;
+	return false;
+}
+
+/* a slave: its devpts and number, to tell two of one number apart */
+static bool same_slave(const FileEntry *a, const FileEntry *b)
+{
+	return a->pty->index == b->pty->index && a->pty->dev == b->pty->dev;
+}
+
+static bool is_slave_entry(const FileEntry *fe)
+{
+	return fe->kind == FD_KIND__PTY && fe->pty && !fe->pty->master && !fe->pty->devtty && fe->pty->has_dev;
+}
+
+/* does a task of session sid hold pty fe (any description of it)? */
+static bool session_holds(const struct dump_ctx *ctx, pid_t sid, const FileEntry *fe)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
 		const struct dump_task *t = ctx->tasks[i];
 
-		if (t->stat.sid != t->pid || (dev_t)t->stat.tty_nr != p->st.st_rdev)
+		for (size_t k = 0; t->stat.sid == sid && k < t->nr_fds; k++) {
+			const FileEntry *o = ctx->file_entries[t->fds[k]->id - 1];
+
+			if (is_slave_entry(o) && same_slave(o, fe))
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The session of the tree's that slave fe is the controlling terminal of.
+ * /proc gives a session's terminal as a device number, which two ptys of
+ * two devpts share (LXC: the host's pty 0 its console, the container's
+ * pty 0 its tty1): then it is the one of them the session holds, and a
+ * session holding both is refused.
+ */
+static int dump_slave_session(struct dump_ctx *ctx, const FileEntry *fe, PtyEntry *y)
+{
+	for (size_t i = 0; i < ctx->nr_tasks; i++) {
+		const struct dump_task *t = ctx->tasks[i];
+		size_t held = 0, twins = 0;
+
+		if (t->stat.sid != t->pid || (dev_t)t->stat.tty_nr != fe->dev->rdev)
 			continue;
+		for (size_t k = 0; k < ctx->nr_files; k++) {
+			const FileEntry *o = ctx->file_entries[k];
+			bool first = true;
+
+			if (!is_slave_entry(o) || o->dev->rdev != fe->dev->rdev)
+				continue;
+			for (size_t j = 0; j < k && first; j++)
+				first = !(is_slave_entry(ctx->file_entries[j]) && same_slave(ctx->file_entries[j], o));
+			if (!first)
+				continue;
+			twins++;
+			held += session_holds(ctx, t->pid, o);
+		}
+		if (twins > 1 && !session_holds(ctx, t->pid, fe))
+			continue;
+		if (twins > 1 && held > 1) {
+			pr_err("pid %d: its session's terminal is pty %u of one of %zu devpts it holds ptys of: cryo cannot tell which",
+			       t->pid, y->index, held);
+			return -ENOTSUP;
+		}
 		y->has_sid = y->has_fg_pgrp = true;
 		y->sid = t->vpid;
 		y->fg_pgrp = t->stat.tpgid > 0 ? pstree_tree_id(ctx, t->stat.tpgid) : t->vpid;
 	}
-	return ret;
+	return 0;
+}
+
+/* a slave's state, its master being outside the dump: read through the slave (lfd) */
+static int dump_slave_state(struct dump_ctx *ctx, int lfd, const FileEntry *fe, PtyEntry *y)
+{
+	struct fd_parms p = { .pid = 0, .fd = -1, .lfd = lfd };
+
+	return dump_termios(ctx, &p, y) ?: dump_slave_session(ctx, fe, y);
 }
 
 static int pty_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *fe)
@@ -184,6 +261,9 @@ static int pty_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *f
 
 		y->has_devtty = y->devtty = true;
 		y->index = is_slave(ctty) ? (major(ctty) - PTS_MAJOR_FIRST) * 256 + minor(ctty) : ~0u;
+	} else if (!y->master) {
+		y->has_dev = true;
+		y->dev = p->st.st_dev;
 	}
 	/* as a shell-job terminal, should its master be outside */
 	d->path = arena_strdup(&ctx->arena, p->link);
@@ -191,15 +271,169 @@ static int pty_dump(struct dump_ctx *ctx, const struct fd_parms *p, FileEntry *f
 	d->rdev = p->st.st_rdev;
 	fe->pty = y;
 	fe->dev = d;
-	if (!y->master)
-		return ctx->opts->orphan_pts_master && !y->devtty ? dump_slave_state(ctx, p, y) : 0;
-	return seen_index(ctx, y->index) ? 0 : dump_state(ctx, p, y);
+	return y->master && !seen_index(ctx, y->index) ? dump_state(ctx, p, y) : 0;
 }
 
-/* a slave whose master is not in the dump: the terminal the tree was started on */
-static int pty_dump_done(struct dump_ctx *ctx)
+/*
+ * The devpts file systems of the container's own: mounted in its mount
+ * namespace from "/" of the file system (not a bind of a pty file), and
+ * not in cryo's (the host's devpts is the shell's). A slave of one whose
+ * master is outside (a runtime's console, LXC's ttys) is made again at
+ * restore.
+ */
+struct devpts_mount {
+	dev_t dev;
+	bool own;		/* the container's: mounted from its root, not visible to cryo */
+	int64_t index;		/* a bind of pty index on a file; -1 for a mount of the whole */
+	char mnt[PATH_MAX_LEN];
+};
+
+static int read_devpts_mounts(pid_t pid, struct devpts_mount **out, size_t *nr)
+{
+	char path[64], *line = NULL;
+	size_t cap = 0, n = 0;
+	struct devpts_mount *v = NULL;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", pid);
+	if (!(f = fopen(path, "re")))
+		return pr_perror("cannot read %s", path);
+	while (getline(&line, &cap, f) > 0) {
+		unsigned maj, min;
+		char root[PATH_MAX_LEN], mnt[PATH_MAX_LEN], *sep = strstr(line, " - ");
+		struct devpts_mount *nv;
+		char *end;
+
+		if (!sep || strncmp(sep, " - devpts ", 10) ||
+		    sscanf(line, "%*u %*u %u:%u %4095s %4095s", &maj, &min, root, mnt) != 4)
+			continue;
+		if (!(nv = xrealloc_array(v, n + 1, sizeof(*v)))) {
+			free(v);
+			v = NULL;
+			break;
+		}
+		v = nv;
+		v[n] = (struct devpts_mount){ .dev = makedev(maj, min), .index = -1 };
+		if (strcmp(root, "/")) {
+			long i = strtol(root + 1, &end, 10);
+
+			v[n].index = root[0] == '/' && root[1] && !*end && i >= 0 ? i : -2;
+		}
+		snprintf(v[n].mnt, sizeof(v[n].mnt), "%s", mnt);
+		n++;
+	}
+	free(line);
+	fclose(f);
+	if (!v && n)
+		return -ENOMEM;
+	*out = v;
+	*nr = n;
+	return 0;
+}
+
+/* which of the container's devpts mounts are its own (not cryo's) */
+static int mark_own_devpts(struct devpts_mount *its, size_t ni)
+{
+	_cleanup_free_ struct devpts_mount *host = NULL;
+	size_t nh = 0;
+	int ret = read_devpts_mounts(getpid(), &host, &nh);
+
+	for (size_t i = 0; !ret && i < ni; i++) {
+		its[i].own = its[i].index == -1;
+		for (size_t k = 0; k < nh && its[i].own; k++)
+			its[i].own = host[k].dev != its[i].dev;
+	}
+	return ret;
+}
+
+static bool own_devpts(const struct devpts_mount *v, size_t n, dev_t dev)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].own && v[i].dev == dev)
+			return true;
+	return false;
+}
+
+/*
+ * A pty of the container's own devpts that a mount binds on a file (LXC's
+ * /dev/ttyN, on which a getty may or may not run) and no task holds: an
+ * orphan of its own, its state read through that file.
+ */
+static int dump_bound(struct dump_ctx *ctx, const struct devpts_mount *b)
+{
+	char path[PATH_MAX_LEN + 32];
+	FileEntry *fe = arena_new(&ctx->arena, FileEntry);
+	PtyEntry *y = arena_new(&ctx->arena, PtyEntry);
+	DevFileEntry *d = arena_new(&ctx->arena, DevFileEntry);
+	struct stat st;
+	int fd, ret;
+
+	if (!fe || !y || !d)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "/proc/%d/root%s", ctx->tasks[0]->pid, b->mnt);
+	fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) || !S_ISCHR(st.st_mode) || !is_slave(st.st_rdev) || st.st_dev != b->dev) {
+		ret = fd < 0 ? pr_perror("the container's %s (pty %ld of its devpts): cannot open it", b->mnt, (long)b->index) :
+			       (pr_err("the container's %s is not pty %ld of its devpts", b->mnt, (long)b->index), -EINVAL);
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	file_entry__init(fe);
+	pty_entry__init(y);
+	dev_file_entry__init(d);
+	fe->kind = FD_KIND__PTY;
+	fe->pty = y;
+	fe->dev = d;
+	y->index = b->index;
+	y->flags = O_RDWR;
+	y->has_dev = y->has_orphan = y->orphan = y->has_bound = y->bound = true;
+	y->dev = st.st_dev;
+	d->path = arena_strdup(&ctx->arena, b->mnt);
+	d->flags = O_RDWR;
+	d->rdev = st.st_rdev;
+	if ((ret = files_add_entry(ctx, fe, fd, &st))) {
+		close(fd);
+		return ret;
+	}
+	pr_debug("the container's %s: pty %u of its devpts, held by no task of it: made again at restore", b->mnt,
+		 y->index);
+	return dump_slave_state(ctx, fd, fe, y);
+}
+
+static bool has_slave(const struct dump_ctx *ctx, dev_t dev, uint32_t index)
 {
 	for (size_t i = 0; i < ctx->nr_files; i++) {
+		const FileEntry *fe = ctx->file_entries[i];
+
+		if (is_slave_entry(fe) && fe->pty->dev == dev && fe->pty->index == index)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Each slave whose master no task of the dump holds is one of:
+ *  - the caller's (--external tty[RDEV:DEV], LXC's console): restored as
+ *    what --inherit-fd gives for it; only its session is kept;
+ *  - an orphan: a pty of the container's own devpts (LXC's ttys, runc's
+ *    console), or any when the caller takes the masters (orphan_pts_master):
+ *    made again with its number and state, its master handed to the caller;
+ *  - the terminal of whoever started the tree: a shell-job terminal
+ *    (tty.c), which needs --shell-job.
+ * And a pty of the container's devpts that a mount binds on a file but no
+ * task holds is an orphan too.
+ */
+static int pty_dump_done(struct dump_ctx *ctx)
+{
+	_cleanup_free_ struct devpts_mount *mounts = NULL;
+	size_t nm = 0;
+	int ret = 0;
+
+	if ((ctx->ns_flags & CLONE_NEWNS) &&
+	    ((ret = read_devpts_mounts(ctx->tasks[0]->pid, &mounts, &nm)) || (ret = mark_own_devpts(mounts, nm))))
+		return ret;
+	for (size_t i = 0; i < ctx->nr_files && !ret; i++) {
 		FileEntry *fe = ctx->file_entries[i];
 		bool master = false;
 
@@ -212,20 +446,35 @@ static int pty_dump_done(struct dump_ctx *ctx)
 		}
 		if (master)
 			continue;
-		if (ctx->opts->orphan_pts_master && (fe->pty->has_termios || fe->pty->devtty)) {
-			/* the caller's console: made again, the caller takes its new master */
-			fe->pty->has_orphan = fe->pty->orphan = !fe->pty->devtty;
+		if (fe->pty->devtty && (ctx->opts->orphan_pts_master || ctx->opts->externals.n || nm))
+			continue;	/* opened again by its task, from its terminal as restored */
+		if (!fe->pty->devtty && is_external(ctx, fe->dev->rdev, fe->pty->dev)) {
+			fe->pty->has_external = fe->pty->external = true;
+			ret = dump_slave_session(ctx, fe, fe->pty);
+			continue;
+		}
+		if (!fe->pty->devtty && (own_devpts(mounts, nm, fe->pty->dev) || ctx->opts->orphan_pts_master)) {
+			/* the caller's console, the container's ttys: made again, the caller takes its new master */
+			fe->pty->has_orphan = fe->pty->orphan = true;
+			ret = dump_slave_state(ctx, ctx->files[i].local_fd, fe, fe->pty);
 			continue;
 		}
 		if (!ctx->opts->shell_job) {
-			pr_err("%s, a terminal of the dumped tree, is not the tree's own (its master is outside): dump it with --shell-job, or through a runtime that takes its master (orphan_pts_master)",
-			       fe->dev->path);
+			pr_err("%s, a terminal of the dumped tree, is not the tree's own (its master is outside): dump it with --shell-job, name it --external tty[%lx:%lx] (the caller's), or dump through a runtime that takes its master (orphan_pts_master)",
+			       fe->dev->path, (unsigned long)fe->dev->rdev, (unsigned long)fe->pty->dev);
 			return -ENOTSUP;
 		}
 		fe->kind = FD_KIND__TTY;
 		fe->pty = NULL;
 	}
-	return 0;
+	for (size_t i = 0; i < nm && !ret; i++) {
+		const struct devpts_mount *b = &mounts[i];
+
+		if (b->index < 0 || !own_devpts(mounts, nm, b->dev) || has_slave(ctx, b->dev, b->index))
+			continue;
+		ret = dump_bound(ctx, b);
+	}
+	return ret;
 }
 
 /* ------------------------------------------------------------- restore */
@@ -233,7 +482,7 @@ static int pty_dump_done(struct dump_ctx *ctx)
 static struct rst_pty *find_pty(struct restore_ctx *ctx, uint32_t index)
 {
 	for (size_t i = 0; i < ctx->nr_ptys; i++)
-		if (ctx->ptys[i].index == index)
+		if (ctx->ptys[i].index == index && !ctx->ptys[i].external)
 			return &ctx->ptys[i];
 	return NULL;
 }
@@ -311,10 +560,47 @@ static const PtyEntry *pty_maker(struct restore_ctx *ctx, uint32_t index)
 	for (size_t i = 0; i < ctx->nr_files; i++) {
 		const PtyEntry *y = ctx->files[i]->kind == FD_KIND__PTY ? ctx->files[i]->pty : NULL;
 
-		if (y && y->index == index && (y->master || y->orphan) && y->has_termios)
+		if (y && y->index == index && (y->master || y->orphan) && y->has_termios && !y->external)
 			return y;
 	}
 	return NULL;
+}
+
+/* --inherit-fd's key of a slave: tty[RDEV:DEV], as CRIU names it */
+static int pty_key(const FileEntry *fe, char *buf, size_t len)
+{
+	if (!fe->pty || fe->pty->master || fe->pty->devtty || !fe->pty->has_dev || !fe->dev)
+		return -ENOENT;
+	tty_key(fe->dev->rdev, fe->pty->dev, buf, len);
+	return 0;
+}
+
+/* the fd --inherit-fd gives for the caller's terminal fe, or -1 */
+static int external_fd(const struct restore_ctx *ctx, const FileEntry *fe)
+{
+	char key[64];
+
+	return pty_key(fe, key, sizeof(key)) ? -1 : files_inherited_key(ctx->opts, key);
+}
+
+/* the caller's terminal that was a session's: kept to make it that session's again */
+static int add_external(struct restore_ctx *ctx, const FileEntry *fe)
+{
+	struct rst_pty *np;
+	int fd = external_fd(ctx, fe);
+
+	for (size_t i = 0; i < ctx->nr_ptys; i++)
+		if (ctx->ptys[i].external && ctx->ptys[i].state->sid == fe->pty->sid)
+			return 0;
+	if (!(np = xrealloc_array(ctx->ptys, ctx->nr_ptys + 1, sizeof(*np))))
+		return -ENOMEM;
+	ctx->ptys = np;
+	np[ctx->nr_ptys] = (struct rst_pty){ .index = fe->pty->index, .master = -1, .state = fe->pty,
+					     .external = true };
+	np[ctx->nr_ptys].slave = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (np[ctx->nr_ptys++].slave < 0)
+		return pr_perror("%s: cannot dup the terminal --inherit-fd gave for it", fe->dev->path);
+	return 0;
 }
 
 static int pty_prepare(struct restore_ctx *ctx)
@@ -322,8 +608,11 @@ static int pty_prepare(struct restore_ctx *ctx)
 	int ret;
 
 	for (size_t i = 0; i < ctx->nr_files; i++) {
-		const PtyEntry *y = ctx->files[i]->kind == FD_KIND__PTY ? ctx->files[i]->pty : NULL;
+		const FileEntry *fe = ctx->files[i];
+		const PtyEntry *y = fe->kind == FD_KIND__PTY ? fe->pty : NULL;
 
+		if (y && y->external && y->has_sid && (ret = add_external(ctx, fe)))
+			return ret;
 		if (y && pty_maker(ctx, y->index) == y && !find_pty(ctx, y->index) &&
 		    (ret = make_pty(ctx, y, "/dev/ptmx")))
 			return ret;
@@ -358,18 +647,42 @@ int pty_make_bound(struct restore_ctx *ctx, const MountEntry *m, const char *pat
 	return make_pty(ctx, y, ptmx);
 }
 
-/* in cryo, before the tree is forked: the way orphans' masters come back */
+/* a client of cryo swrk takes the orphans' masters (orphan-pts-master); else the parent, if the tree is its */
+static bool masters_to_client(const struct restore_ctx *ctx)
+{
+	return ctx->opts->orphan_pts_master && ctx->opts->notify_fn;
+}
+
+/*
+ * In cryo, before the tree is forked: the caller's terminals are given
+ * (--inherit-fd), and the orphans' masters have a taker: a client of cryo
+ * swrk that asked for them (orphan-pts-master notifications), or the
+ * caller the tree is restored under (--restore-sibling: LXC's monitor,
+ * who held them before; there is no other way to give them to it).
+ */
 int pty_plan(struct restore_ctx *ctx)
 {
 	uint32_t orphan = ~0u;
 
-	for (size_t i = 0; i < ctx->nr_files && orphan == ~0u; i++)
-		if (ctx->files[i]->kind == FD_KIND__PTY && ctx->files[i]->pty && ctx->files[i]->pty->orphan)
-			orphan = ctx->files[i]->pty->index;
+	for (size_t i = 0; i < ctx->nr_files; i++) {
+		const FileEntry *fe = ctx->files[i];
+		char key[64];
+
+		if (fe->kind != FD_KIND__PTY || !fe->pty)
+			continue;
+		if (fe->pty->orphan && orphan == ~0u)
+			orphan = fe->pty->index;
+		if (fe->pty->external && external_fd(ctx, fe) < 0) {
+			pty_key(fe, key, sizeof(key));
+			pr_err("%s (%s) was the caller's terminal: the restore needs it, --inherit-fd fd[N]:%s",
+			       fe->dev->path, key, key);
+			return -EINVAL;
+		}
+	}
 	if (orphan == ~0u)
 		return 0;
-	if (!ctx->opts->orphan_pts_master || !ctx->opts->notify_fn) {
-		pr_err("pty %u was the tree's terminal with its master outside (a runtime's console): only a client of cryo swrk that takes its new master (orphan_pts_master) can restore it",
+	if (!masters_to_client(ctx) && !ctx->opts->rst_sibling) {
+		pr_err("pty %u was the tree's terminal with its master outside (a runtime's console or tty): only a client of cryo swrk that takes its new master (orphan_pts_master), or a caller that restores the tree as its child (--restore-sibling) and takes it so, can restore it",
 		       orphan);
 		return -ENOTSUP;
 	}
@@ -381,29 +694,81 @@ int pty_plan(struct restore_ctx *ctx)
 	return 0;
 }
 
+/* the masters, all at once, into the parent the tree is restored under */
+static int give_to_parent(struct restore_ctx *ctx, const uint32_t *index, const int *masters, int nr)
+{
+	pid_t parent = getppid();
+	int got[nr ? nr : 1], ret;
+
+	if (!nr)
+		return 0;
+	ret = task_give_fds(parent, masters, nr, got, ctx->opts->guard);
+	for (int i = 0; !ret && i < nr; i++)
+		pr_info("pty %u: its new master is fd %d of pid %d, the caller the tree is restored under", index[i],
+			got[i], parent);
+	return ret;
+}
+
 /* in cryo, once every task has its files: each orphan's new master to the caller */
 int pty_hand_over_orphans(struct restore_ctx *ctx)
 {
-	int ret = 0;
+	uint32_t index[64];
+	int masters[64], nr = 0, ret = 0;
 
 	while (!ret && ctx->pty_sock[0] >= 0) {
-		uint32_t index;
-		struct iovec iov = { &index, sizeof(index) };
+		struct iovec iov = { &index[nr], sizeof(index[nr]) };
 		int master = -1;
 		ssize_t n = recvmsg_fd(ctx->pty_sock[0], &iov, 1, &master, MSG_DONTWAIT);
 
 		if (n < 0 && errno == EAGAIN)
 			break;
-		if (n != sizeof(index) || master < 0) {
+		if (n != sizeof(index[nr]) || master < 0) {
 			if (master >= 0)
 				close(master);
-			return pr_perror("cannot take the new master of an orphan pty from the root");
+			ret = pr_perror("cannot take the new master of an orphan pty from the root");
+			break;
 		}
-		pr_info("pty %u: its new master goes to the caller", index);
-		ret = notify_fd(ctx->opts, "orphan-pts-master", master);
-		close(master);
+		if (masters_to_client(ctx)) {
+			pr_info("pty %u: its new master goes to the caller", index[nr]);
+			ret = notify_fd(ctx->opts, "orphan-pts-master", master);
+			close(master);
+		} else if (nr == (int)ARRAY_SIZE(masters)) {
+			close(master);
+			pr_err("more than %d ptys with their masters outside: cannot give them all", nr);
+			ret = -E2BIG;
+		} else {
+			masters[nr++] = master;
+		}
 	}
+	if (!ret)
+		ret = give_to_parent(ctx, index, masters, nr);
+	while (nr)
+		close(masters[--nr]);
 	return ret;
+}
+
+/*
+ * A slave opened by the path its task had it by (LXC's /dev/tty1, which
+ * a mount binds it on), if that path is the pty made again: its fds read
+ * as before. -1 if not.
+ */
+static int open_by_path(const struct rst_pty *p, const FileEntry *fe)
+{
+	struct stat want, st;
+	int fd;
+
+	if (!fe->dev || !fe->dev->path || fe->dev->path[0] != '/' || fstat(p->slave, &want) ||
+	    access(fe->dev->path, F_OK))
+		return -1;
+	fd = files_open_path(fe->dev->path, (fe->pty->flags & O_ACCMODE) | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
+			     fe->dev->path);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) || st.st_rdev != want.st_rdev || st.st_dev != want.st_dev) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* /dev/tty is opened by the task, once it has its controlling terminal */
@@ -425,7 +790,7 @@ static int pty_open(struct restore_ctx *ctx, pid_t pid, int fdnum, const FileEnt
 		fd = open("/dev/tty", (fe->pty->flags & O_ACCMODE) | O_NOCTTY | O_CLOEXEC);
 	else if (fe->pty->master)
 		fd = fcntl(p->master, F_DUPFD_CLOEXEC, 0);
-	else
+	else if ((fd = open_by_path(p, fe)) < 0)
 		fd = ioctl(p->master, TIOCGPTPEER, (fe->pty->flags & O_ACCMODE) | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0 || fcntl(fd, F_SETFL, fe->pty->flags & ~O_ACCMODE))
 		return pr_perror("pid %d fd %d: pty %u", pid, fdnum, fe->pty->index);
@@ -498,5 +863,6 @@ const struct fd_kind_ops pty_fd_ops = {
 	.needs_tree = pty_needs_tree,
 	.validate = pty_validate,
 	.open = pty_open,
+	.key = pty_key,
 	.restore_done = pty_restore_done,
 };

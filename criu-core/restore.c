@@ -1101,7 +1101,10 @@ static int start_tasks(struct restore_ctx *ctx)
 		if (!(t->g_kill = guard_kill(ctx->opts->guard, t->host_pid)) && ctx->opts->guard)
 			return -EIO;
 		fault_point("restore-traced");
-		if (!i && ((ret = ns_write_maps(ctx, t->host_pid)) || (ret = cgroup_attach(ctx, t->host_pid)) ||
+		/* a task in a cgroup below the root's goes there before it runs (it inherited the root's) */
+		if (i && (ret = cgroup_attach(ctx, t->host_pid, t->pid)))
+			return ret;
+		if (!i && ((ret = ns_write_maps(ctx, t->host_pid)) || (ret = cgroup_attach(ctx, t->host_pid, 0)) ||
 			   (ret = net_restore(ctx, t->host_pid)) ||
 			   (ret = notify(ctx->opts, "setup-namespaces", t->host_pid)) ||
 			   (ret = notify(ctx->opts, "post-setup-namespaces", t->host_pid))))

@@ -47,8 +47,12 @@ bool cgroup_follow_bind(struct restore_ctx *ctx, const char *fstype, const char 
 			size_t len);
 /* make the cgroups (refusing ones with processes in them) and set their limits */
 int cgroup_prepare(struct restore_ctx *ctx);
-/* put pid (cryo's view) into every one of them */
-int cgroup_attach(struct restore_ctx *ctx, pid_t pid);
+/*
+ * put pid (cryo's view) into its cgroups: vpid 0, the root, into every one
+ * of the root's; another task (vpid: in the tree) into those below them
+ * that list it
+ */
+int cgroup_attach(struct restore_ctx *ctx, pid_t pid, pid_t vpid);
 /* after a failed restore: remove the cgroups cryo made */
 void cgroup_cleanup(struct restore_ctx *ctx, bool failed);
 

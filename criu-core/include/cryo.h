@@ -57,6 +57,7 @@ struct cryo_opts {
 	int hangup_fd;			/* RPC: the client's socket, readable once it is gone; or -1 */
 	bool auto_dedup;		/* restore --auto-dedup: free the pages images as they are read */
 	bool rst_sibling;		/* restore --restore-sibling: the root a child of cryo's parent */
+	const char *lsm_profile;	/* restore --lsm-profile apparmor:NAME|selinux:CTX (LXC's) */
 	const char *root;		/* restore --root: the container's root directory */
 	struct str_list action_scripts;	/* --action-script: run at each notify point (notify.h) */
 	struct str_list inherit_fds;	/* --inherit-fd fd[N]:KEY: restore the file KEY as cryo's fd N */

@@ -93,6 +93,8 @@ struct dump_ctx {
 	struct dump_task **tasks;	/* the tree, parents before children; [0] the root */
 	size_t nr_tasks;
 
+	CgroupEntry **cg_nested;	/* cgroup.c: cgroups below the root's that tasks are in */
+	size_t nr_cg_nested;
 	struct dump_file *files;	/* file descriptions, by id - 1 */
 	FileEntry **file_entries;
 	size_t nr_files;

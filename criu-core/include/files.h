@@ -85,6 +85,12 @@ extern const struct fd_kind_ops netlink_sk_fd_ops;
 extern const struct fd_kind_ops packet_sk_fd_ops;
 extern const struct fd_kind_ops pty_fd_ops;
 
+/*
+ * dump: fe (its kind and part filled) as the next file description, with
+ * cryo's reference lfd to it (kept, closed with the rest), held by no fd
+ * of the tree (a pty only a mount binds); gives fe its id
+ */
+int files_add_entry(struct dump_ctx *ctx, FileEntry *fe, int lfd, const struct stat *st);
 /* restore: are the --inherit-fd options well formed, and are their fds cryo's? */
 int files_check_inherit(const struct cryo_opts *o);
 /* the fd --inherit-fd gives cryo for key, or -1 */

@@ -111,4 +111,12 @@ int task_fence(struct fence *f, pid_t pid, const pid_t *tids, int nr, unsigned l
 /* its threads as they were (nothing if not fenced): 0, or -EIO */
 int task_unfence(struct fence *f);
 
+/*
+ * Copies of cryo's fds[0..nr) into task pid, a process outside any tree
+ * (the parent a tree is restored under, who takes the masters of its
+ * terminals): out[i] the number it got (close-on-exec). The task is seized
+ * for it and left as it was. 0, or -errno (logged; it got none of them).
+ */
+int task_give_fds(pid_t pid, const int *fds, int nr, int *out, struct guard *g);
+
 #endif
